@@ -1,0 +1,7 @@
+"""Errors a worker meets when completing or failing a task (shared with oms)."""
+
+from __future__ import annotations
+
+from oms.exceptions import InstanceFinished, OmsError, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
+
+__all__ = ["OmsError", "TaskNotFound", "TaskNotClaimed", "TaskAlreadyFinished", "InstanceFinished"]

@@ -1,0 +1,33 @@
+"""What a handler's return value means: success with an optional result, or failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from oms.exceptions import InvalidPayload
+from oms.jsonvalue import json_object
+from oms.settings import get_settings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    result: dict[str, Any] | None = None
+    reason: str = ""
+
+
+def interpret(value: Any) -> Outcome:
+    """``"success"``/``None`` succeed, a dict succeeds with it as result, ``"fail"`` fails."""
+    if value is None or value == "success":
+        return Outcome(True)
+    if value == "fail":
+        return Outcome(False, reason="handler returned 'fail'")
+    if isinstance(value, dict):
+        try:
+            return Outcome(True, json_object(value, what="result", max_bytes=get_settings().max_payload_bytes))
+        except InvalidPayload as exc:
+            return Outcome(False, reason=str(exc))
+    return Outcome(
+        False, reason=f"handler returned {type(value).__name__} {value!r:.80}; expected 'success', 'fail', None or a dict"
+    )

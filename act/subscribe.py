@@ -1,0 +1,99 @@
+"""``@subscribe(topic)``: make a function the push handler of a topic, run by Celery workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from celery import Task as CeleryTask
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+
+from oms import transitions
+from oms.compiler import task_name
+from oms.db import transaction
+from oms.definitions import check_name
+from oms.engine import publish, utcnow
+
+from .outcome import Outcome, interpret
+from .task import Task
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Task], Any]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A subscribed handler: still callable as the plain function, plus its Celery task."""
+
+    topic: str
+    handler: Handler
+    celery_task: CeleryTask
+
+    def __call__(self, task: Task) -> Any:
+        return self.handler(task)
+
+
+def run_step(request_hostname: str, handler: Handler, instance_id: str, index: int) -> Any:
+    """Claim step ``index`` of an instance, run ``handler``, record the outcome.
+
+    Raises ``Ignore`` to stop the Celery chain whenever the next step must not be
+    published by this message: a duplicate delivery, a failure, or a retry (which
+    publishes its own chain, after its backoff).
+    """
+    with transaction() as session:
+        row = transitions.claim_step(session, instance_id, index, request_hostname, utcnow())
+        if row is None:
+            logger.info("step %s of %s is not pending (duplicate delivery?); skipped", index, instance_id)
+            raise Ignore()
+        instance = transitions.get_instance_row(session, instance_id)
+        task = Task.from_row(row, instance.results)
+    try:
+        outcome = interpret(handler(task))
+    except SoftTimeLimitExceeded:
+        outcome = Outcome(False, reason="soft time limit exceeded (the step's SLA)")
+    except Exception as exc:  # the handler's failure is the step's failure
+        logger.exception("handler for %s failed", task.topic)
+        outcome = Outcome(False, reason=f"{type(exc).__name__}: {exc}")
+    with transaction() as session:
+        if outcome.ok:
+            transitions.complete(session, task.id, outcome.result, utcnow())
+        else:
+            dispatch = transitions.fail(session, task.id, outcome.reason, utcnow())
+    if not outcome.ok:
+        publish(dispatch)
+        raise Ignore()
+    return outcome.result
+
+
+def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], Subscription]:
+    """Make the decorated function the handler of ``topic``.
+
+    The handler gets a :class:`~act.Task` and returns ``"success"``, ``None`` or a
+    JSON object (the step's result) to succeed, ``"fail"`` or raises to fail.
+    Workers run it when started on the topic's queue:
+    ``celery -A oms worker -Q <topic> -I <module with handlers>``.
+    """
+    check_name(topic, "topic")
+    if app is None:
+        from oms import app
+
+    def decorate(handler: Handler) -> Subscription:
+        name = task_name(topic)
+        existing = app.tasks.get(name)
+        if existing is not None and getattr(existing, "__wrapped__", None) not in (None, handler):
+            raise ValueError(f"topic {topic!r} already has a handler: {existing.__wrapped__.__qualname__}")
+
+        def execute(self: CeleryTask, instance_id: str, index: int, **_: Any) -> Any:
+            return run_step(f"{self.request.hostname}", handler, instance_id, index)
+
+        execute.__name__ = handler.__name__
+        execute.__doc__ = handler.__doc__
+        celery_task = app.task(name=name, bind=True, ignore_result=True, typing=False)(execute)
+        celery_task.__wrapped__ = handler
+        return Subscription(topic, handler, celery_task)
+
+    return decorate

@@ -1,0 +1,50 @@
+"""Celery settings for the oms app, built from ``OMS_*`` environment variables.
+
+``OMS_BROKER_URL`` (default: kombu's filesystem transport under ``.oms/broker``,
+no server needed) and ``OMS_DATABASE_URL`` (default: ``sqlite:///oms.db``) are the
+two settings most deployments change. Anything here can be overridden the usual
+Celery way, with your own module named by ``CELERY_CONFIG_MODULE``.
+"""
+
+from __future__ import annotations
+
+from oms.settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.broker_url
+if broker_url == "filesystem://":
+    broker_url = "filesystem://localhost//"
+broker_connection_retry_on_startup = True
+broker_transport_options: dict[str, object] = {}
+
+if broker_url.startswith("filesystem://"):
+    _folder = _settings.broker_folder.resolve()
+    for _sub in ("queue", "control"):
+        (_folder / _sub).mkdir(parents=True, exist_ok=True)
+    broker_transport_options = {
+        "data_folder_in": str(_folder / "queue"),
+        "data_folder_out": str(_folder / "queue"),
+        "control_folder": str(_folder / "control"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }
+
+# JSON only on the wire: a pickled message is refused by every worker.
+task_serializer = "json"
+result_serializer = "json"
+event_serializer = "json"
+accept_content = ["json"]
+
+# At-least-once delivery; the engine's transitions make the second delivery a no-op.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+# Results live in the engine's database, not in a Celery result backend.
+task_ignore_result = True
+result_backend = None
+
+task_default_queue = "oms"
+task_create_missing_queues = True
+worker_cancel_long_running_tasks_on_connection_loss = True

@@ -1,0 +1,35 @@
+"""HMS-OMS: workflows of steps with SLAs, run on Celery, every transition logged."""
+
+from __future__ import annotations
+
+from .celery import app
+from .definitions import Step, Workflow
+from .engine import start_workflow
+from .exceptions import (
+    InvalidDefinition,
+    InvalidPayload,
+    OmsError,
+    UnknownInstance,
+    UnknownWorkflow,
+)
+from .queries import Event, InstanceInfo, get_instance, history
+
+__all__ = [
+    # defining and running workflows
+    "Workflow",
+    "Step",
+    "start_workflow",
+    # reading state
+    "get_instance",
+    "history",
+    "InstanceInfo",
+    "Event",
+    # errors
+    "OmsError",
+    "InvalidDefinition",
+    "InvalidPayload",
+    "UnknownWorkflow",
+    "UnknownInstance",
+    # the Celery app (celery -A oms ...)
+    "app",
+]

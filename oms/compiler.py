@@ -1,0 +1,47 @@
+"""Compile a definition into the Celery chain of one instance, from any step onward.
+
+The chain is derived data: starting an instance, resuming after a pull step,
+retrying a step and re-publishing a lost message all call :func:`compile_chain`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery, chain
+from celery.canvas import Signature
+
+from .definitions import Step, Workflow
+from .settings import get_settings
+
+
+def task_name(topic: str) -> str:
+    """The Celery task name that runs a topic's handler (what Flower shows)."""
+    return f"act.{topic}"
+
+
+def time_limits(sla: timedelta) -> tuple[float, float]:
+    """``(soft_time_limit, time_limit)`` for a step: the SLA, and a little above it."""
+    soft = sla.total_seconds()
+    return soft, soft + max(get_settings().hard_limit_margin, soft * 0.1)
+
+
+def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int) -> Signature:
+    """One step as an immutable signature routed to its topic's queue."""
+    step: Step = workflow.steps[index]
+    soft, hard = time_limits(step.sla)
+    return app.signature(
+        task_name(step.topic),
+        kwargs={"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index},
+        queue=step.topic,
+        immutable=True,
+        soft_time_limit=soft,
+        time_limit=hard,
+    )
+
+
+def compile_chain(app: Celery, workflow: Workflow, instance_id: str, from_step: int = 0) -> chain:
+    """The chain of steps ``from_step`` to the last, for one instance."""
+    if not 0 <= from_step < len(workflow.steps):
+        raise IndexError(f"workflow {workflow.id!r} has no step {from_step}")
+    return chain(*(step_signature(app, workflow, instance_id, i) for i in range(from_step, len(workflow.steps))))

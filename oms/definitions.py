@@ -1,0 +1,204 @@
+"""Workflow definitions: validated with pydantic, stored as numbered versions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .db import transaction
+from .durations import Duration
+from .exceptions import InvalidDefinition, UnknownWorkflow
+from .models import DefinitionRow
+
+#: Ids become queue names, routing keys and file names: keep to characters safe in all.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_name(value: str, what: str) -> str:
+    """Return ``value`` if it can be a queue name, else raise ``ValueError`` naming it."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"{what} {value!r} cannot be a queue name: use letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit, at most 128)"
+        )
+    return value
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            name = data.get("id", "?")
+            raise InvalidDefinition(
+                f"invalid {type(self).__name__.lower()} {name!r}: {_describe(exc)}"
+            ) from None
+
+
+class Step(_Model):
+    """One step: who does it (``topic``), how long it may take (``sla``), how often to retry."""
+
+    id: str
+    sla: Duration
+    #: Queue the step is offered on; defaults to the step id.
+    topic: str = ""
+    #: Retries after a failure before the instance fails.
+    retries: int = Field(default=0, ge=0, le=1000)
+    #: Delay before the first retry, doubling each time (``True`` means 1 s).
+    retry_backoff: Duration | bool = False
+    #: Cap on the retry delay.
+    retry_backoff_max: Duration = timedelta(minutes=10)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_name(value, "step id")
+
+    @model_validator(mode="after")
+    def _topic(self) -> Self:
+        object.__setattr__(self, "topic", check_name(self.topic or self.id, "topic"))
+        return self
+
+    def retry_delay(self, failures: int) -> timedelta:
+        """The delay before the retry that follows failure number ``failures`` (1-based)."""
+        if self.retry_backoff is False:
+            return timedelta(0)
+        base = timedelta(seconds=1) if self.retry_backoff is True else self.retry_backoff
+        return min(base * 2 ** max(failures - 1, 0), self.retry_backoff_max)
+
+
+class Workflow(_Model):
+    """An ordered list of steps. ``save()`` stores it; a changed definition becomes a new version."""
+
+    id: str
+    steps: list[Step] = Field(min_length=1)
+    description: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_name(value, "workflow id")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("a workflow needs at least one step")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"duplicate step id {step.id!r}")
+            seen.add(step.id)
+        return self
+
+    # -- (de)serialisation -------------------------------------------------
+
+    def spec(self) -> dict[str, Any]:
+        """The definition as JSON data, in the compact form it is stored in."""
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        canonical = json.dumps(self.spec(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Workflow:
+        """Load a definition from a ``.yaml``/``.yml`` or ``.json`` file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InvalidDefinition(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise InvalidDefinition(f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidDefinition(f"{path} must hold a mapping with 'id' and 'steps'")
+        return cls(**data)
+
+    # -- storage -------------------------------------------------------------
+
+    def save(self, database_url: str | None = None) -> int:
+        """Store this definition and return its version (unchanged definitions keep theirs)."""
+        digest = self.digest()
+        for _ in range(3):
+            try:
+                with transaction(database_url) as session:
+                    latest = _latest(session, self.id)
+                    if latest is not None and latest.digest == digest:
+                        return latest.version
+                    version = (latest.version if latest else 0) + 1
+                    session.add(
+                        DefinitionRow(
+                            workflow_id=self.id,
+                            version=version,
+                            spec=self.spec(),
+                            digest=digest,
+                            created_at=datetime.now(timezone.utc),
+                        )
+                    )
+                return version
+            except IntegrityError:  # another process saved the same version first
+                continue
+        raise InvalidDefinition(f"could not save workflow {self.id!r}: concurrent saves kept conflicting")
+
+    @classmethod
+    def load(cls, workflow_id: str, version: int | None = None, database_url: str | None = None) -> Workflow:
+        """The stored definition (latest version unless ``version`` is given)."""
+        with transaction(database_url) as session:
+            return load_definition(session, workflow_id, version)[0]
+
+
+def _latest(session: Session, workflow_id: str) -> DefinitionRow | None:
+    newest = (
+        select(func.max(DefinitionRow.version)).where(DefinitionRow.workflow_id == workflow_id).scalar_subquery()
+    )
+    return session.scalars(
+        select(DefinitionRow).where(DefinitionRow.workflow_id == workflow_id, DefinitionRow.version == newest)
+    ).first()
+
+
+_cache: dict[tuple[str, str, int], Workflow] = {}
+
+
+def load_definition(session: Session, workflow_id: str, version: int | None = None) -> tuple[Workflow, int]:
+    """``(definition, version)`` from the database; versions never change, so they are cached."""
+    database = str(session.get_bind().url)
+    if version is not None and (database, workflow_id, version) in _cache:
+        return _cache[(database, workflow_id, version)], version
+    if version is None:
+        row = _latest(session, workflow_id)
+    else:
+        row = session.get(DefinitionRow, (workflow_id, version))
+    if row is None:
+        raise UnknownWorkflow(workflow_id, version)
+    definition = Workflow(**row.spec)
+    _cache[(database, workflow_id, row.version)] = definition
+    return definition, row.version

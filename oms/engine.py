@@ -1,0 +1,43 @@
+"""Starting workflows and publishing steps: the write side of the public API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .celery import app
+from .compiler import compile_chain
+from .db import transaction
+from .definitions import load_definition
+from .jsonvalue import json_object
+from .settings import get_settings
+from .transitions import Dispatch, start_instance
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def publish(dispatch: Dispatch | None) -> None:
+    """Publish the chain a committed transition asked for (nothing for ``None``)."""
+    if dispatch is None:
+        return
+    with transaction() as session:
+        workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
+    signature = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
+    signature.apply_async(countdown=dispatch.countdown or None)
+
+
+def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> str:
+    """Start the latest version of ``workflow_id`` with ``payload``; return the instance id.
+
+    Raises:
+        InvalidPayload: ``payload`` is not a JSON object, or is over ``OMS_MAX_PAYLOAD_BYTES``.
+        UnknownWorkflow: no definition of ``workflow_id`` has been saved.
+    """
+    data = json_object({} if payload is None else payload, what="payload", max_bytes=get_settings().max_payload_bytes)
+    with transaction() as session:
+        definition, version = load_definition(session, workflow_id)
+        instance, dispatch = start_instance(session, definition, version, data, utcnow())
+    publish(dispatch)
+    return instance.id

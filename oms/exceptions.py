@@ -1,0 +1,91 @@
+"""Errors raised by oms. Each class's docstring is its default message.
+
+    OmsError
+    ├── InvalidDefinition      a workflow definition breaks a rule
+    ├── InvalidPayload         a payload or result is not a JSON object of allowed size
+    ├── UnknownWorkflow        no definition has this id
+    ├── UnknownInstance        no instance has this id
+    ├── InvalidTransition      a status change the state machine does not allow
+    ├── TaskNotFound, TaskNotClaimed, TaskAlreadyFinished, InstanceFinished
+    │                          a worker call that cannot apply to the task as it stands
+    └── ConfigurationError     settings that cannot work (unreachable service, bad URL)
+"""
+
+from __future__ import annotations
+
+
+class OmsError(Exception):
+    """An oms error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidDefinition(OmsError, ValueError):
+    """The workflow definition is invalid."""
+
+
+class InvalidPayload(OmsError, ValueError):
+    """The payload must be a JSON object."""
+
+
+class UnknownWorkflow(OmsError, LookupError):
+    """No workflow definition has this id."""
+
+    def __init__(self, workflow_id: str, version: int | None = None) -> None:
+        self.workflow_id = workflow_id
+        self.version = version
+        what = f"{workflow_id!r} version {version}" if version else repr(workflow_id)
+        super().__init__(f"unknown workflow {what}: save its definition first")
+
+
+class UnknownInstance(OmsError, LookupError):
+    """No workflow instance has this id."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        super().__init__(f"unknown workflow instance {instance_id!r}")
+
+
+class InvalidTransition(OmsError):
+    """The state machine does not allow this status change."""
+
+    def __init__(self, what: str, current: str, target: str) -> None:
+        self.current, self.target = current, target
+        super().__init__(f"{what} cannot go from {current!r} to {target!r}")
+
+
+class ConfigurationError(OmsError):
+    """The configuration cannot work."""
+
+
+class TaskNotFound(OmsError, LookupError):
+    """No task has this id."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"unknown task {task_id!r}")
+
+
+class TaskAlreadyFinished(OmsError):
+    """The task is already done or failed; finishing it again changes nothing."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        self.task_id, self.status = task_id, status
+        super().__init__(f"task {task_id!r} is already {status}: nothing was changed")
+
+
+class TaskNotClaimed(OmsError):
+    """The task has not been claimed by a worker, so it cannot be finished."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        self.task_id, self.status = task_id, status
+        super().__init__(f"task {task_id!r} is {status}, not running: claim it with fetch_task first")
+
+
+class InstanceFinished(OmsError):
+    """The workflow instance has already ended; its steps can no longer change."""
+
+    def __init__(self, instance_id: str, status: str) -> None:
+        self.instance_id, self.status = instance_id, status
+        super().__init__(f"workflow instance {instance_id!r} is {status}: nothing was changed")

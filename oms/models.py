@@ -1,0 +1,145 @@
+"""Every table of the engine, in one place, with indexes shaped like the hot queries.
+
+One schema serves SQLite and PostgreSQL: JSON becomes JSONB on PostgreSQL and the
+partial indexes become plain ones where the database has no ``WHERE`` on indexes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: Json}
+
+
+class DefinitionRow(Base):
+    """One version of a workflow definition. A changed definition is a new version."""
+
+    __tablename__ = "oms_definitions"
+
+    workflow_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class InstanceRow(Base):
+    """One run of a workflow, pinned to the definition version it started with."""
+
+    __tablename__ = "oms_instances"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    current_step: Mapped[int] = mapped_column(default=0)
+    payload: Mapped[dict[str, Any]]
+    #: ``{step_id: result}`` for every step that returned a result.
+    results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_oms_instances_workflow_status", "workflow_id", "status"),)
+
+
+class TaskRow(Base):
+    """One attempt at one step: the task table of the specification, plus what the engine needs."""
+
+    __tablename__ = "oms_tasks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("oms_instances.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    step_id: Mapped[str] = mapped_column(String(128))
+    step_index: Mapped[int]
+    topic: Mapped[str] = mapped_column(String(128))
+    #: 1 for the first attempt at this step, +1 for each retry or re-offer.
+    attempt: Mapped[int] = mapped_column(default=1)
+    #: Failed attempts so far at this step; compared with the step's ``retries``.
+    failures: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    #: When the step was offered (after any retry backoff): the SLA clock starts here.
+    ready_at: Mapped[datetime]
+    #: ``ready_at + sla``: past this the step is late (red).
+    expires_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    #: Pull claims only: the claim is void after this unless extended.
+    lease_expires_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_oms_tasks_instance_step", "instance_id", "step_index"),
+        Index(
+            "ix_oms_tasks_pending_topic",
+            "topic",
+            "ready_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+
+class EventRow(Base):
+    """The event log: one row per transition, written in the transition's transaction."""
+
+    __tablename__ = "oms_events"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(String(40))
+    task_id: Mapped[str | None] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(40))
+    step_id: Mapped[str | None] = mapped_column(String(128))
+    attempt: Mapped[int | None]
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_oms_events_instance", "instance_id", "id"),)

@@ -1,0 +1,37 @@
+"""One typed settings object, read from ``OMS_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OmsSettings(BaseSettings):
+    """Engine settings. With nothing set, everything lives under the working directory."""
+
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    #: SQLAlchemy URL of the state database (definitions, instances, tasks, events).
+    database_url: str = "sqlite:///oms.db"
+    #: Celery broker URL. The default is kombu's filesystem transport under ``home``,
+    #: which needs no server and works across processes on one machine.
+    broker_url: str = "filesystem://"
+    #: Directory for embedded data (the filesystem broker's message folders).
+    home: Path = Path(".oms")
+    #: Largest accepted payload, in bytes of JSON.
+    max_payload_bytes: int = Field(default=1024 * 1024, gt=0)
+    #: Seconds a hard ``time_limit`` exceeds the soft one (at least; 10% of the SLA when larger).
+    hard_limit_margin: float = Field(default=5.0, ge=0)
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.home / "broker"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> OmsSettings:
+    """The process's settings, read once from the environment."""
+    return OmsSettings()

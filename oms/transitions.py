@@ -1,0 +1,236 @@
+"""The one module that writes status columns.
+
+Every change goes through :func:`_move_task` or :func:`_move_instance`, which check
+the change against the tables in :mod:`oms.states` and add the event row in the
+caller's transaction. Functions here take a session and ``now``; they never
+publish to the broker. They return a :class:`Dispatch` saying what to publish once
+the transaction has committed, so a crash in between leaves a queued row that can
+be published again, never a message about a row that does not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .definitions import Workflow, load_definition
+from .exceptions import (
+    InstanceFinished,
+    InvalidTransition,
+    TaskAlreadyFinished,
+    TaskNotClaimed,
+    TaskNotFound,
+    UnknownInstance,
+)
+from .models import EventRow, InstanceRow, TaskRow
+from .states import (
+    FINISHED_INSTANCE,
+    INSTANCE_TRANSITIONS,
+    RETRY_EVENT,
+    TASK_TRANSITIONS,
+    InstanceStatus,
+    TaskStatus,
+)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Publish the chain of ``instance_id`` from step ``from_step``, after ``countdown`` seconds."""
+
+    instance_id: str
+    workflow_id: str
+    version: int
+    from_step: int
+    countdown: float = 0.0
+
+
+def _event(session: Session, kind: str, instance_id: str, now: datetime, task: TaskRow | None, **data: Any) -> None:
+    session.add(
+        EventRow(
+            instance_id=instance_id,
+            task_id=task.id if task else None,
+            step_id=task.step_id if task else None,
+            attempt=task.attempt if task else None,
+            kind=kind,
+            at=now,
+            data={k: v for k, v in data.items() if v is not None},
+        )
+    )
+
+
+def _move_task(session: Session, task: TaskRow, new: TaskStatus, now: datetime, **data: Any) -> None:
+    old = TaskStatus(task.status)
+    kind = TASK_TRANSITIONS.get((old, new))
+    if kind is None:
+        raise InvalidTransition(f"task {task.id}", old.value, new.value)
+    task.status = new.value
+    _event(session, kind, task.instance_id, now, task, **data)
+
+
+def _move_instance(session: Session, instance: InstanceRow, new: InstanceStatus, now: datetime, **data: Any) -> None:
+    old = InstanceStatus(instance.status)
+    kind = INSTANCE_TRANSITIONS.get((old, new))
+    if kind is None:
+        raise InvalidTransition(f"workflow instance {instance.id}", old.value, new.value)
+    instance.status = new.value
+    instance.updated_at = now
+    if new in FINISHED_INSTANCE:
+        instance.finished_at = now
+    _event(session, kind, instance.id, now, None, **data)
+
+
+def _offer(
+    session: Session,
+    instance: InstanceRow,
+    definition: Workflow,
+    index: int,
+    now: datetime,
+    *,
+    attempt: int = 1,
+    failures: int = 0,
+    delay: timedelta = timedelta(0),
+) -> Dispatch:
+    """Create the pending row for step ``index``: the step becomes ready and its SLA clock starts."""
+    step = definition.steps[index]
+    ready_at = now + delay
+    task = TaskRow(
+        id=new_id("tk"),
+        instance_id=instance.id,
+        workflow_id=instance.workflow_id,
+        step_id=step.id,
+        step_index=index,
+        topic=step.topic,
+        attempt=attempt,
+        failures=failures,
+        status=TaskStatus.PENDING.value,
+        payload=instance.payload,
+        created_at=now,
+        ready_at=ready_at,
+        expires_at=ready_at + step.sla,
+    )
+    session.add(task)
+    instance.current_step = index
+    instance.updated_at = now
+    kind = TASK_TRANSITIONS[(None, TaskStatus.PENDING)] if attempt == 1 else RETRY_EVENT
+    _event(session, kind, instance.id, now, task, topic=step.topic, expires_at=task.expires_at.isoformat())
+    return Dispatch(instance.id, instance.workflow_id, instance.version, index, delay.total_seconds())
+
+
+def start_instance(
+    session: Session, definition: Workflow, version: int, payload: dict[str, Any], now: datetime
+) -> tuple[InstanceRow, Dispatch]:
+    """Create a running instance and offer its first step."""
+    instance = InstanceRow(
+        id=new_id("wf"),
+        workflow_id=definition.id,
+        version=version,
+        status=InstanceStatus.RUNNING.value,
+        current_step=0,
+        payload=payload,
+        results={},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(instance)
+    _event(session, INSTANCE_TRANSITIONS[(None, InstanceStatus.RUNNING)], instance.id, now, None, version=version)
+    return instance, _offer(session, instance, definition, 0, now)
+
+
+def claim_step(session: Session, instance_id: str, index: int, worker_id: str, now: datetime) -> TaskRow | None:
+    """Claim the pending attempt at step ``index`` for a push worker; ``None`` if there is none.
+
+    ``None`` is the normal answer to a redelivered or duplicated message: the step
+    was claimed, finished or cancelled already, or its retry is not due yet.
+    """
+    task = session.scalars(
+        select(TaskRow)
+        .where(
+            TaskRow.instance_id == instance_id,
+            TaskRow.step_index == index,
+            TaskRow.status == TaskStatus.PENDING.value,
+            TaskRow.ready_at <= now + timedelta(seconds=1),
+        )
+        .with_for_update(skip_locked=True)
+        .limit(1)
+    ).first()
+    if task is None:
+        return None
+    _claim(session, task, worker_id, now)
+    return task
+
+
+def _claim(session: Session, task: TaskRow, worker_id: str, now: datetime) -> None:
+    task.worker_id = worker_id
+    task.started_at = now
+    _move_task(session, task, TaskStatus.RUNNING, now, worker_id=worker_id)
+
+
+def _locked_task(session: Session, task_id: str) -> tuple[TaskRow, InstanceRow]:
+    task = session.get(TaskRow, task_id, with_for_update=True)
+    if task is None:
+        raise TaskNotFound(task_id)
+    if task.status in (TaskStatus.DONE.value, TaskStatus.FAILED.value):
+        raise TaskAlreadyFinished(task_id, task.status)
+    if task.status != TaskStatus.RUNNING.value:
+        raise TaskNotClaimed(task_id, task.status)
+    instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
+    assert instance is not None  # foreign key
+    if instance.status != InstanceStatus.RUNNING.value:
+        raise InstanceFinished(instance.id, instance.status)
+    return task, instance
+
+
+def complete(session: Session, task_id: str, result: dict[str, Any] | None, now: datetime) -> Dispatch | None:
+    """Mark a running task done and move its instance on; return the next step to publish."""
+    task, instance = _locked_task(session, task_id)
+    definition, _ = load_definition(session, instance.workflow_id, instance.version)
+    task.finished_at = now
+    task.result = result
+    _move_task(session, task, TaskStatus.DONE, now)
+    if result is not None:
+        instance.results = {**instance.results, task.step_id: result}
+    if task.step_index + 1 < len(definition.steps):
+        return _offer(session, instance, definition, task.step_index + 1, now)
+    _move_instance(session, instance, InstanceStatus.DONE, now)
+    return None
+
+
+def fail(session: Session, task_id: str, reason: str, now: datetime) -> Dispatch | None:
+    """Mark a running task failed; retry it per its step's rules or fail the instance."""
+    task, instance = _locked_task(session, task_id)
+    definition, _ = load_definition(session, instance.workflow_id, instance.version)
+    step = definition.steps[task.step_index]
+    task.finished_at = now
+    task.error = reason
+    _move_task(session, task, TaskStatus.FAILED, now, reason=reason)
+    failures = task.failures + 1
+    if failures <= step.retries:
+        return _offer(
+            session,
+            instance,
+            definition,
+            task.step_index,
+            now,
+            attempt=task.attempt + 1,
+            failures=failures,
+            delay=step.retry_delay(failures),
+        )
+    instance.error = f"step {task.step_id!r} failed after {failures} attempt(s): {reason}"
+    _move_instance(session, instance, InstanceStatus.FAILED, now, step_id=task.step_id, reason=reason)
+    return None
+
+
+def get_instance_row(session: Session, instance_id: str) -> InstanceRow:
+    instance = session.get(InstanceRow, instance_id)
+    if instance is None:
+        raise UnknownInstance(instance_id)
+    return instance
