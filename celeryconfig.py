@@ -8,27 +8,13 @@ Celery way, with your own module named by ``CELERY_CONFIG_MODULE``.
 
 from __future__ import annotations
 
+from oms.config import broker_settings
 from oms.settings import get_settings
 
-_settings = get_settings()
-
-broker_url = _settings.broker_url
-if broker_url == "filesystem://":
-    broker_url = "filesystem://localhost//"
+_broker = broker_settings(get_settings())
+broker_url = _broker["broker_url"]
+broker_transport_options = _broker["broker_transport_options"]
 broker_connection_retry_on_startup = True
-broker_transport_options: dict[str, object] = {}
-
-if broker_url.startswith("filesystem://"):
-    _folder = _settings.broker_folder.resolve()
-    for _sub in ("queue", "control"):
-        (_folder / _sub).mkdir(parents=True, exist_ok=True)
-    broker_transport_options = {
-        "data_folder_in": str(_folder / "queue"),
-        "data_folder_out": str(_folder / "queue"),
-        "control_folder": str(_folder / "control"),
-        "store_processed": False,
-        "polling_interval": 0.05,
-    }
 
 # JSON only on the wire: a pickled message is refused by every worker.
 task_serializer = "json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .celery import app
+from .config import configure
 from .definitions import Step, Workflow
 from .engine import start_workflow
 from .exceptions import (
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidPayload",
     "UnknownWorkflow",
     "UnknownInstance",
+    "configure",
     # the Celery app (celery -A oms ...)
     "app",
 ]

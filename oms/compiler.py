@@ -40,7 +40,7 @@ def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int
     )
 
 
-def compile_chain(app: Celery, workflow: Workflow, instance_id: str, from_step: int = 0) -> chain:
+def compile_chain(app: Celery, workflow: Workflow, instance_id: str, from_step: int = 0) -> Signature:
     """The chain of steps ``from_step`` to the last, for one instance."""
     if not 0 <= from_step < len(workflow.steps):
         raise IndexError(f"workflow {workflow.id!r} has no step {from_step}")

@@ -47,15 +47,6 @@ def _describe(error: ValidationError) -> str:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            name = data.get("id", "?")
-            raise InvalidDefinition(
-                f"invalid {type(self).__name__.lower()} {name!r}: {_describe(exc)}"
-            ) from None
-
 
 class Step(_Model):
     """One step: who does it (``topic``), how long it may take (``sla``), how often to retry."""
@@ -95,6 +86,12 @@ class Workflow(_Model):
     id: str
     steps: list[Step] = Field(min_length=1)
     description: str = ""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidDefinition(f"invalid workflow {data.get('id', '?')!r}: {_describe(exc)}") from None
 
     @field_validator("id")
     @classmethod
@@ -186,6 +183,11 @@ def _latest(session: Session, workflow_id: str) -> DefinitionRow | None:
 
 
 _cache: dict[tuple[str, str, int], Workflow] = {}
+
+
+def clear_cache() -> None:
+    """Forget parsed definitions (only needed when a database is wiped, as in tests)."""
+    _cache.clear()
 
 
 def load_definition(session: Session, workflow_id: str, version: int | None = None) -> tuple[Workflow, int]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,7 +31,19 @@ class OmsSettings(BaseSettings):
         return self.home / "broker"
 
 
-@lru_cache(maxsize=1)
+_current: OmsSettings | None = None
+
+
 def get_settings() -> OmsSettings:
-    """The process's settings, read once from the environment."""
-    return OmsSettings()
+    """The process's settings: read once from the environment, or set by :func:`oms.configure`."""
+    global _current
+    if _current is None:
+        _current = OmsSettings()
+    return _current
+
+
+def set_settings(**overrides: Any) -> OmsSettings:
+    """Re-read the environment, apply ``overrides`` and make the result current."""
+    global _current
+    _current = OmsSettings(**overrides)
+    return _current

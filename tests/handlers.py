@@ -1,0 +1,37 @@
+"""Handlers the integration tests' workers import with ``-I tests.handlers``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from act import Task, subscribe
+
+EPA_STEPS = ("collect_form", "validate_tax_id", "charge_fee", "assign_inspector")
+
+
+def _echo(task: Task) -> dict[str, Any]:
+    return {"step": task.step_id, "form_id": task.payload.get("form_id"), "seen": sorted(task.results)}
+
+
+for _topic in EPA_STEPS:
+    subscribe(_topic)(_echo)
+
+
+@subscribe("flaky")
+def flaky(task: Task) -> Any:
+    """Fails while ``attempt <= payload["fail_until"]``, then succeeds."""
+    if task.attempt <= task.payload.get("fail_until", 0):
+        raise RuntimeError(f"flaky failure on attempt {task.attempt}")
+    return "success"
+
+
+@subscribe("refuse")
+def refuse(task: Task) -> str:
+    return "fail"
+
+
+@subscribe("slow")
+def slow(task: Task) -> str:
+    time.sleep(task.payload.get("sleep", 1.0))
+    return "success"

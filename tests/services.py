@@ -1,0 +1,44 @@
+"""Where the test services are, and a clear failure (never a skip) when one is missing."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+POSTGRES_ADMIN = os.environ.get("OMS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("OMS_TEST_REDIS", "redis://127.0.0.1:6379/3")
+RABBITMQ_URL = os.environ.get("OMS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
+
+HINT = "start the test services with scripts/services (or run scripts/test)"
+
+
+def create_postgres_database() -> str:
+    """Create a fresh database for this test session and return its URL."""
+    name = f"oms_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({exc}); {HINT}", pytrace=False)
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def flush_redis() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL).flushdb()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc}); {HINT}", pytrace=False)

@@ -1,0 +1,160 @@
+"""The state machine and event log, on SQLite and PostgreSQL, with the clock passed in."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from oms import InvalidPayload, UnknownWorkflow, Workflow, history, start_workflow
+from oms.db import transaction
+from oms.definitions import load_definition
+from oms.exceptions import InvalidTransition, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
+from oms.models import EventRow, TaskRow
+from oms.states import TaskStatus
+from oms.transitions import _move_task, claim_step, complete, fail, get_instance_row, start_instance
+
+from ..conftest import EPA, Backend
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _start(workflow: dict[str, object], now: datetime = T0) -> str:
+    Workflow(**workflow).save()  # type: ignore[arg-type]
+    with transaction() as s:
+        definition, version = load_definition(s, str(workflow["id"]))
+        instance, _ = start_instance(s, definition, version, {"form_id": "F-1"}, now)
+    return instance.id
+
+
+def _kinds(instance_id: str) -> list[tuple[str, str | None, int | None]]:
+    return [(e.kind, e.step_id, e.attempt) for e in history(instance_id)]
+
+
+def _claim(instance_id: str, index: int, now: datetime = T0) -> TaskRow | None:
+    with transaction() as s:
+        return claim_step(s, instance_id, index, "w1", now)
+
+
+def test_a_workflow_runs_to_done_with_one_event_per_transition(backend: Backend) -> None:
+    iid = _start(EPA)
+    for index in range(4):
+        task = _claim(iid, index)
+        assert task is not None and task.attempt == 1
+        with transaction() as s:
+            complete(s, task.id, {"n": index}, T0)
+    assert _kinds(iid) == [("workflow.started", None, None)] + [
+        (kind, step["id"], 1)  # type: ignore[index]
+        for step in EPA["steps"]  # type: ignore[attr-defined]
+        for kind in ("task.queued", "task.started", "task.done")
+    ] + [("workflow.done", None, None)]
+    with transaction() as s:
+        inst = get_instance_row(s, iid)
+        assert inst.status == "done"
+        assert inst.results == {"collect_form": {"n": 0}, "validate_tax_id": {"n": 1}, "charge_fee": {"n": 2},
+                                "assign_inspector": {"n": 3}}
+
+
+def test_sla_clock_starts_when_the_step_is_queued(backend: Backend) -> None:
+    iid = _start(EPA)
+    task = _claim(iid, 0)
+    assert task is not None
+    with transaction() as s:
+        complete(s, task.id, None, T0 + timedelta(minutes=3))
+    with transaction() as s:
+        second = s.scalars(select(TaskRow).where(TaskRow.instance_id == iid, TaskRow.step_index == 1)).one()
+    assert second.ready_at == T0 + timedelta(minutes=3)
+    assert second.expires_at == second.ready_at + timedelta(minutes=2)
+
+
+def test_a_step_is_claimed_once_and_finished_once(backend: Backend) -> None:
+    iid = _start(EPA)
+    task = _claim(iid, 0)
+    assert task is not None
+    assert _claim(iid, 0) is None  # a redelivered message finds nothing to claim
+    with transaction() as s:
+        complete(s, task.id, None, T0)
+    before = len(_kinds(iid))
+    with pytest.raises(TaskAlreadyFinished, match="already done"), transaction() as s:
+        complete(s, task.id, None, T0)
+    with pytest.raises(TaskAlreadyFinished), transaction() as s:
+        fail(s, task.id, "late", T0)
+    assert len(_kinds(iid)) == before
+    with transaction() as s:
+        assert s.scalar(select(func.count()).select_from(EventRow).where(EventRow.kind == "task.done")) == 1
+
+
+def test_unclaimed_and_unknown_tasks_are_refused(backend: Backend) -> None:
+    iid = _start(EPA)
+    with transaction() as s:
+        pending = s.scalars(select(TaskRow).where(TaskRow.instance_id == iid)).one()
+    with pytest.raises(TaskNotClaimed, match="pending, not running"), transaction() as s:
+        complete(s, pending.id, None, T0)
+    with pytest.raises(TaskNotFound, match="unknown task 'tk-nope'"), transaction() as s:
+        complete(s, "tk-nope", None, T0)
+
+
+def test_failures_retry_with_backoff_then_fail_the_instance(backend: Backend) -> None:
+    wf = {"id": "r", "steps": [{"id": "s", "sla": "1m", "retries": 2, "retry_backoff": "10s"}]}
+    iid = _start(wf)
+    now = T0
+    for attempt, delay in ((1, 10), (2, 20)):
+        task = _claim(iid, 0, now)
+        assert task is not None and task.attempt == attempt
+        with transaction() as s:
+            dispatch = fail(s, task.id, f"boom {attempt}", now)
+        assert dispatch is not None and dispatch.countdown == delay and dispatch.from_step == 0
+        assert _claim(iid, 0, now + timedelta(seconds=delay - 2)) is None  # not due yet
+        now += timedelta(seconds=delay)
+    task = _claim(iid, 0, now)
+    assert task is not None and task.attempt == 3
+    with transaction() as s:
+        assert fail(s, task.id, "boom 3", now) is None
+    assert _kinds(iid) == [
+        ("workflow.started", None, None), ("task.queued", "s", 1), ("task.started", "s", 1), ("task.failed", "s", 1),
+        ("task.retried", "s", 2), ("task.started", "s", 2), ("task.failed", "s", 2),
+        ("task.retried", "s", 3), ("task.started", "s", 3), ("task.failed", "s", 3), ("workflow.failed", None, None),
+    ]
+    with transaction() as s:
+        inst = get_instance_row(s, iid)
+        assert inst.status == "failed" and "boom 3" in (inst.error or "")
+
+
+def test_illegal_transitions_are_refused(backend: Backend) -> None:
+    iid = _start(EPA)
+    with transaction() as s:
+        task = s.scalars(select(TaskRow).where(TaskRow.instance_id == iid)).one()
+        with pytest.raises(InvalidTransition, match="cannot go from 'pending' to 'done'"):
+            _move_task(s, task, TaskStatus.DONE, T0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (["a"], "payload must be a JSON object"),
+        ("form", "payload must be a JSON object"),
+        ({"when": datetime(2026, 1, 1)}, "payload is not JSON"),
+        ({"x": float("nan")}, "payload is not JSON"),
+        ({"x": {1, 2}}, "payload is not JSON"),
+        ({"blob": "x" * (1024 * 1024)}, "over the limit of 1048576"),
+    ],
+)
+def test_bad_payloads_are_refused_at_the_call_and_store_nothing(backend: Backend, payload: object,
+                                                               message: str) -> None:
+    Workflow(**EPA).save()
+    with pytest.raises(InvalidPayload, match=message):
+        start_workflow("epa_waste_reg", payload=payload)  # type: ignore[arg-type]
+    with transaction() as s:
+        assert s.scalar(select(func.count()).select_from(EventRow)) == 0
+
+
+def test_unknown_workflow_is_refused_by_name(backend: Backend) -> None:
+    with pytest.raises(UnknownWorkflow, match="unknown workflow 'epa_typo'"):
+        start_workflow("epa_typo", payload={})
+
+
+def test_a_running_instance_keeps_its_version(backend: Backend) -> None:
+    iid = start_workflow(*("epa_waste_reg",), payload={}) if Workflow(**EPA).save() else ""
+    Workflow(id="epa_waste_reg", steps=[{"id": "collect_form", "sla": "1m"}]).save()
+    with transaction() as s:
+        assert get_instance_row(s, iid).version == 1
+    assert start_workflow("epa_waste_reg", payload={}).startswith("wf-")

@@ -1,0 +1,74 @@
+"""Real ``celery worker`` processes for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from oms.states import FINISHED_INSTANCE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """``celery -A oms worker`` in a subprocess, its log in a file."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, queues: list[str], *, modules: str = "tests.handlers",
+                 pool: str = "prefork", concurrency: int = 2, name: str = "w1", extra: list[str] | None = None) -> None:
+        self.log = cwd / f"worker-{name}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "oms", "worker", "-Q", ",".join(queues), "-I", modules,
+            "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "-l", "info",
+            "--without-mingle", "--without-gossip", *(extra or []),
+        ]
+        full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=self.log.open("w"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log.read_text():
+                return
+            if self.process.poll() is not None:
+                pytest.fail(f"worker exited with {self.process.returncode}:\n{self.log.read_text()}")
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"worker not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+
+def wait_finished(instance_ids: list[str], timeout: float = 60) -> dict[str, str]:
+    """Poll until every instance is final; return ``{id: status}`` (failing the test on timeout)."""
+    from sqlalchemy import select
+
+    from oms.db import transaction
+    from oms.models import InstanceRow
+
+    deadline = time.monotonic() + timeout
+    wanted = set(instance_ids)
+    while True:
+        with transaction() as session:
+            rows = session.execute(select(InstanceRow.id, InstanceRow.status).where(InstanceRow.id.in_(wanted))).all()
+        statuses = dict(rows)
+        if all(statuses.get(i) in {s.value for s in FINISHED_INSTANCE} for i in wanted):
+            return statuses
+        if time.monotonic() > deadline:
+            pending = {i: s for i, s in statuses.items() if s not in {s.value for s in FINISHED_INSTANCE}}
+            pytest.fail(f"{len(pending)} instance(s) not finished after {timeout}s, e.g. {list(pending.items())[:3]}")
+        time.sleep(0.05)
