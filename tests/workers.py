@@ -28,7 +28,8 @@ class WorkerProcess:
             "--without-mingle", "--without-gossip", *(extra or []),
         ]
         full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=self.log.open("w"),
+        self._out = self.log.open("w")
+        self.process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=self._out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
 
@@ -51,6 +52,7 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+        self._out.close()
 
 
 def wait_finished(instance_ids: list[str], timeout: float = 60) -> dict[str, str]:
