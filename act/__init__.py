@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .exceptions import InstanceFinished, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
+from .exceptions import InstanceFinished, LeaseLost, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
+from .pull import complete_task, extend_lease, fail_task, fetch_task
 from .subscribe import Subscription, subscribe
 from .task import Task
 
@@ -10,11 +11,17 @@ __all__ = [
     # push workers
     "subscribe",
     "Subscription",
+    # pull workers
+    "fetch_task",
+    "complete_task",
+    "fail_task",
+    "extend_lease",
     # what a worker holds
     "Task",
     # errors
     "TaskNotFound",
     "TaskNotClaimed",
     "TaskAlreadyFinished",
+    "LeaseLost",
     "InstanceFinished",
 ]

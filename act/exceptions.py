@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from oms.exceptions import InstanceFinished, OmsError, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
+from oms.exceptions import (
+    InstanceFinished,
+    LeaseLost,
+    OmsError,
+    TaskAlreadyFinished,
+    TaskNotClaimed,
+    TaskNotFound,
+)
 
-__all__ = ["OmsError", "TaskNotFound", "TaskNotClaimed", "TaskAlreadyFinished", "InstanceFinished"]
+__all__ = ["OmsError", "TaskNotFound", "TaskNotClaimed", "TaskAlreadyFinished", "LeaseLost", "InstanceFinished"]

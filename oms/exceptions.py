@@ -6,7 +6,7 @@
     ├── UnknownWorkflow        no definition has this id
     ├── UnknownInstance        no instance has this id
     ├── InvalidTransition      a status change the state machine does not allow
-    ├── TaskNotFound, TaskNotClaimed, TaskAlreadyFinished, InstanceFinished
+    ├── TaskNotFound, TaskNotClaimed, TaskAlreadyFinished (LeaseLost), InstanceFinished
     │                          a worker call that cannot apply to the task as it stands
     └── ConfigurationError     settings that cannot work (unreachable service, bad URL)
 """
@@ -89,3 +89,13 @@ class InstanceFinished(OmsError):
     def __init__(self, instance_id: str, status: str) -> None:
         self.instance_id, self.status = instance_id, status
         super().__init__(f"workflow instance {instance_id!r} is {status}: nothing was changed")
+
+
+class LeaseLost(TaskAlreadyFinished):
+    """The worker's lease on the task ran out and the step was offered again."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id, self.status = task_id, "failed"
+        OmsError.__init__(
+            self, f"lease on task {task_id!r} expired and the step was offered again: nothing was changed"
+        )

@@ -28,18 +28,23 @@ class InstanceStatus(str, Enum):
 FINISHED_TASK = frozenset({TaskStatus.DONE, TaskStatus.FAILED})
 FINISHED_INSTANCE = frozenset({InstanceStatus.DONE, InstanceStatus.FAILED, InstanceStatus.CANCELLED})
 
-#: ``(old, new) -> event kind``. ``None`` as old status means the row is being created.
-#: Anything not listed is refused with :class:`~oms.exceptions.InvalidTransition`.
-TASK_TRANSITIONS: dict[tuple[TaskStatus | None, TaskStatus], str] = {
-    (None, TaskStatus.PENDING): "task.queued",  # first attempt offered
-    (TaskStatus.PENDING, TaskStatus.RUNNING): "task.started",  # claimed by a worker
-    (TaskStatus.RUNNING, TaskStatus.DONE): "task.done",
-    (TaskStatus.RUNNING, TaskStatus.FAILED): "task.failed",
-    (TaskStatus.PENDING, TaskStatus.FAILED): "task.cancelled",  # instance ended while queued
+#: ``(old, new) -> event kinds`` (the first is the default). ``None`` as old status
+#: means the row is being created. Anything not listed is refused with
+#: :class:`~oms.exceptions.InvalidTransition`.
+TASK_TRANSITIONS: dict[tuple[TaskStatus | None, TaskStatus], tuple[str, ...]] = {
+    # first attempt offered; a later attempt (after a failure or a lost lease)
+    (None, TaskStatus.PENDING): ("task.queued", "task.retried"),
+    # claimed by a push worker or a pull worker's fetch_task
+    (TaskStatus.PENDING, TaskStatus.RUNNING): ("task.started",),
+    (TaskStatus.RUNNING, TaskStatus.DONE): ("task.done",),
+    # the attempt failed; or its pull worker's lease ran out
+    (TaskStatus.RUNNING, TaskStatus.FAILED): ("task.failed", "task.lease_expired"),
+    # the instance ended while the step was queued
+    (TaskStatus.PENDING, TaskStatus.FAILED): ("task.cancelled",),
 }
 
-#: Event kind for an attempt after the first (``None -> pending`` again).
-RETRY_EVENT = "task.retried"
+#: Why an attempt failed when its pull worker's lease ran out (``oms_tasks.error``).
+LEASE_EXPIRED = "lease expired"
 
 INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus | None, InstanceStatus], str] = {
     (None, InstanceStatus.RUNNING): "workflow.started",

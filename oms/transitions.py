@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .definitions import Workflow, load_definition
 from .exceptions import (
     InstanceFinished,
     InvalidTransition,
+    LeaseLost,
     TaskAlreadyFinished,
     TaskNotClaimed,
     TaskNotFound,
@@ -31,7 +32,7 @@ from .models import EventRow, InstanceRow, TaskRow
 from .states import (
     FINISHED_INSTANCE,
     INSTANCE_TRANSITIONS,
-    RETRY_EVENT,
+    LEASE_EXPIRED,
     TASK_TRANSITIONS,
     InstanceStatus,
     TaskStatus,
@@ -67,13 +68,15 @@ def _event(session: Session, kind: str, instance_id: str, now: datetime, task: T
     )
 
 
-def _move_task(session: Session, task: TaskRow, new: TaskStatus, now: datetime, **data: Any) -> None:
+def _move_task(
+    session: Session, task: TaskRow, new: TaskStatus, now: datetime, kind: str | None = None, **data: Any
+) -> None:
     old = TaskStatus(task.status)
-    kind = TASK_TRANSITIONS.get((old, new))
-    if kind is None:
+    kinds = TASK_TRANSITIONS.get((old, new), ())
+    if not kinds or (kind is not None and kind not in kinds):
         raise InvalidTransition(f"task {task.id}", old.value, new.value)
     task.status = new.value
-    _event(session, kind, task.instance_id, now, task, **data)
+    _event(session, kind or kinds[0], task.instance_id, now, task, **data)
 
 
 def _move_instance(session: Session, instance: InstanceRow, new: InstanceStatus, now: datetime, **data: Any) -> None:
@@ -120,7 +123,8 @@ def _offer(
     session.add(task)
     instance.current_step = index
     instance.updated_at = now
-    kind = TASK_TRANSITIONS[(None, TaskStatus.PENDING)] if attempt == 1 else RETRY_EVENT
+    first, retried = TASK_TRANSITIONS[(None, TaskStatus.PENDING)]
+    kind = first if attempt == 1 else retried
     _event(session, kind, instance.id, now, task, topic=step.topic, expires_at=task.expires_at.isoformat())
     return Dispatch(instance.id, instance.workflow_id, instance.version, index, delay.total_seconds())
 
@@ -168,16 +172,84 @@ def claim_step(session: Session, instance_id: str, index: int, worker_id: str, n
     return task
 
 
+def claim_topic(
+    session: Session, topic: str, worker_id: str, now: datetime, lease: timedelta
+) -> TaskRow | None:
+    """Claim the oldest due step on ``topic`` for a pull worker, with a lease; ``None`` if none is due.
+
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL lets concurrent callers pass over each
+    other's rows; SQLite serialises writers (``BEGIN IMMEDIATE``) instead.
+    """
+    task = session.scalars(
+        select(TaskRow)
+        .where(TaskRow.topic == topic, TaskRow.status == TaskStatus.PENDING.value, TaskRow.ready_at <= now)
+        .order_by(TaskRow.ready_at)
+        .with_for_update(skip_locked=True)
+        .limit(1)
+    ).first()
+    if task is None:
+        return None
+    task.lease_expires_at = now + lease
+    _claim(session, task, worker_id, now)
+    return task
+
+
+def next_ready_at(session: Session, topic: str) -> datetime | None:
+    """When the next pending step on ``topic`` becomes due (retries wait out their backoff)."""
+    return session.scalar(
+        select(func.min(TaskRow.ready_at)).where(TaskRow.topic == topic, TaskRow.status == TaskStatus.PENDING.value)
+    )
+
+
 def _claim(session: Session, task: TaskRow, worker_id: str, now: datetime) -> None:
     task.worker_id = worker_id
     task.started_at = now
     _move_task(session, task, TaskStatus.RUNNING, now, worker_id=worker_id)
 
 
+def expire_leases(session: Session, now: datetime, topic: str | None = None, limit: int = 100) -> list[Dispatch]:
+    """Re-offer steps whose pull worker's lease ran out: the attempt fails, a new one is queued.
+
+    A lost lease does not count against the step's ``retries``: the worker died or
+    stalled, the step itself did not fail.
+    """
+    query = (
+        select(TaskRow)
+        .where(TaskRow.status == TaskStatus.RUNNING.value, TaskRow.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+        .limit(limit)
+    )
+    if topic is not None:
+        query = query.where(TaskRow.topic == topic)
+    dispatches = []
+    for task in session.scalars(query).all():
+        instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
+        assert instance is not None
+        task.finished_at = now
+        task.error = LEASE_EXPIRED
+        _move_task(session, task, TaskStatus.FAILED, now, "task.lease_expired", worker_id=task.worker_id)
+        if instance.status == InstanceStatus.RUNNING.value:
+            definition, _ = load_definition(session, instance.workflow_id, instance.version)
+            dispatches.append(
+                _offer(session, instance, definition, task.step_index, now, attempt=task.attempt + 1,
+                       failures=task.failures)
+            )
+    return dispatches
+
+
+def extend_lease(session: Session, task_id: str, lease: timedelta, now: datetime) -> datetime:
+    """Push a pull claim's lease to ``now + lease`` (the heartbeat of long work)."""
+    task, _ = _locked_task(session, task_id)
+    task.lease_expires_at = now + lease
+    return task.lease_expires_at
+
+
 def _locked_task(session: Session, task_id: str) -> tuple[TaskRow, InstanceRow]:
     task = session.get(TaskRow, task_id, with_for_update=True)
     if task is None:
         raise TaskNotFound(task_id)
+    if task.status == TaskStatus.FAILED.value and task.error == LEASE_EXPIRED:
+        raise LeaseLost(task_id)
     if task.status in (TaskStatus.DONE.value, TaskStatus.FAILED.value):
         raise TaskAlreadyFinished(task_id, task.status)
     if task.status != TaskStatus.RUNNING.value:

@@ -1,0 +1,185 @@
+"""Pull workers (fetch_task / complete_task / fail_task) in real processes, beside push workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from act import LeaseLost, TaskAlreadyFinished, complete_task, extend_lease, fail_task, fetch_task
+from oms import Workflow, get_instance, history, start_workflow
+from oms.db import transaction
+from oms.models import EventRow
+
+from ..conftest import EPA, Backend
+from ..workers import ROOT, WorkerProcess, wait_finished
+
+pytestmark = pytest.mark.integration
+
+PUSH_EPA = ["collect_form", "charge_fee", "assign_inspector"]
+
+
+def _spawn(backend: Backend, cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, **backend.env, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def _count(kind: str) -> int:
+    with transaction() as session:
+        return session.scalar(select(func.count()).select_from(EventRow).where(EventRow.kind == kind)) or 0
+
+
+def test_the_seed_tax_validator_loop_serves_its_step_beside_push_workers(backend: Backend, tmp_path: Path) -> None:
+    Workflow(**EPA).save()
+    push = WorkerProcess(backend.env, tmp_path, PUSH_EPA)
+    validator = _spawn(backend, tmp_path, str(ROOT / "examples/workers/tax_validator.py"))
+    try:
+        good = [start_workflow("epa_waste_reg", payload={"form_id": f"F8700-12-{n}"}) for n in range(5)]
+        bad = start_workflow("epa_waste_reg", payload={"form_id": "F8700-12-X"})
+        statuses = wait_finished([*good, bad])
+    finally:
+        validator.kill()
+        validator.communicate()
+        push.stop()
+    assert statuses == {**{i: "done" for i in good}, bad: "failed"}
+    for instance_id in good:
+        info = get_instance(instance_id)
+        assert [t.worker_id and ("@" in t.worker_id) for t in info.tasks] == [True, False, True, True]
+        assert info.tasks[1].worker_id.endswith(f":{validator.pid}")  # type: ignore[union-attr]
+        kinds = [e.kind for e in history(instance_id)]
+        assert kinds.count("task.done") == 4 and kinds[-1] == "workflow.done"
+    assert "IRS mismatch" in (get_instance(bad).error or "")
+
+
+@pytest.mark.parametrize("processes,steps", [(8, 1000)])
+def test_many_pull_workers_complete_every_step_exactly_once(
+    postgres_backend: Backend, tmp_path: Path, processes: int, steps: int
+) -> None:
+    _exactly_once(postgres_backend, tmp_path, processes, steps)
+
+
+def test_pull_workers_share_sqlite_across_processes(sqlite_backend: Backend, tmp_path: Path) -> None:
+    _exactly_once(sqlite_backend, tmp_path, 4, 200)
+
+
+def _exactly_once(backend: Backend, tmp_path: Path, processes: int, steps: int) -> None:
+    Workflow(id="bulk", steps=[{"id": "bulk_step", "sla": "10m"}]).save()
+    ids = [start_workflow("bulk", payload={"n": n}) for n in range(steps)]
+    workers = [_spawn(backend, tmp_path, "-m", "tests.pull_worker", "bulk_step", "--idle", "2") for _ in
+               range(processes)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    completed = [int(o.strip().rsplit(" ", 1)[1]) for o in outputs]
+    assert sum(completed) == steps, outputs
+    assert sum(c > 0 for c in completed) >= 2  # the work was shared
+    assert set(wait_finished(ids, timeout=10).values()) == {"done"}
+    assert _count("task.started") == steps and _count("task.done") == steps and _count("workflow.done") == steps
+
+
+def test_a_worker_that_dies_holding_a_lease_loses_the_step_to_another(backend: Backend, tmp_path: Path) -> None:
+    Workflow(id="lease", steps=[{"id": "leased", "sla": "1m"}]).save()
+    instance_id = start_workflow("lease", payload={})
+    dying = _spawn(backend, tmp_path, "-m", "tests.pull_worker", "leased", "--die-after-fetch", "--lease", "1s")
+    dying.communicate(timeout=30)
+    assert dying.returncode == 9
+    assert fetch_task("leased", max_wait=0) is None  # still leased to the dead worker
+    task = fetch_task("leased", max_wait="5s")
+    assert task is not None and task.attempt == 2 and task.instance_id == instance_id
+    complete_task(task.id)
+    assert [e.kind for e in history(instance_id)] == [
+        "workflow.started", "task.queued", "task.started", "task.lease_expired", "task.retried", "task.started",
+        "task.done", "workflow.done",
+    ]
+
+
+def test_late_calls_on_a_lost_lease_change_nothing(backend: Backend) -> None:
+    Workflow(id="lease", steps=[{"id": "leased", "sla": "1m"}]).save()
+    instance_id = start_workflow("lease", payload={})
+    first = fetch_task("leased", max_wait="2s", lease="0.3s")
+    assert first is not None
+    time.sleep(0.4)
+    second = fetch_task("leased", max_wait="2s", worker_id="second")
+    assert second is not None and second.attempt == 2
+    for call in (lambda: complete_task(first.id), lambda: fail_task(first.id, "too late"),
+                 lambda: extend_lease(first.id, "1m")):
+        with pytest.raises(LeaseLost, match="expired and the step was offered again"):
+            call()
+    complete_task(second.id, {"ok": True})
+    with pytest.raises(TaskAlreadyFinished, match="already done"):
+        complete_task(second.id)
+    kinds = Counter(e.kind for e in history(instance_id))
+    assert kinds["task.done"] == 1 and kinds["workflow.done"] == 1 and kinds["task.lease_expired"] == 1
+    assert get_instance(instance_id).results == {"leased": {"ok": True}}
+
+
+def test_extend_lease_keeps_the_task(backend: Backend) -> None:
+    Workflow(id="lease", steps=[{"id": "leased", "sla": "1m"}]).save()
+    start_workflow("lease", payload={})
+    task = fetch_task("leased", max_wait="2s", lease="0.5s")
+    assert task is not None
+    for _ in range(3):
+        time.sleep(0.3)
+        extend_lease(task.id, "0.5s")
+    assert fetch_task("leased", max_wait=0) is None
+    complete_task(task.id)
+
+
+def test_fail_task_retries_then_fails(backend: Backend) -> None:
+    Workflow(id="pf", steps=[{"id": "pulled", "sla": "1m", "retries": 1, "retry_backoff": "0.3s"}]).save()
+    instance_id = start_workflow("pf", payload={})
+    first = fetch_task("pulled", max_wait="2s")
+    assert first is not None
+    with pytest.raises(ValueError, match="needs a reason"):
+        fail_task(first.id, "")
+    fail_task(first.id, "IRS mismatch")
+    started = time.monotonic()
+    second = fetch_task("pulled", max_wait="3s")
+    assert second is not None and second.attempt == 2
+    assert time.monotonic() - started >= 0.2  # waited out the backoff
+    fail_task(second.id, "IRS mismatch again")
+    info = get_instance(instance_id)
+    assert info.status == "failed" and "IRS mismatch again" in (info.error or "")
+
+
+def test_fetch_waits_max_wait_then_returns_none_and_wakes_promptly(backend: Backend) -> None:
+    Workflow(id="wake", steps=[{"id": "wake_step", "sla": "1m"}]).save()
+    started = time.monotonic()
+    assert fetch_task("wake_step", max_wait="1s") is None
+    assert 0.95 <= time.monotonic() - started < 1.5
+
+    published: list[float] = []
+
+    def offer_later() -> None:
+        time.sleep(0.5)
+        published.append(time.monotonic())
+        start_workflow("wake", payload={})
+
+    threading.Thread(target=offer_later).start()
+    task = fetch_task("wake_step", max_wait="10s")
+    woke = time.monotonic()
+    assert task is not None
+    assert woke - published[0] < 0.5  # a long poll, not a slow loop
+    complete_task(task.id)
+
+
+def test_push_and_pull_on_one_topic_run_each_step_once(backend: Backend, tmp_path: Path) -> None:
+    Workflow(id="shared", steps=[{"id": "charge_fee", "sla": "1m"}]).save()
+    push = WorkerProcess(backend.env, tmp_path, ["charge_fee"])
+    puller = _spawn(backend, tmp_path, "-m", "tests.pull_worker", "charge_fee", "--idle", "3")
+    try:
+        ids = [start_workflow("shared", payload={"form_id": f"F-{n}"}) for n in range(60)]
+        wait_finished(ids)
+        pulled = int(puller.communicate(timeout=30)[0].strip().rsplit(" ", 1)[1])
+    finally:
+        push.stop()
+    assert _count("task.started") == 60 and _count("task.done") == 60
+    by_push = sum(1 for i in ids if "@" in (get_instance(i).tasks[0].worker_id or ""))
+    assert by_push + pulled == 60
