@@ -11,7 +11,8 @@ from __future__ import annotations
 from oms.config import broker_settings
 from oms.settings import get_settings
 
-_broker = broker_settings(get_settings())
+_settings = get_settings()
+_broker = broker_settings(_settings)
 broker_url = _broker["broker_url"]
 broker_transport_options = _broker["broker_transport_options"]
 broker_connection_retry_on_startup = True
@@ -34,3 +35,13 @@ result_backend = None
 task_default_queue = "oms"
 task_create_missing_queues = True
 worker_cancel_long_running_tasks_on_connection_loss = True
+
+# The SLA scanner: `celery -A oms beat` sends it, a worker on the `oms` queue runs it.
+# Any number of beats may run: each due row is taken by one scan only.
+beat_schedule = {
+    "oms-scan-sla": {
+        "task": "oms.scan_sla",
+        "schedule": _settings.sla_scan_interval,
+        "options": {"queue": "oms", "expires": _settings.sla_scan_interval},
+    },
+}

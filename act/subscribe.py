@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
+from billiard.process import current_process
 from celery import Celery
 from celery import Task as CeleryTask
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
@@ -16,6 +21,8 @@ from oms.compiler import task_name
 from oms.db import transaction
 from oms.definitions import check_name
 from oms.engine import publish, utcnow
+from oms.exceptions import OmsError
+from oms.sla import breach_now
 
 from .outcome import Outcome, interpret
 from .task import Task
@@ -37,7 +44,7 @@ class Subscription:
         return self.handler(task)
 
 
-def run_step(request_hostname: str, handler: Handler, instance_id: str, index: int) -> Any:
+def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> Any:
     """Claim step ``index`` of an instance, run ``handler``, record the outcome.
 
     Raises ``Ignore`` to stop the Celery chain whenever the next step must not be
@@ -45,28 +52,65 @@ def run_step(request_hostname: str, handler: Handler, instance_id: str, index: i
     publishes its own chain, after its backoff).
     """
     with transaction() as session:
-        row = transitions.claim_step(session, instance_id, index, request_hostname, utcnow())
+        row = transitions.claim_step(session, instance_id, index, worker_id, utcnow())
         if row is None:
             logger.info("step %s of %s is not pending (duplicate delivery?); skipped", index, instance_id)
             raise Ignore()
         instance = transitions.get_instance_row(session, instance_id)
         task = Task.from_row(row, instance.results)
     try:
-        outcome = interpret(handler(task))
+        with sla_alarm(task):
+            outcome = interpret(handler(task))
     except SoftTimeLimitExceeded:
-        outcome = Outcome(False, reason="soft time limit exceeded (the step's SLA)")
+        logger.warning("handler for %s overran the SLA of step %s of %s", task.topic, task.step_id, instance_id)
+        breach_now(task.id, "SLA exceeded: the handler was stopped by its soft time limit")
+        raise Ignore() from None
     except Exception as exc:  # the handler's failure is the step's failure
         logger.exception("handler for %s failed", task.topic)
         outcome = Outcome(False, reason=f"{type(exc).__name__}: {exc}")
-    with transaction() as session:
-        if outcome.ok:
-            transitions.complete(session, task.id, outcome.result, utcnow())
-        else:
+    try:
+        with transaction() as session:
+            if outcome.ok:
+                transitions.complete(session, task.id, outcome.result, utcnow())
+                return outcome.result
             dispatch = transitions.fail(session, task.id, outcome.reason, utcnow())
-    if not outcome.ok:
-        publish(dispatch)
-        raise Ignore()
-    return outcome.result
+    except OmsError as exc:  # e.g. the SLA scanner failed the step, or the instance was cancelled
+        logger.warning("outcome of %s not recorded: %s", task.id, exc)
+        raise Ignore() from None
+    publish(dispatch)
+    raise Ignore()
+
+
+@contextmanager
+def sla_alarm(task: Task) -> Iterator[None]:
+    """In a prefork child, interrupt the handler when the step's SLA runs out.
+
+    Celery's own ``soft_time_limit`` counts the whole SLA from the moment the
+    handler starts; this counts what is left of it, since the clock started when the
+    step was queued. Other pools run handlers off the main thread or in the worker's
+    own process, where no signal may be used: there the SLA scanner alone holds the SLA.
+    """
+    usable = (
+        task.expires_at is not None
+        and threading.current_thread() is threading.main_thread()
+        and current_process().name != "MainProcess"
+    )
+    if not usable:
+        yield
+        return
+    assert task.expires_at is not None
+    left = max((task.expires_at - utcnow()).total_seconds(), 0.001)
+
+    def overrun(signum: int, frame: FrameType | None) -> None:
+        raise SoftTimeLimitExceeded(f"SLA of step {task.step_id} ran out")
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    signal.setitimer(signal.ITIMER_REAL, left)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], Subscription]:

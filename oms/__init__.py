@@ -13,7 +13,8 @@ from .exceptions import (
     UnknownInstance,
     UnknownWorkflow,
 )
-from .queries import Event, InstanceInfo, get_instance, history
+from .queries import Event, InstanceInfo, get_instance, history, overdue, sla_summary
+from .sla import scan_sla
 
 __all__ = [
     # defining and running workflows
@@ -23,6 +24,10 @@ __all__ = [
     # reading state
     "get_instance",
     "history",
+    "overdue",
+    "sla_summary",
+    # the SLA scanner (run by beat; callable with a clock for tests)
+    "scan_sla",
     "InstanceInfo",
     "Event",
     # errors

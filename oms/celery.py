@@ -10,7 +10,7 @@ from celery.signals import worker_process_init
 
 from .db import dispose_all
 
-app = Celery("oms")
+app = Celery("oms", include=["oms.tasks"])
 app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE", "celeryconfig"))
 
 

@@ -6,6 +6,9 @@ from typing import Any
 
 import kombu.pools
 
+from .compiler import time_limits
+from .definitions import Workflow
+from .exceptions import ConfigurationError
 from .settings import OmsSettings, set_settings
 
 
@@ -25,7 +28,31 @@ def broker_settings(settings: OmsSettings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.05,
         }
+    elif url.startswith(("redis://", "rediss://", "redis+socket://")):
+        # An unacknowledged message (acks_late) is redelivered after this long: it
+        # must outlast every step, or a long step would run twice. See check_fits_broker.
+        options = {"visibility_timeout": settings.visibility_timeout}
     return {"broker_url": url, "broker_transport_options": options}
+
+
+def check_fits_broker(workflow: Workflow, settings: OmsSettings) -> None:
+    """Refuse a workflow whose steps could outlive the Redis visibility timeout.
+
+    A message held past that timeout is delivered again while the first delivery
+    still runs; the engine would refuse the second claim, but the broker would keep
+    redelivering. Better to say what to set.
+    """
+    if not settings.broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
+        return
+    for step in workflow.steps:
+        _, hard = time_limits(step.sla)
+        longest = hard + step.retry_delay(step.retries).total_seconds()
+        if longest > settings.visibility_timeout:
+            raise ConfigurationError(
+                f"step {step.id!r} of workflow {workflow.id!r} may hold its message for {longest:.0f}s, longer "
+                f"than the Redis visibility timeout ({settings.visibility_timeout}s): set OMS_VISIBILITY_TIMEOUT "
+                f"to at least {int(longest) + 60}"
+            )
 
 
 def configure(**overrides: Any) -> OmsSettings:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,6 +30,9 @@ from .models import DefinitionRow
 
 #: Ids become queue names, routing keys and file names: keep to characters safe in all.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+#: Workflow ids the engine keeps for itself.
+SYSTEM_PREFIX = "oms."
+_system: ContextVar[bool] = ContextVar("oms_system_workflow", default=False)
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -47,6 +58,23 @@ def _describe(error: ValidationError) -> str:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: When the light turns yellow: a duration after the clock starts…
+    warn_at: Duration | None = None
+    #: …or a fraction of the SLA (default: ``OMS_SLA_WARN_FRACTION``, 0.8).
+    warn_fraction: float | None = Field(default=None, gt=0, lt=1)
+
+    def warn_delay(self, sla: timedelta, default_fraction: float) -> timedelta:
+        """How long after the clock starts the light turns yellow."""
+        if self.warn_at is not None:
+            return self.warn_at
+        return sla * (self.warn_fraction if self.warn_fraction is not None else default_fraction)
+
+    def _check_warning(self, sla: timedelta | None) -> None:
+        if self.warn_at is not None and self.warn_fraction is not None:
+            raise ValueError("give warn_at or warn_fraction, not both")
+        if self.warn_at is not None and (sla is None or self.warn_at >= sla):
+            raise ValueError(f"warn_at ({self.warn_at}) must be shorter than the sla ({sla})")
+
 
 class Step(_Model):
     """One step: who does it (``topic``), how long it may take (``sla``), how often to retry."""
@@ -61,6 +89,10 @@ class Step(_Model):
     retry_backoff: Duration | bool = False
     #: Cap on the retry delay.
     retry_backoff_max: Duration = timedelta(minutes=10)
+    #: What a breach does besides escalating: ``escalate`` (the step keeps running),
+    #: ``fail`` (the step and the instance fail) or ``retry`` (the step is offered again,
+    #: as a failed attempt counted against ``retries``).
+    on_breach: Literal["escalate", "fail", "retry"] = "escalate"
 
     @field_validator("id")
     @classmethod
@@ -70,6 +102,7 @@ class Step(_Model):
     @model_validator(mode="after")
     def _topic(self) -> Self:
         object.__setattr__(self, "topic", check_name(self.topic or self.id, "topic"))
+        self._check_warning(self.sla)
         return self
 
     def retry_delay(self, failures: int) -> timedelta:
@@ -86,6 +119,8 @@ class Workflow(_Model):
     id: str
     steps: list[Step] = Field(min_length=1)
     description: str = ""
+    #: Optional deadline for the whole instance, counted from its start.
+    sla: Duration | None = None
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -96,6 +131,8 @@ class Workflow(_Model):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
+        if value.startswith(SYSTEM_PREFIX) and not _system.get():
+            raise ValueError(f"workflow ids starting with {SYSTEM_PREFIX!r} are reserved for the engine")
         return check_name(value, "workflow id")
 
     @field_validator("steps", mode="before")
@@ -105,8 +142,14 @@ class Workflow(_Model):
             raise ValueError("a workflow needs at least one step")
         return value
 
+    @property
+    def is_system(self) -> bool:
+        """The engine's own workflows (escalations) are not themselves held to SLAs."""
+        return self.id.startswith(SYSTEM_PREFIX)
+
     @model_validator(mode="after")
     def _unique(self) -> Self:
+        self._check_warning(self.sla)
         seen: set[str] = set()
         for step in self.steps:
             if step.id in seen:
@@ -118,7 +161,7 @@ class Workflow(_Model):
 
     def spec(self) -> dict[str, Any]:
         """The definition as JSON data, in the compact form it is stored in."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude_defaults=True)
 
     def digest(self) -> str:
         canonical = json.dumps(self.spec(), sort_keys=True, separators=(",", ":"))
@@ -144,6 +187,10 @@ class Workflow(_Model):
 
     def save(self, database_url: str | None = None) -> int:
         """Store this definition and return its version (unchanged definitions keep theirs)."""
+        from .config import check_fits_broker
+        from .settings import get_settings
+
+        check_fits_broker(self, get_settings())
         digest = self.digest()
         for _ in range(3):
             try:
@@ -185,9 +232,23 @@ def _latest(session: Session, workflow_id: str) -> DefinitionRow | None:
 _cache: dict[tuple[str, str, int], Workflow] = {}
 
 
+_saved_versions: dict[tuple[str, str, str], int] = {}
+
+
 def clear_cache() -> None:
-    """Forget parsed definitions (only needed when a database is wiped, as in tests)."""
+    """Forget parsed and saved definitions (only needed when a database is wiped, as in tests)."""
     _cache.clear()
+    _saved_versions.clear()
+
+
+def ensure_saved(workflow: Workflow) -> int:
+    """Save ``workflow`` once per process and database; return its version."""
+    from .settings import get_settings
+
+    key = (get_settings().database_url, workflow.id, workflow.digest())
+    if key not in _saved_versions:
+        _saved_versions[key] = workflow.save()
+    return _saved_versions[key]
 
 
 def load_definition(session: Session, workflow_id: str, version: int | None = None) -> tuple[Workflow, int]:
@@ -201,6 +262,15 @@ def load_definition(session: Session, workflow_id: str, version: int | None = No
         row = session.get(DefinitionRow, (workflow_id, version))
     if row is None:
         raise UnknownWorkflow(workflow_id, version)
-    definition = Workflow(**row.spec)
+    definition = system_workflow(row.spec) if row.workflow_id.startswith(SYSTEM_PREFIX) else Workflow(**row.spec)
     _cache[(database, workflow_id, row.version)] = definition
     return definition, row.version
+
+
+def system_workflow(spec: dict[str, Any]) -> Workflow:
+    """Build one of the engine's own workflows (ids starting ``oms.``, refused to users)."""
+    token = _system.set(True)
+    try:
+        return Workflow(**spec)
+    finally:
+        _system.reset(token)

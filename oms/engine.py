@@ -7,6 +7,7 @@ from typing import Any
 
 from .celery import app
 from .compiler import compile_chain
+from .config import check_fits_broker
 from .db import transaction
 from .definitions import load_definition
 from .jsonvalue import json_object
@@ -38,6 +39,7 @@ def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> s
     data = json_object({} if payload is None else payload, what="payload", max_bytes=get_settings().max_payload_bytes)
     with transaction() as session:
         definition, version = load_definition(session, workflow_id)
+        check_fits_broker(definition, get_settings())
         instance, dispatch = start_instance(session, definition, version, data, utcnow())
     publish(dispatch)
     return instance.id

@@ -82,8 +82,22 @@ class InstanceRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    #: The workflow's own deadline (``created_at + workflow sla``), when it has one.
+    warn_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    light: Mapped[str] = mapped_column(String(8), default="green")
+    #: When the SLA scanner must next look at this row (``None``: never again).
+    sla_check_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_oms_instances_workflow_status", "workflow_id", "status"),)
+    __table_args__ = (
+        Index("ix_oms_instances_workflow_status", "workflow_id", "status"),
+        Index(
+            "ix_oms_instances_sla_check",
+            "sla_check_at",
+            postgresql_where=text("sla_check_at IS NOT NULL"),
+            sqlite_where=text("sla_check_at IS NOT NULL"),
+        ),
+    )
 
 
 class TaskRow(Base):
@@ -109,8 +123,15 @@ class TaskRow(Base):
     created_at: Mapped[datetime]
     #: When the step was offered (after any retry backoff): the SLA clock starts here.
     ready_at: Mapped[datetime]
+    #: Past this the step is yellow (default: 80% of the SLA).
+    warn_at: Mapped[datetime]
     #: ``ready_at + sla``: past this the step is late (red).
     expires_at: Mapped[datetime]
+    #: ``green`` until ``warn_at``, ``yellow`` until ``expires_at``, ``red`` after; frozen when finished.
+    light: Mapped[str] = mapped_column(String(8), default="green")
+    #: When the SLA scanner must next look at this row: ``warn_at`` while green,
+    #: ``expires_at`` while yellow, ``None`` once red or finished in time.
+    sla_check_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     #: Pull claims only: the claim is void after this unless extended.
@@ -124,6 +145,12 @@ class TaskRow(Base):
             "ready_at",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_oms_tasks_sla_check",
+            "sla_check_at",
+            postgresql_where=text("sla_check_at IS NOT NULL"),
+            sqlite_where=text("sla_check_at IS NOT NULL"),
         ),
         Index(
             "ix_oms_tasks_lease",

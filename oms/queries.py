@@ -26,10 +26,31 @@ class TaskInfo(BaseModel):
     worker_id: str | None
     error: str | None
     result: dict[str, Any] | None
+    light: str
     ready_at: datetime
+    warn_at: datetime
     expires_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @property
+    def queue_wait_s(self) -> float | None:
+        """Seconds from ready (queued) to started (claimed)."""
+        return _seconds(self.ready_at, self.started_at)
+
+    @property
+    def run_s(self) -> float | None:
+        """Seconds from started to finished."""
+        return _seconds(self.started_at, self.finished_at)
+
+    @property
+    def total_s(self) -> float | None:
+        """Seconds from ready to finished: what the SLA measures."""
+        return _seconds(self.ready_at, self.finished_at)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
 
 
 class InstanceInfo(BaseModel):
@@ -44,6 +65,9 @@ class InstanceInfo(BaseModel):
     payload: dict[str, Any]
     results: dict[str, Any]
     error: str | None
+    #: The instance's own SLA light (green when the workflow has no ``sla``).
+    light: str
+    expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -80,6 +104,8 @@ def get_instance(instance_id: str) -> InstanceInfo:
             payload=row.payload,
             results=row.results,
             error=row.error,
+            light=row.light,
+            expires_at=row.expires_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
             finished_at=row.finished_at,
@@ -93,3 +119,67 @@ def history(instance_id: str) -> list[Event]:
         get_instance_row(session, instance_id)
         rows = session.scalars(select(EventRow).where(EventRow.instance_id == instance_id).order_by(EventRow.id))
         return [Event.model_validate(r, from_attributes=True) for r in rows]
+
+
+def overdue(limit: int = 1000) -> list[TaskInfo]:
+    """Open tasks (pending or running) whose light is red, most overdue first."""
+    with transaction() as session:
+        rows = session.scalars(
+            select(TaskRow)
+            .where(TaskRow.light == "red", TaskRow.status.in_(("pending", "running")))
+            .order_by(TaskRow.expires_at)
+            .limit(limit)
+        )
+        return [TaskInfo.model_validate(r, from_attributes=True) for r in rows]
+
+
+class StepSummary(BaseModel):
+    """SLA figures for one step of one workflow."""
+
+    workflow_id: str
+    step_id: str
+    green: int = 0
+    yellow: int = 0
+    red: int = 0
+    queue_wait_p50_s: float | None = None
+    queue_wait_p95_s: float | None = None
+    run_p50_s: float | None = None
+    run_p95_s: float | None = None
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(int(round(fraction * (len(ordered) - 1))), len(ordered) - 1)]
+
+
+def sla_summary(since: datetime | None = None) -> list[StepSummary]:
+    """Counts by light and p50/p95 queue wait and run time, per workflow and step.
+
+    Args:
+        since: only attempts that became ready at or after this moment (default: all).
+    """
+    query = select(
+        TaskRow.workflow_id, TaskRow.step_id, TaskRow.light, TaskRow.ready_at, TaskRow.started_at, TaskRow.finished_at
+    ).where(~TaskRow.workflow_id.startswith("oms."))
+    if since is not None:
+        query = query.where(TaskRow.ready_at >= since)
+    summaries: dict[tuple[str, str], StepSummary] = {}
+    waits: dict[tuple[str, str], list[float]] = {}
+    runs: dict[tuple[str, str], list[float]] = {}
+    with transaction() as session:
+        for workflow_id, step_id, light, ready, started, finished in session.execute(query):
+            key = (workflow_id, step_id)
+            summary = summaries.setdefault(key, StepSummary(workflow_id=workflow_id, step_id=step_id))
+            setattr(summary, light, getattr(summary, light) + 1)
+            if (wait := _seconds(ready, started)) is not None:
+                waits.setdefault(key, []).append(wait)
+            if (run := _seconds(started, finished)) is not None:
+                runs.setdefault(key, []).append(run)
+    for key, summary in summaries.items():
+        summary.queue_wait_p50_s = _percentile(waits.get(key, []), 0.5)
+        summary.queue_wait_p95_s = _percentile(waits.get(key, []), 0.95)
+        summary.run_p50_s = _percentile(runs.get(key, []), 0.5)
+        summary.run_p95_s = _percentile(runs.get(key, []), 0.95)
+    return sorted(summaries.values(), key=lambda s: (s.workflow_id, s.step_id))

@@ -25,6 +25,17 @@ class OmsSettings(BaseSettings):
     max_payload_bytes: int = Field(default=1024 * 1024, gt=0)
     #: Seconds a hard ``time_limit`` exceeds the soft one (at least; 10% of the SLA when larger).
     hard_limit_margin: float = Field(default=5.0, ge=0)
+    #: Seconds between SLA scans (the beat schedule of ``oms.scan_sla``).
+    sla_scan_interval: float = Field(default=10.0, gt=0)
+    #: Fraction of the SLA after which a step turns yellow, unless the step says otherwise.
+    sla_warn_fraction: float = Field(default=0.8, gt=0, lt=1)
+    #: Topic that receives a task for every SLA breach.
+    sla_violation_topic: str = "sla_violation"
+    #: Topic that receives a task for every SLA warning (yellow light).
+    sla_warning_topic: str = "sla_warning"
+    #: Redis broker only: seconds before an unacknowledged message is redelivered. Must
+    #: exceed every step's hard time limit and retry delay, or long steps would run twice.
+    visibility_timeout: int = Field(default=7 * 24 * 3600, gt=0)
 
     @property
     def broker_folder(self) -> Path:

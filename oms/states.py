@@ -39,8 +39,8 @@ TASK_TRANSITIONS: dict[tuple[TaskStatus | None, TaskStatus], tuple[str, ...]] = 
     (TaskStatus.RUNNING, TaskStatus.DONE): ("task.done",),
     # the attempt failed; or its pull worker's lease ran out
     (TaskStatus.RUNNING, TaskStatus.FAILED): ("task.failed", "task.lease_expired"),
-    # the instance ended while the step was queued
-    (TaskStatus.PENDING, TaskStatus.FAILED): ("task.cancelled",),
+    # the instance ended while the step was queued; or it failed its SLA while queued
+    (TaskStatus.PENDING, TaskStatus.FAILED): ("task.cancelled", "task.failed"),
 }
 
 #: Why an attempt failed when its pull worker's lease ran out (``oms_tasks.error``).

@@ -29,8 +29,10 @@ from .exceptions import (
     UnknownInstance,
 )
 from .models import EventRow, InstanceRow, TaskRow
+from .settings import get_settings
 from .states import (
     FINISHED_INSTANCE,
+    FINISHED_TASK,
     INSTANCE_TRANSITIONS,
     LEASE_EXPIRED,
     TASK_TRANSITIONS,
@@ -76,7 +78,19 @@ def _move_task(
     if not kinds or (kind is not None and kind not in kinds):
         raise InvalidTransition(f"task {task.id}", old.value, new.value)
     task.status = new.value
+    if new in FINISHED_TASK:
+        _freeze_light(task, now)
     _event(session, kind or kinds[0], task.instance_id, now, task, **data)
+
+
+def _freeze_light(row: TaskRow | InstanceRow, now: datetime) -> None:
+    """A row finished before its next SLA check keeps its light: the scanner need not look again.
+
+    One finished after it stays due, so the scanner still records the late warning
+    or breach, exactly once.
+    """
+    if row.sla_check_at is not None and now < row.sla_check_at:
+        row.sla_check_at = None
 
 
 def _move_instance(session: Session, instance: InstanceRow, new: InstanceStatus, now: datetime, **data: Any) -> None:
@@ -88,6 +102,7 @@ def _move_instance(session: Session, instance: InstanceRow, new: InstanceStatus,
     instance.updated_at = now
     if new in FINISHED_INSTANCE:
         instance.finished_at = now
+        _freeze_light(instance, now)
     _event(session, kind, instance.id, now, None, **data)
 
 
@@ -105,6 +120,7 @@ def _offer(
     """Create the pending row for step ``index``: the step becomes ready and its SLA clock starts."""
     step = definition.steps[index]
     ready_at = now + delay
+    warn_at = ready_at + step.warn_delay(step.sla, get_settings().sla_warn_fraction)
     task = TaskRow(
         id=new_id("tk"),
         instance_id=instance.id,
@@ -118,7 +134,10 @@ def _offer(
         payload=instance.payload,
         created_at=now,
         ready_at=ready_at,
+        warn_at=warn_at,
         expires_at=ready_at + step.sla,
+        light="green",
+        sla_check_at=None if definition.is_system else warn_at,
     )
     session.add(task)
     instance.current_step = index
@@ -133,6 +152,8 @@ def start_instance(
     session: Session, definition: Workflow, version: int, payload: dict[str, Any], now: datetime
 ) -> tuple[InstanceRow, Dispatch]:
     """Create a running instance and offer its first step."""
+    deadline = definition.sla
+    warn_at = now + definition.warn_delay(deadline, get_settings().sla_warn_fraction) if deadline else None
     instance = InstanceRow(
         id=new_id("wf"),
         workflow_id=definition.id,
@@ -143,6 +164,10 @@ def start_instance(
         results={},
         created_at=now,
         updated_at=now,
+        warn_at=warn_at,
+        expires_at=now + deadline if deadline else None,
+        light="green",
+        sla_check_at=warn_at,
     )
     session.add(instance)
     _event(session, INSTANCE_TRANSITIONS[(None, InstanceStatus.RUNNING)], instance.id, now, None, version=version)
@@ -279,13 +304,29 @@ def complete(session: Session, task_id: str, result: dict[str, Any] | None, now:
 def fail(session: Session, task_id: str, reason: str, now: datetime) -> Dispatch | None:
     """Mark a running task failed; retry it per its step's rules or fail the instance."""
     task, instance = _locked_task(session, task_id)
+    return _fail(session, task, instance, reason, now, retry=True)
+
+
+def fail_on_breach(
+    session: Session, task: TaskRow, instance: InstanceRow, *, retry: bool, now: datetime, reason: str = "SLA breached"
+) -> Dispatch | None:
+    """Fail a step past its SLA; with ``retry`` its ``retries`` decide what follows, else the instance fails.
+
+    Works on a queued step as well as a running one; the caller holds both rows locked.
+    """
+    return _fail(session, task, instance, reason, now, retry=retry)
+
+
+def _fail(
+    session: Session, task: TaskRow, instance: InstanceRow, reason: str, now: datetime, *, retry: bool
+) -> Dispatch | None:
     definition, _ = load_definition(session, instance.workflow_id, instance.version)
     step = definition.steps[task.step_index]
     task.finished_at = now
     task.error = reason
-    _move_task(session, task, TaskStatus.FAILED, now, reason=reason)
+    _move_task(session, task, TaskStatus.FAILED, now, "task.failed", reason=reason)
     failures = task.failures + 1
-    if failures <= step.retries:
+    if retry and failures <= step.retries:
         return _offer(
             session,
             instance,
@@ -299,6 +340,11 @@ def fail(session: Session, task_id: str, reason: str, now: datetime) -> Dispatch
     instance.error = f"step {task.step_id!r} failed after {failures} attempt(s): {reason}"
     _move_instance(session, instance, InstanceStatus.FAILED, now, step_id=task.step_id, reason=reason)
     return None
+
+
+def record_event(session: Session, kind: str, instance_id: str, now: datetime, task: TaskRow | None, **data: Any) -> None:
+    """Write an event that is not a status change (SLA lights)."""
+    _event(session, kind, instance_id, now, task, **data)
 
 
 def get_instance_row(session: Session, instance_id: str) -> InstanceRow:

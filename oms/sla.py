@@ -1,0 +1,240 @@
+"""SLA lights and the scanner that turns late steps yellow, then red, and escalates them.
+
+A row's clock starts when it becomes ready. ``sla_check_at`` holds the next moment
+its light can change (``warn_at`` while green, ``expires_at`` while yellow), so the
+scan reads only due rows through a partial index. Rows are locked with ``FOR
+UPDATE SKIP LOCKED``; two scanners never take the same row, and a row whose light
+has moved on is no longer due: each warning and breach is recorded once.
+
+An escalation is an instance of a one-step system workflow whose step is offered on
+the ``sla_violation`` (or ``sla_warning``) topic, created in the same transaction as
+the event: a governance agent takes it like any other step, pushed or pulled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import transitions
+from .db import transaction
+from .definitions import Workflow, ensure_saved, load_definition, system_workflow
+from .engine import publish, utcnow
+from .models import InstanceRow, TaskRow
+from .settings import get_settings
+from .states import FINISHED_TASK, InstanceStatus, TaskStatus
+from .transitions import Dispatch
+
+logger = logging.getLogger(__name__)
+
+GREEN, YELLOW, RED = "green", "yellow", "red"
+
+
+def light_at(moment: datetime, warn_at: datetime | None, expires_at: datetime | None) -> str:
+    """The light of a clock at ``moment``."""
+    if expires_at is not None and moment >= expires_at:
+        return RED
+    if warn_at is not None and moment >= warn_at:
+        return YELLOW
+    return GREEN
+
+
+@dataclass
+class ScanReport:
+    """What one scan changed."""
+
+    warnings: int = 0
+    violations: int = 0
+    #: Instance ids of the escalations started (one per warning and per violation).
+    escalations: list[str] = field(default_factory=list)
+    leases_expired: int = 0
+
+
+# -- escalation workflows ---------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _escalation_definition(action: str, topic: str) -> Workflow:
+    return system_workflow(
+        {"id": f"oms.{action}", "description": f"Escalation of an SLA event ({action})",
+         "steps": [{"id": "handle", "topic": topic, "sla": "24h"}]}
+    )
+
+
+def escalation_workflow(action: str) -> tuple[Workflow, int]:
+    """The system workflow that carries ``action`` (``sla_violation``/``sla_warning``), and its version."""
+    settings = get_settings()
+    topic = settings.sla_violation_topic if action == "sla_violation" else settings.sla_warning_topic
+    workflow = _escalation_definition(action, topic)
+    return workflow, ensure_saved(workflow)
+
+
+def _escalate(session: Session, action: str, payload: dict[str, Any], now: datetime, report: ScanReport) -> Dispatch:
+    workflow, version = escalation_workflow(action)
+    instance, dispatch = transitions.start_instance(session, workflow, version, payload, now)
+    report.escalations.append(instance.id)
+    return dispatch
+
+
+# -- the scan ---------------------------------------------------------------
+
+
+def _task_payload(action: str, task: TaskRow, now: datetime) -> dict[str, Any]:
+    return {
+        "action": action,
+        "task_id": task.id,
+        "instance_id": task.instance_id,
+        "workflow": task.workflow_id,
+        "step": task.step_id,
+        "topic": task.topic,
+        "attempt": task.attempt,
+        "status": task.status,
+        "warn_at": task.warn_at.isoformat(),
+        "expires_at": task.expires_at.isoformat(),
+        "overdue_by_s": round(max((now - task.expires_at).total_seconds(), 0.0), 3),
+    }
+
+
+def _advance_task(session: Session, task: TaskRow, now: datetime, report: ScanReport) -> list[Dispatch]:
+    """Move one due task's light on, record the event, escalate, apply its breach policy."""
+    finished = task.status in {s.value for s in FINISHED_TASK}
+    moment = min(now, task.finished_at) if finished and task.finished_at else now
+    light = light_at(moment, task.warn_at, task.expires_at)
+    dispatches: list[Dispatch] = []
+    if light == task.light:  # not due after all (clock moved back?): look again later
+        task.sla_check_at = task.warn_at if light == GREEN else task.expires_at
+        return dispatches
+    task.light = light
+    if light == YELLOW:
+        task.sla_check_at = None if finished else task.expires_at
+        transitions.record_event(session, "task.sla_warning", task.instance_id, now, task,
+                                 warn_at=task.warn_at.isoformat(), expires_at=task.expires_at.isoformat())
+        report.warnings += 1
+        dispatches.append(_escalate(session, "sla_warning", _task_payload("sla_warning", task, now), now, report))
+        return dispatches
+    task.sla_check_at = None
+    payload = _task_payload("sla_violation", task, now)
+    transitions.record_event(session, "task.sla_violated", task.instance_id, now, task,
+                             expires_at=payload["expires_at"], overdue_by_s=payload["overdue_by_s"])
+    report.violations += 1
+    dispatches.append(_escalate(session, "sla_violation", payload, now, report))
+    if not finished:
+        dispatches.extend(_apply_policy(session, task, now))
+    return dispatches
+
+
+def _apply_policy(session: Session, task: TaskRow, now: datetime) -> list[Dispatch]:
+    instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
+    assert instance is not None
+    if instance.status != InstanceStatus.RUNNING.value:
+        return []
+    definition, _ = load_definition(session, instance.workflow_id, instance.version)
+    policy = definition.steps[task.step_index].on_breach
+    if policy == "escalate":
+        return []
+    dispatch = transitions.fail_on_breach(session, task, instance, retry=policy == "retry", now=now)
+    return [dispatch] if dispatch else []
+
+
+def _advance_instance(session: Session, instance: InstanceRow, now: datetime, report: ScanReport) -> list[Dispatch]:
+    finished = instance.status != InstanceStatus.RUNNING.value
+    moment = min(now, instance.finished_at) if finished and instance.finished_at else now
+    light = light_at(moment, instance.warn_at, instance.expires_at)
+    if light == instance.light:
+        instance.sla_check_at = instance.warn_at if light == GREEN else instance.expires_at
+        return []
+    instance.light = light
+    definition, _ = load_definition(session, instance.workflow_id, instance.version)
+    action = "sla_warning" if light == YELLOW else "sla_violation"
+    instance.sla_check_at = instance.expires_at if light == YELLOW and not finished else None
+    assert instance.expires_at is not None
+    payload = {
+        "action": action,
+        "task_id": None,
+        "instance_id": instance.id,
+        "workflow": instance.workflow_id,
+        "step": definition.steps[instance.current_step].id,
+        "warn_at": instance.warn_at.isoformat() if instance.warn_at else None,
+        "expires_at": instance.expires_at.isoformat(),
+        "overdue_by_s": round(max((now - instance.expires_at).total_seconds(), 0.0), 3),
+    }
+    kind = "workflow.sla_warning" if light == YELLOW else "workflow.sla_violated"
+    transitions.record_event(session, kind, instance.id, now, None, expires_at=payload["expires_at"],
+                             overdue_by_s=payload["overdue_by_s"] if light == RED else None)
+    if light == YELLOW:
+        report.warnings += 1
+    else:
+        report.violations += 1
+    return [_escalate(session, action, payload, now, report)]
+
+
+def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
+    """Record and escalate every warning and breach due at ``now``; expire lost pull leases.
+
+    Safe to run concurrently: each due row is taken by one scanner only.
+    """
+    now = now or utcnow()
+    report = ScanReport()
+    escalation_workflow("sla_warning")
+    escalation_workflow("sla_violation")
+    while True:
+        dispatches: list[Dispatch] = []
+        with transaction() as session:
+            tasks = session.scalars(
+                select(TaskRow).where(TaskRow.sla_check_at <= now).order_by(TaskRow.sla_check_at)
+                .with_for_update(skip_locked=True).limit(batch)
+            ).all()
+            for task in tasks:
+                dispatches.extend(_advance_task(session, task, now, report))
+            instances = session.scalars(
+                select(InstanceRow).where(InstanceRow.sla_check_at <= now).order_by(InstanceRow.sla_check_at)
+                .with_for_update(skip_locked=True).limit(batch)
+            ).all()
+            for instance in instances:
+                dispatches.extend(_advance_instance(session, instance, now, report))
+            expired = transitions.expire_leases(session, now, limit=batch)
+            report.leases_expired += len(expired)
+            dispatches.extend(expired)
+        for dispatch in dispatches:
+            publish(dispatch)
+        if len(tasks) < batch and len(instances) < batch and len(expired) < batch:
+            return report
+
+
+def breach_now(task_id: str, reason: str) -> None:
+    """A push handler overran its SLA (``SoftTimeLimitExceeded``): record the breach, then fail the attempt.
+
+    The breach is recorded and escalated once, whether the scanner or this call sees
+    it first. The attempt fails: under ``on_breach: fail`` so does the instance;
+    otherwise the step's ``retries`` decide.
+    """
+    now = utcnow()
+    report = ScanReport()
+    dispatches: list[Dispatch] = []
+    with transaction() as session:
+        task = session.get(TaskRow, task_id, with_for_update=True)
+        if task is None or task.status != TaskStatus.RUNNING.value:
+            return
+        instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
+        assert instance is not None
+        if task.light != RED:
+            task.light, task.sla_check_at = RED, None
+            payload = _task_payload("sla_violation", task, now)
+            transitions.record_event(session, "task.sla_violated", task.instance_id, now, task,
+                                     expires_at=payload["expires_at"], overdue_by_s=payload["overdue_by_s"],
+                                     source="soft_time_limit")
+            dispatches.append(_escalate(session, "sla_violation", payload, now, report))
+        if instance.status == InstanceStatus.RUNNING.value:
+            definition, _ = load_definition(session, instance.workflow_id, instance.version)
+            policy = definition.steps[task.step_index].on_breach
+            dispatch = transitions.fail_on_breach(session, task, instance, retry=policy != "fail", now=now,
+                                                  reason=reason)
+            if dispatch:
+                dispatches.append(dispatch)
+    for dispatch in dispatches:
+        publish(dispatch)

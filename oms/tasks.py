@@ -1,0 +1,16 @@
+"""The engine's own Celery tasks (run by a worker on the ``oms`` queue, scheduled by beat)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from .celery import app
+
+
+@app.task(name="oms.scan_sla", ignore_result=True)
+def scan_sla_task() -> dict[str, Any]:
+    """Beat entry: one SLA scan (see :func:`oms.sla.scan_sla`)."""
+    from .sla import scan_sla
+
+    return asdict(scan_sla())

@@ -1,0 +1,162 @@
+"""The SLA scanner with the clock passed in: lights, events once, escalations, breach policies."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from oms import Workflow, get_instance, history, overdue, scan_sla, sla_summary
+from oms.db import transaction
+from oms.definitions import load_definition
+from oms.models import InstanceRow, TaskRow
+from oms.transitions import claim_step, complete, start_instance
+
+from ..conftest import Backend
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+S = timedelta(seconds=1)
+M = timedelta(minutes=1)
+
+
+def _start(steps: list[dict[str, Any]], sla: str | None = None, now: datetime = T0) -> str:
+    spec: dict[str, Any] = {"id": "w", "steps": steps}
+    if sla:
+        spec["sla"] = sla
+    Workflow(**spec).save()
+    with transaction() as s:
+        definition, version = load_definition(s, "w")
+        instance, _ = start_instance(s, definition, version, {"form_id": "F-1"}, now)
+    return instance.id
+
+
+def _kinds(instance_id: str) -> list[str]:
+    return [e.kind for e in history(instance_id) if "sla" in e.kind]
+
+
+def _escalations(action: str) -> list[dict[str, Any]]:
+    with transaction() as s:
+        rows = s.scalars(select(InstanceRow).where(InstanceRow.workflow_id == f"oms.{action}")
+                         .order_by(InstanceRow.created_at)).all()
+        return [r.payload for r in rows]
+
+
+def _task(instance_id: str) -> TaskRow:
+    with transaction() as s:
+        return s.scalars(select(TaskRow).where(TaskRow.instance_id == instance_id)
+                         .order_by(TaskRow.created_at.desc(), TaskRow.attempt.desc())).first()  # type: ignore[return-value]
+
+
+def test_green_then_yellow_then_red_each_recorded_and_escalated_once(backend: Backend) -> None:
+    iid = _start([{"id": "collect_form", "sla": "5m"}])
+    assert scan_sla(T0 + 3 * M).warnings == 0 and _task(iid).light == "green"
+    report = scan_sla(T0 + 4 * M)  # 80% of 5m
+    assert (report.warnings, report.violations, len(report.escalations)) == (1, 0, 1)
+    assert _task(iid).light == "yellow"
+    assert scan_sla(T0 + 4 * M + 30 * S).warnings == 0  # idempotent on re-scan
+    report = scan_sla(T0 + 5 * M + 2 * S)
+    assert (report.warnings, report.violations) == (0, 1)
+    assert scan_sla(T0 + 9 * M).violations == 0
+    assert _kinds(iid) == ["task.sla_warning", "task.sla_violated"]
+    assert _task(iid).light == "red"
+    [warning] = _escalations("sla_warning")
+    [violation] = _escalations("sla_violation")
+    assert warning["action"] == "sla_warning" and warning["step"] == "collect_form"
+    assert violation == {
+        "action": "sla_violation", "task_id": _task(iid).id, "instance_id": iid, "workflow": "w",
+        "step": "collect_form", "topic": "collect_form", "attempt": 1, "status": "pending",
+        "warn_at": (T0 + 4 * M).isoformat(), "expires_at": (T0 + 5 * M).isoformat(), "overdue_by_s": 2.0,
+    }
+    # the escalation is itself a step offered on the sla_violation topic
+    with transaction() as s:
+        topics = set(s.scalars(select(TaskRow.topic).where(TaskRow.workflow_id.startswith("oms."))))
+    assert topics == {"sla_violation", "sla_warning"}
+    assert [t.id for t in overdue()] == [_task(iid).id]
+
+
+def test_a_step_found_already_late_is_a_breach_without_a_warning(backend: Backend) -> None:
+    iid = _start([{"id": "s", "sla": "1m"}])
+    report = scan_sla(T0 + 10 * M)
+    assert (report.warnings, report.violations) == (0, 1)
+    assert _kinds(iid) == ["task.sla_violated"]
+
+
+def test_clock_starts_when_the_step_is_queued_not_when_the_instance_started(backend: Backend) -> None:
+    iid = _start([{"id": "a", "sla": "10m"}, {"id": "b", "sla": "1m"}])
+    with transaction() as s:
+        task = claim_step(s, iid, 0, "w1", T0 + 5 * M)
+        assert task is not None
+        complete(s, task.id, None, T0 + 7 * M)  # green when done: a's light never needs scanning again
+    assert scan_sla(T0 + 7 * M + 30 * S).violations == 0
+    assert scan_sla(T0 + 8 * M + 1 * S).violations == 1  # b was queued at 7m with a 1m SLA
+    info = get_instance(iid)
+    assert [t.light for t in info.tasks] == ["green", "red"]
+    assert info.tasks[0].queue_wait_s == 300 and info.tasks[0].run_s == 120 and info.tasks[0].total_s == 420
+
+
+def test_a_step_finished_late_before_the_scan_is_still_a_breach(backend: Backend) -> None:
+    iid = _start([{"id": "s", "sla": "1m"}])
+    with transaction() as s:
+        task = claim_step(s, iid, 0, "w1", T0)
+        assert task is not None
+        complete(s, task.id, None, T0 + 2 * M)
+    report = scan_sla(T0 + 3 * M)
+    assert (report.warnings, report.violations) == (0, 1)
+    assert get_instance(iid).status == "done"  # policies apply only to open steps
+    assert overdue() == []
+
+
+def test_warn_at_and_warn_fraction_set_the_yellow_light(backend: Backend) -> None:
+    iid = _start([{"id": "a", "sla": "10m", "warn_at": "1m"}])
+    assert scan_sla(T0 + 1 * M).warnings == 1
+    with pytest.raises(Exception, match="warn_at .* must be shorter than the sla"):
+        Workflow(id="x", steps=[{"id": "a", "sla": "1m", "warn_at": "2m"}])
+    iid2 = _start([{"id": "b", "sla": "10m", "warn_fraction": 0.5}], now=T0 + 2 * M)
+    assert scan_sla(T0 + 6 * M).warnings == 0
+    assert scan_sla(T0 + 7 * M).warnings == 1
+    assert _kinds(iid) == ["task.sla_warning"] and _kinds(iid2) == ["task.sla_warning"]
+
+
+def test_workflow_level_deadline_has_its_own_lights(backend: Backend) -> None:
+    iid = _start([{"id": "a", "sla": "1h"}], sla="10m")
+    assert scan_sla(T0 + 8 * M).warnings == 1
+    assert scan_sla(T0 + 10 * M).violations == 1
+    assert scan_sla(T0 + 11 * M).violations == 0
+    assert _kinds(iid) == ["workflow.sla_warning", "workflow.sla_violated"]
+    info = get_instance(iid)
+    assert info.light == "red" and info.tasks[0].light == "green"
+    assert _escalations("sla_violation")[0]["task_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "retries", "status", "attempts"),
+    [("escalate", 0, "running", 1), ("fail", 3, "failed", 1), ("retry", 1, "running", 2), ("retry", 0, "failed", 1)],
+)
+def test_breach_policies(backend: Backend, policy: str, retries: int, status: str, attempts: int) -> None:
+    iid = _start([{"id": "s", "sla": "1m", "on_breach": policy, "retries": retries}])
+    scan_sla(T0 + 2 * M)
+    info = get_instance(iid)
+    assert info.status == status and len(info.tasks) == attempts
+    if policy == "retry" and retries:
+        fresh = info.tasks[-1]
+        assert fresh.status == "pending" and fresh.expires_at == T0 + 3 * M and fresh.light == "green"
+        assert [e.kind for e in history(iid)][-3:] == ["task.sla_violated", "task.failed", "task.retried"]
+    if status == "failed":
+        assert "SLA breached" in (info.error or "")
+
+
+def test_sla_summary_counts_lights_and_timings(backend: Backend) -> None:
+    for n in range(3):
+        iid = _start([{"id": "s", "sla": "1m"}], now=T0 + n * S)
+        with transaction() as s:
+            task = claim_step(s, iid, 0, "w1", T0 + (n + 10) * S)
+            assert task is not None
+            complete(s, task.id, None, T0 + (n + 10) * S + 20 * S)
+    _start([{"id": "s", "sla": "1m"}])
+    scan_sla(T0 + 5 * M)
+    [summary] = sla_summary()
+    assert (summary.workflow_id, summary.step_id) == ("w", "s")
+    assert (summary.green, summary.yellow, summary.red) == (3, 0, 1)
+    assert summary.queue_wait_p50_s == 10 and summary.run_p95_s == 20
