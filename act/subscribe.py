@@ -51,7 +51,7 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> 
     published by this message: a duplicate delivery, a failure, or a retry (which
     publishes its own chain, after its backoff).
     """
-    with transaction() as session:
+    with shielded(), transaction() as session:
         row = transitions.claim_step(session, instance_id, index, worker_id, utcnow())
         if row is None:
             logger.info("step %s of %s is not pending (duplicate delivery?); skipped", index, instance_id)
@@ -63,13 +63,14 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> 
             outcome = interpret(handler(task))
     except SoftTimeLimitExceeded:
         logger.warning("handler for %s overran the SLA of step %s of %s", task.topic, task.step_id, instance_id)
-        breach_now(task.id, "SLA exceeded: the handler was stopped by its soft time limit")
+        with shielded():
+            breach_now(task.id, "SLA exceeded: the handler was stopped by its soft time limit")
         raise Ignore() from None
     except Exception as exc:  # the handler's failure is the step's failure
         logger.exception("handler for %s failed", task.topic)
         outcome = Outcome(False, reason=f"{type(exc).__name__}: {exc}")
     try:
-        with transaction() as session:
+        with shielded(), transaction() as session:
             if outcome.ok:
                 transitions.complete(session, task.id, outcome.result, utcnow())
                 return outcome.result
@@ -81,6 +82,31 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> 
     raise Ignore()
 
 
+def _in_pool_child() -> bool:
+    return threading.current_thread() is threading.main_thread() and current_process().name != "MainProcess"
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Keep time-limit signals out of the engine's own bookkeeping.
+
+    A soft time limit (Celery's SIGUSR1, or our SIGALRM) landing inside a
+    transition would roll it back halfway through recording the outcome. Here it
+    is held, and dropped: the handler it was meant for has already returned.
+    """
+    if not _in_pool_child():
+        yield
+        return
+    held = {signal.SIGUSR1, signal.SIGALRM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        while signal.sigtimedwait(held, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
 @contextmanager
 def sla_alarm(task: Task) -> Iterator[None]:
     """In a prefork child, interrupt the handler when the step's SLA runs out.
@@ -90,12 +116,7 @@ def sla_alarm(task: Task) -> Iterator[None]:
     step was queued. Other pools run handlers off the main thread or in the worker's
     own process, where no signal may be used: there the SLA scanner alone holds the SLA.
     """
-    usable = (
-        task.expires_at is not None
-        and threading.current_thread() is threading.main_thread()
-        and current_process().name != "MainProcess"
-    )
-    if not usable:
+    if task.expires_at is None or not _in_pool_child():
         yield
         return
     assert task.expires_at is not None

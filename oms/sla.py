@@ -180,6 +180,7 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
     """
     now = now or utcnow()
     report = ScanReport()
+    # saved before the scan's transaction: SQLite has one writer, and this is another one
     escalation_workflow("sla_warning")
     escalation_workflow("sla_violation")
     while True:
@@ -213,6 +214,7 @@ def breach_now(task_id: str, reason: str) -> None:
     it first. The attempt fails: under ``on_breach: fail`` so does the instance;
     otherwise the step's ``retries`` decide.
     """
+    escalation_workflow("sla_violation")  # saved before the transaction: SQLite has one writer
     now = utcnow()
     report = ScanReport()
     dispatches: list[Dispatch] = []

@@ -35,3 +35,13 @@ def refuse(task: Task) -> str:
 def slow(task: Task) -> str:
     time.sleep(task.payload.get("sleep", 1.0))
     return "success"
+
+
+def _received(task: Task) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    return {"received_at": datetime.now(timezone.utc).isoformat(), "action": task.payload["action"]}
+
+
+subscribe("sla_violation")(_received)
+subscribe("sla_warning")(_received)

@@ -16,6 +16,22 @@ from oms.states import FINISHED_INSTANCE
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class BeatProcess:
+    """``celery -A oms beat`` in a subprocess: sends ``oms.scan_sla`` every ``OMS_SLA_SCAN_INTERVAL``."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, name: str = "beat") -> None:
+        self.log = cwd / f"{name}.log"
+        self._out = self.log.open("w")
+        command = [sys.executable, "-m", "celery", "-A", "oms", "beat", "-l", "info", "-s", str(cwd / f"{name}-schedule")]
+        self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                                        stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(15)
+        self._out.close()
+
+
 class WorkerProcess:
     """``celery -A oms worker`` in a subprocess, its log in a file."""
 
