@@ -59,17 +59,24 @@ def _connection() -> Connection:
     return conn
 
 
+#: Seconds between lease sweeps by one process on one topic (the SLA scanner sweeps too).
+_SWEEP_EVERY = 1.0
+_swept: dict[str, float] = {}
+
+
 def _try_claim(topic: str, worker_id: str, lease: timedelta) -> tuple[Task | None, datetime | None]:
-    """Claim a due step on ``topic``; otherwise say when the next one becomes due."""
+    """Claim a due step on ``topic``; otherwise say when something next becomes due."""
     now = utcnow()
+    expired = []
     with transaction() as session:
-        expired = transitions.expire_leases(session, now, topic=topic)
-        row = transitions.claim_topic(session, topic, worker_id, now, lease)
-        if row is None:
-            task, due = None, transitions.next_ready_at(session, topic)
+        if time.monotonic() - _swept.get(topic, 0.0) >= _SWEEP_EVERY:
+            _swept[topic] = time.monotonic()
+            expired = transitions.expire_leases(session, now, topic=topic)
+        claimed = transitions.claim_topic(session, topic, worker_id, now, lease)
+        if claimed is None:
+            task, due = None, transitions.next_due_at(session, topic)
         else:
-            instance = transitions.get_instance_row(session, row.instance_id)
-            task, due = Task.from_row(row, instance.results), None
+            task, due = Task.from_row(*claimed), None
     for dispatch in expired:
         publish(dispatch)
     return task, due
@@ -117,8 +124,9 @@ def fetch_task(
         remaining = deadline - time.monotonic()
         if task is not None or remaining <= 0:
             return task
-        if due is not None:  # a retry waiting out its backoff: wake when it is due
+        if due is not None:  # a retry's backoff or a lease ends: wake then, and sweep
             remaining = min(remaining, max((due - utcnow()).total_seconds(), 0.0) + 0.01)
+            _swept.pop(topic, None)
         _wait_for_offer(topic, remaining)
 
 

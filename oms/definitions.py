@@ -251,11 +251,16 @@ def ensure_saved(workflow: Workflow) -> int:
     return _saved_versions[key]
 
 
+def cached_definition(database: str, workflow_id: str, version: int) -> Workflow | None:
+    """A definition already loaded from ``database`` (its URL as text), without a query."""
+    return _cache.get((database, workflow_id, version))
+
+
 def load_definition(session: Session, workflow_id: str, version: int | None = None) -> tuple[Workflow, int]:
     """``(definition, version)`` from the database; versions never change, so they are cached."""
     database = str(session.get_bind().url)
-    if version is not None and (database, workflow_id, version) in _cache:
-        return _cache[(database, workflow_id, version)], version
+    if version is not None and (cached := cached_definition(database, workflow_id, version)):
+        return cached, version
     if version is None:
         row = _latest(session, workflow_id)
     else:

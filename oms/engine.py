@@ -8,8 +8,8 @@ from typing import Any
 from .celery import app
 from .compiler import compile_chain
 from .config import check_fits_broker
-from .db import transaction
-from .definitions import load_definition
+from .db import sessions, transaction
+from .definitions import cached_definition, load_definition
 from .jsonvalue import json_object
 from .settings import get_settings
 from .transitions import Dispatch, start_instance
@@ -23,8 +23,11 @@ def publish(dispatch: Dispatch | None) -> None:
     """Publish the chain a committed transition asked for (nothing for ``None``)."""
     if dispatch is None:
         return
-    with transaction() as session:
-        workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
+    database = str(sessions().kw["bind"].url)
+    workflow = cached_definition(database, dispatch.workflow_id, dispatch.version)
+    if workflow is None:
+        with transaction() as session:
+            workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
     signature = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
     signature.apply_async(countdown=dispatch.countdown or None)
 

@@ -199,31 +199,44 @@ def claim_step(session: Session, instance_id: str, index: int, worker_id: str, n
 
 def claim_topic(
     session: Session, topic: str, worker_id: str, now: datetime, lease: timedelta
-) -> TaskRow | None:
+) -> tuple[TaskRow, dict[str, Any]] | None:
     """Claim the oldest due step on ``topic`` for a pull worker, with a lease; ``None`` if none is due.
+
+    Returns the task and its instance's results so far.
 
     ``FOR UPDATE SKIP LOCKED`` on PostgreSQL lets concurrent callers pass over each
     other's rows; SQLite serialises writers (``BEGIN IMMEDIATE``) instead.
     """
-    task = session.scalars(
-        select(TaskRow)
+    found = session.execute(
+        select(TaskRow, InstanceRow.results)
+        .join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
         .where(TaskRow.topic == topic, TaskRow.status == TaskStatus.PENDING.value, TaskRow.ready_at <= now)
         .order_by(TaskRow.ready_at)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=TaskRow, skip_locked=True)
         .limit(1)
     ).first()
-    if task is None:
+    if found is None:
         return None
+    task, results = found
     task.lease_expires_at = now + lease
     _claim(session, task, worker_id, now)
-    return task
+    return task, results
 
 
-def next_ready_at(session: Session, topic: str) -> datetime | None:
-    """When the next pending step on ``topic`` becomes due (retries wait out their backoff)."""
-    return session.scalar(
+def next_due_at(session: Session, topic: str) -> datetime | None:
+    """When something next becomes claimable on ``topic`` without a new message.
+
+    That is a retry waiting out its backoff, or a pull claim whose lease runs out.
+    """
+    pending = session.scalar(
         select(func.min(TaskRow.ready_at)).where(TaskRow.topic == topic, TaskRow.status == TaskStatus.PENDING.value)
     )
+    leased = session.scalar(
+        select(func.min(TaskRow.lease_expires_at)).where(
+            TaskRow.topic == topic, TaskRow.status == TaskStatus.RUNNING.value
+        )
+    )
+    return min((t for t in (pending, leased) if t is not None), default=None)
 
 
 def _claim(session: Session, task: TaskRow, worker_id: str, now: datetime) -> None:

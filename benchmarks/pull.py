@@ -1,0 +1,190 @@
+"""Pull-worker throughput and wake-up latency on PostgreSQL (issue: pull workers).
+
+Runs, in one go and on the same table:
+
+* engine round trips: P processes loop ``fetch_task`` + ``complete_task`` until N
+  queued one-step workflows are done (P = 1, 4, 8);
+* the raw claim rate: P processes loop a bare
+  ``UPDATE oms_tasks … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1)``
+  over N pending rows, autocommit, nothing else;
+* wake-up latency: one idle ``fetch_task`` caller, workflows started one at a time;
+  latency = when ``fetch_task`` returned − when the step became ready.
+
+    .venv/bin/python benchmarks/pull.py [--steps 3000] [--processes 1,4,8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _configure(database_url: str, broker_url: str) -> None:
+    import oms
+
+    oms.configure(database_url=database_url, broker_url=broker_url)
+
+
+def _engine_worker(database_url: str, broker_url: str, topic: str, start: mp.Event, out: mp.Queue) -> None:
+    _configure(database_url, broker_url)
+    from act import complete_task, fetch_task
+
+    fetch_task("warmup_topic", max_wait=0)  # connect before the clock starts
+    start.wait()
+    done = 0
+    while (task := fetch_task(topic, max_wait="0.5s")) is not None:
+        complete_task(task.id)
+        done += 1
+    out.put(done)
+
+
+def _raw_worker(dsn: str, topic: str, start: mp.Event, out: mp.Queue) -> None:
+    import psycopg
+
+    claim = (
+        "UPDATE oms_tasks SET status = 'running', started_at = now(), worker_id = %s "
+        "WHERE id = (SELECT id FROM oms_tasks WHERE topic = %s AND status = 'pending' "
+        "ORDER BY ready_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        start.wait()
+        done = 0
+        while conn.execute(claim, (f"raw:{os.getpid()}", topic)).fetchone():
+            done += 1
+    out.put(done)
+
+
+def _run(target, args: tuple, processes: int) -> tuple[float, int]:  # type: ignore[type-arg]
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, start, out)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(3)  # let every process import and connect
+    began = time.perf_counter()
+    start.set()
+    total = sum(out.get(timeout=600) for _ in procs)
+    elapsed = time.perf_counter() - began
+    for p in procs:
+        p.join()
+    return elapsed, total
+
+
+def _queue_steps(workflow: str, n: int) -> None:
+    from oms import start_workflow
+
+    for i in range(n):
+        start_workflow(workflow, payload={"n": i})
+
+
+def _raw_rows(database_url: str, topic: str, n: int) -> None:
+    """N pending rows on ``topic`` in the same table, inserted directly (no messages)."""
+    from sqlalchemy import text
+
+    from oms.db import transaction
+
+    now = datetime.now(timezone.utc)
+    with transaction() as s:
+        iid = f"wf-raw{uuid.uuid4().hex[:8]}"
+        s.execute(text(
+            "INSERT INTO oms_instances (id, workflow_id, version, status, current_step, payload, results, "
+            "created_at, updated_at, light) VALUES (:i, 'raw', 1, 'running', 0, '{}', '{}', :now, :now, 'green')"
+        ), {"i": iid, "now": now})
+        s.execute(text(
+            "INSERT INTO oms_tasks (id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, "
+            "status, payload, created_at, ready_at, warn_at, expires_at, light) "
+            "SELECT 'tk-raw' || g, :i, 'raw', 'raw', 0, :topic, 1, 0, 'pending', '{}', :now, :now, :now, :now, "
+            "'green' FROM generate_series(1, :n) g"
+        ), {"i": iid, "topic": topic, "now": now, "n": n})
+
+
+def _latency(samples: int) -> list[float]:
+    import threading
+
+    from act import complete_task, fetch_task
+    from oms import Workflow, start_workflow
+
+    Workflow(id="bench_wake", steps=[{"id": "bench_wake", "sla": "1h"}]).save()
+    fetch_task("bench_wake", max_wait=0)
+    latencies: list[float] = []
+
+    def produce() -> None:
+        for i in range(samples):
+            time.sleep(0.03)
+            start_workflow("bench_wake", payload={"i": i})
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    for _ in range(samples):
+        task = fetch_task("bench_wake", max_wait="5s")
+        returned = datetime.now(timezone.utc)
+        assert task is not None and task.expires_at is not None
+        ready = task.expires_at - (Workflow.load("bench_wake").steps[0].sla)
+        latencies.append((returned - ready).total_seconds() * 1000)
+        complete_task(task.id)
+    producer.join()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=3000, help="queued steps per run")
+    parser.add_argument("--processes", default="1,4,8")
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--latency-samples", type=int, default=300)
+    args = parser.parse_args()
+
+    import redis
+    from sqlalchemy import create_engine, text
+
+    name = f"oms_bench_pull_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url = ADMIN.rsplit("/", 1)[0] + "/" + name
+    dsn = database_url.replace("postgresql+psycopg", "postgresql")
+    redis.Redis.from_url(args.broker_url).flushdb()
+    try:
+        _configure(database_url, args.broker_url)
+        from oms import Workflow
+
+        print(f"steps per run: {args.steps}; PostgreSQL, broker {args.broker_url}; {os.cpu_count()} cores")
+        print(f"{'processes':>9} {'engine/s':>10} {'raw claims/s':>13} {'ratio':>6}")
+        for p in [int(x) for x in args.processes.split(",")]:
+            topic = f"bench_pull_{p}"
+            Workflow(id=topic, steps=[{"id": topic, "sla": "1h"}]).save()
+            _queue_steps(topic, args.steps)
+            elapsed, done = _run(_engine_worker, (database_url, args.broker_url, topic), p)
+            assert done == args.steps, (done, args.steps)
+            engine = done / elapsed
+            _raw_rows(database_url, f"raw_{p}", args.steps)
+            raw_elapsed, raw_done = _run(_raw_worker, (dsn, f"raw_{p}"), p)
+            assert raw_done == args.steps
+            raw = raw_done / raw_elapsed
+            print(f"{p:>9} {engine:>10.0f} {raw:>13.0f} {engine / raw:>6.2f}", flush=True)
+        latencies = _latency(args.latency_samples)
+        q = statistics.quantiles(latencies, n=100)
+        print(f"wake-up latency over {len(latencies)} steps: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, "
+              f"max {max(latencies):.1f} ms")
+    finally:
+        from oms.db import dispose_all
+
+        dispose_all()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()

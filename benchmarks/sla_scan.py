@@ -1,0 +1,182 @@
+"""SLA scanner cost on PostgreSQL (issue: SLA engine).
+
+1. A no-news scan (nothing newly due) on task tables of 10k, 100k and 1M rows, 2%
+   of them overdue and already escalated: median and p95 of 30 scans each.
+2. One scan that escalates 10,000 fresh breaches (in the 1M-row table).
+3. Detection lateness: a real ``celery beat`` (interval 1 s) and worker on the
+   ``oms`` queue; 400 one-step workflows with a 2 s SLA nobody takes, started over
+   ~20 s; lateness = when ``task.sla_violated`` was recorded − ``expires_at``.
+
+    .venv/bin/python benchmarks/sla_scan.py [--sizes 10000,100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _fill(upto: int, have: int, instance_id: str) -> None:
+    """Grow the task table to ``upto`` rows: 2% red and done with, 98% green and not yet due."""
+    from sqlalchemy import text
+
+    from oms.db import transaction
+
+    now = datetime.now(timezone.utc)
+    with transaction() as s:
+        s.execute(text(
+            "INSERT INTO oms_tasks (id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, "
+            "status, payload, created_at, ready_at, warn_at, expires_at, light, sla_check_at) "
+            "SELECT 'tk-b' || g, :i, 'bench_scan', 'late', 0, 'late', 1, 0, 'pending', '{}', :now, :now, "
+            "CASE WHEN g % 50 = 0 THEN :past ELSE :warn END, CASE WHEN g % 50 = 0 THEN :past ELSE :expire END, "
+            "CASE WHEN g % 50 = 0 THEN 'red' ELSE 'green' END, CASE WHEN g % 50 = 0 THEN NULL ELSE :warn END "
+            "FROM generate_series(:lo, :hi) g"
+        ), {"i": instance_id, "now": now, "past": now - timedelta(hours=1), "warn": now + timedelta(days=1),
+            "expire": now + timedelta(days=2), "lo": have + 1, "hi": upto})
+        s.execute(text("ANALYZE oms_tasks"))
+
+
+def _no_news(samples: int = 30) -> tuple[float, float]:
+    from oms import scan_sla
+
+    times = []
+    for _ in range(samples):
+        began = time.perf_counter()
+        report = scan_sla()
+        times.append((time.perf_counter() - began) * 1000)
+        assert report.violations == 0 and report.warnings == 0, report
+    return statistics.median(times), statistics.quantiles(times, n=20)[18]
+
+
+def _fresh_breaches(n: int) -> float:
+    from sqlalchemy import text
+
+    from oms import scan_sla
+    from oms.db import transaction
+
+    now = datetime.now(timezone.utc)
+    with transaction() as s:
+        s.execute(text(
+            "UPDATE oms_tasks SET light = 'yellow', warn_at = :w, expires_at = :e, sla_check_at = :e "
+            "WHERE id IN (SELECT id FROM oms_tasks WHERE light = 'green' AND workflow_id = 'bench_scan' LIMIT :n)"
+        ), {"w": now - timedelta(seconds=2), "e": now - timedelta(seconds=1), "n": n})
+    began = time.perf_counter()
+    report = scan_sla()
+    elapsed = time.perf_counter() - began
+    assert report.violations == n, report
+    return elapsed
+
+
+def _lateness(env: dict[str, str], workflows: int) -> list[float]:
+    from sqlalchemy import select
+
+    from oms import Workflow, start_workflow
+    from oms.db import transaction
+    from oms.models import EventRow, TaskRow
+
+    Workflow(id="bench_late", steps=[{"id": "bench_late", "sla": "2s", "warn_at": "1s"}]).save()
+    tmp = Path(tempfile.mkdtemp())
+    full = {**os.environ, **env, "OMS_SLA_SCAN_INTERVAL": "1", "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "celery", "-A", "oms", "worker", "-Q", "oms", "-c", "2", "-l", "warning",
+                          "--without-mingle", "--without-gossip"], env=full, cwd=tmp, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-m", "celery", "-A", "oms", "beat", "-l", "warning", "-s",
+                          str(tmp / "schedule")], env=full, cwd=tmp, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+    try:
+        time.sleep(5)
+        ids = []
+        for i in range(workflows):
+            ids.append(start_workflow("bench_late", payload={"i": i}))
+            time.sleep(0.05)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with transaction() as s:
+                rows = s.execute(
+                    select(EventRow.at, TaskRow.expires_at).join(TaskRow, TaskRow.id == EventRow.task_id)
+                    .where(EventRow.kind == "task.sla_violated", TaskRow.instance_id.in_(ids))
+                ).all()
+            if len(rows) == workflows:
+                return [(at - expires).total_seconds() for at, expires in rows]
+            time.sleep(0.5)
+        raise SystemExit(f"only {len(rows)} of {workflows} breaches were recorded in time")
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--breaches", type=int, default=10000)
+    parser.add_argument("--late-workflows", type=int, default=400)
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/11")
+    args = parser.parse_args()
+
+    import redis
+    from sqlalchemy import create_engine, text
+
+    import oms
+    from oms import Workflow
+    from oms.db import transaction, dispose_all
+
+    name = f"oms_bench_sla_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url = ADMIN.rsplit("/", 1)[0] + "/" + name
+    redis.Redis.from_url(args.broker_url).flushdb()
+    try:
+        oms.configure(database_url=database_url, broker_url=args.broker_url)
+        Workflow(id="bench_scan", steps=[{"id": "late", "sla": "1m"}]).save()
+        now = datetime.now(timezone.utc)
+        instance_id = "wf-bench-scan"
+        with transaction() as s:
+            s.execute(text(
+                "INSERT INTO oms_instances (id, workflow_id, version, status, current_step, payload, results, "
+                "created_at, updated_at, light) VALUES (:i, 'bench_scan', 1, 'running', 0, '{}', '{}', :n, :n, 'green')"
+            ), {"i": instance_id, "n": now})
+        oms.scan_sla()  # saves the escalation workflows once
+        have = 0
+        print(f"PostgreSQL, {os.cpu_count()} cores; 2% of rows overdue and already escalated")
+        for size in (int(x) for x in args.sizes.split(",")):
+            began = time.perf_counter()
+            _fill(size, have, instance_id)
+            have = size
+            p50, p95 = _no_news()
+            print(f"  {size:>9,} rows (filled in {time.perf_counter() - began:5.1f} s): no-news scan "
+                  f"median {p50:.2f} ms, p95 {p95:.2f} ms", flush=True)
+        elapsed = _fresh_breaches(args.breaches)
+        print(f"  one scan escalating {args.breaches:,} fresh breaches in a {have:,}-row table: {elapsed:.2f} s",
+              flush=True)
+        dispose_all()
+        late = _lateness({"OMS_DATABASE_URL": database_url, "OMS_BROKER_URL": args.broker_url},
+                         args.late_workflows)
+        q = statistics.quantiles(late, n=100)
+        print(f"  detection lateness over {len(late)} breaches (scan interval 1 s): p50 {q[49]:.2f} s, "
+              f"p99 {q[98]:.2f} s, max {max(late):.2f} s")
+    finally:
+        dispose_all()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
