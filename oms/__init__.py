@@ -5,7 +5,7 @@ from __future__ import annotations
 from .celery import app
 from .config import configure
 from .definitions import Step, Workflow
-from .engine import start_workflow
+from .engine import cancel_workflow, retry_workflow, start_workflow
 from .exceptions import (
     InvalidDefinition,
     InvalidPayload,
@@ -21,6 +21,8 @@ __all__ = [
     "Workflow",
     "Step",
     "start_workflow",
+    "cancel_workflow",
+    "retry_workflow",
     # reading state
     "get_instance",
     "history",

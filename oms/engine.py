@@ -12,7 +12,7 @@ from .db import sessions, transaction
 from .definitions import cached_definition, load_definition
 from .jsonvalue import json_object
 from .settings import get_settings
-from .transitions import Dispatch, start_instance
+from .transitions import Dispatch, cancel, resume, start_instance
 
 
 def utcnow() -> datetime:
@@ -46,3 +46,16 @@ def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> s
         instance, dispatch = start_instance(session, definition, version, data, utcnow())
     publish(dispatch)
     return instance.id
+
+
+def cancel_workflow(instance_id: str, reason: str = "cancelled by operator") -> None:
+    """Cancel a pending or running instance (see :func:`oms.transitions.cancel`)."""
+    with transaction() as session:
+        cancel(session, instance_id, utcnow(), reason)
+
+
+def retry_workflow(instance_id: str) -> None:
+    """Resume a failed instance from its failed step."""
+    with transaction() as session:
+        dispatch = resume(session, instance_id, utcnow())
+    publish(dispatch)

@@ -37,8 +37,8 @@ TASK_TRANSITIONS: dict[tuple[TaskStatus | None, TaskStatus], tuple[str, ...]] = 
     # claimed by a push worker or a pull worker's fetch_task
     (TaskStatus.PENDING, TaskStatus.RUNNING): ("task.started",),
     (TaskStatus.RUNNING, TaskStatus.DONE): ("task.done",),
-    # the attempt failed; or its pull worker's lease ran out
-    (TaskStatus.RUNNING, TaskStatus.FAILED): ("task.failed", "task.lease_expired"),
+    # the attempt failed; or its pull worker's lease ran out; or its instance was cancelled
+    (TaskStatus.RUNNING, TaskStatus.FAILED): ("task.failed", "task.lease_expired", "task.cancelled"),
     # the instance ended while the step was queued; or it failed its SLA while queued
     (TaskStatus.PENDING, TaskStatus.FAILED): ("task.cancelled", "task.failed"),
 }

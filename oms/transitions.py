@@ -286,14 +286,16 @@ def _locked_task(session: Session, task_id: str) -> tuple[TaskRow, InstanceRow]:
     task = session.get(TaskRow, task_id, with_for_update=True)
     if task is None:
         raise TaskNotFound(task_id)
+    instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
+    assert instance is not None  # foreign key
+    if instance.status == InstanceStatus.CANCELLED.value:
+        raise InstanceFinished(instance.id, instance.status)
     if task.status == TaskStatus.FAILED.value and task.error == LEASE_EXPIRED:
         raise LeaseLost(task_id)
     if task.status in (TaskStatus.DONE.value, TaskStatus.FAILED.value):
         raise TaskAlreadyFinished(task_id, task.status)
     if task.status != TaskStatus.RUNNING.value:
         raise TaskNotClaimed(task_id, task.status)
-    instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
-    assert instance is not None  # foreign key
     if instance.status != InstanceStatus.RUNNING.value:
         raise InstanceFinished(instance.id, instance.status)
     return task, instance
@@ -353,6 +355,50 @@ def _fail(
     instance.error = f"step {task.step_id!r} failed after {failures} attempt(s): {reason}"
     _move_instance(session, instance, InstanceStatus.FAILED, now, step_id=task.step_id, reason=reason)
     return None
+
+
+def cancel(session: Session, instance_id: str, now: datetime, reason: str = "cancelled") -> None:
+    """End a pending or running instance: its open steps fail and can no longer be completed.
+
+    Queued messages find nothing to claim; a worker still holding a step gets
+    ``InstanceFinished`` when it reports. Cancelling a cancelled instance does nothing.
+    """
+    instance = session.get(InstanceRow, instance_id, with_for_update=True)
+    if instance is None:
+        raise UnknownInstance(instance_id)
+    if instance.status == InstanceStatus.CANCELLED.value:
+        return
+    if instance.status in (InstanceStatus.DONE.value, InstanceStatus.FAILED.value):
+        raise InstanceFinished(instance_id, instance.status)
+    open_tasks = session.scalars(
+        select(TaskRow)
+        .where(TaskRow.instance_id == instance_id, TaskRow.status.in_((TaskStatus.PENDING.value, TaskStatus.RUNNING.value)))
+        .with_for_update()
+    ).all()
+    for task in open_tasks:
+        task.finished_at = now
+        task.error = f"instance cancelled: {reason}"
+        _move_task(session, task, TaskStatus.FAILED, now, "task.cancelled", reason=reason)
+    instance.error = f"cancelled: {reason}"
+    _move_instance(session, instance, InstanceStatus.CANCELLED, now, reason=reason)
+
+
+def resume(session: Session, instance_id: str, now: datetime) -> Dispatch:
+    """Run a failed instance again from its failed step, with a fresh retry budget."""
+    instance = session.get(InstanceRow, instance_id, with_for_update=True)
+    if instance is None:
+        raise UnknownInstance(instance_id)
+    if instance.status != InstanceStatus.FAILED.value:
+        raise InvalidTransition(f"workflow instance {instance_id}", instance.status, InstanceStatus.RUNNING.value)
+    last = session.scalars(
+        select(TaskRow).where(TaskRow.instance_id == instance_id).order_by(TaskRow.step_index.desc(), TaskRow.attempt.desc())
+    ).first()
+    assert last is not None
+    definition, _ = load_definition(session, instance.workflow_id, instance.version)
+    instance.error = None
+    instance.finished_at = None
+    _move_instance(session, instance, InstanceStatus.RUNNING, now, step_id=last.step_id)
+    return _offer(session, instance, definition, last.step_index, now, attempt=last.attempt + 1)
 
 
 def record_event(session: Session, kind: str, instance_id: str, now: datetime, task: TaskRow | None, **data: Any) -> None:

@@ -158,3 +158,43 @@ def test_a_running_instance_keeps_its_version(backend: Backend) -> None:
     with transaction() as s:
         assert get_instance_row(s, iid).version == 1
     assert start_workflow("epa_waste_reg", payload={}).startswith("wf-")
+
+
+def test_cancel_ends_open_steps_and_refuses_late_reports(backend: Backend) -> None:
+    from oms import cancel_workflow
+    from oms.exceptions import InstanceFinished
+
+    iid = _start(EPA)
+    task = _claim(iid, 0)
+    assert task is not None
+    cancel_workflow(iid, "citizen withdrew")
+    cancel_workflow(iid)  # again: nothing changes
+    with pytest.raises(InstanceFinished, match="is cancelled"), transaction() as s:
+        complete(s, task.id, None, T0)
+    assert _kinds(iid)[-2:] == [("task.cancelled", "collect_form", 1), ("workflow.cancelled", None, None)]
+    assert _claim(iid, 0) is None
+
+
+def test_retry_resumes_a_failed_instance_from_its_failed_step(backend: Backend) -> None:
+    from oms import retry_workflow
+
+    iid = _start(EPA)
+    for index in range(2):
+        task = _claim(iid, index)
+        assert task is not None
+        with transaction() as s:
+            if index == 0:
+                complete(s, task.id, None, T0)
+            else:
+                fail(s, task.id, "IRS down", T0)
+    with transaction() as s:
+        assert get_instance_row(s, iid).status == "failed"
+    retry_workflow(iid)
+    task = _claim(iid, 1, datetime.now(timezone.utc))
+    assert task is not None and task.attempt == 2 and task.step_id == "validate_tax_id"
+    assert _kinds(iid)[-3:] == [("workflow.resumed", None, None), ("task.retried", "validate_tax_id", 2),
+                                ("task.started", "validate_tax_id", 2)]
+    with pytest.raises(InvalidTransition), transaction() as s:
+        from oms.transitions import resume
+
+        resume(s, iid, T0)
