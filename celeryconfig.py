@@ -36,12 +36,20 @@ task_default_queue = "oms"
 task_create_missing_queues = True
 worker_cancel_long_running_tasks_on_connection_loss = True
 
-# The SLA scanner: `celery -A oms beat` sends it, a worker on the `oms` queue runs it.
+# The engine's upkeep: `celery -A oms beat` sends it, a worker on the `oms` queue runs it.
 # Any number of beats may run: each due row is taken by one scan only.
+_reconcile_every = max(_settings.reconcile_after / 3, 1.0)
 beat_schedule = {
+    # SLA lights and escalations; lapsed claims of dead workers offered again
     "oms-scan-sla": {
         "task": "oms.scan_sla",
         "schedule": _settings.sla_scan_interval,
         "options": {"queue": "oms", "expires": _settings.sla_scan_interval},
+    },
+    # steps whose message the broker lost, published again
+    "oms-reconcile": {
+        "task": "oms.reconcile",
+        "schedule": _reconcile_every,
+        "options": {"queue": "oms", "expires": _reconcile_every},
     },
 }

@@ -21,10 +21,11 @@ from kombu.simple import SimpleQueue
 
 from oms import transitions
 from oms.celery import app
-from oms.db import transaction
+from oms.db import retrying, transaction
 from oms.definitions import check_name
 from oms.durations import parse_duration
-from oms.engine import publish, utcnow
+from oms.engine import publish, publish_all, utcnow
+from oms.exceptions import InvalidArgument, check_id
 from oms.jsonvalue import json_object
 from oms.settings import get_settings
 
@@ -41,9 +42,9 @@ def _seconds(value: str | float | timedelta, what: str) -> float:
     try:
         seconds = parse_duration(value).total_seconds()
     except ValueError as exc:
-        raise ValueError(f"{what}: {exc}") from None
+        raise InvalidArgument(f"{what}: {exc}") from None
     if seconds < 0:
-        raise ValueError(f"{what} must not be negative, got {value!r}")
+        raise InvalidArgument(f"{what} must not be negative, got {value!r}")
     return seconds
 
 
@@ -77,8 +78,7 @@ def _try_claim(topic: str, worker_id: str, lease: timedelta) -> tuple[Task | Non
             task, due = None, transitions.next_due_at(session, topic)
         else:
             task, due = Task.from_row(*claimed), None
-    for dispatch in expired:
-        publish(dispatch)
+    publish_all(expired)
     return task, due
 
 
@@ -116,7 +116,7 @@ def fetch_task(
     wait = _seconds(max_wait, "max_wait")
     lease_td = timedelta(seconds=_seconds(lease, "lease"))
     if lease_td <= timedelta(0):
-        raise ValueError(f"lease must be positive, got {lease!r}")
+        raise InvalidArgument(f"lease must be positive, got {lease!r}")
     worker = worker_id or _default_worker_id()
     deadline = time.monotonic() + wait
     while True:
@@ -138,26 +138,36 @@ def complete_task(task_id: str, result: dict[str, Any] | None = None) -> None:
             the task cannot be completed as it stands; nothing was changed.
         InvalidPayload: ``result`` is not a JSON object.
     """
+    check_id(task_id, "task")
     if result is not None:
         result = json_object(result, what="result", max_bytes=get_settings().max_payload_bytes)
-    with transaction() as session:
-        dispatch = transitions.complete(session, task_id, result, utcnow())
-    publish(dispatch)
+    stored = result
+
+    def record() -> transitions.Dispatch | None:
+        with transaction() as session:
+            return transitions.complete(session, task_id, stored, utcnow())
+
+    publish(retrying(record, "completing a task"))
 
 
 def fail_task(task_id: str, reason: str) -> None:
     """Mark the task failed with ``reason``; it is retried per its step's rules or fails the instance."""
+    check_id(task_id, "task")
     if not isinstance(reason, str) or not reason.strip():
-        raise ValueError("fail_task needs a reason: a non-empty string saying what went wrong")
-    with transaction() as session:
-        dispatch = transitions.fail(session, task_id, reason, utcnow())
-    publish(dispatch)
+        raise InvalidArgument("fail_task needs a reason: a non-empty string saying what went wrong")
+
+    def record() -> transitions.Dispatch | None:
+        with transaction() as session:
+            return transitions.fail(session, task_id, reason, utcnow())
+
+    publish(retrying(record, "failing a task"))
 
 
 def extend_lease(task_id: str, lease: str | float | timedelta = "5m") -> datetime:
     """Keep a fetched task for ``lease`` more from now; return the new expiry."""
+    check_id(task_id, "task")
     seconds = _seconds(lease, "lease")
     if seconds <= 0:
-        raise ValueError(f"lease must be positive, got {lease!r}")
+        raise InvalidArgument(f"lease must be positive, got {lease!r}")
     with transaction() as session:
         return transitions.extend_lease(session, task_id, timedelta(seconds=seconds), utcnow())

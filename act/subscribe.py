@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -18,12 +19,15 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from oms import transitions
 from oms.compiler import task_name
-from oms.db import transaction
+from oms.db import retrying, transaction
 from oms.definitions import check_name
 from oms.engine import publish, utcnow
 from oms.exceptions import OmsError
+from oms.settings import get_settings
 from oms.sla import breach_now
+from oms.transitions import Dispatch
 
+from .heartbeat import beating
 from .outcome import Outcome, interpret
 from .task import Task
 
@@ -49,35 +53,48 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> 
 
     Raises ``Ignore`` to stop the Celery chain whenever the next step must not be
     published by this message: a duplicate delivery, a failure, or a retry (which
-    publishes its own chain, after its backoff).
+    publishes its own chain, after its backoff). The message is acknowledged only
+    after the outcome is stored: while the database is down, this keeps retrying.
     """
-    with shielded(), transaction() as session:
-        row = transitions.claim_step(session, instance_id, index, worker_id, utcnow())
-        if row is None:
-            logger.info("step %s of %s is not pending (duplicate delivery?); skipped", index, instance_id)
-            raise Ignore()
-        instance = transitions.get_instance_row(session, instance_id)
-        task = Task.from_row(row, instance.results)
+    lease = timedelta(seconds=get_settings().worker_lease)
+
+    def claim() -> Task | None:
+        with shielded(), transaction() as session:
+            row = transitions.claim_step(session, instance_id, index, worker_id, utcnow(), lease)
+            if row is None:
+                return None
+            return Task.from_row(row, transitions.get_instance_row(session, instance_id).results)
+
+    task = retrying(claim, "claiming a step")
+    if task is None:
+        logger.info("step %s of %s is not pending (duplicate delivery?); skipped", index, instance_id)
+        raise Ignore()
     try:
-        with sla_alarm(task):
+        with beating(task.id), sla_alarm(task):
             outcome = interpret(handler(task))
     except SoftTimeLimitExceeded:
         logger.warning("handler for %s overran the SLA of step %s of %s", task.topic, task.step_id, instance_id)
         with shielded():
-            breach_now(task.id, "SLA exceeded: the handler was stopped by its soft time limit")
+            retrying(lambda: breach_now(task.id, "SLA exceeded: the handler was stopped by its soft time limit"),
+                     "recording an SLA breach")
         raise Ignore() from None
     except Exception as exc:  # the handler's failure is the step's failure
         logger.exception("handler for %s failed", task.topic)
         outcome = Outcome(False, reason=f"{type(exc).__name__}: {exc}")
-    try:
+
+    def record() -> Dispatch | None:
         with shielded(), transaction() as session:
             if outcome.ok:
-                transitions.complete(session, task.id, outcome.result, utcnow())
-                return outcome.result
-            dispatch = transitions.fail(session, task.id, outcome.reason, utcnow())
+                return transitions.complete(session, task.id, outcome.result, utcnow())
+            return transitions.fail(session, task.id, outcome.reason, utcnow())
+
+    try:
+        dispatch = retrying(record, "recording a step's outcome")
     except OmsError as exc:  # e.g. the SLA scanner failed the step, or the instance was cancelled
         logger.warning("outcome of %s not recorded: %s", task.id, exc)
         raise Ignore() from None
+    if outcome.ok:
+        return outcome.result  # the Celery chain publishes the next step
     publish(dispatch)
     raise Ignore()
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .exceptions import ConfigurationError
 from .models import Base
 from .settings import get_settings
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
 
@@ -88,3 +91,29 @@ def dispose_all() -> None:
         for engine, _ in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+T = TypeVar("T")
+
+#: Errors that mean "the database is unreachable or busy right now", worth retrying.
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+def retrying(work: Callable[[], T], what: str) -> T:
+    """Run ``work`` (one whole transaction), retrying with backoff while the database is unreachable.
+
+    Gives up after ``OMS_DB_RETRY_SECONDS``. A transaction whose commit was cut
+    off may have been stored: the transitions refuse to apply twice (the retry
+    raises ``TaskAlreadyFinished``), so retrying is safe.
+    """
+    deadline = time.monotonic() + get_settings().db_retry_seconds
+    delay = 0.1
+    while True:
+        try:
+            return work()
+        except TRANSIENT as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("database unavailable while %s (%s); retrying in %.1fs", what, exc.orig, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

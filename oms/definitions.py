@@ -93,6 +93,9 @@ class Step(_Model):
     #: ``fail`` (the step and the instance fail) or ``retry`` (the step is offered again,
     #: as a failed attempt counted against ``retries``).
     on_breach: Literal["escalate", "fail", "retry"] = "escalate"
+    #: Claims lost to dying workers (or lapsed pull leases) before the attempt fails
+    #: with reason ``worker_lost``, so a step that kills its worker is not run forever.
+    max_deliveries: int = Field(default=3, ge=1, le=100)
 
     @field_validator("id")
     @classmethod

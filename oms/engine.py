@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
+
+from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from .celery import app
 from .compiler import compile_chain
 from .config import check_fits_broker
 from .db import sessions, transaction
 from .definitions import cached_definition, load_definition
+from .exceptions import BrokerUnavailable
 from .jsonvalue import json_object
 from .settings import get_settings
 from .transitions import Dispatch, cancel, resume, start_instance
+
+
+logger = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -29,7 +37,19 @@ def publish(dispatch: Dispatch | None) -> None:
         with transaction() as session:
             workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
     signature = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
-    signature.apply_async(countdown=dispatch.countdown or None)
+    try:
+        signature.apply_async(countdown=dispatch.countdown or None)
+    except (KombuOperationalError, OSError) as exc:
+        raise BrokerUnavailable(maybe_sanitize_url(app.conf.broker_url), dispatch.instance_id, exc) from None
+
+
+def publish_all(dispatches: list[Dispatch]) -> None:
+    """Publish each dispatch; one the broker refuses is left to the reconciler, the rest go on."""
+    for dispatch in dispatches:
+        try:
+            publish(dispatch)
+        except BrokerUnavailable as exc:
+            logger.warning("%s", exc)
 
 
 def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> str:
@@ -38,6 +58,8 @@ def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> s
     Raises:
         InvalidPayload: ``payload`` is not a JSON object, or is over ``OMS_MAX_PAYLOAD_BYTES``.
         UnknownWorkflow: no definition of ``workflow_id`` has been saved.
+        BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
+            first step could not be published; the reconciler will publish it.
     """
     data = json_object({} if payload is None else payload, what="payload", max_bytes=get_settings().max_payload_bytes)
     with transaction() as session:

@@ -2,16 +2,22 @@
 
     OmsError
     ├── InvalidDefinition      a workflow definition breaks a rule
+    ├── InvalidArgument        an argument that cannot be used (malformed id, empty reason, bad duration)
     ├── InvalidPayload         a payload or result is not a JSON object of allowed size
     ├── UnknownWorkflow        no definition has this id
     ├── UnknownInstance        no instance has this id
     ├── InvalidTransition      a status change the state machine does not allow
     ├── TaskNotFound, TaskNotClaimed, TaskAlreadyFinished (LeaseLost), InstanceFinished
     │                          a worker call that cannot apply to the task as it stands
-    └── ConfigurationError     settings that cannot work (unreachable service, bad URL)
+    ├── ConfigurationError     settings that cannot work (unreachable service, bad URL)
+    └── BrokerUnavailable      a step was recorded but could not be published (the reconciler will)
 """
 
 from __future__ import annotations
+
+import re
+
+_IDS = {"instance": re.compile(r"^wf-[0-9a-f]{32}$"), "task": re.compile(r"^tk-[0-9a-f]{32}$")}
 
 
 class OmsError(Exception):
@@ -23,6 +29,10 @@ class OmsError(Exception):
 
 class InvalidDefinition(OmsError, ValueError):
     """The workflow definition is invalid."""
+
+
+class InvalidArgument(OmsError, ValueError):
+    """An argument of an engine call is not acceptable."""
 
 
 class InvalidPayload(OmsError, ValueError):
@@ -99,3 +109,22 @@ class LeaseLost(TaskAlreadyFinished):
         OmsError.__init__(
             self, f"lease on task {task_id!r} expired and the step was offered again: nothing was changed"
         )
+
+
+class BrokerUnavailable(OmsError):
+    """The broker could not be reached; the step is recorded and the reconciler will publish it."""
+
+    def __init__(self, url: str, instance_id: str, error: object) -> None:
+        self.url, self.instance_id = url, instance_id
+        super().__init__(
+            f"cannot reach the broker at {url} ({error}); instance {instance_id} is recorded and its step "
+            "will be published by the reconciler once the broker is back"
+        )
+
+
+def check_id(value: object, kind: str) -> str:
+    """Refuse a malformed instance or task id before it reaches the database."""
+    if not isinstance(value, str) or not _IDS[kind].match(value):
+        example = "wf-9b2f…" if kind == "instance" else "tk-4c1a…"
+        raise InvalidArgument(f"malformed {kind} id {value!r}: expected '{example}' (a prefix and 32 hex digits)")
+    return value

@@ -115,6 +115,8 @@ class TaskRow(Base):
     attempt: Mapped[int] = mapped_column(default=1)
     #: Failed attempts so far at this step; compared with the step's ``retries``.
     failures: Mapped[int] = mapped_column(default=0)
+    #: Claims lost so far (worker died, lease ran out); compared with ``max_deliveries``.
+    lost: Mapped[int] = mapped_column(default=0)
     status: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]]
     result: Mapped[dict[str, Any] | None]
@@ -134,14 +136,22 @@ class TaskRow(Base):
     sla_check_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    #: Pull claims only: the claim is void after this unless extended.
+    #: The claim is void after this unless extended (pull: ``extend_lease``; push: heartbeats).
     lease_expires_at: Mapped[datetime | None]
+    #: When a message offering this attempt was last published (the reconciler's clock).
+    dispatched_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_oms_tasks_instance_step", "instance_id", "step_index"),
         Index(
             "ix_oms_tasks_pending_topic",
             "topic",
+            "ready_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_oms_tasks_pending_ready",
             "ready_at",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),

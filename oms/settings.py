@@ -33,6 +33,16 @@ class OmsSettings(BaseSettings):
     sla_violation_topic: str = "sla_violation"
     #: Topic that receives a task for every SLA warning (yellow light).
     sla_warning_topic: str = "sla_warning"
+    #: Seconds a push worker's claim stays valid without a heartbeat: a step whose
+    #: worker died runs again within about this plus one scan interval.
+    worker_lease: float = Field(default=40.0, gt=0)
+    #: Seconds between a push worker's heartbeats (extending its claims' leases).
+    heartbeat_interval: float = Field(default=10.0, gt=0)
+    #: Seconds a queued step may wait, with its topic's queue empty, before the
+    #: reconciler publishes it again (its message was lost).
+    reconcile_after: float = Field(default=30.0, gt=0)
+    #: Seconds a worker keeps retrying a transition while the database is unreachable.
+    db_retry_seconds: float = Field(default=300.0, ge=0)
     #: Redis broker only: seconds before an unacknowledged message is redelivered. Must
     #: exceed every step's hard time limit and retry delay, or long steps would run twice.
     visibility_timeout: int = Field(default=7 * 24 * 3600, gt=0)

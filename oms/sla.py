@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from . import transitions
 from .db import transaction
 from .definitions import Workflow, ensure_saved, load_definition, system_workflow
-from .engine import publish, utcnow
+from .engine import publish_all, utcnow
 from .models import InstanceRow, TaskRow
 from .settings import get_settings
 from .states import FINISHED_TASK, InstanceStatus, TaskStatus
@@ -201,8 +201,7 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
             expired = transitions.expire_leases(session, now, limit=batch)
             report.leases_expired += len(expired)
             dispatches.extend(expired)
-        for dispatch in dispatches:
-            publish(dispatch)
+        publish_all(dispatches)
         if len(tasks) < batch and len(instances) < batch and len(expired) < batch:
             return report
 
@@ -238,5 +237,4 @@ def breach_now(task_id: str, reason: str) -> None:
                                                   reason=reason)
             if dispatch:
                 dispatches.append(dispatch)
-    for dispatch in dispatches:
-        publish(dispatch)
+    publish_all(dispatches)

@@ -43,8 +43,10 @@ TASK_TRANSITIONS: dict[tuple[TaskStatus | None, TaskStatus], tuple[str, ...]] = 
     (TaskStatus.PENDING, TaskStatus.FAILED): ("task.cancelled", "task.failed"),
 }
 
-#: Why an attempt failed when its pull worker's lease ran out (``oms_tasks.error``).
+#: Why an attempt failed when its claim lapsed (``oms_tasks.error``).
 LEASE_EXPIRED = "lease expired"
+#: Why a step failed after losing ``max_deliveries`` claims to dying workers.
+WORKER_LOST = "worker_lost"
 
 INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus | None, InstanceStatus], str] = {
     (None, InstanceStatus.RUNNING): "workflow.started",

@@ -14,3 +14,11 @@ def scan_sla_task() -> dict[str, Any]:
     from .sla import scan_sla
 
     return asdict(scan_sla())
+
+
+@app.task(name="oms.reconcile", ignore_result=True)
+def reconcile_task() -> int:
+    """Beat entry: re-publish queued steps whose message was lost (see :mod:`oms.reconcile`)."""
+    from .reconcile import reconcile
+
+    return reconcile()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from .definitions import Workflow, load_definition
 from .exceptions import (
     InstanceFinished,
+    check_id,
     InvalidTransition,
     LeaseLost,
     TaskAlreadyFinished,
@@ -35,6 +36,7 @@ from .states import (
     FINISHED_TASK,
     INSTANCE_TRANSITIONS,
     LEASE_EXPIRED,
+    WORKER_LOST,
     TASK_TRANSITIONS,
     InstanceStatus,
     TaskStatus,
@@ -115,6 +117,7 @@ def _offer(
     *,
     attempt: int = 1,
     failures: int = 0,
+    lost: int = 0,
     delay: timedelta = timedelta(0),
 ) -> Dispatch:
     """Create the pending row for step ``index``: the step becomes ready and its SLA clock starts."""
@@ -130,6 +133,7 @@ def _offer(
         topic=step.topic,
         attempt=attempt,
         failures=failures,
+        lost=lost,
         status=TaskStatus.PENDING.value,
         payload=instance.payload,
         created_at=now,
@@ -138,6 +142,7 @@ def _offer(
         expires_at=ready_at + step.sla,
         light="green",
         sla_check_at=None if definition.is_system else warn_at,
+        dispatched_at=ready_at,
     )
     session.add(task)
     instance.current_step = index
@@ -174,8 +179,13 @@ def start_instance(
     return instance, _offer(session, instance, definition, 0, now)
 
 
-def claim_step(session: Session, instance_id: str, index: int, worker_id: str, now: datetime) -> TaskRow | None:
+def claim_step(
+    session: Session, instance_id: str, index: int, worker_id: str, now: datetime, lease: timedelta
+) -> TaskRow | None:
     """Claim the pending attempt at step ``index`` for a push worker; ``None`` if there is none.
+
+    The claim is leased like a pull claim: the worker's heartbeats extend it, and a
+    worker that dies lets it lapse, so the step is offered again.
 
     ``None`` is the normal answer to a redelivered or duplicated message: the step
     was claimed, finished or cancelled already, or its retry is not due yet.
@@ -193,6 +203,7 @@ def claim_step(session: Session, instance_id: str, index: int, worker_id: str, n
     ).first()
     if task is None:
         return None
+    task.lease_expires_at = now + lease
     _claim(session, task, worker_id, now)
     return task
 
@@ -246,10 +257,11 @@ def _claim(session: Session, task: TaskRow, worker_id: str, now: datetime) -> No
 
 
 def expire_leases(session: Session, now: datetime, topic: str | None = None, limit: int = 100) -> list[Dispatch]:
-    """Re-offer steps whose pull worker's lease ran out: the attempt fails, a new one is queued.
+    """Re-offer steps whose claim lapsed (worker died, pull lease ran out): a new attempt is queued.
 
-    A lost lease does not count against the step's ``retries``: the worker died or
-    stalled, the step itself did not fail.
+    A lost claim does not count against ``retries`` (the step did not fail, its
+    worker went away) but against ``max_deliveries``: a step that keeps killing its
+    worker fails with reason ``worker_lost`` and follows its failure rules.
     """
     query = (
         select(TaskRow)
@@ -263,16 +275,32 @@ def expire_leases(session: Session, now: datetime, topic: str | None = None, lim
     for task in session.scalars(query).all():
         instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
         assert instance is not None
+        definition, _ = load_definition(session, instance.workflow_id, instance.version)
+        lost = task.lost + 1
+        if lost >= definition.steps[task.step_index].max_deliveries:
+            dispatch = _fail(session, task, instance, WORKER_LOST, now, retry=True, lost=lost)
+            if dispatch:
+                dispatches.append(dispatch)
+            continue
         task.finished_at = now
         task.error = LEASE_EXPIRED
-        _move_task(session, task, TaskStatus.FAILED, now, "task.lease_expired", worker_id=task.worker_id)
+        _move_task(session, task, TaskStatus.FAILED, now, "task.lease_expired", worker_id=task.worker_id, lost=lost)
         if instance.status == InstanceStatus.RUNNING.value:
-            definition, _ = load_definition(session, instance.workflow_id, instance.version)
             dispatches.append(
                 _offer(session, instance, definition, task.step_index, now, attempt=task.attempt + 1,
-                       failures=task.failures)
+                       failures=task.failures, lost=lost)
             )
     return dispatches
+
+
+def heartbeat(session: Session, task_ids: list[str], lease: timedelta, now: datetime) -> int:
+    """Extend the leases of running claims held by a live push worker; return how many."""
+    found = session.scalars(
+        select(TaskRow).where(TaskRow.id.in_(task_ids), TaskRow.status == TaskStatus.RUNNING.value)
+    ).all()
+    for task in found:
+        task.lease_expires_at = now + lease
+    return len(found)
 
 
 def extend_lease(session: Session, task_id: str, lease: timedelta, now: datetime) -> datetime:
@@ -283,7 +311,7 @@ def extend_lease(session: Session, task_id: str, lease: timedelta, now: datetime
 
 
 def _locked_task(session: Session, task_id: str) -> tuple[TaskRow, InstanceRow]:
-    task = session.get(TaskRow, task_id, with_for_update=True)
+    task = session.get(TaskRow, check_id(task_id, "task"), with_for_update=True)
     if task is None:
         raise TaskNotFound(task_id)
     instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
@@ -333,13 +361,13 @@ def fail_on_breach(
 
 
 def _fail(
-    session: Session, task: TaskRow, instance: InstanceRow, reason: str, now: datetime, *, retry: bool
+    session: Session, task: TaskRow, instance: InstanceRow, reason: str, now: datetime, *, retry: bool, lost: int = 0
 ) -> Dispatch | None:
     definition, _ = load_definition(session, instance.workflow_id, instance.version)
     step = definition.steps[task.step_index]
     task.finished_at = now
     task.error = reason
-    _move_task(session, task, TaskStatus.FAILED, now, "task.failed", reason=reason)
+    _move_task(session, task, TaskStatus.FAILED, now, "task.failed", reason=reason, lost=lost or None)
     failures = task.failures + 1
     if retry and failures <= step.retries:
         return _offer(
@@ -363,7 +391,7 @@ def cancel(session: Session, instance_id: str, now: datetime, reason: str = "can
     Queued messages find nothing to claim; a worker still holding a step gets
     ``InstanceFinished`` when it reports. Cancelling a cancelled instance does nothing.
     """
-    instance = session.get(InstanceRow, instance_id, with_for_update=True)
+    instance = session.get(InstanceRow, check_id(instance_id, "instance"), with_for_update=True)
     if instance is None:
         raise UnknownInstance(instance_id)
     if instance.status == InstanceStatus.CANCELLED.value:
@@ -385,7 +413,7 @@ def cancel(session: Session, instance_id: str, now: datetime, reason: str = "can
 
 def resume(session: Session, instance_id: str, now: datetime) -> Dispatch:
     """Run a failed instance again from its failed step, with a fresh retry budget."""
-    instance = session.get(InstanceRow, instance_id, with_for_update=True)
+    instance = session.get(InstanceRow, check_id(instance_id, "instance"), with_for_update=True)
     if instance is None:
         raise UnknownInstance(instance_id)
     if instance.status != InstanceStatus.FAILED.value:
@@ -407,7 +435,7 @@ def record_event(session: Session, kind: str, instance_id: str, now: datetime, t
 
 
 def get_instance_row(session: Session, instance_id: str) -> InstanceRow:
-    instance = session.get(InstanceRow, instance_id)
+    instance = session.get(InstanceRow, check_id(instance_id, "instance"))
     if instance is None:
         raise UnknownInstance(instance_id)
     return instance

@@ -5,10 +5,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from oms import InvalidPayload, UnknownWorkflow, Workflow, history, start_workflow
+from oms import InvalidPayload, UnknownInstance, UnknownWorkflow, Workflow, get_instance, history, start_workflow
 from oms.db import transaction
 from oms.definitions import load_definition
-from oms.exceptions import InvalidTransition, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
+from oms.exceptions import InvalidArgument, InvalidTransition, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
 from oms.models import EventRow, TaskRow
 from oms.states import TaskStatus
 from oms.transitions import _move_task, claim_step, complete, fail, get_instance_row, start_instance
@@ -32,7 +32,7 @@ def _kinds(instance_id: str) -> list[tuple[str, str | None, int | None]]:
 
 def _claim(instance_id: str, index: int, now: datetime = T0) -> TaskRow | None:
     with transaction() as s:
-        return claim_step(s, instance_id, index, "w1", now)
+        return claim_step(s, instance_id, index, "w1", now, timedelta(hours=1))
 
 
 def test_a_workflow_runs_to_done_with_one_event_per_transition(backend: Backend) -> None:
@@ -89,8 +89,14 @@ def test_unclaimed_and_unknown_tasks_are_refused(backend: Backend) -> None:
         pending = s.scalars(select(TaskRow).where(TaskRow.instance_id == iid)).one()
     with pytest.raises(TaskNotClaimed, match="pending, not running"), transaction() as s:
         complete(s, pending.id, None, T0)
-    with pytest.raises(TaskNotFound, match="unknown task 'tk-nope'"), transaction() as s:
+    with pytest.raises(TaskNotFound, match="unknown task 'tk-0000"), transaction() as s:
+        complete(s, "tk-" + "0" * 32, None, T0)
+    with pytest.raises(InvalidArgument, match="malformed task id 'tk-nope'"), transaction() as s:
         complete(s, "tk-nope", None, T0)
+    with pytest.raises(InvalidArgument, match="malformed instance id"):
+        get_instance("wf-1; DROP TABLE oms_tasks")
+    with pytest.raises(UnknownInstance, match="unknown workflow instance 'wf-0000"):
+        get_instance("wf-" + "0" * 32)
 
 
 def test_failures_retry_with_backoff_then_fail_the_instance(backend: Backend) -> None:

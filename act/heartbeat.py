@@ -1,0 +1,70 @@
+"""Heartbeats of a push worker process: keep the leases of the steps it is running.
+
+A worker process that dies (SIGKILL, out of memory, power loss) stops beating,
+its claims lapse after ``OMS_WORKER_LEASE`` seconds, and the SLA scanner offers
+the steps again: recovery no longer waits for the broker's visibility timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from oms import transitions
+from oms.db import transaction
+from oms.engine import utcnow
+from oms.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+class _Heart:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.held: set[str] = set()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="oms-heartbeat", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        # time-limit signals belong to the thread running the handler, never to this one
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGALRM})
+        settings = get_settings()
+        lease = timedelta(seconds=settings.worker_lease)
+        while True:
+            threading.Event().wait(settings.heartbeat_interval)
+            with self.lock:
+                ids = list(self.held)
+            if not ids:
+                continue
+            try:
+                with transaction() as session:
+                    transitions.heartbeat(session, ids, lease, utcnow())
+            except Exception:  # a missed beat is not fatal: the next one may get through
+                logger.warning("heartbeat for %d step(s) failed", len(ids), exc_info=True)
+
+
+_heart: _Heart | None = None
+_heart_lock = threading.Lock()
+
+
+@contextmanager
+def beating(task_id: str) -> Iterator[None]:
+    """Keep ``task_id``'s claim alive while the block runs."""
+    global _heart
+    with _heart_lock:
+        if _heart is None or _heart.pid != os.getpid():  # none yet, or inherited across a fork
+            _heart = _Heart()
+        heart = _heart
+    with heart.lock:
+        heart.held.add(task_id)
+    try:
+        yield
+    finally:
+        with heart.lock:
+            heart.held.discard(task_id)
