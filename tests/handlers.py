@@ -45,3 +45,15 @@ def _received(task: Task) -> dict[str, Any]:
 
 subscribe("sla_violation")(_received)
 subscribe("sla_warning")(_received)
+
+
+@subscribe("suicide")
+def suicide(task: Task) -> str:
+    """Kills its own worker process, every time (as an out-of-memory kill would)."""
+    import os
+    import signal
+
+    with open(task.payload["log"], "a") as log:
+        log.write(f"{task.id} {task.attempt}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "success"  # never reached

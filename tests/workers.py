@@ -60,7 +60,20 @@ class WorkerProcess:
         self.stop()
         pytest.fail(f"worker not ready after {timeout}s:\n{self.log.read_text()}")
 
+    def children(self) -> list[int]:
+        """Pids of the pool's child processes."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+    def kill(self) -> None:
+        """``kill -9`` the whole worker (main process and pool)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self._out.close()
+
     def stop(self) -> None:
+        if self._out.closed:
+            return
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -74,16 +87,24 @@ class WorkerProcess:
 def wait_finished(instance_ids: list[str], timeout: float = 60) -> dict[str, str]:
     """Poll until every instance is final; return ``{id: status}`` (failing the test on timeout)."""
     from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
 
     from oms.db import transaction
     from oms.models import InstanceRow
 
     deadline = time.monotonic() + timeout
     wanted = set(instance_ids)
+    statuses: dict[str, str] = {}
     while True:
-        with transaction() as session:
-            rows = session.execute(select(InstanceRow.id, InstanceRow.status).where(InstanceRow.id.in_(wanted))).all()
-        statuses = dict(rows)
+        try:
+            with transaction() as session:
+                rows = session.execute(
+                    select(InstanceRow.id, InstanceRow.status).where(InstanceRow.id.in_(wanted))
+                ).all()
+            statuses = dict(rows)
+        except OperationalError:  # the database is being restarted by a fault-injection test
+            time.sleep(0.5)
+            continue
         if all(statuses.get(i) in {s.value for s in FINISHED_INSTANCE} for i in wanted):
             return statuses
         if time.monotonic() > deadline:
