@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from .db import transaction
-from .definitions import load_definition
-from .models import EventRow, TaskRow
+from .definitions import SYSTEM_PREFIX, load_definition
+from .exceptions import InvalidArgument
+from .models import DefinitionRow, EventRow, InstanceRow, TaskRow
+from .states import InstanceStatus
 from .transitions import get_instance_row
 
 
@@ -183,3 +185,119 @@ def sla_summary(since: datetime | None = None) -> list[StepSummary]:
         summary.run_p50_s = _percentile(runs.get(key, []), 0.5)
         summary.run_p95_s = _percentile(runs.get(key, []), 0.95)
     return sorted(summaries.values(), key=lambda s: (s.workflow_id, s.step_id))
+
+
+#: Lights from best to worst: an instance shows the worst of its own and its steps'.
+LIGHTS = ("green", "yellow", "red")
+
+
+class InstanceSummary(BaseModel):
+    """One line of ``oms list``: an instance and the worst light it has seen."""
+
+    id: str
+    workflow_id: str
+    version: int
+    status: str
+    #: Id of the step the instance is at (the last one once it is done).
+    current_step: str | None
+    #: The worst of the instance's own light and its steps' lights.
+    light: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+def _worst_light(column: Any) -> Any:
+    """SQL rank of a light column: 0 green, 1 yellow, 2 red."""
+    return case({light: rank for rank, light in enumerate(LIGHTS)}, value=column, else_=0)
+
+
+def list_instances(
+    workflow_id: str | None = None, status: str | None = None, light: str | None = None, limit: int = 50
+) -> list[InstanceSummary]:
+    """The newest instances, filtered by workflow, status and worst light."""
+    if light is not None and light not in LIGHTS:
+        raise InvalidArgument(f"unknown light {light!r}: expected one of {', '.join(LIGHTS)}")
+    if status is not None and status not in {s.value for s in InstanceStatus}:
+        raise InvalidArgument(f"unknown status {status!r}: expected one of {', '.join(s.value for s in InstanceStatus)}")
+    steps = (
+        select(
+            TaskRow.instance_id,
+            func.max(_worst_light(TaskRow.light)).label("rank"),
+        )
+        .group_by(TaskRow.instance_id)
+        .subquery()
+    )
+    current = (
+        select(TaskRow.step_id)
+        .where(TaskRow.instance_id == InstanceRow.id, TaskRow.step_index == InstanceRow.current_step)
+        .limit(1)
+        .scalar_subquery()
+    )
+    rank = func.coalesce(steps.c.rank, 0)
+    worst = case((_worst_light(InstanceRow.light) > rank, _worst_light(InstanceRow.light)), else_=rank)
+    query = (
+        select(InstanceRow, current, worst)
+        .outerjoin(steps, steps.c.instance_id == InstanceRow.id)
+        .order_by(InstanceRow.created_at.desc(), InstanceRow.id)
+        .limit(limit)
+    )
+    if workflow_id is not None:
+        query = query.where(InstanceRow.workflow_id == workflow_id)
+    if status is not None:
+        query = query.where(InstanceRow.status == status)
+    if light is not None:
+        query = query.where(worst == LIGHTS.index(light))
+    with transaction() as session:
+        return [
+            InstanceSummary(
+                id=row.id, workflow_id=row.workflow_id, version=row.version, status=row.status,
+                current_step=step_id, light=LIGHTS[rank_value], created_at=row.created_at,
+                finished_at=row.finished_at, error=row.error,
+            )
+            for row, step_id, rank_value in session.execute(query)
+        ]
+
+
+class WorkflowSummary(BaseModel):
+    """One line of ``oms workflow list``: a definition's latest version and its instances."""
+
+    id: str
+    latest_version: int
+    steps: list[str]
+    description: str
+    saved_at: datetime
+    #: Instances of any version, by status.
+    instances: dict[str, int]
+
+
+def list_workflows(include_system: bool = False) -> list[WorkflowSummary]:
+    """Every saved workflow at its latest version (the engine's own ``oms.*`` ones on request)."""
+    latest = (
+        select(DefinitionRow.workflow_id, func.max(DefinitionRow.version).label("version"))
+        .group_by(DefinitionRow.workflow_id)
+        .subquery()
+    )
+    query = (
+        select(DefinitionRow)
+        .join(latest, (latest.c.workflow_id == DefinitionRow.workflow_id) & (latest.c.version == DefinitionRow.version))
+        .order_by(DefinitionRow.workflow_id)
+    )
+    if not include_system:
+        query = query.where(~DefinitionRow.workflow_id.startswith(SYSTEM_PREFIX))
+    counts: dict[str, dict[str, int]] = {}
+    with transaction() as session:
+        rows = session.scalars(query).all()
+        tally = select(InstanceRow.workflow_id, InstanceRow.status, func.count()).group_by(
+            InstanceRow.workflow_id, InstanceRow.status
+        )
+        for workflow_id, status, count in session.execute(tally):
+            counts.setdefault(workflow_id, {})[status] = count
+    return [
+        WorkflowSummary(
+            id=row.workflow_id, latest_version=row.version, steps=[s["id"] for s in row.spec["steps"]],
+            description=row.spec.get("description", ""), saved_at=row.created_at,
+            instances=counts.get(row.workflow_id, {}),
+        )
+        for row in rows
+    ]
