@@ -1,5 +1,25 @@
-"""Push handlers for every step of the EPA example (``-I examples.workers.epa_handlers``)."""
+"""The EPA steps nobody else takes: the citizen portal's form, and the inspector roster.
 
-from oms.demo import assign_inspector, charge_fee, collect_form, validate_tax_id
+``validate_tax_id`` is pulled by ``tax_validator.py`` and ``charge_fee`` is pushed to
+``payment_bot.py``; run all three for a complete registration:
 
-__all__ = ["collect_form", "validate_tax_id", "charge_fee", "assign_inspector"]
+    oms worker -I examples.workers.epa_handlers,examples.workers.payment_bot
+    python examples/workers/tax_validator.py
+"""
+
+from hms_act import subscribe
+
+INSPECTORS = ["R. Alvarez", "J. Chen", "M. Okafor"]
+
+
+@subscribe("collect_form")
+def collect_form(task):
+    """The portal has the form already: record which one, as the step's result."""
+    return {"form": task.payload["form_id"]}
+
+
+@subscribe("assign_inspector")
+def assign_inspector(task):
+    """Pick an inspector by a stable hash of the form id."""
+    form_id = task.payload["form_id"]
+    return {"inspector": INSPECTORS[sum(map(ord, form_id)) % len(INSPECTORS)]}
