@@ -1,0 +1,184 @@
+"""``oms start | status | history | list | cancel | retry``: one instance at a time, or a list."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import click
+
+from . import render
+from .base import CONTEXT, die, env_option
+
+
+def _json_object(text: str) -> dict[str, object]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        die(f"--payload is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        die(f"--payload must be a JSON object ({{...}}), not {type(data).__name__}")
+    return data
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("workflow")
+@env_option("--payload", env="OMS_PAYLOAD", default="{}", show_default=True, metavar="JSON",
+            help="The instance's payload, a JSON object every step can read.")
+def start(workflow: str, payload: str) -> None:
+    """Start the latest version of WORKFLOW and print the new instance's id.
+
+    \b
+    Examples:
+      oms start epa_waste_reg --payload '{"form_id": "F8700-12-42"}'
+      id=$(oms start epa_waste_reg --payload '{"form_id": "F1"}') && oms status "$id"
+    """
+    from ..engine import start_workflow
+
+    click.echo(start_workflow(workflow, payload=_json_object(payload)))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("instance_id")
+@env_option("--json", "as_json", env="OMS_JSON", is_flag=True, help="Print the instance as JSON.")
+def status(instance_id: str, as_json: bool) -> None:
+    """Show an instance: status, light, and every attempt at every step with its timings.
+
+    The light of an open step is read from its clock too, so it does not wait for the next SLA scan.
+
+    \b
+    Examples:
+      oms status wf-9b2f...
+      oms status wf-9b2f... --json | jq .results
+    """
+    from ..queries import LIGHTS, get_instance
+    from ..sla import light_at
+
+    info = get_instance(instance_id)
+    if as_json:
+        render.as_json(info)
+        return
+    now = datetime.now(timezone.utc)
+    took = render.seconds(((info.finished_at or now) - info.created_at).total_seconds())
+    click.echo(f"instance  {info.id}")
+    click.echo(f"workflow  {info.workflow_id} v{info.version}, at step {info.current_step}")
+    click.echo("status    " + click.style(info.status, fg=render.COLOURS.get(info.status)) + f"  ({took})")
+    click.echo(f"started   {render.moment(info.created_at)}   finished {render.moment(info.finished_at)}")
+    if info.error:
+        click.echo(f"error     {info.error}")
+    click.echo()
+    rows = []
+    for task in info.tasks:
+        is_open = task.finished_at is None
+        light = task.light
+        if is_open:  # the clock may be ahead of the last SLA scan
+            light = max(light, light_at(now, task.warn_at, task.expires_at), key=LIGHTS.index)
+        sla = render.seconds((task.expires_at - task.ready_at).total_seconds())
+        if is_open:
+            left = (task.expires_at - now).total_seconds()
+            note = f"due in {render.seconds(left)}" if left >= 0 else f"overdue by {render.seconds(-left)}"
+        else:
+            note = task.error or ""
+        rows.append([task.step_id, str(task.attempt), render.status(task.status), render.light(light), sla,
+                     render.seconds(task.queue_wait_s), render.seconds(task.run_s), render.seconds(task.total_s),
+                     task.worker_id or "-", note])
+    render.table(["step", "attempt", "status", "light", "sla", "queue wait", "run", "total", "worker", "note"],
+                 rows)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("instance_id")
+@env_option("--json", "as_json", env="OMS_JSON", is_flag=True, help="Print the events as JSON.")
+def history(instance_id: str, as_json: bool) -> None:
+    """Print an instance's event log, oldest first.
+
+    \b
+    Examples:
+      oms history wf-9b2f...
+      oms history wf-9b2f... | grep sla_
+    """
+    from ..queries import history as events
+
+    log = events(instance_id)
+    if as_json:
+        render.as_json(log)
+        return
+    rows = []
+    for event in log:
+        details = " ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
+        rows.append([render.moment(event.at, precise=True), event.kind, event.step_id or "",
+                     str(event.attempt or ""), details])
+    render.table(["at", "event", "step", "attempt", "details"], rows)
+
+
+@click.command("list", context_settings=CONTEXT)
+@env_option("--workflow", env="OMS_WORKFLOW", help="Only instances of this workflow.")
+@env_option("--status", env="OMS_STATUS", type=click.Choice(["pending", "running", "done", "failed", "cancelled"]),
+            help="Only instances with this status.")
+@env_option("--light", env="OMS_LIGHT", type=click.Choice(["green", "yellow", "red"]),
+            help="Only instances whose worst light (their own or a step's) is this one.")
+@env_option("--limit", env="OMS_LIMIT", type=click.IntRange(min=1), default=50, show_default=True,
+            help="At most this many, newest first.")
+@env_option("--json", "as_json", env="OMS_JSON", is_flag=True, help="Print the instances as JSON.")
+def list_(workflow: str | None, status: str | None, light: str | None, limit: int, as_json: bool) -> None:
+    """List instances, newest first, with the worst light each has seen.
+
+    \b
+    Examples:
+      oms list
+      oms list --workflow epa_waste_reg --status running
+      oms list --light red             # every instance with a late step
+    """
+    from ..queries import list_instances
+
+    found = list_instances(workflow, status, light, limit)
+    if as_json:
+        render.as_json(found)
+        return
+    now = datetime.now(timezone.utc)
+    rows = [
+        [i.id, f"{i.workflow_id} v{i.version}", render.status(i.status), render.light(i.light), i.current_step or "-",
+         render.moment(i.created_at), render.seconds(((i.finished_at or now) - i.created_at).total_seconds()),
+         (i.error or "")[:60]]
+        for i in found
+    ]
+    render.table(["instance", "workflow", "status", "light", "step", "started", "took", "error"], rows)
+    if not found:
+        click.echo("(no instances)", err=True)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("instance_id")
+@env_option("--reason", env="OMS_CANCEL_REASON", default="cancelled by operator", show_default=True,
+            help="Why, recorded in the event log.")
+def cancel(instance_id: str, reason: str) -> None:
+    """Cancel a running instance: its open steps fail and late reports from workers are refused.
+
+    \b
+    Examples:
+      oms cancel wf-9b2f...
+      oms cancel wf-9b2f... --reason "duplicate registration"
+    """
+    from ..engine import cancel_workflow
+
+    cancel_workflow(instance_id, reason)
+    click.echo(f"cancelled {instance_id}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("instance_id")
+def retry(instance_id: str) -> None:
+    """Resume a failed instance from its failed step, with a fresh retry budget.
+
+    \b
+    Examples:
+      oms retry wf-9b2f...
+      oms list --status failed --json | jq -r '.[].id' | xargs -n1 oms retry
+    """
+    from ..engine import retry_workflow
+    from ..queries import get_instance
+
+    retry_workflow(instance_id)
+    info = get_instance(instance_id)
+    attempt = info.tasks[-1].attempt if info.tasks else 1
+    click.echo(f"resumed {instance_id} at step {info.current_step} (attempt {attempt})")

@@ -1,0 +1,71 @@
+"""Plain-text output of the ``oms`` command: aligned columns, coloured lights, compact times.
+
+Plain text (not boxes) so that ``oms list | grep red`` works; colour only on a
+terminal (click drops it when the output is piped).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+from pydantic import BaseModel
+
+from ..durations import format_duration
+
+#: Colours of the lights and of the statuses that need attention.
+COLOURS = {"green": "green", "yellow": "yellow", "red": "red", "failed": "red", "cancelled": "magenta"}
+
+#: A cell: its text, or its text and the colour to show it in.
+Cell = str | tuple[str, str]
+
+
+def light(value: str) -> Cell:
+    return (value, COLOURS.get(value, ""))
+
+
+def status(value: str) -> Cell:
+    return (value, COLOURS.get(value, ""))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> None:
+    """Echo ``rows`` under ``headers`` in aligned columns."""
+    texts = [[c if isinstance(c, str) else c[0] for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in texts) for i in range(len(headers))]
+    for number, row in enumerate([headers, *rows]):
+        cells = []
+        for i, cell in enumerate(row):
+            text, colour = (cell, "") if isinstance(cell, str) else cell
+            padded = text.ljust(widths[i]) if i < len(row) - 1 else text
+            cells.append(click.style(padded, fg=colour or None, bold=number == 0))
+        click.echo("  ".join(cells).rstrip())
+
+
+def seconds(value: float | None) -> str:
+    """``0.21s``, ``12.3s``, ``4m10s``; ``-`` for a duration not known yet."""
+    if value is None:
+        return "-"
+    if value < 10:
+        return f"{value:.2f}s"
+    if value < 60:
+        return f"{value:.1f}s"
+    return format_duration(timedelta(seconds=round(value)))
+
+
+def moment(value: datetime | None, precise: bool = False) -> str:
+    """A UTC time, to the second (or the millisecond when ``precise``)."""
+    if value is None:
+        return "-"
+    text = value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return (text[:-3] if precise else text[:-7]) + "Z"
+
+
+def as_json(value: BaseModel | Sequence[BaseModel]) -> None:
+    """Echo a model, or a list of models, as indented JSON."""
+    data: Any = value.model_dump(mode="json") if isinstance(value, BaseModel) else [
+        v.model_dump(mode="json") for v in value
+    ]
+    click.echo(json.dumps(data, indent=2))
