@@ -60,10 +60,8 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> 
 
     def claim() -> Task | None:
         with shielded(), transaction() as session:
-            row = transitions.claim_step(session, instance_id, index, worker_id, utcnow(), lease)
-            if row is None:
-                return None
-            return Task.from_row(row, transitions.get_instance_row(session, instance_id).results)
+            claimed = transitions.claim_step(session, instance_id, index, worker_id, utcnow(), lease)
+            return None if claimed is None else Task.from_row(*claimed)
 
     task = retrying(claim, "claiming a step")
     if task is None:

@@ -181,8 +181,10 @@ def start_instance(
 
 def claim_step(
     session: Session, instance_id: str, index: int, worker_id: str, now: datetime, lease: timedelta
-) -> TaskRow | None:
+) -> tuple[TaskRow, dict[str, Any]] | None:
     """Claim the pending attempt at step ``index`` for a push worker; ``None`` if there is none.
+
+    Returns the task and its instance's results so far (one query for both).
 
     The claim is leased like a pull claim: the worker's heartbeats extend it, and a
     worker that dies lets it lapse, so the step is offered again.
@@ -190,22 +192,24 @@ def claim_step(
     ``None`` is the normal answer to a redelivered or duplicated message: the step
     was claimed, finished or cancelled already, or its retry is not due yet.
     """
-    task = session.scalars(
-        select(TaskRow)
+    found = session.execute(
+        select(TaskRow, InstanceRow.results)
+        .join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
         .where(
             TaskRow.instance_id == instance_id,
             TaskRow.step_index == index,
             TaskRow.status == TaskStatus.PENDING.value,
             TaskRow.ready_at <= now + timedelta(seconds=1),
         )
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=TaskRow, skip_locked=True)
         .limit(1)
     ).first()
-    if task is None:
+    if found is None:
         return None
+    task, results = found
     task.lease_expires_at = now + lease
     _claim(session, task, worker_id, now)
-    return task
+    return task, results
 
 
 def claim_topic(
@@ -311,11 +315,16 @@ def extend_lease(session: Session, task_id: str, lease: timedelta, now: datetime
 
 
 def _locked_task(session: Session, task_id: str) -> tuple[TaskRow, InstanceRow]:
-    task = session.get(TaskRow, check_id(task_id, "task"), with_for_update=True)
-    if task is None:
+    """The task and its instance, both locked (one query), if the task may be finished now."""
+    found = session.execute(
+        select(TaskRow, InstanceRow)
+        .join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
+        .where(TaskRow.id == check_id(task_id, "task"))
+        .with_for_update()
+    ).first()
+    if found is None:
         raise TaskNotFound(task_id)
-    instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
-    assert instance is not None  # foreign key
+    task, instance = found
     if instance.status == InstanceStatus.CANCELLED.value:
         raise InstanceFinished(instance.id, instance.status)
     if task.status == TaskStatus.FAILED.value and task.error == LEASE_EXPIRED:

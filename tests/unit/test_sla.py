@@ -87,7 +87,7 @@ def test_a_step_found_already_late_is_a_breach_without_a_warning(backend: Backen
 def test_clock_starts_when_the_step_is_queued_not_when_the_instance_started(backend: Backend) -> None:
     iid = _start([{"id": "a", "sla": "10m"}, {"id": "b", "sla": "1m"}])
     with transaction() as s:
-        task = claim_step(s, iid, 0, "w1", T0 + 5 * M, LEASE)
+        task, _ = claim_step(s, iid, 0, "w1", T0 + 5 * M, LEASE)
         assert task is not None
         complete(s, task.id, None, T0 + 7 * M)  # green when done: a's light never needs scanning again
     assert scan_sla(T0 + 7 * M + 30 * S).violations == 0
@@ -100,7 +100,7 @@ def test_clock_starts_when_the_step_is_queued_not_when_the_instance_started(back
 def test_a_step_finished_late_before_the_scan_is_still_a_breach(backend: Backend) -> None:
     iid = _start([{"id": "s", "sla": "1m"}])
     with transaction() as s:
-        task = claim_step(s, iid, 0, "w1", T0, LEASE)
+        task, _ = claim_step(s, iid, 0, "w1", T0, LEASE)
         assert task is not None
         complete(s, task.id, None, T0 + 2 * M)
     report = scan_sla(T0 + 3 * M)
@@ -152,7 +152,7 @@ def test_sla_summary_counts_lights_and_timings(backend: Backend) -> None:
     for n in range(3):
         iid = _start([{"id": "s", "sla": "1m"}], now=T0 + n * S)
         with transaction() as s:
-            task = claim_step(s, iid, 0, "w1", T0 + (n + 10) * S, LEASE)
+            task, _ = claim_step(s, iid, 0, "w1", T0 + (n + 10) * S, LEASE)
             assert task is not None
             complete(s, task.id, None, T0 + (n + 10) * S + 20 * S)
     _start([{"id": "s", "sla": "1m"}])

@@ -32,7 +32,8 @@ def _kinds(instance_id: str) -> list[tuple[str, str | None, int | None]]:
 
 def _claim(instance_id: str, index: int, now: datetime = T0) -> TaskRow | None:
     with transaction() as s:
-        return claim_step(s, instance_id, index, "w1", now, timedelta(hours=1))
+        claimed = claim_step(s, instance_id, index, "w1", now, timedelta(hours=1))
+        return claimed[0] if claimed else None
 
 
 def test_a_workflow_runs_to_done_with_one_event_per_transition(backend: Backend) -> None:
