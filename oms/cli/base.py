@@ -27,8 +27,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def die(message: str) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with :data:`RET_ERROR`."""
-    click.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on one line of stderr and exit with :data:`RET_ERROR`."""
+    click.echo("error: " + " ".join(message.split()), err=True)
     sys.exit(RET_ERROR)
 
 
@@ -50,7 +50,9 @@ class OmsGroup(click.Group):
             return super().invoke(ctx)
         except OmsError as exc:
             die(str(exc))
-        except pydantic.ValidationError as exc:  # an OMS_* setting of the wrong type
+        except pydantic.ValidationError as exc:
+            if exc.title != "OmsSettings":  # only an OMS_* variable the settings refuse is bad input
+                raise
             problems = "; ".join(f"OMS_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
             die(f"invalid setting: {problems}")
         except SQLAlchemyError as exc:

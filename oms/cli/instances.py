@@ -135,6 +135,9 @@ def list_(workflow: str | None, status: str | None, light: str | None, limit: in
     if as_json:
         render.as_json(found)
         return
+    if not found:
+        click.echo("(no instances)", err=True)
+        return
     now = datetime.now(timezone.utc)
     rows = [
         [i.id, f"{i.workflow_id} v{i.version}", render.status(i.status), render.light(i.light), i.current_step or "-",
@@ -143,8 +146,6 @@ def list_(workflow: str | None, status: str | None, light: str | None, limit: in
         for i in found
     ]
     render.table(["instance", "workflow", "status", "light", "step", "started", "took", "error"], rows)
-    if not found:
-        click.echo("(no instances)", err=True)
 
 
 @click.command(context_settings=CONTEXT)

@@ -87,14 +87,15 @@ def list_(include_system: bool, as_json: bool) -> None:
     if as_json:
         render.as_json(found)
         return
+    if not found:
+        click.echo("(no workflows: oms workflow register FILE)", err=True)
+        return
     rows = [
         [w.id, str(w.latest_version), " > ".join(w.steps), render.moment(w.saved_at),
          ", ".join(f"{n} {s}" for s, n in sorted(w.instances.items())) or "none"]
         for w in found
     ]
     render.table(["workflow", "version", "steps", "saved", "instances"], rows)
-    if not found:
-        click.echo("(no workflows: oms workflow register FILE)", err=True)
 
 
 @workflow.command(context_settings=CONTEXT)

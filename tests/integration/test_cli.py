@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from act import complete_task, fail_task, fetch_task
+from oms import Workflow
 from oms.cli import main
 from oms.engine import utcnow
 from oms.sla import scan_sla
@@ -78,7 +79,7 @@ def test_register_start_watch_cancel_retry(backend: Backend, tmp_path: Path) -> 
     assert re.search(r"epa_waste_reg\s+1\s+collect_form > validate_tax_id > charge_fee > assign_inspector", listed)
     shown = oms(backend, tmp_path, "workflow", "show", "epa_waste_reg", "--version", "1").stdout
     assert shown.startswith("# epa_waste_reg version 1\n")
-    assert [s["id"] for s in yaml.safe_load(shown)["steps"]] == [s["id"] for s in EPA["steps"]]
+    assert [s["id"] for s in yaml.safe_load(shown)["steps"]] == [s.id for s in Workflow(**EPA).steps]
 
     # one instance fails at the pull step, is retried from it, and finishes
     first = oms(backend, tmp_path, "start", "epa_waste_reg", "--payload", '{"form_id": "F8700-12-42"}').stdout.strip()
@@ -119,9 +120,28 @@ def test_register_start_watch_cancel_retry(backend: Backend, tmp_path: Path) -> 
     assert re.search(r"collect_form\s+1\s+pending\s+red", oms(backend, tmp_path, "status", third).stdout)
 
 
-def test_bad_input_is_one_line_and_exit_code_1(backend: Backend, tmp_path: Path) -> None:
+def test_unknown_ids_and_refused_changes_are_one_line_and_exit_code_1(backend: Backend, tmp_path: Path) -> None:
     oms(backend, tmp_path, "workflow", "register", str(SEED_WORKFLOW))
     unknown = "wf-" + "0" * 32
+    all_refused(backend, tmp_path, [
+        (["status", unknown], rf"unknown workflow instance '{unknown}'"),
+        (["history", unknown], "unknown workflow instance"),
+        (["cancel", unknown], "unknown workflow instance"),
+        (["retry", unknown], "unknown workflow instance"),
+        (["status", "nope"], "malformed instance id 'nope'"),
+        (["start", "no_such_flow"], "unknown workflow 'no_such_flow'"),
+        (["workflow", "show", "epa_waste_reg", "--version", "9"], "unknown workflow 'epa_waste_reg' version 9"),
+    ])
+    running = oms(backend, tmp_path, "start", "epa_waste_reg").stdout.strip()
+    refused(backend, tmp_path, "retry", running, match="cannot go from 'running'")
+    oms(backend, tmp_path, "cancel", running)
+    oms(backend, tmp_path, "cancel", running)  # cancelling twice changes nothing
+    refused(backend, tmp_path, "retry", running, match="cannot go from 'cancelled'")
+
+
+def test_bad_files_and_payloads_are_one_line_and_exit_code_1(sqlite_backend: Backend, tmp_path: Path) -> None:
+    """Parsing happens before the database is touched: the embedded default is enough."""
+    oms(sqlite_backend, tmp_path, "workflow", "register", str(SEED_WORKFLOW))
     bad_sla = tmp_path / "bad.yaml"
     bad_sla.write_text("id: bad\nsteps:\n  - {id: a, sla: 1m}\n  - {id: b, sla: soon}\n")
     broken = tmp_path / "broken.json"
@@ -130,31 +150,18 @@ def test_bad_input_is_one_line_and_exit_code_1(backend: Backend, tmp_path: Path)
     crashing.write_text("import no_such_module\n")
     empty = tmp_path / "empty.py"
     empty.write_text("x = 1\n")
-    cases = [
-        (["status", unknown], rf"unknown workflow instance '{unknown}'"),
-        (["history", unknown], "unknown workflow instance"),
-        (["cancel", unknown], "unknown workflow instance"),
-        (["retry", unknown], "unknown workflow instance"),
-        (["status", "nope"], "malformed instance id 'nope'"),
-        (["start", "no_such_flow"], "unknown workflow 'no_such_flow'"),
+    all_refused(sqlite_backend, tmp_path, [
         (["start", "epa_waste_reg", "--payload", "{form_id: 1}"], "--payload is not valid JSON"),
         (["start", "epa_waste_reg", "--payload", "[1, 2]"], "must be a JSON object"),
-        (["workflow", "register", str(bad_sla)], r"invalid workflow 'bad': steps\[1\]\.sla: not a duration: 'soon'"),
+        (["workflow", "register", str(SEED_WORKFLOW), str(bad_sla)],
+         r"invalid workflow 'bad': steps\[1\]\.sla: not a duration: 'soon'"),
         (["workflow", "register", str(broken)], "broken.json is not valid json"),
         (["workflow", "register", str(crashing)], "cannot load .*crashing.py: ModuleNotFoundError"),
         (["workflow", "register", str(empty)], "empty.py defines no Workflow"),
         (["workflow", "register", str(tmp_path / "missing.yaml")], "cannot read .*missing.yaml"),
         (["workflow", "register", str(tmp_path / "notes.txt")], "expected a Python module"),
-        (["workflow", "show", "epa_waste_reg", "--version", "9"], "unknown workflow 'epa_waste_reg' version 9"),
-    ]
-    all_refused(backend, tmp_path, cases)
-    done = oms(backend, tmp_path, "start", "epa_waste_reg").stdout.strip()
-    refused(backend, tmp_path, "retry", done, match="cannot go from 'running'")
-    oms(backend, tmp_path, "cancel", done)
-    oms(backend, tmp_path, "cancel", done)  # cancelling twice changes nothing
-    refused(backend, tmp_path, "retry", done, match="cannot go from 'cancelled'")
-    # nothing was saved from the refused files
-    assert "bad" not in oms(backend, tmp_path, "workflow", "list").stdout.split()
+    ])
+    assert "bad" not in oms(sqlite_backend, tmp_path, "workflow", "list").stdout.split()  # nothing saved
 
 
 def test_every_option_is_read_from_its_variable_and_says_so() -> None:

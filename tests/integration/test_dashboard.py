@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 DASHBOARD = ROOT / "grafana/dashboards/oms-sla.json"
 PROVISIONING = ROOT / "grafana/provisioning"
 SERVICES = {"redis", "postgres", "oms", "act", "flower", "grafana"}
+EPA_STEPS = [step.id for step in Workflow(**EPA).steps]
 
 
 def compose_config(**env: str) -> dict[str, Any]:
@@ -143,8 +144,8 @@ def _some_workflows() -> None:
     Workflow(id="permit", steps=[{"id": "review", "sla": "1s"}]).save()
     Workflow(id="renewal", steps=[{"id": "check", "sla": "1h", "warn_at": "1s"}]).save()
     start_workflow("epa_waste_reg", payload={"form_id": "done"})
-    for step in EPA["steps"]:
-        _finish(step["id"])
+    for step in EPA_STEPS:
+        _finish(step)
     start_workflow("epa_waste_reg", payload={"form_id": "failed"})
     _finish("collect_form")
     _finish("validate_tax_id", fail="IRS mismatch")
@@ -172,8 +173,7 @@ def test_every_dashboard_query_runs_on_postgres(postgres_backend: Backend) -> No
                 if target["format"] == "time_series":
                     assert all("time" in row for row in results[panel["title"]]), panel["title"]
     assert sorted(variables["workflow"]) == ["epa_waste_reg", "permit", "renewal"]
-    assert variables["step"] == [f"epa_waste_reg/{s['id']}" for s in EPA["steps"]] + ["permit/review",
-                                                                                       "renewal/check"]
+    assert variables["step"] == [f"epa_waste_reg/{s}" for s in EPA_STEPS] + ["permit/review", "renewal/check"]
     assert results["Open steps by light"] == [{"green": 0, "yellow": 1, "red": 1}]
     assert results["Instances started in range, by status"] == [{"running": 2, "done": 1, "failed": 1, "cancelled": 0}]
     overdue = results["Overdue steps: open and past their SLA"]
@@ -183,10 +183,10 @@ def test_every_dashboard_query_runs_on_postgres(postgres_backend: Backend) -> No
     assert by_step["epa_waste_reg", "collect_form"]["attempts"] == 2 and by_step["permit", "review"]["red"] == 1
     assert by_step["renewal", "check"]["yellow"] == 1 and by_step["epa_waste_reg", "charge_fee"]["green"] == 1
     waits = results["Queue wait p95 by step (ready to started)"]
-    assert {r["metric"] for r in waits} == {f"epa_waste_reg/{s['id']}" for s in EPA["steps"]}
+    assert {r["metric"] for r in waits} == {f"epa_waste_reg/{s}" for s in EPA_STEPS}
     assert all(r["value"] >= 0 for r in waits)
     assert {r["metric"] for r in results["Run time p95 by step (started to finished)"]} == {
-        f"epa_waste_reg/{s['id']}" for s in EPA["steps"]}
+        f"epa_waste_reg/{s}" for s in EPA_STEPS}
     events = results["SLA warnings and breaches recorded by the scanner"]
     assert (sum(r["warnings"] for r in events), sum(r["breaches"] for r in events)) == (1, 1)
 

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..workers import ROOT, WorkerProcess, wait_finished
 
 pytestmark = pytest.mark.integration
 
-STEPS = [step["id"] for step in EPA["steps"]]
+STEPS = [step.id for step in Workflow(**EPA).steps]
 #: Basic auth, from the environment as docker-compose.yml passes it (never on the command line).
 AUTH = "operator:not-a-real-secret"
 
@@ -72,6 +73,20 @@ class Flower:
         self._out.close()
 
 
+def _shown(flower: Flower, worker: WorkerProcess, instance_id: str,
+           enough: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Flower's tasks of ``instance_id`` by name, once ``enough`` says they are all there."""
+    deadline = time.monotonic() + 30
+    while True:
+        tasks = _get(f"{flower.url}/api/tasks?limit=200").values()
+        ours = {t["name"]: t for t in tasks if instance_id in (t.get("kwargs") or "")}
+        if enough(ours):
+            return ours
+        if time.monotonic() > deadline:
+            pytest.fail(f"flower shows {ours} after 30s; worker log:\n{worker.log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
 def test_flower_lists_each_step_by_name_with_readable_arguments(backend: Backend, tmp_path: Path) -> None:
     Workflow(**EPA).save()
     worker = WorkerProcess(backend.env, tmp_path, STEPS, extra=["-E"])
@@ -79,17 +94,13 @@ def test_flower_lists_each_step_by_name_with_readable_arguments(backend: Backend
     try:
         with pytest.raises(urllib.error.HTTPError, match="401"):
             _get(f"{flower.url}/api/tasks", auth=None)
+        # events sent before Flower subscribes are lost: wait until it shows a first instance's steps
+        warm_up = start_workflow("epa_waste_reg", payload={"form_id": "warm-up"})
+        _shown(flower, worker, warm_up, lambda ours: bool(ours))
         instance_id = start_workflow("epa_waste_reg", payload={"form_id": "F8700-12-42"})
         assert wait_finished([instance_id]) == {instance_id: "done"}
-        deadline = time.monotonic() + 30
-        while True:
-            tasks = _get(f"{flower.url}/api/tasks?limit=100").values()
-            ours = {t["name"]: t for t in tasks if instance_id in (t.get("kwargs") or "")}
-            if len(ours) == len(STEPS) and all(t["state"] == "SUCCESS" for t in ours.values()):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"flower shows {ours} after 30s; worker log:\n{worker.log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        ours = _shown(flower, worker, instance_id,
+                      lambda ours: len(ours) == len(STEPS) and all(t["state"] == "SUCCESS" for t in ours.values()))
     finally:
         flower.stop()
         worker.stop()
