@@ -14,6 +14,7 @@ from oms.settings import get_settings
 _settings = get_settings()
 _broker = broker_settings(_settings)
 broker_url = _broker["broker_url"]
+broker_transport = _broker["broker_transport"]
 broker_transport_options = _broker["broker_transport_options"]
 broker_connection_retry_on_startup = True
 

@@ -16,7 +16,9 @@ def broker_settings(settings: OmsSettings) -> dict[str, Any]:
     """``broker_url`` and ``broker_transport_options`` for Celery."""
     url = settings.broker_url
     options: dict[str, Any] = {}
+    transport = None  # from the URL's scheme
     if url.startswith("filesystem://"):
+        transport = "oms.fsbroker:Transport"  # kombu's, with atomic writes
         folder = settings.broker_folder.resolve()
         for sub in ("queue", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -32,7 +34,7 @@ def broker_settings(settings: OmsSettings) -> dict[str, Any]:
         # An unacknowledged message (acks_late) is redelivered after this long: it
         # must outlast every step, or a long step would run twice. See check_fits_broker.
         options = {"visibility_timeout": settings.visibility_timeout}
-    return {"broker_url": url, "broker_transport_options": options}
+    return {"broker_url": url, "broker_transport": transport, "broker_transport_options": options}
 
 
 def check_fits_broker(workflow: Workflow, settings: OmsSettings) -> None:
