@@ -480,6 +480,21 @@ def drop_database(admin_url: str, url: str) -> None:
         admin.dispose()
 
 
+def code_version() -> str:
+    """The commit benchmarked, ``+dirty`` when the engine's files differ from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "oms", "act", "celeryconfig.py"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 def save_workflow() -> None:
     from benchmarks.noop_handlers import TOPICS
     from oms import Workflow
@@ -588,7 +603,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="untimed workflows before each run (default 20)")
     parser.add_argument(
         "--timeout", type=float,
-        help="abort a run after this many seconds (default 900; 1800 with --memory-check, for its 20000)",
+        help="abort a run after this many seconds (default 900; 3600 with --memory-check, for its 20000)",
     )  # fmt: skip
     parser.add_argument("--stall", type=float, default=120, help="abort when nothing finishes for this long (default 120)")
     parser.add_argument("--loglevel", default="warning", help="worker log level (default warning: no per-task lines)")
@@ -601,7 +616,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs (always kept on failure)")
     args = parser.parse_args(argv)
     if args.timeout is None:
-        args.timeout = 1800.0 if args.memory_check else 900.0
+        args.timeout = 3600.0 if args.memory_check else 900.0
     if args.instances <= 0 or args.concurrency <= 0 or any(n <= 0 for n in args.memory_sizes):
         parser.error("counts must be positive")
     if not args.broker_url.startswith(("redis://", "rediss://")) and not args.counter_url:
@@ -619,14 +634,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_INTERRUPTED: list[int] = []
+
+
 def _interrupt(signum: int, _frame: Any) -> None:
     """SIGTERM is handled like Ctrl-C: the ``finally`` below stops the workers and drops the database."""
+    _INTERRUPTED.append(signum)
     raise KeyboardInterrupt()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where SIGINT is ignored
     workdir = Path(tempfile.mkdtemp(prefix="oms-bench-"))
     created_db: str | None = None
     failed = True
@@ -651,7 +671,10 @@ def main(argv: list[str] | None = None) -> int:
         state = State(database_url, args.broker_url, counter_url)
         _STATE.append(state)
         save_workflow()
-        log(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; worker logs in {workdir}")
+        log(
+            f"code {code_version()}; machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; "
+            f"worker logs in {workdir}"
+        )
         results = memory_check(args, state, workdir) if args.memory_check else throughput(args, state, workdir)
         if args.json:
             args.json.write_text(json.dumps(_jsonable({"args": {k: str(v) for k, v in vars(args).items()}, **results}), indent=2))
@@ -663,6 +686,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; cleaning up (worker logs kept in {workdir})", file=sys.stderr)
         return 130
+    except Exception as exc:  # e.g. the broker or the database went away mid-run
+        if _INTERRUPTED:  # the interrupt landed inside a driver call, which re-raised it as its own error
+            print(f"\ninterrupted; cleaning up (worker logs kept in {workdir})", file=sys.stderr)
+            return 130
+        import traceback
+
+        traceback.print_exc()
+        print(f"\nbenchmark failed: {type(exc).__name__}: {exc}\nworker logs kept in {workdir}", file=sys.stderr)
+        return 1
     finally:
         for worker in list(_ALIVE):
             worker.stop()
