@@ -8,10 +8,12 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from .bootsteps import CompactTimers
 from .db import dispose_all
 
 app = Celery("oms", include=["oms.tasks"])
 app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE", "celeryconfig"))
+app.steps["worker"].add(CompactTimers)
 
 
 @worker_process_init.connect

@@ -57,7 +57,10 @@ def _build(url: str) -> Engine:
     else:
         if parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # No pre-ping: it costs a round trip per transaction. A connection found dead
+        # raises a disconnect error, which invalidates the pool; workers retry
+        # (``retrying``), so a database restart costs them one retry.
+        engine = create_engine(url, pool_size=5, max_overflow=10)
     try:
         Base.metadata.create_all(engine)
     except OperationalError as exc:

@@ -43,6 +43,8 @@ class OmsSettings(BaseSettings):
     reconcile_after: float = Field(default=30.0, gt=0)
     #: Seconds a worker keeps retrying a transition while the database is unreachable.
     db_retry_seconds: float = Field(default=300.0, ge=0)
+    #: Seconds between sweeps of cancelled time-limit timers in a prefork worker.
+    timer_compact_interval: float = Field(default=60.0, gt=0)
     #: Redis broker only: seconds before an unacknowledged message is redelivered. Must
     #: exceed every step's hard time limit and retry delay, or long steps would run twice.
     visibility_timeout: int = Field(default=7 * 24 * 3600, gt=0)

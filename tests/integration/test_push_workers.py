@@ -113,3 +113,22 @@ def test_a_message_delivered_twice_completes_each_step_once(backend: Backend, tm
     kinds = Counter(e.kind for e in history(instance_id))
     assert kinds["task.done"] == 4 and kinds["task.started"] == 4 and kinds["workflow.done"] == 1
     _assert_epa_ran(instance_id)
+
+
+def test_finished_steps_leave_no_time_limit_timers_behind(postgres_backend: Backend, tmp_path: Path) -> None:
+    """On an event-loop transport (Redis) the prefork pool arms its time limits on the loop's timer."""
+    env = {**postgres_backend.env, "OMS_TIMER_COMPACT_INTERVAL": "1"}
+    process = WorkerProcess(env, tmp_path, list(EPA_STEPS))
+    try:
+        Workflow(**EPA).save()  # SLAs of minutes to 48 hours: timers that would outlive the test
+        ids = [start_workflow("epa_waste_reg", payload={"form_id": "F8700-12-42"}) for _ in range(10)]
+        wait_finished(ids)
+        deadline = time.monotonic() + 10
+        while "timer compaction dropped" not in process.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        process.stop()
+    import re
+
+    dropped = [int(n) for n in re.findall(r"timer compaction dropped (\d+)", process.log.read_text())]
+    assert sum(dropped) >= 40  # a soft and a hard timer for each of 40 steps, all cancelled
