@@ -54,7 +54,10 @@ def _connection() -> Connection:
     conn: Connection | None = getattr(_local, "connection", None)
     if conn is None or getattr(_local, "url", None) != url:
         if conn is not None:
-            conn.release()
+            try:
+                conn.release()
+            except Exception:  # the old broker may be gone; the connection is dropped anyway
+                pass
         conn = app.connection_for_read()
         _local.connection, _local.url = conn, url
     return conn

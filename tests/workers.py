@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,13 @@ class WorkerProcess:
         self._out.close()
 
 
-def wait_finished(instance_ids: list[str], timeout: float = 60) -> dict[str, str]:
-    """Poll until every instance is final; return ``{id: status}`` (failing the test on timeout)."""
+def wait_finished(
+    instance_ids: list[str], timeout: float = 60, poll: Callable[[], None] | None = None
+) -> dict[str, str]:
+    """Poll until every instance is final; return ``{id: status}`` (failing the test on timeout).
+
+    ``poll`` runs on every round (e.g. to restart workers that exited).
+    """
     from sqlalchemy import select
     from sqlalchemy.exc import OperationalError
 
@@ -110,4 +116,6 @@ def wait_finished(instance_ids: list[str], timeout: float = 60) -> dict[str, str
         if time.monotonic() > deadline:
             pending = {i: s for i, s in statuses.items() if s not in {s.value for s in FINISHED_INSTANCE}}
             pytest.fail(f"{len(pending)} instance(s) not finished after {timeout}s, e.g. {list(pending.items())[:3]}")
+        if poll is not None:
+            poll()
         time.sleep(0.05)

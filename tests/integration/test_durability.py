@@ -51,6 +51,21 @@ class Cluster:
         return WorkerProcess(self.env, self.cwd, ["slow", "suicide"], concurrency=2,
                              name=f"w{random.randrange(10**6)}")
 
+    def supervise(self) -> None:
+        """Replace workers that exited, as systemd or Kubernetes would.
+
+        Celery's worker can stop itself when the broker vanishes under it (kombu
+        raises ``AttributeError`` while restoring unacknowledged messages on a
+        closed connection); production runs workers under a supervisor.
+        """
+        for i, worker in enumerate(self.workers):
+            if worker.process.poll() is not None:
+                worker.stop()
+                self.workers[i] = self.worker()
+        if self.upkeep.process.poll() is not None:
+            self.upkeep.stop()
+            self.upkeep = WorkerProcess(self.env, self.cwd, ["oms"], concurrency=1, name=f"upkeep{random.randrange(10**6)}")
+
     def stop(self) -> None:
         for process in [*self.workers, self.upkeep]:
             process.stop()
@@ -82,7 +97,7 @@ def test_kill_9_workers_and_pool_children_while_200_workflows_run(cluster: Clust
             victim.kill()  # the whole worker
             cluster.workers.append(cluster.worker())
         kills += 1
-    wait_finished(ids, timeout=180)
+    wait_finished(ids, timeout=180, poll=cluster.supervise)
     assert kills == 6
     assert_consistent(ids)
     lapsed = sum(1 for i in ids for e in history(i) if e.kind == "task.lease_expired")
@@ -97,7 +112,7 @@ def test_redis_restart_without_persistence_loses_no_workflow(cluster: Cluster) -
     time.sleep(1)
     subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
                     "--save", "", "--appendonly", "no"], check=True, capture_output=True)
-    wait_finished(ids, timeout=180)
+    wait_finished(ids, timeout=180, poll=cluster.supervise)
     assert_consistent(ids)
     redispatched = sum(1 for i in ids for e in history(i) if e.kind == "task.redispatched")
     assert redispatched >= 1  # the broker lost queued messages; the reconciler replaced them
@@ -109,7 +124,7 @@ def test_postgres_restart_while_200_workflows_run(cluster: Cluster) -> None:
     time.sleep(2)
     version = sorted(os.listdir("/etc/postgresql"))[-1]
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True)
-    wait_finished(ids, timeout=180)
+    wait_finished(ids, timeout=180, poll=cluster.supervise)
     assert_consistent(ids)
 
 

@@ -151,7 +151,7 @@ def test_fail_task_retries_then_fails(backend: Backend) -> None:
 
 def test_fetch_waits_max_wait_then_returns_none_and_wakes_promptly(backend: Backend) -> None:
     Workflow(id="wake", steps=[{"id": "wake_step", "sla": "1m"}]).save()
-    assert fetch_task("wake_step", max_wait=0) is None  # connect first: time only the wait
+    assert fetch_task("wake_step", max_wait="0.05s") is None  # connect first: time only the wait
     started = time.monotonic()
     assert fetch_task("wake_step", max_wait="1s") is None
     assert 0.95 <= time.monotonic() - started < 1.5
