@@ -103,9 +103,9 @@ def _raw_rows(database_url: str, topic: str, n: int) -> None:
             "created_at, updated_at, light) VALUES (:i, 'raw', 1, 'running', 0, '{}', '{}', :now, :now, 'green')"
         ), {"i": iid, "now": now})
         s.execute(text(
-            "INSERT INTO oms_tasks (id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, "
+            "INSERT INTO oms_tasks (id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, lost, "
             "status, payload, created_at, ready_at, warn_at, expires_at, light) "
-            "SELECT 'tk-raw' || g, :i, 'raw', 'raw', 0, :topic, 1, 0, 'pending', '{}', :now, :now, :now, :now, "
+            "SELECT 'tk-' || :topic || '-' || g, :i, 'raw', 'raw', 0, :topic, 1, 0, 0, 'pending', '{}', :now, :now, :now, :now, "
             "'green' FROM generate_series(1, :n) g"
         ), {"i": iid, "topic": topic, "now": now, "n": n})
 

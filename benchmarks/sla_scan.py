@@ -39,12 +39,12 @@ def _fill(upto: int, have: int, instance_id: str) -> None:
     now = datetime.now(timezone.utc)
     with transaction() as s:
         s.execute(text(
-            "INSERT INTO oms_tasks (id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, "
+            "INSERT INTO oms_tasks (id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, lost, "
             "status, payload, created_at, ready_at, warn_at, expires_at, light, sla_check_at) "
-            "SELECT 'tk-b' || g, :i, 'bench_scan', 'late', 0, 'late', 1, 0, 'pending', '{}', :now, :now, "
+            "SELECT 'tk-b' || g, :i, 'bench_scan', 'late', 0, 'late', 1, 0, 0, 'pending', '{}', :now, :now, "
             "CASE WHEN g % 50 = 0 THEN :past ELSE :warn END, CASE WHEN g % 50 = 0 THEN :past ELSE :expire END, "
             "CASE WHEN g % 50 = 0 THEN 'red' ELSE 'green' END, CASE WHEN g % 50 = 0 THEN NULL ELSE :warn END "
-            "FROM generate_series(:lo, :hi) g"
+            "FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) g"
         ), {"i": instance_id, "now": now, "past": now - timedelta(hours=1), "warn": now + timedelta(days=1),
             "expire": now + timedelta(days=2), "lo": have + 1, "hi": upto})
         s.execute(text("ANALYZE oms_tasks"))
