@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from .definitions import Workflow, load_definition
@@ -192,24 +192,15 @@ def claim_step(
     ``None`` is the normal answer to a redelivered or duplicated message: the step
     was claimed, finished or cancelled already, or its retry is not due yet.
     """
-    found = session.execute(
-        select(TaskRow, InstanceRow.results)
-        .join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
-        .where(
-            TaskRow.instance_id == instance_id,
-            TaskRow.step_index == index,
-            TaskRow.status == TaskStatus.PENDING.value,
-            TaskRow.ready_at <= now + timedelta(seconds=1),
-        )
-        .with_for_update(of=TaskRow, skip_locked=True)
-        .limit(1)
-    ).first()
-    if found is None:
-        return None
-    task, results = found
-    task.lease_expires_at = now + lease
-    _claim(session, task, worker_id, now)
-    return task, results
+    return _claim_first(
+        session,
+        worker_id,
+        now,
+        lease,
+        TaskRow.instance_id == instance_id,
+        TaskRow.step_index == index,
+        TaskRow.ready_at <= now + timedelta(seconds=1),
+    )
 
 
 def claim_topic(
@@ -222,10 +213,17 @@ def claim_topic(
     ``FOR UPDATE SKIP LOCKED`` on PostgreSQL lets concurrent callers pass over each
     other's rows; SQLite serialises writers (``BEGIN IMMEDIATE``) instead.
     """
+    return _claim_first(session, worker_id, now, lease, TaskRow.topic == topic, TaskRow.ready_at <= now)
+
+
+def _claim_first(
+    session: Session, worker_id: str, now: datetime, lease: timedelta, *where: ColumnElement[bool]
+) -> tuple[TaskRow, dict[str, Any]] | None:
+    """Claim the oldest pending attempt matching ``where``, leased until ``now + lease``."""
     found = session.execute(
         select(TaskRow, InstanceRow.results)
         .join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
-        .where(TaskRow.topic == topic, TaskRow.status == TaskStatus.PENDING.value, TaskRow.ready_at <= now)
+        .where(TaskRow.status == TaskStatus.PENDING.value, *where)
         .order_by(TaskRow.ready_at)
         .with_for_update(of=TaskRow, skip_locked=True)
         .limit(1)
@@ -234,7 +232,9 @@ def claim_topic(
         return None
     task, results = found
     task.lease_expires_at = now + lease
-    _claim(session, task, worker_id, now)
+    task.worker_id = worker_id
+    task.started_at = now
+    _move_task(session, task, TaskStatus.RUNNING, now, worker_id=worker_id)
     return task, results
 
 
@@ -252,12 +252,6 @@ def next_due_at(session: Session, topic: str) -> datetime | None:
         )
     )
     return min((t for t in (pending, leased) if t is not None), default=None)
-
-
-def _claim(session: Session, task: TaskRow, worker_id: str, now: datetime) -> None:
-    task.worker_id = worker_id
-    task.started_at = now
-    _move_task(session, task, TaskStatus.RUNNING, now, worker_id=worker_id)
 
 
 def expire_leases(session: Session, now: datetime, topic: str | None = None, limit: int = 100) -> list[Dispatch]:
