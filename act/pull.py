@@ -58,7 +58,9 @@ def _connection() -> Connection:
                 conn.release()
             except Exception:  # the old broker may be gone; the connection is dropped anyway
                 pass
-        conn = app.connection_for_read()
+        # Short polls: Redis blocks each BRPOP for ``polling_interval`` (1 s by default),
+        # which would let a fetch overrun its ``max_wait`` by up to that much.
+        conn = app.connection_for_read(transport_options={"polling_interval": 0.05})
         _local.connection, _local.url = conn, url
     return conn
 
