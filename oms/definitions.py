@@ -244,11 +244,14 @@ def clear_cache() -> None:
     _saved_versions.clear()
 
 
-def ensure_saved(workflow: Workflow) -> int:
-    """Save ``workflow`` once per process and database; return its version."""
+def ensure_saved(workflow: Workflow, digest: str | None = None) -> int:
+    """Save ``workflow`` once per process and database; return its version.
+
+    Pass ``digest`` when the caller already has it, to keep hashing off hot paths.
+    """
     from .settings import get_settings
 
-    key = (get_settings().database_url, workflow.id, workflow.digest())
+    key = (get_settings().database_url, workflow.id, digest or workflow.digest())
     if key not in _saved_versions:
         _saved_versions[key] = workflow.save()
     return _saved_versions[key]

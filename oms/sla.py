@@ -59,19 +59,21 @@ class ScanReport:
 # -- escalation workflows ---------------------------------------------------
 
 @lru_cache(maxsize=8)
-def _escalation_definition(action: str, topic: str) -> Workflow:
-    return system_workflow(
+def _escalation_definition(action: str, topic: str) -> tuple[Workflow, str]:
+    """The system workflow for ``action`` on ``topic``, with its digest (computed once)."""
+    workflow = system_workflow(
         {"id": f"oms.{action}", "description": f"Escalation of an SLA event ({action})",
          "steps": [{"id": "handle", "topic": topic, "sla": "24h"}]}
     )
+    return workflow, workflow.digest()
 
 
 def escalation_workflow(action: str) -> tuple[Workflow, int]:
     """The system workflow that carries ``action`` (``sla_violation``/``sla_warning``), and its version."""
     settings = get_settings()
     topic = settings.sla_violation_topic if action == "sla_violation" else settings.sla_warning_topic
-    workflow = _escalation_definition(action, topic)
-    return workflow, ensure_saved(workflow)
+    workflow, digest = _escalation_definition(action, topic)
+    return workflow, ensure_saved(workflow, digest)
 
 
 def _escalate(session: Session, action: str, payload: dict[str, Any], now: datetime, report: ScanReport) -> Dispatch:
