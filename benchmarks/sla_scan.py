@@ -2,7 +2,8 @@
 
 1. A no-news scan (nothing newly due) on task tables of 10k, 100k and 1M rows, 2%
    of them overdue and already escalated: median and p95 of 30 scans each.
-2. One scan that escalates 10,000 fresh breaches (in the 1M-row table).
+2. One scan that escalates 10,000 fresh breaches (in the 1M-row table), checked
+   by counting the escalation rows and the messages on the ``sla_violation`` queue.
 3. Detection lateness: a real ``celery beat`` (interval 1 s) and worker on the
    ``oms`` queue; 400 one-step workflows with a 2 s SLA nobody takes, started over
    ~20 s; lateness = when ``task.sla_violated`` was recorded − ``expires_at``.
@@ -62,7 +63,8 @@ def _no_news(samples: int = 30) -> tuple[float, float]:
     return statistics.median(times), statistics.quantiles(times, n=20)[18]
 
 
-def _fresh_breaches(n: int) -> float:
+def _fresh_breaches(n: int, broker_url: str) -> float:
+    import redis
     from sqlalchemy import text
 
     from oms import scan_sla
@@ -77,7 +79,9 @@ def _fresh_breaches(n: int) -> float:
     began = time.perf_counter()
     report = scan_sla()
     elapsed = time.perf_counter() - began
-    assert report.violations == n, report
+    assert report.violations == n and len(set(report.escalations)) == n, report
+    queued = redis.Redis.from_url(broker_url).llen("sla_violation")
+    assert queued == n, f"{queued} escalation messages published, expected {n}"
     return elapsed
 
 
@@ -163,7 +167,7 @@ def main() -> None:
             p50, p95 = _no_news()
             print(f"  {size:>9,} rows (filled in {time.perf_counter() - began:5.1f} s): no-news scan "
                   f"median {p50:.2f} ms, p95 {p95:.2f} ms", flush=True)
-        elapsed = _fresh_breaches(args.breaches)
+        elapsed = _fresh_breaches(args.breaches, args.broker_url)
         print(f"  one scan escalating {args.breaches:,} fresh breaches in a {have:,}-row table: {elapsed:.2f} s",
               flush=True)
         dispose_all()

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
+from kombu import Producer
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.utils.url import maybe_sanitize_url
 
@@ -27,7 +28,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def publish(dispatch: Dispatch | None) -> None:
+def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None:
     """Publish the chain a committed transition asked for (nothing for ``None``)."""
     if dispatch is None:
         return
@@ -38,18 +39,25 @@ def publish(dispatch: Dispatch | None) -> None:
             workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
     signature = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
     try:
-        signature.apply_async(countdown=dispatch.countdown or None)
+        signature.apply_async(countdown=dispatch.countdown or None, producer=producer)
     except (KombuOperationalError, OSError) as exc:
         raise BrokerUnavailable(maybe_sanitize_url(app.conf.broker_url), dispatch.instance_id, exc) from None
 
 
 def publish_all(dispatches: list[Dispatch]) -> None:
-    """Publish each dispatch; one the broker refuses is left to the reconciler, the rest go on."""
-    for dispatch in dispatches:
-        try:
-            publish(dispatch)
-        except BrokerUnavailable as exc:
-            logger.warning("%s", exc)
+    """Publish each dispatch through one producer; one the broker refuses is left to the reconciler."""
+    if not dispatches:
+        return
+    try:
+        with app.producer_or_acquire() as producer:
+            for dispatch in dispatches:
+                try:
+                    publish(dispatch, producer)
+                except BrokerUnavailable as exc:
+                    logger.warning("%s", exc)
+    except (KombuOperationalError, OSError) as exc:
+        logger.warning("cannot reach the broker at %s (%s); %d recorded step(s) are left to the reconciler",
+                       maybe_sanitize_url(app.conf.broker_url), exc, len(dispatches))
 
 
 def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> str:

@@ -76,11 +76,34 @@ def escalation_workflow(action: str) -> tuple[Workflow, int]:
     return workflow, ensure_saved(workflow, digest)
 
 
-def _escalate(session: Session, action: str, payload: dict[str, Any], now: datetime, report: ScanReport) -> Dispatch:
-    workflow, version = escalation_workflow(action)
-    instance, dispatch = transitions.start_instance(session, workflow, version, payload, now)
-    report.escalations.append(instance.id)
-    return dispatch
+@dataclass
+class _Batch:
+    """What one transaction of the scan decided: escalations to start together, chains to publish after."""
+
+    now: datetime
+    report: ScanReport
+    escalations: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {"sla_warning": [], "sla_violation": []}
+    )
+    dispatches: list[Dispatch] = field(default_factory=list)
+
+    def escalate(self, action: str, payload: dict[str, Any]) -> None:
+        if action == "sla_warning":
+            self.report.warnings += 1
+        else:
+            self.report.violations += 1
+        self.escalations[action].append(payload)
+
+    def start_escalations(self, session: Session) -> None:
+        """One bulk insert per action: a burst of thousands of breaches costs a few statements."""
+        for action, payloads in self.escalations.items():
+            if not payloads:
+                continue
+            workflow, version = escalation_workflow(action)
+            started = transitions.start_instances(session, workflow, version, payloads, self.now)
+            self.report.escalations.extend(d.instance_id for d in started)
+            self.dispatches.extend(started)
+            payloads.clear()
 
 
 # -- the scan ---------------------------------------------------------------
@@ -102,54 +125,59 @@ def _task_payload(action: str, task: TaskRow, now: datetime) -> dict[str, Any]:
     }
 
 
-def _advance_task(session: Session, task: TaskRow, now: datetime, report: ScanReport) -> list[Dispatch]:
-    """Move one due task's light on, record the event, escalate, apply its breach policy."""
-    finished = task.status in {s.value for s in FINISHED_TASK}
+_FINISHED = frozenset(s.value for s in FINISHED_TASK)
+
+
+def _advance_task(session: Session, task: TaskRow, batch: _Batch) -> bool:
+    """Move one due task's light on, record the event and queue its escalation.
+
+    Returns whether its breach policy now applies (it turned red while still open).
+    """
+    now = batch.now
+    finished = task.status in _FINISHED
     moment = min(now, task.finished_at) if finished and task.finished_at else now
     light = light_at(moment, task.warn_at, task.expires_at)
-    dispatches: list[Dispatch] = []
     if light == task.light:  # not due after all (clock moved back?): look again later
         task.sla_check_at = task.warn_at if light == GREEN else task.expires_at
-        return dispatches
+        return False
     task.light = light
     if light == YELLOW:
         task.sla_check_at = None if finished else task.expires_at
         transitions.record_event(session, "task.sla_warning", task.instance_id, now, task,
                                  warn_at=task.warn_at.isoformat(), expires_at=task.expires_at.isoformat())
-        report.warnings += 1
-        dispatches.append(_escalate(session, "sla_warning", _task_payload("sla_warning", task, now), now, report))
-        return dispatches
+        batch.escalate("sla_warning", _task_payload("sla_warning", task, now))
+        return False
     task.sla_check_at = None
     payload = _task_payload("sla_violation", task, now)
     transitions.record_event(session, "task.sla_violated", task.instance_id, now, task,
                              expires_at=payload["expires_at"], overdue_by_s=payload["overdue_by_s"])
-    report.violations += 1
-    dispatches.append(_escalate(session, "sla_violation", payload, now, report))
-    if not finished:
-        dispatches.extend(_apply_policy(session, task, now))
-    return dispatches
+    batch.escalate("sla_violation", payload)
+    return not finished
 
 
-def _apply_policy(session: Session, task: TaskRow, now: datetime) -> list[Dispatch]:
+def _apply_policy(session: Session, task: TaskRow, version: int, batch: _Batch) -> None:
+    """``on_breach``: ``escalate`` leaves the step running; ``fail`` and ``retry`` end this attempt."""
+    definition, _ = load_definition(session, task.workflow_id, version)
+    policy = definition.steps[task.step_index].on_breach
+    if policy == "escalate":
+        return
     instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
     assert instance is not None
     if instance.status != InstanceStatus.RUNNING.value:
-        return []
-    definition, _ = load_definition(session, instance.workflow_id, instance.version)
-    policy = definition.steps[task.step_index].on_breach
-    if policy == "escalate":
-        return []
-    dispatch = transitions.fail_on_breach(session, task, instance, retry=policy == "retry", now=now)
-    return [dispatch] if dispatch else []
+        return
+    dispatch = transitions.fail_on_breach(session, task, instance, retry=policy == "retry", now=batch.now)
+    if dispatch:
+        batch.dispatches.append(dispatch)
 
 
-def _advance_instance(session: Session, instance: InstanceRow, now: datetime, report: ScanReport) -> list[Dispatch]:
+def _advance_instance(session: Session, instance: InstanceRow, batch: _Batch) -> None:
+    now = batch.now
     finished = instance.status != InstanceStatus.RUNNING.value
     moment = min(now, instance.finished_at) if finished and instance.finished_at else now
     light = light_at(moment, instance.warn_at, instance.expires_at)
     if light == instance.light:
         instance.sla_check_at = instance.warn_at if light == GREEN else instance.expires_at
-        return []
+        return
     instance.light = light
     definition, _ = load_definition(session, instance.workflow_id, instance.version)
     action = "sla_warning" if light == YELLOW else "sla_violation"
@@ -168,17 +196,15 @@ def _advance_instance(session: Session, instance: InstanceRow, now: datetime, re
     kind = "workflow.sla_warning" if light == YELLOW else "workflow.sla_violated"
     transitions.record_event(session, kind, instance.id, now, None, expires_at=payload["expires_at"],
                              overdue_by_s=payload["overdue_by_s"] if light == RED else None)
-    if light == YELLOW:
-        report.warnings += 1
-    else:
-        report.violations += 1
-    return [_escalate(session, action, payload, now, report)]
+    batch.escalate(action, payload)
 
 
 def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
     """Record and escalate every warning and breach due at ``now``; expire lost pull leases.
 
-    Safe to run concurrently: each due row is taken by one scanner only.
+    Safe to run concurrently: each due row is taken by one scanner only. Due rows are
+    handled ``batch`` at a time, one transaction each, so the first escalations of a
+    burst go out while the rest are still being recorded.
     """
     now = now or utcnow()
     report = ScanReport()
@@ -186,24 +212,28 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
     escalation_workflow("sla_warning")
     escalation_workflow("sla_violation")
     while True:
-        dispatches: list[Dispatch] = []
+        work = _Batch(now, report)
         with transaction() as session:
-            tasks = session.scalars(
-                select(TaskRow).where(TaskRow.sla_check_at <= now).order_by(TaskRow.sla_check_at)
-                .with_for_update(skip_locked=True).limit(batch)
+            tasks = session.execute(
+                select(TaskRow, InstanceRow.version).join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
+                .where(TaskRow.sla_check_at <= now).order_by(TaskRow.sla_check_at)
+                .with_for_update(of=TaskRow, skip_locked=True).limit(batch)
             ).all()
-            for task in tasks:
-                dispatches.extend(_advance_task(session, task, now, report))
+            with session.no_autoflush:
+                breached = [(task, version) for task, version in tasks if _advance_task(session, task, work)]
+            for task, version in breached:
+                _apply_policy(session, task, version, work)
             instances = session.scalars(
                 select(InstanceRow).where(InstanceRow.sla_check_at <= now).order_by(InstanceRow.sla_check_at)
                 .with_for_update(skip_locked=True).limit(batch)
             ).all()
             for instance in instances:
-                dispatches.extend(_advance_instance(session, instance, now, report))
+                _advance_instance(session, instance, work)
+            work.start_escalations(session)
             expired = transitions.expire_leases(session, now, limit=batch)
             report.leases_expired += len(expired)
-            dispatches.extend(expired)
-        publish_all(dispatches)
+            work.dispatches.extend(expired)
+        publish_all(work.dispatches)
         if len(tasks) < batch and len(instances) < batch and len(expired) < batch:
             return report
 
@@ -216,9 +246,7 @@ def breach_now(task_id: str, reason: str) -> None:
     otherwise the step's ``retries`` decide.
     """
     escalation_workflow("sla_violation")  # saved before the transaction: SQLite has one writer
-    now = utcnow()
-    report = ScanReport()
-    dispatches: list[Dispatch] = []
+    work = _Batch(utcnow(), ScanReport())
     with transaction() as session:
         task = session.get(TaskRow, task_id, with_for_update=True)
         if task is None or task.status != TaskStatus.RUNNING.value:
@@ -227,16 +255,17 @@ def breach_now(task_id: str, reason: str) -> None:
         assert instance is not None
         if task.light != RED:
             task.light, task.sla_check_at = RED, None
-            payload = _task_payload("sla_violation", task, now)
-            transitions.record_event(session, "task.sla_violated", task.instance_id, now, task,
+            payload = _task_payload("sla_violation", task, work.now)
+            transitions.record_event(session, "task.sla_violated", task.instance_id, work.now, task,
                                      expires_at=payload["expires_at"], overdue_by_s=payload["overdue_by_s"],
                                      source="soft_time_limit")
-            dispatches.append(_escalate(session, "sla_violation", payload, now, report))
+            work.escalate("sla_violation", payload)
+            work.start_escalations(session)
         if instance.status == InstanceStatus.RUNNING.value:
             definition, _ = load_definition(session, instance.workflow_id, instance.version)
             policy = definition.steps[task.step_index].on_breach
-            dispatch = transitions.fail_on_breach(session, task, instance, retry=policy != "fail", now=now,
+            dispatch = transitions.fail_on_breach(session, task, instance, retry=policy != "fail", now=work.now,
                                                   reason=reason)
             if dispatch:
-                dispatches.append(dispatch)
-    publish_all(dispatches)
+                work.dispatches.append(dispatch)
+    publish_all(work.dispatches)

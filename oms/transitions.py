@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import Session
 
 from .definitions import Workflow, load_definition
@@ -58,18 +58,24 @@ class Dispatch:
     countdown: float = 0.0
 
 
+def _event_values(
+    kind: str, instance_id: str, now: datetime, task_id: str | None, step_id: str | None, attempt: int | None,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "task_id": task_id,
+        "step_id": step_id,
+        "attempt": attempt,
+        "kind": kind,
+        "at": now,
+        "data": {k: v for k, v in data.items() if v is not None},
+    }
+
+
 def _event(session: Session, kind: str, instance_id: str, now: datetime, task: TaskRow | None, **data: Any) -> None:
-    session.add(
-        EventRow(
-            instance_id=instance_id,
-            task_id=task.id if task else None,
-            step_id=task.step_id if task else None,
-            attempt=task.attempt if task else None,
-            kind=kind,
-            at=now,
-            data={k: v for k, v in data.items() if v is not None},
-        )
-    )
+    session.add(EventRow(**_event_values(kind, instance_id, now, task.id if task else None,
+                                         task.step_id if task else None, task.attempt if task else None, data)))
 
 
 def _move_task(
@@ -108,9 +114,10 @@ def _move_instance(session: Session, instance: InstanceRow, new: InstanceStatus,
     _event(session, kind, instance.id, now, None, **data)
 
 
-def _offer(
-    session: Session,
-    instance: InstanceRow,
+def _task_values(
+    instance_id: str,
+    workflow_id: str,
+    payload: dict[str, Any],
     definition: Workflow,
     index: int,
     now: datetime,
@@ -119,64 +126,112 @@ def _offer(
     failures: int = 0,
     lost: int = 0,
     delay: timedelta = timedelta(0),
-) -> Dispatch:
-    """Create the pending row for step ``index``: the step becomes ready and its SLA clock starts."""
+) -> dict[str, Any]:
+    """The pending row for step ``index``: the step becomes ready and its SLA clock starts."""
     step = definition.steps[index]
     ready_at = now + delay
     warn_at = ready_at + step.warn_delay(step.sla, get_settings().sla_warn_fraction)
-    task = TaskRow(
-        id=new_id("tk"),
-        instance_id=instance.id,
-        workflow_id=instance.workflow_id,
-        step_id=step.id,
-        step_index=index,
-        topic=step.topic,
-        attempt=attempt,
-        failures=failures,
-        lost=lost,
-        status=TaskStatus.PENDING.value,
-        payload=instance.payload,
-        created_at=now,
-        ready_at=ready_at,
-        warn_at=warn_at,
-        expires_at=ready_at + step.sla,
-        light="green",
-        sla_check_at=None if definition.is_system else warn_at,
-        dispatched_at=ready_at,
-    )
-    session.add(task)
+    return {
+        "id": new_id("tk"),
+        "instance_id": instance_id,
+        "workflow_id": workflow_id,
+        "step_id": step.id,
+        "step_index": index,
+        "topic": step.topic,
+        "attempt": attempt,
+        "failures": failures,
+        "lost": lost,
+        "status": TaskStatus.PENDING.value,
+        "payload": payload,
+        "created_at": now,
+        "ready_at": ready_at,
+        "warn_at": warn_at,
+        "expires_at": ready_at + step.sla,
+        "light": "green",
+        "sla_check_at": None if definition.is_system else warn_at,
+        "dispatched_at": ready_at,
+    }
+
+
+def _offered_event(task: dict[str, Any], now: datetime) -> dict[str, Any]:
+    first, retried = TASK_TRANSITIONS[(None, TaskStatus.PENDING)]
+    return _event_values(first if task["attempt"] == 1 else retried, task["instance_id"], now, task["id"],
+                         task["step_id"], task["attempt"],
+                         {"topic": task["topic"], "expires_at": task["expires_at"].isoformat()})
+
+
+def _offer(
+    session: Session,
+    instance: InstanceRow,
+    definition: Workflow,
+    index: int,
+    now: datetime,
+    *,
+    delay: timedelta = timedelta(0),
+    **counts: int,
+) -> Dispatch:
+    """Queue step ``index`` of ``instance``; return what to publish once committed.
+
+    ``counts`` are the new row's ``attempt``, ``failures`` and ``lost`` (see :func:`_task_values`).
+    """
+    task = _task_values(instance.id, instance.workflow_id, instance.payload, definition, index, now,
+                        delay=delay, **counts)
+    session.add(TaskRow(**task))
     instance.current_step = index
     instance.updated_at = now
-    first, retried = TASK_TRANSITIONS[(None, TaskStatus.PENDING)]
-    kind = first if attempt == 1 else retried
-    _event(session, kind, instance.id, now, task, topic=step.topic, expires_at=task.expires_at.isoformat())
+    session.add(EventRow(**_offered_event(task, now)))
     return Dispatch(instance.id, instance.workflow_id, instance.version, index, delay.total_seconds())
+
+
+def _instance_values(definition: Workflow, version: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    deadline = definition.sla
+    warn_at = now + definition.warn_delay(deadline, get_settings().sla_warn_fraction) if deadline else None
+    return {
+        "id": new_id("wf"),
+        "workflow_id": definition.id,
+        "version": version,
+        "status": InstanceStatus.RUNNING.value,
+        "current_step": 0,
+        "payload": payload,
+        "results": {},
+        "created_at": now,
+        "updated_at": now,
+        "warn_at": warn_at,
+        "expires_at": now + deadline if deadline else None,
+        "light": "green",
+        "sla_check_at": warn_at,
+    }
 
 
 def start_instance(
     session: Session, definition: Workflow, version: int, payload: dict[str, Any], now: datetime
 ) -> tuple[InstanceRow, Dispatch]:
     """Create a running instance and offer its first step."""
-    deadline = definition.sla
-    warn_at = now + definition.warn_delay(deadline, get_settings().sla_warn_fraction) if deadline else None
-    instance = InstanceRow(
-        id=new_id("wf"),
-        workflow_id=definition.id,
-        version=version,
-        status=InstanceStatus.RUNNING.value,
-        current_step=0,
-        payload=payload,
-        results={},
-        created_at=now,
-        updated_at=now,
-        warn_at=warn_at,
-        expires_at=now + deadline if deadline else None,
-        light="green",
-        sla_check_at=warn_at,
-    )
+    instance = InstanceRow(**_instance_values(definition, version, payload, now))
     session.add(instance)
     _event(session, INSTANCE_TRANSITIONS[(None, InstanceStatus.RUNNING)], instance.id, now, None, version=version)
     return instance, _offer(session, instance, definition, 0, now)
+
+
+def start_instances(
+    session: Session, definition: Workflow, version: int, payloads: list[dict[str, Any]], now: datetime
+) -> list[Dispatch]:
+    """Start one instance per payload with three bulk INSERTs: the SLA scanner's escalations.
+
+    The same rows and events as :func:`start_instance`, without the ORM's per-object
+    bookkeeping, which a burst of thousands of breaches cannot afford.
+    """
+    if not payloads:
+        return []
+    instances = [_instance_values(definition, version, payload, now) for payload in payloads]
+    tasks = [_task_values(i["id"], i["workflow_id"], i["payload"], definition, 0, now) for i in instances]
+    started = INSTANCE_TRANSITIONS[(None, InstanceStatus.RUNNING)]
+    events = [_event_values(started, i["id"], now, None, None, None, {"version": version}) for i in instances]
+    events += [_offered_event(task, now) for task in tasks]
+    session.execute(insert(InstanceRow), instances)
+    session.execute(insert(TaskRow), tasks)
+    session.execute(insert(EventRow), events)
+    return [Dispatch(i["id"], definition.id, version, 0) for i in instances]
 
 
 def claim_step(

@@ -148,6 +148,24 @@ def test_breach_policies(backend: Backend, policy: str, retries: int, status: st
         assert "SLA breached" in (info.error or "")
 
 
+def test_a_burst_of_breaches_is_escalated_once_each_across_batches(backend: Backend) -> None:
+    lenient = [_start([{"id": "s", "sla": "1m"}]) for _ in range(7)]
+    Workflow(id="strict", steps=[{"id": "s", "sla": "1m", "on_breach": "fail"}]).save()
+    with transaction() as s:
+        definition, version = load_definition(s, "strict")
+        strict, _ = start_instance(s, definition, version, {}, T0)
+    report = scan_sla(T0 + 2 * M, batch=3)  # three transactions, the escalations inserted in bulk
+    assert (report.violations, len(set(report.escalations))) == (8, 8)
+    assert sorted(p["instance_id"] for p in _escalations("sla_violation")) == sorted([*lenient, strict.id])
+    for escalation in report.escalations:  # each one a whole instance, as if started by start_workflow
+        info = get_instance(escalation)
+        assert info.status == "running" and [(t.status, t.topic) for t in info.tasks] == [("pending", "sla_violation")]
+        assert [e.kind for e in history(escalation)] == ["workflow.started", "task.queued"]
+    assert get_instance(strict.id).status == "failed" and {get_instance(i).status for i in lenient} == {"running"}
+    assert [e.kind for e in history(strict.id)][-3:] == ["task.sla_violated", "task.failed", "workflow.failed"]
+    assert scan_sla(T0 + 3 * M, batch=3).violations == 0
+
+
 def test_sla_summary_counts_lights_and_timings(backend: Backend) -> None:
     for n in range(3):
         iid = _start([{"id": "s", "sla": "1m"}], now=T0 + n * S)
