@@ -97,8 +97,8 @@ class _Batch:
     def start_escalations(self, session: Session) -> None:
         """One bulk insert per action: a burst of thousands of breaches costs a few statements."""
         for action, payloads in self.escalations.items():
-            if not payloads:
-                continue
+            if not payloads:  # callers save only the definitions they use before the transaction:
+                continue      # looking up another here could be a second writer, which SQLite blocks
             workflow, version = escalation_workflow(action)
             started = transitions.start_instances(session, workflow, version, payloads, self.now)
             self.report.escalations.extend(d.instance_id for d in started)
