@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from benchmarks.scratch import create_database, drop_database  # noqa: E402
 
 
 def _configure(database_url: str, broker_url: str) -> None:
@@ -147,13 +147,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import redis
-    from sqlalchemy import create_engine, text
 
-    name = f"oms_bench_pull_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = ADMIN.rsplit("/", 1)[0] + "/" + name
+    database_url = create_database(prefix="oms_bench_pull")
     dsn = database_url.replace("postgresql+psycopg", "postgresql")
     redis.Redis.from_url(args.broker_url).flushdb()
     try:
@@ -182,8 +177,7 @@ def main() -> None:
         from oms.db import dispose_all
 
         dispose_all()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(database_url)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from benchmarks.scratch import create_database, drop_database  # noqa: E402
 
 
 def _fill(upto: int, have: int, instance_id: str) -> None:
@@ -135,17 +134,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import redis
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
     import oms
     from oms import Workflow
     from oms.db import transaction, dispose_all
 
-    name = f"oms_bench_sla_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = ADMIN.rsplit("/", 1)[0] + "/" + name
+    database_url = create_database(prefix="oms_bench_sla")
     redis.Redis.from_url(args.broker_url).flushdb()
     try:
         oms.configure(database_url=database_url, broker_url=args.broker_url)
@@ -178,8 +173,7 @@ def main() -> None:
               f"p99 {q[98]:.2f} s, max {max(late):.2f} s")
     finally:
         dispose_all()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(database_url)
 
 
 if __name__ == "__main__":

@@ -32,16 +32,17 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from benchmarks.scratch import POSTGRES_ADMIN, create_database, drop_database  # noqa: E402
+
 DEFAULT_BROKER = "redis://127.0.0.1:6379/9"
 WORKFLOW_ID = "bench_noop"
 POLL_INTERVAL = 0.2
@@ -63,9 +64,8 @@ def mib(kib: int) -> str:
 # -- memory: the worker's process group, from /proc ------------------------------------
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Pids whose process group is ``pgid`` (the worker runs in its own session)."""
-    pids = []
+def _processes() -> Iterator[tuple[int, str, list[str]]]:
+    """``(pid, command name, fields after the name)`` of every process, from ``/proc/<pid>/stat``."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -74,10 +74,13 @@ def _group_members(pgid: int) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp ...
-        if int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
+        # the fields after the name: state ppid pgrp ...
+        yield int(entry.name), stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid`` (the worker runs in its own session)."""
+    return [pid for pid, _, fields in _processes() if int(fields[2]) == pgid]
 
 
 def _rss_kib(pid: int) -> int:
@@ -99,18 +102,8 @@ def cpu_snapshot(worker_pid: int) -> dict[str, float]:
     PostgreSQL's processes, Redis, this benchmark process, everything else."""
     totals = {"worker": 0.0, "postgres": 0.0, "redis": 0.0, "benchmark": 0.0, "other": 0.0}
     me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
+    for pid, comm, fields in _processes():
         seconds = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
-        pid = int(entry.name)
         if int(fields[2]) == worker_pid:
             totals["worker"] += seconds
         elif pid == me:
@@ -453,33 +446,6 @@ def warm_up(kind: str, args: argparse.Namespace, state: State, worker: Worker) -
 # -- setup, the two modes, clean-up --------------------------------------------------------
 
 
-def create_database(admin_url: str) -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"oms_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = make_url(url).database
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 def code_version() -> str:
     """The commit benchmarked, ``+dirty`` when the engine's files differ from it."""
     try:
@@ -704,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.modules["oms.db"].dispose_all()
         if created_db is not None:
             try:
-                drop_database(args.postgres_admin_url, created_db)
+                drop_database(created_db, args.postgres_admin_url)
                 log(f"dropped database {created_db.rsplit('/', 1)[1]}")
             except Exception as exc:  # noqa: BLE001 - report, do not mask the run's outcome
                 print(f"could not drop {created_db}: {exc}", file=sys.stderr)

@@ -11,6 +11,9 @@ from .definitions import Workflow
 from .exceptions import ConfigurationError
 from .settings import OmsSettings, set_settings
 
+#: URL schemes of kombu's Redis transport, the one with a visibility timeout.
+_REDIS = ("redis://", "rediss://", "redis+socket://")
+
 
 def broker_settings(settings: OmsSettings) -> dict[str, Any]:
     """``broker_url`` and ``broker_transport_options`` for Celery."""
@@ -30,7 +33,7 @@ def broker_settings(settings: OmsSettings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.05,
         }
-    elif url.startswith(("redis://", "rediss://", "redis+socket://")):
+    elif url.startswith(_REDIS):
         # An unacknowledged message (acks_late) is redelivered after this long: it
         # must outlast every step, or a long step would run twice. See check_fits_broker.
         options = {"visibility_timeout": settings.visibility_timeout}
@@ -44,7 +47,7 @@ def check_fits_broker(workflow: Workflow, settings: OmsSettings) -> None:
     still runs; the engine would refuse the second claim, but the broker would keep
     redelivering. Better to say what to set.
     """
-    if not settings.broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
+    if not settings.broker_url.startswith(_REDIS):
         return
     for step in workflow.steps:
         _, hard = time_limits(step.sla)

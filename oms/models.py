@@ -25,6 +25,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from .states import GREEN
+
 Json = JSON().with_variant(JSONB(), "postgresql")
 EventId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -85,7 +87,7 @@ class InstanceRow(Base):
     #: The workflow's own deadline (``created_at + workflow sla``), when it has one.
     warn_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
-    light: Mapped[str] = mapped_column(String(8), default="green")
+    light: Mapped[str] = mapped_column(String(8), default=GREEN)
     #: When the SLA scanner must next look at this row (``None``: never again).
     sla_check_at: Mapped[datetime | None]
 
@@ -130,7 +132,7 @@ class TaskRow(Base):
     #: ``ready_at + sla``: past this the step is late (red).
     expires_at: Mapped[datetime]
     #: ``green`` until ``warn_at``, ``yellow`` until ``expires_at``, ``red`` after; frozen when finished.
-    light: Mapped[str] = mapped_column(String(8), default="green")
+    light: Mapped[str] = mapped_column(String(8), default=GREEN)
     #: When the SLA scanner must next look at this row: ``warn_at`` while green,
     #: ``expires_at`` while yellow, ``None`` once red or finished in time.
     sla_check_at: Mapped[datetime | None]

@@ -12,7 +12,7 @@ from .db import transaction
 from .definitions import SYSTEM_PREFIX, load_definition
 from .exceptions import InvalidArgument
 from .models import DefinitionRow, EventRow, InstanceRow, TaskRow
-from .states import InstanceStatus
+from .states import LIGHTS, RED, InstanceStatus, TaskStatus
 from .transitions import get_instance_row
 
 
@@ -128,7 +128,7 @@ def overdue(limit: int = 1000) -> list[TaskInfo]:
     with transaction() as session:
         rows = session.scalars(
             select(TaskRow)
-            .where(TaskRow.light == "red", TaskRow.status.in_(("pending", "running")))
+            .where(TaskRow.light == RED, TaskRow.status.in_((TaskStatus.PENDING.value, TaskStatus.RUNNING.value)))
             .order_by(TaskRow.expires_at)
             .limit(limit)
         )
@@ -164,7 +164,7 @@ def sla_summary(since: datetime | None = None) -> list[StepSummary]:
     """
     query = select(
         TaskRow.workflow_id, TaskRow.step_id, TaskRow.light, TaskRow.ready_at, TaskRow.started_at, TaskRow.finished_at
-    ).where(~TaskRow.workflow_id.startswith("oms."))
+    ).where(~TaskRow.workflow_id.startswith(SYSTEM_PREFIX))
     if since is not None:
         query = query.where(TaskRow.ready_at >= since)
     summaries: dict[tuple[str, str], StepSummary] = {}
@@ -185,10 +185,6 @@ def sla_summary(since: datetime | None = None) -> list[StepSummary]:
         summary.run_p50_s = _percentile(runs.get(key, []), 0.5)
         summary.run_p95_s = _percentile(runs.get(key, []), 0.95)
     return sorted(summaries.values(), key=lambda s: (s.workflow_id, s.step_id))
-
-
-#: Lights from best to worst: an instance shows the worst of its own and its steps'.
-LIGHTS = ("green", "yellow", "red")
 
 
 class InstanceSummary(BaseModel):

@@ -28,13 +28,10 @@ from .definitions import Workflow, ensure_saved, load_definition, system_workflo
 from .engine import publish_all, utcnow
 from .models import InstanceRow, TaskRow
 from .settings import get_settings
-from .states import FINISHED_TASK, InstanceStatus, TaskStatus
+from .states import FINISHED_TASK, GREEN, RED, YELLOW, InstanceStatus, TaskStatus
 from .transitions import Dispatch
 
 logger = logging.getLogger(__name__)
-
-GREEN, YELLOW, RED = "green", "yellow", "red"
-
 
 def light_at(moment: datetime, warn_at: datetime | None, expires_at: datetime | None) -> str:
     """The light of a clock at ``moment``."""
@@ -125,16 +122,13 @@ def _task_payload(action: str, task: TaskRow, now: datetime) -> dict[str, Any]:
     }
 
 
-_FINISHED = frozenset(s.value for s in FINISHED_TASK)
-
-
 def _advance_task(session: Session, task: TaskRow, batch: _Batch) -> bool:
     """Move one due task's light on, record the event and queue its escalation.
 
     Returns whether its breach policy now applies (it turned red while still open).
     """
     now = batch.now
-    finished = task.status in _FINISHED
+    finished = task.status in FINISHED_TASK
     moment = min(now, task.finished_at) if finished and task.finished_at else now
     light = light_at(moment, task.warn_at, task.expires_at)
     if light == task.light:  # not due after all (clock moved back?): look again later

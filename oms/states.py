@@ -24,6 +24,10 @@ class InstanceStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
+#: SLA lights, best to worst: green until ``warn_at``, yellow until ``expires_at``, red after.
+GREEN, YELLOW, RED = "green", "yellow", "red"
+LIGHTS = (GREEN, YELLOW, RED)
+
 #: Statuses after which nothing more happens.
 FINISHED_TASK = frozenset({TaskStatus.DONE, TaskStatus.FAILED})
 FINISHED_INSTANCE = frozenset({InstanceStatus.DONE, InstanceStatus.FAILED, InstanceStatus.CANCELLED})

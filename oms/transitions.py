@@ -34,6 +34,7 @@ from .settings import get_settings
 from .states import (
     FINISHED_INSTANCE,
     FINISHED_TASK,
+    GREEN,
     INSTANCE_TRANSITIONS,
     LEASE_EXPIRED,
     WORKER_LOST,
@@ -147,7 +148,7 @@ def _task_values(
         "ready_at": ready_at,
         "warn_at": warn_at,
         "expires_at": ready_at + step.sla,
-        "light": "green",
+        "light": GREEN,
         "sla_check_at": None if definition.is_system else warn_at,
         "dispatched_at": ready_at,
     }
@@ -198,7 +199,7 @@ def _instance_values(definition: Workflow, version: int, payload: dict[str, Any]
         "updated_at": now,
         "warn_at": warn_at,
         "expires_at": now + deadline if deadline else None,
-        "light": "green",
+        "light": GREEN,
         "sla_check_at": warn_at,
     }
 

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
+from ..states import LIGHTS, InstanceStatus
 from . import render
 from .base import CONTEXT, die, env_option
 
@@ -51,7 +52,7 @@ def status(instance_id: str, as_json: bool) -> None:
       oms status wf-9b2f...
       oms status wf-9b2f... --json | jq .results
     """
-    from ..queries import LIGHTS, get_instance
+    from ..queries import get_instance
     from ..sla import light_at
 
     info = get_instance(instance_id)
@@ -113,9 +114,9 @@ def history(instance_id: str, as_json: bool) -> None:
 
 @click.command("list", context_settings=CONTEXT)
 @env_option("--workflow", env="OMS_WORKFLOW", help="Only instances of this workflow.")
-@env_option("--status", env="OMS_STATUS", type=click.Choice(["pending", "running", "done", "failed", "cancelled"]),
+@env_option("--status", env="OMS_STATUS", type=click.Choice([s.value for s in InstanceStatus]),
             help="Only instances with this status.")
-@env_option("--light", env="OMS_LIGHT", type=click.Choice(["green", "yellow", "red"]),
+@env_option("--light", env="OMS_LIGHT", type=click.Choice(LIGHTS),
             help="Only instances whose worst light (their own or a step's) is this one.")
 @env_option("--limit", env="OMS_LIMIT", type=click.IntRange(min=1), default=50, show_default=True,
             help="At most this many, newest first.")
