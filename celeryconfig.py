@@ -9,7 +9,7 @@ Celery way, with your own module named by ``CELERY_CONFIG_MODULE``.
 from __future__ import annotations
 
 from oms.config import broker_settings
-from oms.settings import get_settings
+from oms.settings import ENGINE_QUEUE, get_settings
 
 _settings = get_settings()
 _broker = broker_settings(_settings)
@@ -33,7 +33,7 @@ worker_prefetch_multiplier = 1
 task_ignore_result = True
 result_backend = None
 
-task_default_queue = "oms"
+task_default_queue = ENGINE_QUEUE
 task_create_missing_queues = True
 worker_cancel_long_running_tasks_on_connection_loss = True
 
@@ -45,12 +45,12 @@ beat_schedule = {
     "oms-scan-sla": {
         "task": "oms.scan_sla",
         "schedule": _settings.sla_scan_interval,
-        "options": {"queue": "oms", "expires": _settings.sla_scan_interval},
+        "options": {"queue": ENGINE_QUEUE, "expires": _settings.sla_scan_interval},
     },
     # steps whose message the broker lost, published again
     "oms-reconcile": {
         "task": "oms.reconcile",
         "schedule": _reconcile_every,
-        "options": {"queue": "oms", "expires": _reconcile_every},
+        "options": {"queue": ENGINE_QUEUE, "expires": _reconcile_every},
     },
 }

@@ -8,6 +8,9 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The queue of the engine's own tasks (the SLA scan, the reconciler), sent by beat.
+ENGINE_QUEUE = "oms"
+
 
 class OmsSettings(BaseSettings):
     """Engine settings. With nothing set, everything lives under the working directory."""

@@ -14,10 +14,8 @@ from typing import NoReturn
 
 import click
 
+from ..settings import ENGINE_QUEUE
 from .base import CONTEXT, RET_ERROR, RET_OK, die, env_option
-
-#: The queue of the engine's own tasks (the SLA scan, the reconciler), sent by beat.
-ENGINE_QUEUE = "oms"
 
 
 def _exec_celery(*args: str) -> NoReturn:

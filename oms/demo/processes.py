@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..settings import get_settings
+from ..settings import ENGINE_QUEUE, get_settings
 from .workflow import PUSH_TOPICS, SCAN_INTERVAL
 
 
@@ -53,7 +53,7 @@ def start_processes(escalation_topics: list[str]) -> list[Process]:
     home = get_settings().home
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMS_SLA_SCAN_INTERVAL": str(SCAN_INTERVAL), "PYTHONUNBUFFERED": "1"}
-    queues = ["oms", *PUSH_TOPICS, *escalation_topics]
+    queues = [ENGINE_QUEUE, *PUSH_TOPICS, *escalation_topics]
     worker = Process(
         "Celery worker",
         [sys.executable, "-m", "celery", "-A", "oms", "worker", "-B", "-s", str(home / "demo-beat-schedule"),
