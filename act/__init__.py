@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from oms.door import Task
+
 from .exceptions import InstanceFinished, LeaseLost, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
 from .pull import complete_task, extend_lease, fail_task, fetch_task
 from .subscribe import Subscription, subscribe
-from .task import Task
 
 __all__ = [
     # push workers

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oms.exceptions import (
     InstanceFinished,
+    InvalidArgument,
+    InvalidPayload,
     LeaseLost,
     OmsError,
     TaskAlreadyFinished,
@@ -11,4 +13,7 @@ from oms.exceptions import (
     TaskNotFound,
 )
 
-__all__ = ["OmsError", "TaskNotFound", "TaskNotClaimed", "TaskAlreadyFinished", "LeaseLost", "InstanceFinished"]
+__all__ = [
+    "OmsError", "TaskNotFound", "TaskNotClaimed", "TaskAlreadyFinished", "LeaseLost", "InstanceFinished",
+    "InvalidArgument", "InvalidPayload",
+]

@@ -13,12 +13,8 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
-from oms import transitions
-from oms.db import transaction
-from oms.engine import utcnow
-from oms.settings import get_settings
+from oms import door
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +30,15 @@ class _Heart:
     def _run(self) -> None:
         # time-limit signals belong to the thread running the handler, never to this one
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGALRM})
-        settings = get_settings()
-        lease = timedelta(seconds=settings.worker_lease)
+        interval = door.heartbeat_interval()
         while True:
-            threading.Event().wait(settings.heartbeat_interval)
+            threading.Event().wait(interval)
             with self.lock:
                 ids = list(self.held)
             if not ids:
                 continue
             try:
-                with transaction() as session:
-                    transitions.heartbeat(session, ids, lease, utcnow())
+                door.heartbeat(ids)
             except Exception:  # a missed beat is not fatal: the next one may get through
                 logger.warning("heartbeat for %d step(s) failed", len(ids), exc_info=True)
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from oms.exceptions import InvalidPayload
-from oms.jsonvalue import json_object
-from oms.settings import get_settings
+from oms import InvalidPayload, door
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ def interpret(value: Any) -> Outcome:
         return Outcome(False, reason="handler returned 'fail'")
     if isinstance(value, dict):
         try:
-            return Outcome(True, json_object(value, what="result", max_bytes=get_settings().max_payload_bytes))
+            return Outcome(True, door.check_result(value))
         except InvalidPayload as exc:
             return Outcome(False, reason=str(exc))
     return Outcome(

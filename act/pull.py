@@ -19,33 +19,14 @@ from typing import Any
 from kombu import Connection
 from kombu.simple import SimpleQueue
 
-from oms import transitions
-from oms.celery import app
-from oms.db import retrying, transaction
-from oms.definitions import check_name
-from oms.durations import parse_duration
-from oms.engine import publish, publish_all, utcnow
-from oms.exceptions import InvalidArgument, check_id
-from oms.jsonvalue import json_object
-from oms.settings import get_settings
-
-from .task import Task
+from oms import app, door
+from oms.door import Task
 
 _local = threading.local()
 
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _seconds(value: str | float | timedelta, what: str) -> float:
-    try:
-        seconds = parse_duration(value).total_seconds()
-    except ValueError as exc:
-        raise InvalidArgument(f"{what}: {exc}") from None
-    if seconds < 0:
-        raise InvalidArgument(f"{what} must not be negative, got {value!r}")
-    return seconds
 
 
 def _connection() -> Connection:
@@ -63,28 +44,6 @@ def _connection() -> Connection:
         conn = app.connection_for_read(transport_options={"polling_interval": 0.05})
         _local.connection, _local.url = conn, url
     return conn
-
-
-#: Seconds between lease sweeps by one process on one topic (the SLA scanner sweeps too).
-_SWEEP_EVERY = 1.0
-_swept: dict[str, float] = {}
-
-
-def _try_claim(topic: str, worker_id: str, lease: timedelta) -> tuple[Task | None, datetime | None]:
-    """Claim a due step on ``topic``; otherwise say when something next becomes due."""
-    now = utcnow()
-    expired = []
-    with transaction() as session:
-        if time.monotonic() - _swept.get(topic, 0.0) >= _SWEEP_EVERY:
-            _swept[topic] = time.monotonic()
-            expired = transitions.expire_leases(session, now, topic=topic)
-        claimed = transitions.claim_topic(session, topic, worker_id, now, lease)
-        if claimed is None:
-            task, due = None, transitions.next_due_at(session, topic)
-        else:
-            task, due = Task.from_row(*claimed), None
-    publish_all(expired)
-    return task, due
 
 
 def _wait_for_offer(topic: str, timeout: float) -> None:
@@ -117,21 +76,18 @@ def fetch_task(
     :func:`extend_lease`. A lease that runs out makes the step available again
     (attempt + 1) and makes this worker's later calls on it raise ``LeaseLost``.
     """
-    check_name(topic, "topic")
-    wait = _seconds(max_wait, "max_wait")
-    lease_td = timedelta(seconds=_seconds(lease, "lease"))
-    if lease_td <= timedelta(0):
-        raise InvalidArgument(f"lease must be positive, got {lease!r}")
+    door.check_topic(topic)
+    wait = door.seconds(max_wait, "max_wait")
+    lease_td = timedelta(seconds=door.seconds(lease, "lease", positive=True))
     worker = worker_id or _default_worker_id()
     deadline = time.monotonic() + wait
     while True:
-        task, due = _try_claim(topic, worker, lease_td)
+        task, due = door.claim_topic(topic, worker, lease_td)
         remaining = deadline - time.monotonic()
         if task is not None or remaining <= 0:
             return task
-        if due is not None:  # a retry's backoff or a lease ends: wake then, and sweep
-            remaining = min(remaining, max((due - utcnow()).total_seconds(), 0.0) + 0.01)
-            _swept.pop(topic, None)
+        if due is not None:  # a retry's backoff or a lease ends: wake then
+            remaining = min(remaining, max((due - door.utcnow()).total_seconds(), 0.0) + 0.01)
         _wait_for_offer(topic, remaining)
 
 
@@ -143,36 +99,14 @@ def complete_task(task_id: str, result: dict[str, Any] | None = None) -> None:
             the task cannot be completed as it stands; nothing was changed.
         InvalidPayload: ``result`` is not a JSON object.
     """
-    check_id(task_id, "task")
-    if result is not None:
-        result = json_object(result, what="result", max_bytes=get_settings().max_payload_bytes)
-    stored = result
-
-    def record() -> transitions.Dispatch | None:
-        with transaction() as session:
-            return transitions.complete(session, task_id, stored, utcnow())
-
-    publish(retrying(record, "completing a task"))
+    door.complete(task_id, result)
 
 
 def fail_task(task_id: str, reason: str) -> None:
     """Mark the task failed with ``reason``; it is retried per its step's rules or fails the instance."""
-    check_id(task_id, "task")
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidArgument("fail_task needs a reason: a non-empty string saying what went wrong")
-
-    def record() -> transitions.Dispatch | None:
-        with transaction() as session:
-            return transitions.fail(session, task_id, reason, utcnow())
-
-    publish(retrying(record, "failing a task"))
+    door.fail(task_id, reason)
 
 
 def extend_lease(task_id: str, lease: str | float | timedelta = "5m") -> datetime:
     """Keep a fetched task for ``lease`` more from now; return the new expiry."""
-    check_id(task_id, "task")
-    seconds = _seconds(lease, "lease")
-    if seconds <= 0:
-        raise InvalidArgument(f"lease must be positive, got {lease!r}")
-    with transaction() as session:
-        return transitions.extend_lease(session, task_id, timedelta(seconds=seconds), utcnow())
+    return door.extend(task_id, lease)

@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -17,19 +16,11 @@ from celery import Celery
 from celery import Task as CeleryTask
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from oms import transitions
-from oms.compiler import task_name
-from oms.db import retrying, transaction
-from oms.definitions import check_name
-from oms.engine import publish, utcnow
-from oms.exceptions import OmsError
-from oms.settings import get_settings
-from oms.sla import breach_now
-from oms.transitions import Dispatch
+from oms import OmsError, door
+from oms.door import Task
 
 from .heartbeat import beating
 from .outcome import Outcome, interpret
-from .task import Task
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +45,10 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> 
     Raises ``Ignore`` to stop the Celery chain whenever the next step must not be
     published by this message: a duplicate delivery, a failure, or a retry (which
     publishes its own chain, after its backoff). The message is acknowledged only
-    after the outcome is stored: while the database is down, this keeps retrying.
+    after the outcome is stored: while the database is down, the door keeps retrying.
     """
-    lease = timedelta(seconds=get_settings().worker_lease)
-
-    def claim() -> Task | None:
-        with shielded(), transaction() as session:
-            claimed = transitions.claim_step(session, instance_id, index, worker_id, utcnow(), lease)
-            return None if claimed is None else Task.from_row(*claimed)
-
-    task = retrying(claim, "claiming a step")
+    with shielded():
+        task = door.claim_step(instance_id, index, worker_id)
     if task is None:
         logger.info("step %s of %s is not pending (duplicate delivery?); skipped", index, instance_id)
         raise Ignore()
@@ -73,27 +58,22 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> 
     except SoftTimeLimitExceeded:
         logger.warning("handler for %s overran the SLA of step %s of %s", task.topic, task.step_id, instance_id)
         with shielded():
-            retrying(lambda: breach_now(task.id, "SLA exceeded: the handler was stopped by its soft time limit"),
-                     "recording an SLA breach")
+            door.breach(task.id, "SLA exceeded: the handler was stopped by its soft time limit")
         raise Ignore() from None
     except Exception as exc:  # the handler's failure is the step's failure
         logger.exception("handler for %s failed", task.topic)
         outcome = Outcome(False, reason=f"{type(exc).__name__}: {exc}")
-
-    def record() -> Dispatch | None:
-        with shielded(), transaction() as session:
-            if outcome.ok:
-                return transitions.complete(session, task.id, outcome.result, utcnow())
-            return transitions.fail(session, task.id, outcome.reason, utcnow())
-
     try:
-        dispatch = retrying(record, "recording a step's outcome")
+        with shielded():
+            if outcome.ok:
+                door.complete(task, outcome.result, chained=True)
+            else:
+                door.fail(task, outcome.reason)
     except OmsError as exc:  # e.g. the SLA scanner failed the step, or the instance was cancelled
         logger.warning("outcome of %s not recorded: %s", task.id, exc)
         raise Ignore() from None
     if outcome.ok:
         return outcome.result  # the Celery chain publishes the next step
-    publish(dispatch)
     raise Ignore()
 
 
@@ -134,8 +114,7 @@ def sla_alarm(task: Task) -> Iterator[None]:
     if task.expires_at is None or not _in_pool_child():
         yield
         return
-    assert task.expires_at is not None
-    left = max((task.expires_at - utcnow()).total_seconds(), 0.001)
+    left = max((task.expires_at - door.utcnow()).total_seconds(), 0.001)
 
     def overrun(signum: int, frame: FrameType | None) -> None:
         raise SoftTimeLimitExceeded(f"SLA of step {task.step_id} ran out")
@@ -157,12 +136,12 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
     Workers run it when started on the topic's queue:
     ``celery -A oms worker -Q <topic> -I <module with handlers>``.
     """
-    check_name(topic, "topic")
+    door.check_topic(topic)
     if app is None:
         from oms import app
 
     def decorate(handler: Handler) -> Subscription:
-        name = task_name(topic)
+        name = door.task_name(topic)
         existing = app.tasks.get(name)
         if existing is not None and getattr(existing, "__wrapped__", None) not in (None, handler):
             raise ValueError(f"topic {topic!r} already has a handler: {existing.__wrapped__.__qualname__}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .celery import app
 from .config import configure
 from .definitions import Step, Workflow
-from .engine import cancel_workflow, retry_workflow, start_workflow
+from .engine import cancel_workflow, retry_workflow, start_workflow, start_workflows
 from .exceptions import (
     InvalidDefinition,
     InvalidPayload,
@@ -21,6 +21,7 @@ __all__ = [
     "Workflow",
     "Step",
     "start_workflow",
+    "start_workflows",
     "cancel_workflow",
     "retry_workflow",
     # reading state

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
 
 from .bootsteps import CompactTimers
-from .db import dispose_all
 
 app = Celery("oms", include=["oms.tasks"])
 app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE", "celeryconfig"))
 app.steps["worker"].add(CompactTimers)
 
-
-@worker_process_init.connect
-def _fresh_connections(**_: Any) -> None:
-    """A forked pool process must not share its parent's database connections."""
-    dispose_all()
+# A forked pool process gets no database connection of its parent's: ``oms.db``
+# drops inherited pools in every forked child (``os.register_at_fork``).

@@ -6,24 +6,18 @@ retrying a step and re-publishing a lost message all call :func:`compile_chain`.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from celery import Celery, chain
 from celery.canvas import Signature
 
 from .definitions import Step, Workflow
-from .settings import get_settings
+from .limits import time_limits
+
+__all__ = ["task_name", "time_limits", "step_signature", "compile_chain"]
 
 
 def task_name(topic: str) -> str:
     """The Celery task name that runs a topic's handler (what Flower shows)."""
     return f"act.{topic}"
-
-
-def time_limits(sla: timedelta) -> tuple[float, float]:
-    """``(soft_time_limit, time_limit)`` for a step: the SLA, and a little above it."""
-    soft = sla.total_seconds()
-    return soft, soft + max(get_settings().hard_limit_margin, soft * 0.1)
 
 
 def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int) -> Signature:

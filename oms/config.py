@@ -1,4 +1,4 @@
-"""Settings that reach Celery: the broker, derived from :class:`~oms.settings.OmsSettings`."""
+"""Settings that reach Celery (the broker, from :class:`~oms.settings.OmsSettings`), and switching them at run time."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ from typing import Any
 
 import kombu.pools
 
-from .compiler import time_limits
-from .definitions import Workflow
-from .exceptions import ConfigurationError
+from .limits import REDIS_SCHEMES
 from .settings import OmsSettings, set_settings
 
-#: URL schemes of kombu's Redis transport, the one with a visibility timeout.
-_REDIS = ("redis://", "rediss://", "redis+socket://")
 
 
 def broker_settings(settings: OmsSettings) -> dict[str, Any]:
@@ -33,31 +29,11 @@ def broker_settings(settings: OmsSettings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.05,
         }
-    elif url.startswith(_REDIS):
+    elif url.startswith(REDIS_SCHEMES):
         # An unacknowledged message (acks_late) is redelivered after this long: it
         # must outlast every step, or a long step would run twice. See check_fits_broker.
         options = {"visibility_timeout": settings.visibility_timeout}
     return {"broker_url": url, "broker_transport": transport, "broker_transport_options": options}
-
-
-def check_fits_broker(workflow: Workflow, settings: OmsSettings) -> None:
-    """Refuse a workflow whose steps could outlive the Redis visibility timeout.
-
-    A message held past that timeout is delivered again while the first delivery
-    still runs; the engine would refuse the second claim, but the broker would keep
-    redelivering. Better to say what to set.
-    """
-    if not settings.broker_url.startswith(_REDIS):
-        return
-    for step in workflow.steps:
-        _, hard = time_limits(step.sla)
-        longest = hard + step.retry_delay(step.retries).total_seconds()
-        if longest > settings.visibility_timeout:
-            raise ConfigurationError(
-                f"step {step.id!r} of workflow {workflow.id!r} may hold its message for {longest:.0f}s, longer "
-                f"than the Redis visibility timeout ({settings.visibility_timeout}s): set OMS_VISIBILITY_TIMEOUT "
-                f"to at least {int(longest) + 60}"
-            )
 
 
 def configure(**overrides: Any) -> OmsSettings:

@@ -1,14 +1,24 @@
-"""Connections to the state database: one engine per URL, schema created on first use."""
+"""Connections to the state database: one :class:`Database` per URL, schema created on first use.
+
+A :class:`Database` holds the SQLAlchemy engine (its pool serves the ORM, Core and
+the hot path's raw driver connections alike), the session factory and the store of
+hot-path statements for its dialect. Pools are dropped in a forked child, so a
+parent's connections are never shared with its children.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -18,9 +28,12 @@ from .exceptions import ConfigurationError
 from .models import Base
 from .settings import get_settings
 
+if TYPE_CHECKING:
+    from .store import Store
+
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
-_engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
+_databases: dict[str, Database] = {}
 
 
 def safe_url(url: str) -> str:
@@ -71,14 +84,56 @@ def _build(url: str) -> Engine:
     return engine
 
 
-def sessions(url: str | None = None) -> sessionmaker[Session]:
-    """The session factory for ``url`` (default: ``OMS_DATABASE_URL``), creating tables once."""
+class Database:
+    """One state database: its engine, sessions, hot-path store and the definitions read from it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _build(url)
+        self.dialect = self.engine.dialect.name
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"database": self})
+        #: Parsed definitions by ``(workflow_id, version)``: versions never change.
+        self.definitions: dict[tuple[str, int], Any] = {}
+        #: The newest version of each workflow this process has started (checked by every start).
+        self.latest: dict[str, int] = {}
+
+    @cached_property
+    def store(self) -> Store:
+        """The transitions of the hot path, in this dialect's statements."""
+        from .store import store_for
+
+        return store_for(self)
+
+    @contextmanager
+    def raw(self) -> Iterator[Any]:
+        """A pooled driver connection (psycopg or sqlite3), invalidated if it breaks."""
+        fairy = self.engine.raw_connection()
+        connection = fairy.driver_connection
+        try:
+            yield connection
+        except BaseException:
+            if getattr(connection, "broken", False) or getattr(connection, "closed", False):
+                fairy.invalidate()
+            raise
+        finally:
+            fairy.close()
+
+
+def database(url: str | None = None) -> Database:
+    """The :class:`Database` for ``url`` (default: ``OMS_DATABASE_URL``), connected once per process."""
     url = url or get_settings().database_url
-    with _lock:
-        if url not in _engines:
-            engine = _build(url)
-            _engines[url] = (engine, sessionmaker(engine, expire_on_commit=False))
-        return _engines[url][1]
+    found = _databases.get(url)
+    if found is None:
+        with _lock:
+            found = _databases.get(url)
+            if found is None:
+                found = _databases[url] = Database(url)
+    return found
+
+
+def sessions(url: str | None = None) -> sessionmaker[Session]:
+    """The session factory for ``url`` (default: ``OMS_DATABASE_URL``)."""
+    return database(url).sessions
 
 
 @contextmanager
@@ -89,17 +144,32 @@ def transaction(url: str | None = None) -> Iterator[Session]:
 
 
 def dispose_all() -> None:
-    """Close every pooled connection (after fork, and in tests)."""
+    """Close every pooled connection and forget every database (tests, ``oms.configure``)."""
     with _lock:
-        for engine, _ in _engines.values():
-            engine.dispose()
-        _engines.clear()
+        for found in _databases.values():
+            found.engine.dispose()
+        _databases.clear()
 
+
+def _after_fork_in_child() -> None:
+    """A forked child must not use its parent's sockets: drop the pools without closing them."""
+    for found in list(_databases.values()):
+        found.engine.dispose(close=False)
+    _databases.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 T = TypeVar("T")
 
 #: Errors that mean "the database is unreachable or busy right now", worth retrying.
-TRANSIENT = (OperationalError, InterfaceError)
+TRANSIENT: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+)
 
 
 def retrying(work: Callable[[], T], what: str) -> T:
@@ -117,6 +187,7 @@ def retrying(work: Callable[[], T], what: str) -> T:
         except TRANSIENT as exc:
             if time.monotonic() + delay > deadline:
                 raise
-            logger.warning("database unavailable while %s (%s); retrying in %.1fs", what, exc.orig, delay)
+            logger.warning("database unavailable while %s (%s); retrying in %.1fs", what,
+                           getattr(exc, "orig", None) or exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

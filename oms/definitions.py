@@ -190,10 +190,9 @@ class Workflow(_Model):
 
     def save(self, database_url: str | None = None) -> int:
         """Store this definition and return its version (unchanged definitions keep theirs)."""
-        from .config import check_fits_broker
-        from .settings import get_settings
+        from .limits import check_fits_broker
 
-        check_fits_broker(self, get_settings())
+        check_fits_broker(self)
         digest = self.digest()
         for _ in range(3):
             try:
@@ -232,15 +231,11 @@ def _latest(session: Session, workflow_id: str) -> DefinitionRow | None:
     ).first()
 
 
-_cache: dict[tuple[str, str, int], Workflow] = {}
-
-
 _saved_versions: dict[tuple[str, str, str], int] = {}
 
 
 def clear_cache() -> None:
-    """Forget parsed and saved definitions (only needed when a database is wiped, as in tests)."""
-    _cache.clear()
+    """Forget which definitions this process saved (only needed when a database is wiped, as in tests)."""
     _saved_versions.clear()
 
 
@@ -257,15 +252,14 @@ def ensure_saved(workflow: Workflow, digest: str | None = None) -> int:
     return _saved_versions[key]
 
 
-def cached_definition(database: str, workflow_id: str, version: int) -> Workflow | None:
-    """A definition already loaded from ``database`` (its URL as text), without a query."""
-    return _cache.get((database, workflow_id, version))
-
-
 def load_definition(session: Session, workflow_id: str, version: int | None = None) -> tuple[Workflow, int]:
-    """``(definition, version)`` from the database; versions never change, so they are cached."""
-    database = str(session.get_bind().url)
-    if version is not None and (cached := cached_definition(database, workflow_id, version)):
+    """``(definition, version)`` from the database; versions never change, so they are cached.
+
+    The cache belongs to the session's :class:`~oms.db.Database`: a definition is
+    parsed once per process and database.
+    """
+    cache: dict[tuple[str, int], Workflow] = session.info["database"].definitions
+    if version is not None and (cached := cache.get((workflow_id, version))):
         return cached, version
     if version is None:
         row = _latest(session, workflow_id)
@@ -273,8 +267,10 @@ def load_definition(session: Session, workflow_id: str, version: int | None = No
         row = session.get(DefinitionRow, (workflow_id, version))
     if row is None:
         raise UnknownWorkflow(workflow_id, version)
-    definition = system_workflow(row.spec) if row.workflow_id.startswith(SYSTEM_PREFIX) else Workflow(**row.spec)
-    _cache[(database, workflow_id, row.version)] = definition
+    definition = cache.get((workflow_id, row.version))
+    if definition is None:
+        definition = system_workflow(row.spec) if row.workflow_id.startswith(SYSTEM_PREFIX) else Workflow(**row.spec)
+        cache[(workflow_id, row.version)] = definition
     return definition, row.version
 
 

@@ -1,63 +1,61 @@
-"""Starting workflows and publishing steps: the write side of the public API."""
+"""Starting, cancelling and resuming workflows: the write side of the public API."""
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from kombu import Producer
-from kombu.exceptions import OperationalError as KombuOperationalError
-from kombu.utils.url import maybe_sanitize_url
-
-from .celery import app
-from .compiler import compile_chain
-from .config import check_fits_broker
-from .db import sessions, transaction
-from .definitions import cached_definition, load_definition
-from .exceptions import BrokerUnavailable
+from .db import Database, database, retrying, transaction
+from .definitions import Workflow, load_definition
+from .dispatch import Dispatch, publish, publish_all
+from .exceptions import ConfigurationError
+from .door import utcnow
 from .jsonvalue import json_object
+from .limits import check_fits_broker
+from .rows import instance_row, queued_event, started_event, task_row
 from .settings import get_settings
-from .transitions import Dispatch, cancel, resume, start_instance
+from .transitions import cancel, resume
+
+__all__ = ["start_workflow", "start_workflows", "cancel_workflow", "retry_workflow", "utcnow"]
 
 
-logger = logging.getLogger(__name__)
+def _latest(db: Database, workflow_id: str) -> tuple[Workflow, int]:
+    """The newest definition of ``workflow_id`` as this process last saw it (read once, then cached).
+
+    The start statement checks that no newer version was saved since; if one was,
+    the cache is dropped and the start built again.
+    """
+    version = db.latest.get(workflow_id)
+    if version is not None and (definition := db.definitions.get((workflow_id, version))):
+        return definition, version
+    with db.sessions.begin() as session:
+        definition, version = load_definition(session, workflow_id)
+    check_fits_broker(definition)
+    db.latest[workflow_id] = version
+    return definition, version
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+#: Tries at starting the newest version while new versions keep being saved.
+_START_ATTEMPTS = 5
 
 
-def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None:
-    """Publish the chain a committed transition asked for (nothing for ``None``)."""
-    if dispatch is None:
-        return
-    database = str(sessions().kw["bind"].url)
-    workflow = cached_definition(database, dispatch.workflow_id, dispatch.version)
-    if workflow is None:
-        with transaction() as session:
-            workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
-    signature = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
-    try:
-        signature.apply_async(countdown=dispatch.countdown or None, producer=producer)
-    except (KombuOperationalError, OSError) as exc:
-        raise BrokerUnavailable(maybe_sanitize_url(app.conf.broker_url), dispatch.instance_id, exc) from None
+def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime) -> list[Dispatch]:
+    """Record one instance per payload, each with its first step queued, in one statement."""
+    db = database()
+    for _ in range(_START_ATTEMPTS):
+        definition, version = _latest(db, workflow_id)
+        instances = [instance_row(definition, version, payload, now) for payload in payloads]
+        tasks = [task_row(i["id"], i["payload"], definition, 0, now) for i in instances]
+        events = [e for i, t in zip(instances, tasks) for e in (started_event(i, now), queued_event(t, now))]
+        if db.store.start(workflow_id, version, instances, tasks, events):
+            return [Dispatch(i["id"], workflow_id, version, 0) for i in instances]
+        db.latest.pop(workflow_id, None)  # a newer version was saved: start that one
+    raise ConfigurationError(f"workflow {workflow_id!r} kept getting new versions while starting; try again")
 
 
-def publish_all(dispatches: list[Dispatch]) -> None:
-    """Publish each dispatch through one producer; one the broker refuses is left to the reconciler."""
-    if not dispatches:
-        return
-    try:
-        with app.producer_or_acquire() as producer:
-            for dispatch in dispatches:
-                try:
-                    publish(dispatch, producer)
-                except BrokerUnavailable as exc:
-                    logger.warning("%s", exc)
-    except (KombuOperationalError, OSError) as exc:
-        logger.warning("cannot reach the broker at %s (%s); %d recorded step(s) are left to the reconciler",
-                       maybe_sanitize_url(app.conf.broker_url), exc, len(dispatches))
+def _payload(payload: Any) -> dict[str, Any]:
+    return json_object({} if payload is None else payload, what="payload",
+                       max_bytes=get_settings().max_payload_bytes)
 
 
 def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> str:
@@ -69,23 +67,49 @@ def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> s
         BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
             first step could not be published; the reconciler will publish it.
     """
-    data = json_object({} if payload is None else payload, what="payload", max_bytes=get_settings().max_payload_bytes)
-    with transaction() as session:
-        definition, version = load_definition(session, workflow_id)
-        check_fits_broker(definition, get_settings())
-        instance, dispatch = start_instance(session, definition, version, data, utcnow())
+    [dispatch] = _start(workflow_id, [_payload(payload)], utcnow())
     publish(dispatch)
-    return instance.id
+    return dispatch.instance_id
+
+
+def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[str]:
+    """Start one instance of ``workflow_id`` per payload, in one statement; return their ids in order.
+
+    Every payload is checked before anything is stored. The first steps are published
+    through one producer; one the broker refuses is published by the reconciler.
+
+    Raises:
+        InvalidPayload: a payload is not a JSON object (its position is named).
+        UnknownWorkflow: no definition of ``workflow_id`` has been saved.
+    """
+    checked = []
+    for position, payload in enumerate(payloads):
+        try:
+            checked.append(_payload(payload))
+        except ValueError as exc:
+            raise type(exc)(f"payloads[{position}]: {exc}") from None
+    if not checked:
+        return []
+    dispatches = _start(workflow_id, checked, utcnow())
+    publish_all(dispatches)
+    return [d.instance_id for d in dispatches]
 
 
 def cancel_workflow(instance_id: str, reason: str = "cancelled by operator") -> None:
     """Cancel a pending or running instance (see :func:`oms.transitions.cancel`)."""
-    with transaction() as session:
-        cancel(session, instance_id, utcnow(), reason)
+
+    def work() -> None:
+        with transaction() as session:
+            cancel(session, instance_id, utcnow(), reason)
+
+    retrying(work, "cancelling a workflow")
 
 
 def retry_workflow(instance_id: str) -> None:
     """Resume a failed instance from its failed step."""
-    with transaction() as session:
-        dispatch = resume(session, instance_id, utcnow())
-    publish(dispatch)
+
+    def work() -> Dispatch:
+        with transaction() as session:
+            return resume(session, instance_id, utcnow())
+
+    publish(retrying(work, "resuming a workflow"))

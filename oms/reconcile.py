@@ -20,11 +20,11 @@ from sqlalchemy import or_, select
 from . import transitions
 from .celery import app
 from .db import transaction
-from .engine import publish_all, utcnow
+from .dispatch import Dispatch, publish_all
+from .door import utcnow
 from .models import InstanceRow, TaskRow
 from .settings import get_settings
-from .states import InstanceStatus, TaskStatus
-from .transitions import Dispatch
+from .states import TASK_REDISPATCHED, InstanceStatus, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
             if sizes[task.topic] != 0:  # a backlog may still hold its message; or the broker is down
                 continue
             task.dispatched_at = now
-            transitions.record_event(session, "task.redispatched", task.instance_id, now, task,
+            transitions.record_event(session, TASK_REDISPATCHED, task.instance_id, now, task,
                                      waited_s=round((now - task.ready_at).total_seconds(), 3))
             dispatches.append(Dispatch(task.instance_id, task.workflow_id, version, task.step_index))
     publish_all(dispatches)

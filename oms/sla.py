@@ -23,15 +23,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import transitions
-from .db import transaction
+from .db import retrying, transaction
 from .definitions import Workflow, ensure_saved, load_definition, system_workflow
-from .engine import publish_all, utcnow
+from .dispatch import Dispatch, publish_all
+from .door import sweep, utcnow
 from .models import InstanceRow, TaskRow
 from .settings import get_settings
-from .states import FINISHED_TASK, GREEN, RED, YELLOW, InstanceStatus, TaskStatus
-from .transitions import Dispatch
+from .states import FINISHED_TASK, GREEN, OPEN_TASK, RED, YELLOW, InstanceStatus, TaskStatus, light_event
 
 logger = logging.getLogger(__name__)
+
 
 def light_at(moment: datetime, warn_at: datetime | None, expires_at: datetime | None) -> str:
     """The light of a clock at ``moment``."""
@@ -83,6 +84,8 @@ class _Batch:
         default_factory=lambda: {"sla_warning": [], "sla_violation": []}
     )
     dispatches: list[Dispatch] = field(default_factory=list)
+    #: ``(task id, instance id, policy)`` of open steps that turned red under ``on_breach: fail | retry``.
+    breached: list[tuple[str, str, str]] = field(default_factory=list)
 
     def escalate(self, action: str, payload: dict[str, Any]) -> None:
         if action == "sla_warning":
@@ -122,10 +125,11 @@ def _task_payload(action: str, task: TaskRow, now: datetime) -> dict[str, Any]:
     }
 
 
-def _advance_task(session: Session, task: TaskRow, batch: _Batch) -> bool:
+def _advance_task(session: Session, task: TaskRow, version: int, batch: _Batch) -> None:
     """Move one due task's light on, record the event and queue its escalation.
 
-    Returns whether its breach policy now applies (it turned red while still open).
+    A step still open when it turns red under ``on_breach: fail | retry`` is noted,
+    for :func:`_apply_policies` once this transaction has committed.
     """
     now = batch.now
     finished = task.status in FINISHED_TASK
@@ -133,35 +137,48 @@ def _advance_task(session: Session, task: TaskRow, batch: _Batch) -> bool:
     light = light_at(moment, task.warn_at, task.expires_at)
     if light == task.light:  # not due after all (clock moved back?): look again later
         task.sla_check_at = task.warn_at if light == GREEN else task.expires_at
-        return False
+        return
+    kind = light_event("task", task.light, light)
     task.light = light
     if light == YELLOW:
         task.sla_check_at = None if finished else task.expires_at
-        transitions.record_event(session, "task.sla_warning", task.instance_id, now, task,
+        transitions.record_event(session, kind, task.instance_id, now, task,
                                  warn_at=task.warn_at.isoformat(), expires_at=task.expires_at.isoformat())
         batch.escalate("sla_warning", _task_payload("sla_warning", task, now))
-        return False
+        return
     task.sla_check_at = None
     payload = _task_payload("sla_violation", task, now)
-    transitions.record_event(session, "task.sla_violated", task.instance_id, now, task,
+    transitions.record_event(session, kind, task.instance_id, now, task,
                              expires_at=payload["expires_at"], overdue_by_s=payload["overdue_by_s"])
     batch.escalate("sla_violation", payload)
-    return not finished
+    if not finished:
+        definition, _ = load_definition(session, task.workflow_id, version)
+        policy = definition.steps[task.step_index].on_breach
+        if policy != "escalate":
+            batch.breached.append((task.id, task.instance_id, policy))
 
 
-def _apply_policy(session: Session, task: TaskRow, version: int, batch: _Batch) -> None:
-    """``on_breach``: ``escalate`` leaves the step running; ``fail`` and ``retry`` end this attempt."""
-    definition, _ = load_definition(session, task.workflow_id, version)
-    policy = definition.steps[task.step_index].on_breach
-    if policy == "escalate":
-        return
-    instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
-    assert instance is not None
-    if instance.status != InstanceStatus.RUNNING.value:
-        return
-    dispatch = transitions.fail_on_breach(session, task, instance, retry=policy == "retry", now=batch.now)
-    if dispatch:
-        batch.dispatches.append(dispatch)
+def _apply_policies(batch: _Batch) -> None:
+    """``on_breach``: ``fail`` and ``retry`` end the breached attempt, one transaction each.
+
+    Run after the scan's transaction, which holds task rows only: here the instance
+    is locked first, then its task, the order every transition takes.
+    """
+    for task_id, instance_id, policy in batch.breached:
+        def work() -> Dispatch | None:
+            with transaction() as session:
+                instance = session.get(InstanceRow, instance_id, with_for_update=True)
+                task = session.get(TaskRow, task_id, with_for_update=True)
+                assert instance is not None and task is not None
+                if instance.status != InstanceStatus.RUNNING.value or TaskStatus(task.status) not in OPEN_TASK:
+                    return None  # finished (late) or cancelled since the scan saw it
+                return transitions.fail_open_task(session, task, instance, "SLA breached", batch.now,
+                                                  retry=policy == "retry")
+
+        dispatch = retrying(work, "applying a breach policy")
+        if dispatch:
+            batch.dispatches.append(dispatch)
+    batch.breached.clear()
 
 
 def _advance_instance(session: Session, instance: InstanceRow, batch: _Batch) -> None:
@@ -172,6 +189,7 @@ def _advance_instance(session: Session, instance: InstanceRow, batch: _Batch) ->
     if light == instance.light:
         instance.sla_check_at = instance.warn_at if light == GREEN else instance.expires_at
         return
+    kind = light_event("instance", instance.light, light)
     instance.light = light
     definition, _ = load_definition(session, instance.workflow_id, instance.version)
     action = "sla_warning" if light == YELLOW else "sla_violation"
@@ -187,14 +205,13 @@ def _advance_instance(session: Session, instance: InstanceRow, batch: _Batch) ->
         "expires_at": instance.expires_at.isoformat(),
         "overdue_by_s": round(max((now - instance.expires_at).total_seconds(), 0.0), 3),
     }
-    kind = "workflow.sla_warning" if light == YELLOW else "workflow.sla_violated"
     transitions.record_event(session, kind, instance.id, now, None, expires_at=payload["expires_at"],
                              overdue_by_s=payload["overdue_by_s"] if light == RED else None)
     batch.escalate(action, payload)
 
 
 def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
-    """Record and escalate every warning and breach due at ``now``; expire lost pull leases.
+    """Record and escalate every warning and breach due at ``now``; re-offer steps whose claim lapsed.
 
     Safe to run concurrently: each due row is taken by one scanner only. Due rows are
     handled ``batch`` at a time, one transaction each, so the first escalations of a
@@ -214,9 +231,8 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
                 .with_for_update(of=TaskRow, skip_locked=True).limit(batch)
             ).all()
             with session.no_autoflush:
-                breached = [(task, version) for task, version in tasks if _advance_task(session, task, work)]
-            for task, version in breached:
-                _apply_policy(session, task, version, work)
+                for task, version in tasks:
+                    _advance_task(session, task, version, work)
             instances = session.scalars(
                 select(InstanceRow).where(InstanceRow.sla_check_at <= now).order_by(InstanceRow.sla_check_at)
                 .with_for_update(skip_locked=True).limit(batch)
@@ -224,10 +240,10 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
             for instance in instances:
                 _advance_instance(session, instance, work)
             work.start_escalations(session)
-            expired = transitions.expire_leases(session, now, limit=batch)
-            report.leases_expired += len(expired)
-            work.dispatches.extend(expired)
-        publish_all(work.dispatches)
+        _apply_policies(work)
+        expired = sweep(now=now, limit=batch)
+        report.leases_expired += len(expired)
+        publish_all(work.dispatches + expired)
         if len(tasks) < batch and len(instances) < batch and len(expired) < batch:
             return report
 
@@ -242,15 +258,19 @@ def breach_now(task_id: str, reason: str) -> None:
     escalation_workflow("sla_violation")  # saved before the transaction: SQLite has one writer
     work = _Batch(utcnow(), ScanReport())
     with transaction() as session:
-        task = session.get(TaskRow, task_id, with_for_update=True)
+        found = session.get(TaskRow, task_id)
+        if found is None:
+            return
+        instance = session.get(InstanceRow, found.instance_id, with_for_update=True)
+        assert instance is not None
+        task = session.get(TaskRow, task_id, with_for_update=True, populate_existing=True)
         if task is None or task.status != TaskStatus.RUNNING.value:
             return
-        instance = session.get(InstanceRow, task.instance_id, with_for_update=True)
-        assert instance is not None
         if task.light != RED:
+            kind = light_event("task", task.light, RED)
             task.light, task.sla_check_at = RED, None
             payload = _task_payload("sla_violation", task, work.now)
-            transitions.record_event(session, "task.sla_violated", task.instance_id, work.now, task,
+            transitions.record_event(session, kind, task.instance_id, work.now, task,
                                      expires_at=payload["expires_at"], overdue_by_s=payload["overdue_by_s"],
                                      source="soft_time_limit")
             work.escalate("sla_violation", payload)
@@ -258,8 +278,7 @@ def breach_now(task_id: str, reason: str) -> None:
         if instance.status == InstanceStatus.RUNNING.value:
             definition, _ = load_definition(session, instance.workflow_id, instance.version)
             policy = definition.steps[task.step_index].on_breach
-            dispatch = transitions.fail_on_breach(session, task, instance, retry=policy != "fail", now=work.now,
-                                                  reason=reason)
+            dispatch = transitions.fail_open_task(session, task, instance, reason, work.now, retry=policy != "fail")
             if dispatch:
                 work.dispatches.append(dispatch)
     publish_all(work.dispatches)

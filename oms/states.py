@@ -1,8 +1,17 @@
-"""Statuses, and the one table of legal transitions, each naming the event it writes."""
+"""Statuses, lights and the one table of legal transitions, each naming the event it writes.
+
+Every status or light a row can take is written by a move named here: the ORM
+moves (:mod:`oms.transitions`) and the hot-path statements (:mod:`oms.store`) both
+ask :func:`task_event` / :func:`instance_event` / :func:`light_event` for the event
+kind, so a move missing from these tables fails when the code is loaded, not when a
+row is written.
+"""
 
 from __future__ import annotations
 
 from enum import Enum
+
+from .exceptions import InvalidTransition
 
 
 class TaskStatus(str, Enum):
@@ -30,6 +39,7 @@ LIGHTS = (GREEN, YELLOW, RED)
 
 #: Statuses after which nothing more happens.
 FINISHED_TASK = frozenset({TaskStatus.DONE, TaskStatus.FAILED})
+OPEN_TASK = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 FINISHED_INSTANCE = frozenset({InstanceStatus.DONE, InstanceStatus.FAILED, InstanceStatus.CANCELLED})
 
 #: ``(old, new) -> event kinds`` (the first is the default). ``None`` as old status
@@ -47,11 +57,6 @@ TASK_TRANSITIONS: dict[tuple[TaskStatus | None, TaskStatus], tuple[str, ...]] = 
     (TaskStatus.PENDING, TaskStatus.FAILED): ("task.cancelled", "task.failed"),
 }
 
-#: Why an attempt failed when its claim lapsed (``oms_tasks.error``).
-LEASE_EXPIRED = "lease expired"
-#: Why a step failed after losing ``max_deliveries`` claims to dying workers.
-WORKER_LOST = "worker_lost"
-
 INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus | None, InstanceStatus], str] = {
     (None, InstanceStatus.RUNNING): "workflow.started",
     (InstanceStatus.RUNNING, InstanceStatus.DONE): "workflow.done",
@@ -60,3 +65,46 @@ INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus | None, InstanceStatus], str] = 
     (InstanceStatus.PENDING, InstanceStatus.CANCELLED): "workflow.cancelled",
     (InstanceStatus.FAILED, InstanceStatus.RUNNING): "workflow.resumed",
 }
+
+#: ``(row kind, old light, new light) -> event``: what the SLA scanner records. A light
+#: only gets worse; a step found already late skips yellow.
+LIGHT_TRANSITIONS: dict[tuple[str, str, str], str] = {
+    ("task", GREEN, YELLOW): "task.sla_warning",
+    ("task", GREEN, RED): "task.sla_violated",
+    ("task", YELLOW, RED): "task.sla_violated",
+    ("instance", GREEN, YELLOW): "workflow.sla_warning",
+    ("instance", GREEN, RED): "workflow.sla_violated",
+    ("instance", YELLOW, RED): "workflow.sla_violated",
+}
+
+#: Events that change no status: a queued step whose message was published again.
+TASK_REDISPATCHED = "task.redispatched"
+
+#: Why an attempt failed when its claim lapsed (``oms_tasks.error``).
+LEASE_EXPIRED = "lease expired"
+#: Why a step failed after losing ``max_deliveries`` claims to dying workers.
+WORKER_LOST = "worker_lost"
+
+
+def task_event(old: TaskStatus | None, new: TaskStatus, kind: str | None = None, *, what: str = "task") -> str:
+    """The event kind of a task move, or :class:`InvalidTransition` if the table forbids it."""
+    kinds = TASK_TRANSITIONS.get((old, new), ())
+    if not kinds or (kind is not None and kind not in kinds):
+        raise InvalidTransition(what, old.value if old else "(new)", new.value)
+    return kind or kinds[0]
+
+
+def instance_event(old: InstanceStatus | None, new: InstanceStatus, *, what: str = "workflow instance") -> str:
+    """The event kind of an instance move, or :class:`InvalidTransition` if the table forbids it."""
+    kind = INSTANCE_TRANSITIONS.get((old, new))
+    if kind is None:
+        raise InvalidTransition(what, old.value if old else "(new)", new.value)
+    return kind
+
+
+def light_event(row: str, old: str, new: str) -> str:
+    """The event kind of a light change on a ``task`` or ``instance`` row."""
+    kind = LIGHT_TRANSITIONS.get((row, old, new))
+    if kind is None:
+        raise InvalidTransition(f"{row} light", old, new)
+    return kind

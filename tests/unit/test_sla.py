@@ -8,18 +8,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from oms import Workflow, get_instance, history, overdue, scan_sla, sla_summary
+from oms import Workflow, door, get_instance, history, overdue, scan_sla, sla_summary
 from oms.db import transaction
 from oms.definitions import load_definition
 from oms.models import InstanceRow, TaskRow
-from oms.transitions import claim_step, complete, start_instance
+from oms.transitions import start_instance
 
 from ..conftest import Backend
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 S = timedelta(seconds=1)
 M = timedelta(minutes=1)
-LEASE = timedelta(hours=1)
 
 
 def _start(steps: list[dict[str, Any]], sla: str | None = None, now: datetime = T0) -> str:
@@ -86,10 +85,9 @@ def test_a_step_found_already_late_is_a_breach_without_a_warning(backend: Backen
 
 def test_clock_starts_when_the_step_is_queued_not_when_the_instance_started(backend: Backend) -> None:
     iid = _start([{"id": "a", "sla": "10m"}, {"id": "b", "sla": "1m"}])
-    with transaction() as s:
-        task, _ = claim_step(s, iid, 0, "w1", T0 + 5 * M, LEASE)
-        assert task is not None
-        complete(s, task.id, None, T0 + 7 * M)  # green when done: a's light never needs scanning again
+    task = door.claim_step(iid, 0, "w1", now=T0 + 5 * M)
+    assert task is not None
+    door.complete(task, None, now=T0 + 7 * M)  # green when done: a's light never needs scanning again
     assert scan_sla(T0 + 7 * M + 30 * S).violations == 0
     assert scan_sla(T0 + 8 * M + 1 * S).violations == 1  # b was queued at 7m with a 1m SLA
     info = get_instance(iid)
@@ -99,10 +97,9 @@ def test_clock_starts_when_the_step_is_queued_not_when_the_instance_started(back
 
 def test_a_step_finished_late_before_the_scan_is_still_a_breach(backend: Backend) -> None:
     iid = _start([{"id": "s", "sla": "1m"}])
-    with transaction() as s:
-        task, _ = claim_step(s, iid, 0, "w1", T0, LEASE)
-        assert task is not None
-        complete(s, task.id, None, T0 + 2 * M)
+    task = door.claim_step(iid, 0, "w1", now=T0)
+    assert task is not None
+    door.complete(task, None, now=T0 + 2 * M)
     report = scan_sla(T0 + 3 * M)
     assert (report.warnings, report.violations) == (0, 1)
     assert get_instance(iid).status == "done"  # policies apply only to open steps
@@ -169,10 +166,9 @@ def test_a_burst_of_breaches_is_escalated_once_each_across_batches(backend: Back
 def test_sla_summary_counts_lights_and_timings(backend: Backend) -> None:
     for n in range(3):
         iid = _start([{"id": "s", "sla": "1m"}], now=T0 + n * S)
-        with transaction() as s:
-            task, _ = claim_step(s, iid, 0, "w1", T0 + (n + 10) * S, LEASE)
-            assert task is not None
-            complete(s, task.id, None, T0 + (n + 10) * S + 20 * S)
+        task = door.claim_step(iid, 0, "w1", now=T0 + (n + 10) * S)
+        assert task is not None
+        door.complete(task, None, now=T0 + (n + 10) * S + 20 * S)
     _start([{"id": "s", "sla": "1m"}])
     scan_sla(T0 + 5 * M)
     [summary] = sla_summary()

@@ -6,12 +6,14 @@ import pytest
 from sqlalchemy import func, select
 
 from oms import InvalidPayload, UnknownInstance, UnknownWorkflow, Workflow, get_instance, history, start_workflow
+from oms import door
 from oms.db import transaction
 from oms.definitions import load_definition
+from oms.door import Task
 from oms.exceptions import InvalidArgument, InvalidTransition, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
 from oms.models import EventRow, TaskRow
 from oms.states import TaskStatus
-from oms.transitions import _move_task, claim_step, complete, fail, get_instance_row, start_instance
+from oms.transitions import get_instance_row, move_task, start_instance
 
 from ..conftest import EPA, Backend
 
@@ -30,10 +32,8 @@ def _kinds(instance_id: str) -> list[tuple[str, str | None, int | None]]:
     return [(e.kind, e.step_id, e.attempt) for e in history(instance_id)]
 
 
-def _claim(instance_id: str, index: int, now: datetime = T0) -> TaskRow | None:
-    with transaction() as s:
-        claimed = claim_step(s, instance_id, index, "w1", now, timedelta(hours=1))
-        return claimed[0] if claimed else None
+def _claim(instance_id: str, index: int, now: datetime = T0) -> Task | None:
+    return door.claim_step(instance_id, index, "w1", now=now)
 
 
 def test_a_workflow_runs_to_done_with_one_event_per_transition(backend: Backend) -> None:
@@ -41,8 +41,7 @@ def test_a_workflow_runs_to_done_with_one_event_per_transition(backend: Backend)
     for index in range(4):
         task = _claim(iid, index)
         assert task is not None and task.attempt == 1
-        with transaction() as s:
-            complete(s, task.id, {"n": index}, T0)
+        door.complete(task.id, {"n": index}, now=T0)
     assert _kinds(iid) == [("workflow.started", None, None)] + [
         (kind, step["id"], 1)  # type: ignore[index]
         for step in EPA["steps"]  # type: ignore[attr-defined]
@@ -59,8 +58,7 @@ def test_sla_clock_starts_when_the_step_is_queued(backend: Backend) -> None:
     iid = _start(EPA)
     task = _claim(iid, 0)
     assert task is not None
-    with transaction() as s:
-        complete(s, task.id, None, T0 + timedelta(minutes=3))
+    door.complete(task.id, None, now=T0 + timedelta(minutes=3))
     with transaction() as s:
         second = s.scalars(select(TaskRow).where(TaskRow.instance_id == iid, TaskRow.step_index == 1)).one()
     assert second.ready_at == T0 + timedelta(minutes=3)
@@ -72,13 +70,12 @@ def test_a_step_is_claimed_once_and_finished_once(backend: Backend) -> None:
     task = _claim(iid, 0)
     assert task is not None
     assert _claim(iid, 0) is None  # a redelivered message finds nothing to claim
-    with transaction() as s:
-        complete(s, task.id, None, T0)
+    door.complete(task.id, None, now=T0)
     before = len(_kinds(iid))
-    with pytest.raises(TaskAlreadyFinished, match="already done"), transaction() as s:
-        complete(s, task.id, None, T0)
-    with pytest.raises(TaskAlreadyFinished), transaction() as s:
-        fail(s, task.id, "late", T0)
+    with pytest.raises(TaskAlreadyFinished, match="already done"):
+        door.complete(task.id, None, now=T0)
+    with pytest.raises(TaskAlreadyFinished):
+        door.fail(task.id, "late", now=T0)
     assert len(_kinds(iid)) == before
     with transaction() as s:
         assert s.scalar(select(func.count()).select_from(EventRow).where(EventRow.kind == "task.done")) == 1
@@ -88,12 +85,12 @@ def test_unclaimed_and_unknown_tasks_are_refused(backend: Backend) -> None:
     iid = _start(EPA)
     with transaction() as s:
         pending = s.scalars(select(TaskRow).where(TaskRow.instance_id == iid)).one()
-    with pytest.raises(TaskNotClaimed, match="pending, not running"), transaction() as s:
-        complete(s, pending.id, None, T0)
-    with pytest.raises(TaskNotFound, match="unknown task 'tk-0000"), transaction() as s:
-        complete(s, "tk-" + "0" * 32, None, T0)
-    with pytest.raises(InvalidArgument, match="malformed task id 'tk-nope'"), transaction() as s:
-        complete(s, "tk-nope", None, T0)
+    with pytest.raises(TaskNotClaimed, match="pending, not running"):
+        door.complete(pending.id, None, now=T0)
+    with pytest.raises(TaskNotFound, match="unknown task 'tk-0000"):
+        door.complete("tk-" + "0" * 32, None, now=T0)
+    with pytest.raises(InvalidArgument, match="malformed task id 'tk-nope'"):
+        door.complete("tk-nope", None, now=T0)
     with pytest.raises(InvalidArgument, match="malformed instance id"):
         get_instance("wf-1; DROP TABLE oms_tasks")
     with pytest.raises(UnknownInstance, match="unknown workflow instance 'wf-0000"):
@@ -107,15 +104,13 @@ def test_failures_retry_with_backoff_then_fail_the_instance(backend: Backend) ->
     for attempt, delay in ((1, 10), (2, 20)):
         task = _claim(iid, 0, now)
         assert task is not None and task.attempt == attempt
-        with transaction() as s:
-            dispatch = fail(s, task.id, f"boom {attempt}", now)
+        dispatch = door.fail(task.id, f"boom {attempt}", now=now)
         assert dispatch is not None and dispatch.countdown == delay and dispatch.from_step == 0
         assert _claim(iid, 0, now + timedelta(seconds=delay - 2)) is None  # not due yet
         now += timedelta(seconds=delay)
     task = _claim(iid, 0, now)
     assert task is not None and task.attempt == 3
-    with transaction() as s:
-        assert fail(s, task.id, "boom 3", now) is None
+    assert door.fail(task.id, "boom 3", now=now) is None
     assert _kinds(iid) == [
         ("workflow.started", None, None), ("task.queued", "s", 1), ("task.started", "s", 1), ("task.failed", "s", 1),
         ("task.retried", "s", 2), ("task.started", "s", 2), ("task.failed", "s", 2),
@@ -131,7 +126,7 @@ def test_illegal_transitions_are_refused(backend: Backend) -> None:
     with transaction() as s:
         task = s.scalars(select(TaskRow).where(TaskRow.instance_id == iid)).one()
         with pytest.raises(InvalidTransition, match="cannot go from 'pending' to 'done'"):
-            _move_task(s, task, TaskStatus.DONE, T0)
+            move_task(s, task, TaskStatus.DONE, T0)
 
 
 @pytest.mark.parametrize(
@@ -176,8 +171,8 @@ def test_cancel_ends_open_steps_and_refuses_late_reports(backend: Backend) -> No
     assert task is not None
     cancel_workflow(iid, "citizen withdrew")
     cancel_workflow(iid)  # again: nothing changes
-    with pytest.raises(InstanceFinished, match="is cancelled"), transaction() as s:
-        complete(s, task.id, None, T0)
+    with pytest.raises(InstanceFinished, match="is cancelled"):
+        door.complete(task.id, None, now=T0)
     assert _kinds(iid)[-2:] == [("task.cancelled", "collect_form", 1), ("workflow.cancelled", None, None)]
     assert _claim(iid, 0) is None
 
@@ -189,11 +184,10 @@ def test_retry_resumes_a_failed_instance_from_its_failed_step(backend: Backend) 
     for index in range(2):
         task = _claim(iid, index)
         assert task is not None
-        with transaction() as s:
-            if index == 0:
-                complete(s, task.id, None, T0)
-            else:
-                fail(s, task.id, "IRS down", T0)
+        if index == 0:
+            door.complete(task.id, None, now=T0)
+        else:
+            door.fail(task.id, "IRS down", now=T0)
     with transaction() as s:
         assert get_instance_row(s, iid).status == "failed"
     retry_workflow(iid)

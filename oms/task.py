@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from oms.models import TaskRow
-
 
 @dataclass(frozen=True)
 class Task:
@@ -25,19 +23,8 @@ class Task:
     expires_at: datetime | None = None
     lease_expires_at: datetime | None = None
     worker_id: str | None = None
-
-    @classmethod
-    def from_row(cls, row: TaskRow, results: dict[str, Any]) -> Task:
-        return cls(
-            id=row.id,
-            instance_id=row.instance_id,
-            workflow_id=row.workflow_id,
-            step_id=row.step_id,
-            topic=row.topic,
-            attempt=row.attempt,
-            payload=row.payload,
-            results=dict(results),
-            expires_at=row.expires_at,
-            lease_expires_at=row.lease_expires_at,
-            worker_id=row.worker_id,
-        )
+    #: Where the step sits: the definition version the instance runs and the step's index in it.
+    version: int = 1
+    step_index: int = 0
+    #: Failed attempts at this step before this one (compared with the step's ``retries``).
+    failures: int = 0

@@ -1,0 +1,72 @@
+"""Publishing steps once their rows are committed: what a transition asks the broker for.
+
+A transition never publishes inside its transaction. It returns a :class:`Dispatch`
+and the caller publishes it after the commit, so a crash in between leaves a
+queued row that the reconciler publishes again, never a message about a row that
+does not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kombu import Producer
+from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.utils.url import maybe_sanitize_url
+
+from .celery import app
+from .compiler import compile_chain
+from .db import database
+from .definitions import load_definition
+from .exceptions import BrokerUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Publish the chain of ``instance_id`` from step ``from_step``, after ``countdown`` seconds."""
+
+    instance_id: str
+    workflow_id: str
+    version: int
+    from_step: int
+    countdown: float = 0.0
+
+
+def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None:
+    """Publish the chain a committed transition asked for (nothing for ``None``).
+
+    Raises:
+        BrokerUnavailable: the broker refused the message; the row stays queued and
+            the reconciler will publish it.
+    """
+    if dispatch is None:
+        return
+    db = database()
+    workflow = db.definitions.get((dispatch.workflow_id, dispatch.version))
+    if workflow is None:
+        with db.sessions.begin() as session:
+            workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
+    signature = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
+    try:
+        signature.apply_async(countdown=dispatch.countdown or None, producer=producer)
+    except (KombuOperationalError, OSError) as exc:
+        raise BrokerUnavailable(maybe_sanitize_url(app.conf.broker_url), dispatch.instance_id, exc) from None
+
+
+def publish_all(dispatches: list[Dispatch]) -> None:
+    """Publish each dispatch through one producer; one the broker refuses is left to the reconciler."""
+    if not dispatches:
+        return
+    try:
+        with app.producer_or_acquire() as producer:
+            for dispatch in dispatches:
+                try:
+                    publish(dispatch, producer)
+                except BrokerUnavailable as exc:
+                    logger.warning("%s", exc)
+    except (KombuOperationalError, OSError) as exc:
+        logger.warning("cannot reach the broker at %s (%s); %d recorded step(s) are left to the reconciler",
+                       maybe_sanitize_url(app.conf.broker_url), exc, len(dispatches))

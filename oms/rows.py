@@ -1,0 +1,123 @@
+"""Row builders: the values of new instance, task and event rows, computed in Python.
+
+Every path that writes rows (the ORM's control operations, the portable store,
+PostgreSQL's one-statement transitions, the scanner's bulk escalations) takes its
+values from here, so the rows cannot drift apart. Clocks are computed here too:
+a step's SLA clock starts when its row is created (``ready_at``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from .definitions import Workflow
+from .settings import get_settings
+from .states import GREEN, InstanceStatus, TaskStatus, instance_event, task_event
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id: ``wf-`` for instances, ``tk-`` for tasks, then 32 hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def _event(kind: str, instance_id: str, now: datetime, task_id: str | None, step_id: str | None,
+           attempt: int | None, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "task_id": task_id,
+        "step_id": step_id,
+        "attempt": attempt,
+        "kind": kind,
+        "at": now,
+        "data": {k: v for k, v in data.items() if v is not None},
+    }
+
+
+def event(kind: str, instance_id: str, now: datetime, **data: Any) -> dict[str, Any]:
+    """An event of an instance; ``data`` keys whose value is ``None`` are left out."""
+    return _event(kind, instance_id, now, None, None, None, data)
+
+
+def task_event_row(kind: str, task: Any, now: datetime, **data: Any) -> dict[str, Any]:
+    """An event of ``task`` (a row object or a dict of task values)."""
+    get = task.get if isinstance(task, dict) else lambda key: getattr(task, key)
+    return _event(kind, get("instance_id"), now, get("id"), get("step_id"), get("attempt"), data)
+
+
+def instance_row(definition: Workflow, version: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A running instance; its own SLA clock (the workflow's ``sla``) starts now."""
+    deadline = definition.sla
+    warn_at = now + definition.warn_delay(deadline, get_settings().sla_warn_fraction) if deadline else None
+    return {
+        "id": new_id("wf"),
+        "workflow_id": definition.id,
+        "version": version,
+        "status": InstanceStatus.RUNNING.value,
+        "current_step": 0,
+        "payload": payload,
+        "results": {},
+        "created_at": now,
+        "updated_at": now,
+        "warn_at": warn_at,
+        "expires_at": now + deadline if deadline else None,
+        "light": GREEN,
+        "sla_check_at": warn_at,
+    }
+
+
+def started_event(instance: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return event(instance_event(None, InstanceStatus.RUNNING), instance["id"], now, version=instance["version"])
+
+
+def task_row(
+    instance_id: str,
+    payload: dict[str, Any],
+    definition: Workflow,
+    index: int,
+    now: datetime,
+    *,
+    attempt: int = 1,
+    failures: int = 0,
+    lost: int = 0,
+    delay: timedelta = timedelta(0),
+) -> dict[str, Any]:
+    """The pending row for step ``index``: the step becomes ready and its SLA clock starts.
+
+    ``attempt`` counts offers of the step, ``failures`` the failed attempts (against
+    ``retries``), ``lost`` the lapsed claims (against ``max_deliveries``).
+    """
+    step = definition.steps[index]
+    ready_at = now + delay
+    warn_at = ready_at + step.warn_delay(step.sla, get_settings().sla_warn_fraction)
+    return {
+        "id": new_id("tk"),
+        "instance_id": instance_id,
+        "workflow_id": definition.id,
+        "step_id": step.id,
+        "step_index": index,
+        "topic": step.topic,
+        "attempt": attempt,
+        "failures": failures,
+        "lost": lost,
+        "status": TaskStatus.PENDING.value,
+        "payload": payload,
+        "created_at": now,
+        "ready_at": ready_at,
+        "warn_at": warn_at,
+        "expires_at": ready_at + step.sla,
+        "light": GREEN,
+        "sla_check_at": None if definition.is_system else warn_at,
+        "dispatched_at": ready_at,
+    }
+
+
+_QUEUED = task_event(None, TaskStatus.PENDING, "task.queued")
+_RETRIED = task_event(None, TaskStatus.PENDING, "task.retried")
+
+
+def queued_event(task: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """``task.queued`` for a first attempt, ``task.retried`` for a later one."""
+    return task_event_row(_QUEUED if task["attempt"] == 1 else _RETRIED, task, now,
+                          topic=task["topic"], expires_at=task["expires_at"].isoformat())

@@ -1,0 +1,131 @@
+"""Round trips to PostgreSQL per transition, counted in libpq's own protocol trace.
+
+Each worker transition is one prepared statement in one round trip: a regression
+that adds a query, a BEGIN/COMMIT or a re-prepare fails here. The count is what
+the server answered (``ReadyForQuery`` messages), traced on every pooled
+connection checked out while the transition runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event
+
+from oms import Workflow, door, start_workflow, start_workflows
+from oms.db import database
+
+from ..conftest import Backend
+
+pytestmark = pytest.mark.integration
+
+
+class Trace:
+    """The libpq protocol trace of every connection checked out from the pool, to one file."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.NamedTemporaryFile(prefix="oms-pq-trace-", delete=False)  # noqa: SIM115
+
+    def checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        pgconn = dbapi_connection.pgconn
+        pgconn.trace(self.file.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+
+    def checkin(self, dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection is not None and not dbapi_connection.closed:
+            dbapi_connection.pgconn.untrace()
+
+    def messages(self) -> list[tuple[str, str]]:
+        """``(direction, message)``: ``F`` from the client, ``B`` from the server."""
+        lines = Path(self.file.name).read_text().splitlines()
+        return [(line.split("\t")[0], line.split("\t")[2].split()[0]) for line in lines if line.count("\t") >= 2]
+
+
+@contextmanager
+def traced() -> Iterator[Trace]:
+    engine = database().engine
+    trace = Trace()
+    event.listen(engine, "checkout", trace.checkout)
+    event.listen(engine, "checkin", trace.checkin)
+    try:
+        yield trace
+    finally:
+        event.remove(engine, "checkout", trace.checkout)
+        event.remove(engine, "checkin", trace.checkin)
+        trace.file.close()
+
+
+def round_trips(action: Callable[[], object]) -> tuple[int, int]:
+    """``(round trips, statements parsed)`` of one call of ``action``."""
+    with traced() as trace:
+        action()
+    messages = trace.messages()
+    return (sum(m == ("B", "ReadyForQuery") for m in messages), sum(m == ("F", "Parse") for m in messages))
+
+
+@pytest.fixture
+def pg(postgres_backend: Backend) -> Backend:
+    Workflow(id="rt", steps=[{"id": "rt_a", "sla": "1m", "retries": 1}, {"id": "rt_b", "sla": "1m"}]).save()
+    return postgres_backend
+
+
+def _claimed(instance_id: str, index: int = 0) -> door.Task:
+    task = door.claim_step(instance_id, index, "w1")
+    assert task is not None
+    return task
+
+
+def test_each_worker_transition_is_one_round_trip(pg: Backend) -> None:
+    def warm_then_count(make: Callable[[], Callable[[], object]]) -> tuple[int, int]:
+        make()()  # the first call prepares the statement and reads the definition
+        return round_trips(make())
+
+    assert warm_then_count(lambda: lambda: start_workflow("rt", {"n": 1})) == (1, 0)
+    starts = [start_workflow("rt", {"n": n}) for n in range(10)]
+    assert warm_then_count(lambda: (lambda i=starts.pop(): door.claim_step(i, 0, "w1"))) == (1, 0)
+    assert warm_then_count(lambda: (lambda t=_claimed(starts.pop()): door.complete(t, {"ok": True}))) == (1, 0)
+    assert warm_then_count(lambda: (lambda t=_claimed(starts.pop()): door.fail(t, "retried"))) == (1, 0)
+    assert warm_then_count(lambda: (lambda t=_claimed(starts.pop()): door.extend(t.id, "5m"))) == (1, 0)
+    assert warm_then_count(lambda: (lambda t=_claimed(starts.pop()): door.heartbeat([t.id]))) == (1, 0)
+    assert warm_then_count(lambda: lambda: start_workflows("rt", [{"n": 1}, {"n": 2}, {"n": 3}])) == (1, 0)
+
+
+def test_the_last_step_and_a_final_failure_are_one_round_trip_each(pg: Backend) -> None:
+    def last_step() -> Callable[[], object]:
+        first = _claimed(start_workflow("rt", {}))
+        door.complete(first, None, chained=True)
+        second = _claimed(first.instance_id, 1)
+        return lambda: door.complete(second, None)
+
+    def final_failure() -> Callable[[], object]:
+        first = _claimed(start_workflow("rt", {}))
+        door.fail(first, "once")
+        retry = door.claim_step(first.instance_id, 0, "w1", now=door.utcnow() + timedelta(seconds=5))
+        assert retry is not None and retry.failures == 1
+        return lambda: door.fail(retry, "twice")
+
+    for make in (last_step, final_failure):
+        make()()
+        assert round_trips(make()) == (1, 0)
+
+
+def test_a_pull_fetch_and_its_completion_are_one_round_trip_each(pg: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(door, "_SWEEP_EVERY", 3600.0)  # a fetch also sweeps lapsed leases, once a second
+    for n in range(3):
+        start_workflow("rt", {"n": n})
+    lease = timedelta(minutes=5)
+    first, _ = door.claim_topic("rt_a", "p1", lease)
+    assert first is not None
+    door.complete(first.id)
+    found: list[door.Task | None] = []
+    assert round_trips(lambda: found.append(door.claim_topic("rt_a", "p1", lease)[0])) == (1, 0)
+    task = found[0]
+    assert task is not None
+    assert round_trips(lambda: door.complete(task.id, {"pulled": True})) == (1, 0)
