@@ -26,6 +26,5 @@ def interpret(value: Any) -> Outcome:
             return Outcome(True, door.check_result(value))
         except InvalidPayload as exc:
             return Outcome(False, reason=str(exc))
-    return Outcome(
-        False, reason=f"handler returned {type(value).__name__} {value!r:.80}; expected 'success', 'fail', None or a dict"
-    )
+    expected = "expected 'success', 'fail', None or a dict"
+    return Outcome(False, reason=f"handler returned {type(value).__name__} {value!r:.80}; {expected}")

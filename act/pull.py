@@ -9,6 +9,7 @@ the step.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -16,7 +17,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from kombu import Connection
+from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 
 from oms import app, door
@@ -35,10 +36,8 @@ def _connection() -> Connection:
     conn: Connection | None = getattr(_local, "connection", None)
     if conn is None or getattr(_local, "url", None) != url:
         if conn is not None:
-            try:
-                conn.release()
-            except Exception:  # the old broker may be gone; the connection is dropped anyway
-                pass
+            with contextlib.suppress(Exception):  # the old broker may be gone; the connection is dropped anyway
+                conn.release()  # type: ignore[no-untyped-call]
         # Short polls: Redis blocks each BRPOP for ``polling_interval`` (1 s by default),
         # which would let a fetch overrun its ``max_wait`` by up to that much.
         conn = app.connection_for_read(transport_options={"polling_interval": 0.05})
@@ -52,15 +51,15 @@ def _wait_for_offer(topic: str, timeout: float) -> None:
     The message only wakes us: the claim is made in the database, which also
     serves steps whose message was lost or taken by a push worker that lost the race.
     """
-    queue = SimpleQueue(_connection(), app.amqp.queues[topic], no_ack=False)
+    queue = SimpleQueue(_connection(), app.amqp.queues[topic], no_ack=False)  # type: ignore[no-untyped-call]
     try:
         queue.consumer.qos(prefetch_count=1)
-        message = queue.get(block=True, timeout=timeout)
+        message = queue.get(block=True, timeout=timeout)  # type: ignore[no-untyped-call]
         message.ack()
     except queue.Empty:
         pass
     finally:
-        queue.close()
+        queue.close()  # type: ignore[no-untyped-call]
 
 
 def fetch_task(

@@ -138,11 +138,14 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
     """
     door.check_topic(topic)
     if app is None:
-        from oms import app
+        from oms import app as default_app
+
+        app = default_app
+    celery_app: Celery = app
 
     def decorate(handler: Handler) -> Subscription:
         name = door.task_name(topic)
-        existing = app.tasks.get(name)
+        existing = celery_app.tasks.get(name)
         if existing is not None and getattr(existing, "__wrapped__", None) not in (None, handler):
             raise ValueError(f"topic {topic!r} already has a handler: {existing.__wrapped__.__qualname__}")
 
@@ -151,7 +154,7 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
 
         execute.__name__ = handler.__name__
         execute.__doc__ = handler.__doc__
-        celery_task = app.task(name=name, bind=True, ignore_result=True, typing=False)(execute)
+        celery_task = celery_app.task(name=name, bind=True, ignore_result=True, typing=False)(execute)
         celery_task.__wrapped__ = handler
         return Subscription(topic, handler, celery_task)
 

@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def _raw_rows(database_url: str, topic: str, n: int) -> None:
 
     from oms.db import transaction
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with transaction() as s:
         iid = f"wf-raw{uuid.uuid4().hex[:8]}"
         s.execute(text(
@@ -129,7 +129,7 @@ def _latency(samples: int) -> list[float]:
     producer.start()
     for _ in range(samples):
         task = fetch_task("bench_wake", max_wait="5s")
-        returned = datetime.now(timezone.utc)
+        returned = datetime.now(UTC)
         assert task is not None and task.expires_at is not None
         ready = task.expires_at - (Workflow.load("bench_wake").steps[0].sla)
         latencies.append((returned - ready).total_seconds() * 1000)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def _fill(upto: int, have: int, instance_id: str) -> None:
 
     from oms.db import transaction
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with transaction() as s:
         s.execute(text(
             "INSERT INTO oms_tasks (id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, lost, "
@@ -69,7 +69,7 @@ def _fresh_breaches(n: int, broker_url: str) -> float:
     from oms import scan_sla
     from oms.db import transaction
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with transaction() as s:
         s.execute(text(
             "UPDATE oms_tasks SET light = 'yellow', warn_at = :w, expires_at = :e, sla_check_at = :e "
@@ -138,14 +138,14 @@ def main() -> None:
 
     import oms
     from oms import Workflow
-    from oms.db import transaction, dispose_all
+    from oms.db import dispose_all, transaction
 
     database_url = create_database(prefix="oms_bench_sla")
     redis.Redis.from_url(args.broker_url).flushdb()
     try:
         oms.configure(database_url=database_url, broker_url=args.broker_url)
         Workflow(id="bench_scan", steps=[{"id": "late", "sla": "1m"}]).save()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         instance_id = "wf-bench-scan"
         with transaction() as s:
             s.execute(text(

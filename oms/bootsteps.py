@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from celery import bootsteps
 
@@ -31,10 +31,10 @@ def compact(timer: Any) -> int:
     return dropped
 
 
-class CompactTimers(bootsteps.StartStopStep):
+class CompactTimers(bootsteps.StartStopStep):  # type: ignore[misc]
     """Compact the event loop's timers every ``OMS_TIMER_COMPACT_INTERVAL`` seconds."""
 
-    requires = {"celery.worker.components:Hub"}
+    requires: ClassVar[set[str]] = {"celery.worker.components:Hub"}
 
     def start(self, worker: Any) -> None:
         hub = getattr(worker, "hub", None)

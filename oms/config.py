@@ -10,7 +10,6 @@ from .limits import REDIS_SCHEMES
 from .settings import OmsSettings, set_settings
 
 
-
 def broker_settings(settings: OmsSettings) -> dict[str, Any]:
     """``broker_url`` and ``broker_transport_options`` for Celery."""
     url = settings.broker_url
@@ -52,6 +51,6 @@ def configure(**overrides: Any) -> OmsSettings:
         app._pool.force_close_all()
         app._pool = None
     app.amqp._producer_pool = None
-    kombu.pools.reset()
+    kombu.pools.reset()  # type: ignore[no-untyped-call]
     dispose_all()
     return settings

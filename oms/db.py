@@ -1,9 +1,10 @@
 """Connections to the state database: one :class:`Database` per URL, schema created on first use.
 
-A :class:`Database` holds the SQLAlchemy engine (its pool serves the ORM, Core and
-the hot path's raw driver connections alike), the session factory and the store of
-hot-path statements for its dialect. Pools are dropped in a forked child, so a
-parent's connections are never shared with its children.
+A :class:`Database` holds the SQLAlchemy engine (its pool serves the ORM and Core),
+on PostgreSQL a second pool of autocommit connections for the hot path's
+single-statement transitions, the session factory and the store of hot-path
+statements for its dialect. Pools are dropped in a forked child, so a parent's
+connections are never shared with its children.
 """
 
 from __future__ import annotations
@@ -104,10 +105,28 @@ class Database:
 
         return store_for(self)
 
+    @cached_property
+    def autocommit(self) -> Engine:
+        """A pool of autocommit connections: a statement is its own transaction, one round trip.
+
+        Nothing is reset when a connection returns to it: no transaction is ever left open.
+        """
+        return create_engine(self.engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                             pool_size=5, max_overflow=10)
+
+    @property
+    def engines(self) -> list[Engine]:
+        """Every pool this database opened."""
+        return [self.engine, *([self.__dict__["autocommit"]] if "autocommit" in self.__dict__ else [])]
+
+    def dispose(self, close: bool = True) -> None:
+        for engine in self.engines:
+            engine.dispose(close=close)
+
     @contextmanager
-    def raw(self) -> Iterator[Any]:
-        """A pooled driver connection (psycopg or sqlite3), invalidated if it breaks."""
-        fairy = self.engine.raw_connection()
+    def raw(self, engine: Engine | None = None) -> Iterator[Any]:
+        """A pooled driver connection (psycopg or sqlite3) of ``engine``, invalidated if it breaks."""
+        fairy = (engine or self.engine).raw_connection()
         connection = fairy.driver_connection
         try:
             yield connection
@@ -147,14 +166,14 @@ def dispose_all() -> None:
     """Close every pooled connection and forget every database (tests, ``oms.configure``)."""
     with _lock:
         for found in _databases.values():
-            found.engine.dispose()
+            found.dispose()
         _databases.clear()
 
 
 def _after_fork_in_child() -> None:
     """A forked child must not use its parent's sockets: drop the pools without closing them."""
     for found in list(_databases.values()):
-        found.engine.dispose(close=False)
+        found.dispose(close=False)
     _databases.clear()
 
 

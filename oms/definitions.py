@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from contextvars import ContextVar
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -112,8 +112,11 @@ class Step(_Model):
         """The delay before the retry that follows failure number ``failures`` (1-based)."""
         if self.retry_backoff is False:
             return timedelta(0)
-        base = timedelta(seconds=1) if self.retry_backoff is True else self.retry_backoff
-        return min(base * 2 ** max(failures - 1, 0), self.retry_backoff_max)
+        base: timedelta = timedelta(seconds=1) if self.retry_backoff is True else self.retry_backoff
+        cap: timedelta = self.retry_backoff_max
+        # doubled in floating point and capped before it becomes a timedelta, which would overflow
+        doubled = base.total_seconds() * 2.0 ** min(max(failures - 1, 0), 1024)
+        return cap if doubled >= cap.total_seconds() else timedelta(seconds=doubled)
 
 
 class Workflow(_Model):
@@ -207,7 +210,7 @@ class Workflow(_Model):
                             version=version,
                             spec=self.spec(),
                             digest=digest,
-                            created_at=datetime.now(timezone.utc),
+                            created_at=datetime.now(UTC),
                         )
                     )
                 return version
@@ -261,10 +264,7 @@ def load_definition(session: Session, workflow_id: str, version: int | None = No
     cache: dict[tuple[str, int], Workflow] = session.info["database"].definitions
     if version is not None and (cached := cache.get((workflow_id, version))):
         return cached, version
-    if version is None:
-        row = _latest(session, workflow_id)
-    else:
-        row = session.get(DefinitionRow, (workflow_id, version))
+    row = _latest(session, workflow_id) if version is None else session.get(DefinitionRow, (workflow_id, version))
     if row is None:
         raise UnknownWorkflow(workflow_id, version)
     definition = cache.get((workflow_id, row.version))

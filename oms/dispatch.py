@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from kombu import Producer
+from celery.canvas import _chain
 from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.messaging import Producer
 from kombu.utils.url import maybe_sanitize_url
 
 from .celery import app
@@ -49,9 +50,14 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
     if workflow is None:
         with db.sessions.begin() as session:
             workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
-    signature = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
+    compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
+    first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)
     try:
-        signature.apply_async(countdown=dispatch.countdown or None, producer=producer)
+        # The message chain.apply_async would send, without re-cloning and freezing
+        # every signature of the canvas (a third of a start): the first step, carrying
+        # the rest in ``chain`` (next step last), as the worker's tracer expects.
+        app.send_task(first.task, kwargs=first.kwargs, chain=[dict(s) for s in reversed(rest)] or None,
+                      countdown=dispatch.countdown or None, producer=producer, **first.options)
     except (KombuOperationalError, OSError) as exc:
         raise BrokerUnavailable(maybe_sanitize_url(app.conf.broker_url), dispatch.instance_id, exc) from None
 

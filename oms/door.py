@@ -16,7 +16,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from .compiler import task_name
@@ -60,7 +61,7 @@ WORKFLOW_FAILED = instance_event(InstanceStatus.RUNNING, InstanceStatus.FAILED)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def check_topic(topic: str) -> str:
@@ -235,20 +236,18 @@ def _failure(db: Database, task: Task, reason: str, now: datetime, *, retry: boo
     step = definition.steps[task.step_index]
     failures = task.failures + 1
     failed = task_event_row(FAILED, task, now, reason=reason, lost=lost or None)
-    common = {"error": reason, "lapsed_before": lapsed_before}
     if retry and failures <= step.retries:
         delay = step.retry_delay(failures)
         offered = task_row(task.instance_id, None, definition, task.step_index, now, attempt=task.attempt + 1,
                            failures=failures, delay=delay)
-        move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, current_step=task.step_index,
-                      new_tasks=[offered], events=[failed, queued_event(offered, now)], **common)
+        move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, error=reason, lapsed_before=lapsed_before,
+                      current_step=task.step_index, new_tasks=[offered], events=[failed, queued_event(offered, now)])
         return move, Dispatch(task.instance_id, task.workflow_id, task.version, task.step_index,
                               delay.total_seconds())
     error = f"step {task.step_id!r} failed after {failures} attempt(s): {reason}"
-    move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, instance_status=InstanceStatus.FAILED.value,
-                  instance_error=error,
-                  events=[failed, event(WORKFLOW_FAILED, task.instance_id, now, step_id=task.step_id, reason=reason)],
-                  **common)
+    move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, error=reason, lapsed_before=lapsed_before,
+                  instance_status=InstanceStatus.FAILED.value, instance_error=error,
+                  events=[failed, event(WORKFLOW_FAILED, task.instance_id, now, step_id=task.step_id, reason=reason)])
     return move, None
 
 
@@ -315,7 +314,7 @@ def sweep(*, now: datetime | None = None, topic: str | None = None, limit: int =
                           current_step=task.step_index, new_tasks=[offered],
                           events=[lapsed, queued_event(offered, now)])
             dispatch = Dispatch(task.instance_id, task.workflow_id, task.version, task.step_index)
-        if retrying(lambda: db.store.finish(move), "ending a lapsed claim") and dispatch is not None:
+        if retrying(partial(db.store.finish, move), "ending a lapsed claim") and dispatch is not None:
             dispatches.append(dispatch)
     return dispatches
 

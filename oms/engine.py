@@ -8,8 +8,8 @@ from typing import Any
 from .db import Database, database, retrying, transaction
 from .definitions import Workflow, load_definition
 from .dispatch import Dispatch, publish, publish_all
-from .exceptions import ConfigurationError
 from .door import utcnow
+from .exceptions import ConfigurationError
 from .jsonvalue import json_object
 from .limits import check_fits_broker
 from .rows import instance_row, queued_event, started_event, task_row
@@ -46,7 +46,8 @@ def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime) -> l
         definition, version = _latest(db, workflow_id)
         instances = [instance_row(definition, version, payload, now) for payload in payloads]
         tasks = [task_row(i["id"], i["payload"], definition, 0, now) for i in instances]
-        events = [e for i, t in zip(instances, tasks) for e in (started_event(i, now), queued_event(t, now))]
+        events = [e for i, t in zip(instances, tasks, strict=True)
+                  for e in (started_event(i, now), queued_event(t, now))]
         if db.store.start(workflow_id, version, instances, tasks, events):
             return [Dispatch(i["id"], workflow_id, version, 0) for i in instances]
         db.latest.pop(workflow_id, None)  # a newer version was saved: start that one

@@ -153,7 +153,7 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(int(round(fraction * (len(ordered) - 1))), len(ordered) - 1)]
+    return ordered[min(round(fraction * (len(ordered) - 1)), len(ordered) - 1)]
 
 
 def sla_summary(since: datetime | None = None) -> list[StepSummary]:
@@ -215,7 +215,8 @@ def list_instances(
     if light is not None and light not in LIGHTS:
         raise InvalidArgument(f"unknown light {light!r}: expected one of {', '.join(LIGHTS)}")
     if status is not None and status not in {s.value for s in InstanceStatus}:
-        raise InvalidArgument(f"unknown status {status!r}: expected one of {', '.join(s.value for s in InstanceStatus)}")
+        expected = ", ".join(s.value for s in InstanceStatus)
+        raise InvalidArgument(f"unknown status {status!r}: expected one of {expected}")
     steps = (
         select(
             TaskRow.instance_id,

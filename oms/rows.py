@@ -42,7 +42,9 @@ def event(kind: str, instance_id: str, now: datetime, **data: Any) -> dict[str, 
 
 def task_event_row(kind: str, task: Any, now: datetime, **data: Any) -> dict[str, Any]:
     """An event of ``task`` (a row object or a dict of task values)."""
-    get = task.get if isinstance(task, dict) else lambda key: getattr(task, key)
+    def get(name: str) -> Any:
+        return task[name] if isinstance(task, dict) else getattr(task, name)
+
     return _event(kind, get("instance_id"), now, get("id"), get("step_id"), get("attempt"), data)
 
 
@@ -73,7 +75,7 @@ def started_event(instance: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 def task_row(
     instance_id: str,
-    payload: dict[str, Any],
+    payload: dict[str, Any] | None,
     definition: Workflow,
     index: int,
     now: datetime,
@@ -86,7 +88,8 @@ def task_row(
     """The pending row for step ``index``: the step becomes ready and its SLA clock starts.
 
     ``attempt`` counts offers of the step, ``failures`` the failed attempts (against
-    ``retries``), ``lost`` the lapsed claims (against ``max_deliveries``).
+    ``retries``), ``lost`` the lapsed claims (against ``max_deliveries``). A ``None``
+    payload is the instance's, filled in by the store that inserts the row.
     """
     step = definition.steps[index]
     ready_at = now + delay

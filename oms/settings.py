@@ -46,6 +46,9 @@ class OmsSettings(BaseSettings):
     reconcile_after: float = Field(default=30.0, gt=0)
     #: Seconds a worker keeps retrying a transition while the database is unreachable.
     db_retry_seconds: float = Field(default=300.0, ge=0)
+    #: PostgreSQL: make each claim wait for its WAL flush, as completions always do. Off by
+    #: default: a claim the server loses in a crash only returns its step to the queue.
+    durable_claims: bool = False
     #: Seconds between sweeps of cancelled time-limit timers in a prefork worker.
     timer_compact_interval: float = Field(default=60.0, gt=0)
     #: Redis broker only: seconds before an unacknowledged message is redelivered. Must

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import select
@@ -165,20 +165,21 @@ def _apply_policies(batch: _Batch) -> None:
     is locked first, then its task, the order every transition takes.
     """
     for task_id, instance_id, policy in batch.breached:
-        def work() -> Dispatch | None:
-            with transaction() as session:
-                instance = session.get(InstanceRow, instance_id, with_for_update=True)
-                task = session.get(TaskRow, task_id, with_for_update=True)
-                assert instance is not None and task is not None
-                if instance.status != InstanceStatus.RUNNING.value or TaskStatus(task.status) not in OPEN_TASK:
-                    return None  # finished (late) or cancelled since the scan saw it
-                return transitions.fail_open_task(session, task, instance, "SLA breached", batch.now,
-                                                  retry=policy == "retry")
-
-        dispatch = retrying(work, "applying a breach policy")
+        dispatch = retrying(partial(_end_breached, task_id, instance_id, policy, batch.now),
+                            "applying a breach policy")
         if dispatch:
             batch.dispatches.append(dispatch)
     batch.breached.clear()
+
+
+def _end_breached(task_id: str, instance_id: str, policy: str, now: datetime) -> Dispatch | None:
+    with transaction() as session:
+        instance = session.get(InstanceRow, instance_id, with_for_update=True)
+        task = session.get(TaskRow, task_id, with_for_update=True)
+        assert instance is not None and task is not None
+        if instance.status != InstanceStatus.RUNNING.value or TaskStatus(task.status) not in OPEN_TASK:
+            return None  # finished (late) or cancelled since the scan saw it
+        return transitions.fail_open_task(session, task, instance, "SLA breached", now, retry=policy == "retry")
 
 
 def _advance_instance(session: Session, instance: InstanceRow, batch: _Batch) -> None:

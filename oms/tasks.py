@@ -8,7 +8,7 @@ from typing import Any
 from .celery import app
 
 
-@app.task(name="oms.scan_sla", ignore_result=True)
+@app.task(name="oms.scan_sla", ignore_result=True)  # type: ignore[untyped-decorator]
 def scan_sla_task() -> dict[str, Any]:
     """Beat entry: one SLA scan (see :func:`oms.sla.scan_sla`)."""
     from .sla import scan_sla
@@ -16,7 +16,7 @@ def scan_sla_task() -> dict[str, Any]:
     return asdict(scan_sla())
 
 
-@app.task(name="oms.reconcile", ignore_result=True)
+@app.task(name="oms.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
 def reconcile_task() -> int:
     """Beat entry: re-publish queued steps whose message was lost (see :mod:`oms.reconcile`)."""
     from .reconcile import reconcile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC
 from typing import Any
 
 from act import Task, subscribe
@@ -38,9 +39,9 @@ def slow(task: Task) -> str:
 
 
 def _received(task: Task) -> dict[str, Any]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return {"received_at": datetime.now(timezone.utc).isoformat(), "action": task.payload["action"]}
+    return {"received_at": datetime.now(UTC).isoformat(), "action": task.payload["action"]}
 
 
 subscribe("sla_violation")(_received)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -59,7 +59,7 @@ def status(instance_id: str, as_json: bool) -> None:
     if as_json:
         render.as_json(info)
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     took = render.seconds(((info.finished_at or now) - info.created_at).total_seconds())
     click.echo(f"instance  {info.id}")
     click.echo(f"workflow  {info.workflow_id} v{info.version}, at step {info.current_step}")
@@ -139,7 +139,7 @@ def list_(workflow: str | None, status: str | None, light: str | None, limit: in
     if not found:
         click.echo("(no instances)", err=True)
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [
         [i.id, f"{i.workflow_id} v{i.version}", render.status(i.status), render.light(i.light), i.current_step or "-",
          render.moment(i.created_at), render.seconds(((i.finished_at or now) - i.created_at).total_seconds()),

@@ -99,7 +99,8 @@ def _schedule_file() -> str:
 @click.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
 @env_option("--interval", env="OMS_SLA_SCAN_INTERVAL", type=click.FloatRange(min=0, min_open=True),
             help="Seconds between SLA scans; default 10.")
-@env_option("-s", "--schedule", env="OMS_BEAT_SCHEDULE", help="Beat's state file. Default: OMS_HOME/celerybeat-schedule.")
+@env_option("-s", "--schedule", env="OMS_BEAT_SCHEDULE",
+            help="Beat's state file. Default: OMS_HOME/celerybeat-schedule.")
 @env_option("-l", "--loglevel", env="OMS_LOGLEVEL", default="info", show_default=True, help="Log level.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(interval: float | None, schedule: str | None, loglevel: str, celery_args: tuple[str, ...]) -> None:

@@ -7,9 +7,9 @@ lock) and the reference the one-statement PostgreSQL store is tested against.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Row, case, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, case, func, insert, select, update
 
 from ..db import Database
 from ..models import DefinitionRow, EventRow, InstanceRow, TaskRow
@@ -18,10 +18,10 @@ from ..states import TaskStatus, task_event
 from ..task import Task
 from . import Finish, State
 
-tasks = TaskRow.__table__
-instances = InstanceRow.__table__
-events = EventRow.__table__
-definitions = DefinitionRow.__table__
+tasks = cast(Table, TaskRow.__table__)
+instances = cast(Table, InstanceRow.__table__)
+events = cast(Table, EventRow.__table__)
+definitions = cast(Table, DefinitionRow.__table__)
 
 PENDING, RUNNING = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
 STARTED = task_event(TaskStatus.PENDING, TaskStatus.RUNNING)
@@ -62,8 +62,8 @@ class PortableStore:
     def start(self, workflow_id: str, version: int, instances_: list[dict[str, Any]], tasks_: list[dict[str, Any]],
               events_: list[dict[str, Any]]) -> bool:
         with self.engine.begin() as conn:
-            latest = conn.scalar(select(func.max(definitions.c.version)).where(definitions.c.workflow_id == workflow_id))
-            if latest != version:
+            newest = select(func.max(definitions.c.version)).where(definitions.c.workflow_id == workflow_id)
+            if conn.scalar(newest) != version:
                 return False
             insert_rows(conn, instances_, tasks_, events_)
         return True
@@ -112,7 +112,8 @@ class PortableStore:
             ).first()
             if instance is None or task is None or task.status != RUNNING:
                 return False
-            if move.lapsed_before is not None and not (task.lease_expires_at and task.lease_expires_at < move.lapsed_before):
+            lapsed = task.lease_expires_at is not None and task.lease_expires_at < (move.lapsed_before or move.now)
+            if move.lapsed_before is not None and not lapsed:
                 return False
             values: dict[str, Any] = {"status": move.status.value, "finished_at": move.now, "result": move.result,
                                       "error": move.error, "sla_check_at": _freeze_case(tasks.c.sla_check_at, move.now)}

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
 
 from ..db import Database
+from ..settings import get_settings
 from ..states import TaskStatus, task_event
 from ..task import Task
 from . import Finish, State
@@ -57,14 +58,21 @@ SELECT count(*) FROM i
 """
 
 def _claim(where: str, lock: str) -> str:
-    """The CTEs of a claim: the oldest due pending row matching ``where`` runs, and says so in the log."""
+    """The CTEs of a claim: the oldest due pending row matching ``where`` runs, and says so in the log.
+
+    The claim's commit waits for the WAL flush only if ``%(synchronous_commit)s`` is
+    ``on`` (``OMS_DURABLE_CLAIMS``): ``set_config(..., true)`` sets it for this
+    statement's own transaction.
+    """
     return f"""
-WITH t AS (
+WITH sc AS (
+    SELECT set_config('synchronous_commit', %(synchronous_commit)s, true) AS mode
+), t AS (
     UPDATE oms_tasks
     SET status = '{RUNNING}', worker_id = %(worker_id)s, started_at = %(now)s, lease_expires_at = %(lease_until)s
     WHERE id = (
         SELECT id FROM oms_tasks WHERE {where} AND status = '{PENDING}' ORDER BY ready_at LIMIT 1 {lock}
-    )
+    ) AND (SELECT mode FROM sc) IS NOT NULL
     RETURNING {_RETURNING}
 ), e AS (
     INSERT INTO oms_events ({_EVENT_COLUMNS})
@@ -158,7 +166,7 @@ def rows_json(rows: list[dict[str, Any]]) -> str:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(timezone.utc) if value is not None else None
+    return value.astimezone(UTC) if value is not None else None
 
 
 def as_task(row: Any) -> Task:
@@ -178,14 +186,8 @@ class PostgresStore:
 
     @contextmanager
     def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
-        with self.database.raw() as conn:
-            conn.autocommit = True
-            try:
-                with conn.cursor(row_factory=namedtuple_row) as cursor:
-                    yield cursor
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
+        with self.database.raw(self.database.autocommit) as conn, conn.cursor(row_factory=namedtuple_row) as cursor:
+            yield cursor
 
     def _one(self, sql: str, params: dict[str, Any]) -> Any:
         with self._cursor() as cursor:
@@ -199,6 +201,10 @@ class PostgresStore:
         with self._cursor() as cursor:
             return cursor.execute(sql, params, prepare=True).rowcount
 
+    @staticmethod
+    def _claim_commit() -> str:
+        return "on" if get_settings().durable_claims else "off"
+
     def start(self, workflow_id: str, version: int, instances: list[dict[str, Any]], tasks: list[dict[str, Any]],
               events: list[dict[str, Any]]) -> bool:
         row = self._one(START, {"workflow_id": workflow_id, "version": version, "instances": rows_json(instances),
@@ -208,12 +214,14 @@ class PostgresStore:
     def claim_step(self, instance_id: str, index: int, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:
         row = self._one(CLAIM_STEP, {"instance_id": instance_id, "index": index, "worker_id": worker_id, "now": now,
-                                     "lease_until": lease_until, "due": now + timedelta(seconds=1)})
+                                     "lease_until": lease_until, "due": now + timedelta(seconds=1),
+                                     "synchronous_commit": self._claim_commit()})
         return None if row is None else as_task(row)
 
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
-        row = self._one(CLAIM_TOPIC, {"topic": topic, "worker_id": worker_id, "now": now, "lease_until": lease_until})
+        row = self._one(CLAIM_TOPIC, {"topic": topic, "worker_id": worker_id, "now": now, "lease_until": lease_until,
+                                      "synchronous_commit": self._claim_commit()})
         if row.id is None:
             return None, _utc(row.next_due)
         return as_task(row), None

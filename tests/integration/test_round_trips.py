@@ -50,15 +50,18 @@ class Trace:
 
 @contextmanager
 def traced() -> Iterator[Trace]:
-    engine = database().engine
+    db = database()
+    db.store.heartbeat([], door.utcnow())  # opens the hot path's own pool, to be traced too
     trace = Trace()
-    event.listen(engine, "checkout", trace.checkout)
-    event.listen(engine, "checkin", trace.checkin)
+    for engine in db.engines:
+        event.listen(engine, "checkout", trace.checkout)
+        event.listen(engine, "checkin", trace.checkin)
     try:
         yield trace
     finally:
-        event.remove(engine, "checkout", trace.checkout)
-        event.remove(engine, "checkin", trace.checkin)
+        for engine in db.engines:
+            event.remove(engine, "checkout", trace.checkout)
+            event.remove(engine, "checkin", trace.checkin)
         trace.file.close()
 
 

@@ -1,6 +1,5 @@
-from celery.canvas import _chain
-
 import pytest
+from celery.canvas import _chain
 
 import oms
 from oms import Workflow

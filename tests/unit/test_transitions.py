@@ -1,12 +1,11 @@
 """The state machine and event log, on SQLite and PostgreSQL, with the clock passed in."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from oms import InvalidPayload, UnknownInstance, UnknownWorkflow, Workflow, get_instance, history, start_workflow
-from oms import door
+from oms import InvalidPayload, UnknownInstance, UnknownWorkflow, Workflow, door, get_instance, history, start_workflow
 from oms.db import transaction
 from oms.definitions import load_definition
 from oms.door import Task
@@ -17,7 +16,7 @@ from oms.transitions import get_instance_row, move_task, start_instance
 
 from ..conftest import EPA, Backend
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def _start(workflow: dict[str, object], now: datetime = T0) -> str:
@@ -191,7 +190,7 @@ def test_retry_resumes_a_failed_instance_from_its_failed_step(backend: Backend) 
     with transaction() as s:
         assert get_instance_row(s, iid).status == "failed"
     retry_workflow(iid)
-    task = _claim(iid, 1, datetime.now(timezone.utc))
+    task = _claim(iid, 1, datetime.now(UTC))
     assert task is not None and task.attempt == 2 and task.step_id == "validate_tax_id"
     assert _kinds(iid)[-3:] == [("workflow.resumed", None, None), ("task.retried", "validate_tax_id", 2),
                                 ("task.started", "validate_tax_id", 2)]
