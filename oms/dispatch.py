@@ -9,6 +9,7 @@ does not exist.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from celery.canvas import _chain
@@ -23,6 +24,12 @@ from .definitions import load_definition
 from .exceptions import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
+
+
+def _batched(producer: Producer) -> AbstractContextManager[object]:
+    """``producer.batch()`` where kombu has it (5.7+), else nothing: each message goes out at once."""
+    batch = getattr(producer, "batch", None)
+    return batch() if batch is not None else nullcontext()
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,15 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
 
 
 def publish_all(dispatches: list[Dispatch]) -> None:
-    """Publish each dispatch through one producer; one the broker refuses is left to the reconciler."""
+    """Publish each dispatch through one producer; one the broker refuses is left to the reconciler.
+
+    Where the transport can (Redis), the messages go out in pipelined batches
+    (kombu's ``Producer.batch``): one round trip per thousand, not one each.
+    """
     if not dispatches:
         return
     try:
-        with app.producer_or_acquire() as producer:
+        with app.producer_or_acquire() as producer, _batched(producer):
             for dispatch in dispatches:
                 try:
                     publish(dispatch, producer)
