@@ -37,20 +37,22 @@ def _configure(database_url: str, broker_url: str) -> None:
     oms.configure(database_url=database_url, broker_url=broker_url)
 
 
-def _engine_worker(database_url: str, broker_url: str, topic: str, start: mp.Event, out: mp.Queue) -> None:
+def _engine_worker(database_url: str, broker_url: str, topic: str, start: mp.Event, out: mp.Queue,
+                   measured: mp.Event) -> None:
     _configure(database_url, broker_url)
     from act import complete_task, fetch_task
 
     fetch_task("warmup_topic", max_wait=0)  # connect before the clock starts
     start.wait()
-    done = 0
+    done, last, cpu = 0, time.monotonic(), time.process_time()
     while (task := fetch_task(topic, max_wait="0.5s")) is not None:
         complete_task(task.id)
-        done += 1
-    out.put(done)
+        done, last = done + 1, time.monotonic()
+    out.put((done, last, time.process_time() - cpu))  # the final empty poll's 0.5 s is not throughput
+    measured.wait()  # connected until the server's CPU is read
 
 
-def _raw_worker(dsn: str, topic: str, start: mp.Event, out: mp.Queue) -> None:
+def _raw_worker(dsn: str, topic: str, start: mp.Event, out: mp.Queue, measured: mp.Event) -> None:
     import psycopg
 
     claim = (
@@ -60,26 +62,47 @@ def _raw_worker(dsn: str, topic: str, start: mp.Event, out: mp.Queue) -> None:
     )
     with psycopg.connect(dsn, autocommit=True) as conn:
         start.wait()
-        done = 0
+        done, last, cpu = 0, time.monotonic(), time.process_time()
         while conn.execute(claim, (f"raw:{os.getpid()}", topic)).fetchone():
-            done += 1
-    out.put(done)
+            done, last = done + 1, time.monotonic()
+        out.put((done, last, time.process_time() - cpu))
+        measured.wait()  # connected until the server's CPU is read
 
 
-def _run(target, args: tuple, processes: int) -> tuple[float, int]:  # type: ignore[type-arg]
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL process on this machine."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if stat[stat.index("(") + 1 : stat.rindex(")")].startswith("postgres"):
+                fields = stat[stat.rindex(")") + 2 :].split()
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _run(target, args: tuple, processes: int) -> tuple[float, int, float, float]:  # type: ignore[type-arg]
+    """``(seconds, operations, client CPU ms per operation, PostgreSQL CPU ms per operation)``."""
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, start, out)) for _ in range(processes)]
+    start, out, measured = ctx.Event(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=target, args=(*args, start, out, measured)) for _ in range(processes)]
     for p in procs:
         p.start()
     time.sleep(3)  # let every process import and connect
-    began = time.perf_counter()
+    began, server = time.monotonic(), _postgres_cpu()
     start.set()
-    total = sum(out.get(timeout=600) for _ in procs)
-    elapsed = time.perf_counter() - began
+    results = [out.get(timeout=600) for _ in procs]
+    server = _postgres_cpu() - server
+    measured.set()
     for p in procs:
         p.join()
-    return elapsed, total
+    done = sum(r[0] for r in results)
+    # from the start signal to the last completion of any process (monotonic clocks agree across processes)
+    return max(r[1] for r in results) - began, done, 1000 * sum(r[2] for r in results) / done, 1000 * server / done
 
 
 def _queue_steps(workflow: str, n: int) -> None:
@@ -156,19 +179,21 @@ def main() -> None:
         from oms import Workflow
 
         print(f"steps per run: {args.steps}; PostgreSQL, broker {args.broker_url}; {os.cpu_count()} cores")
-        print(f"{'processes':>9} {'engine/s':>10} {'raw claims/s':>13} {'ratio':>6}")
+        print(f"{'processes':>9} {'engine/s':>10} {'raw claims/s':>13} {'ratio':>6}   CPU ms per operation,"
+              " client + PostgreSQL: engine (fetch + complete) | raw claim")
         for p in [int(x) for x in args.processes.split(",")]:
             topic = f"bench_pull_{p}"
             Workflow(id=topic, steps=[{"id": topic, "sla": "1h"}]).save()
             _queue_steps(topic, args.steps)
-            elapsed, done = _run(_engine_worker, (database_url, args.broker_url, topic), p)
+            elapsed, done, client, server = _run(_engine_worker, (database_url, args.broker_url, topic), p)
             assert done == args.steps, (done, args.steps)
             engine = done / elapsed
             _raw_rows(database_url, f"raw_{p}", args.steps)
-            raw_elapsed, raw_done = _run(_raw_worker, (dsn, f"raw_{p}"), p)
+            raw_elapsed, raw_done, raw_client, raw_server = _run(_raw_worker, (dsn, f"raw_{p}"), p)
             assert raw_done == args.steps
             raw = raw_done / raw_elapsed
-            print(f"{p:>9} {engine:>10.0f} {raw:>13.0f} {engine / raw:>6.2f}", flush=True)
+            print(f"{p:>9} {engine:>10.0f} {raw:>13.0f} {engine / raw:>6.2f}   {client:.3f} + {server:.3f} |"
+                  f" {raw_client:.3f} + {raw_server:.3f}", flush=True)
         latencies = _latency(args.latency_samples)
         q = statistics.quantiles(latencies, n=100)
         print(f"wake-up latency over {len(latencies)} steps: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, "
