@@ -132,3 +132,17 @@ def test_a_pull_fetch_and_its_completion_are_one_round_trip_each(pg: Backend, mo
     task = found[0]
     assert task is not None
     assert round_trips(lambda: door.complete(task.id, {"pulled": True})) == (1, 0)
+
+
+def test_durable_claims_are_one_round_trip_too(pg: Backend) -> None:
+    import oms
+
+    oms.configure(database_url=pg.database_url, broker_url=pg.broker_url, home=pg.home, durable_claims=True)
+    try:
+        starts = [start_workflow("rt", {"n": n}) for n in range(2)]
+        assert door.claim_step(starts[0], 0, "w1") is not None  # prepares the statement
+        claimed: list[door.Task | None] = []
+        assert round_trips(lambda: claimed.append(door.claim_step(starts[1], 0, "w1"))) == (1, 0)
+        assert claimed[0] is not None and claimed[0].worker_id == "w1"
+    finally:
+        oms.configure(database_url=pg.database_url, broker_url=pg.broker_url, home=pg.home)
