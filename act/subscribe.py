@@ -39,8 +39,8 @@ class Subscription:
         return self.handler(task)
 
 
-def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> Any:
-    """Claim step ``index`` of an instance, run ``handler``, record the outcome.
+def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, item_index: int | None = None) -> Any:
+    """Claim step ``index`` of an instance (item ``item_index`` of a mapped step), run ``handler``, record the outcome.
 
     Raises ``Ignore`` to stop the Celery chain whenever the next step must not be
     published by this message: a duplicate delivery, a failure, or a retry (which
@@ -48,7 +48,7 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int) -> 
     after the outcome is stored: while the database is down, the door keeps retrying.
     """
     with shielded():
-        task = door.claim_step(instance_id, index, worker_id)
+        task = door.claim_step(instance_id, index, worker_id, item_index=item_index)
     if task is None:
         logger.info("step %s of %s is not pending (duplicate delivery?); skipped", index, instance_id)
         raise Ignore()
@@ -149,8 +149,8 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
         if existing is not None and getattr(existing, "__wrapped__", None) not in (None, handler):
             raise ValueError(f"topic {topic!r} already has a handler: {existing.__wrapped__.__qualname__}")
 
-        def execute(self: CeleryTask, instance_id: str, index: int, **_: Any) -> Any:
-            return run_step(f"{self.request.hostname}", handler, instance_id, index)
+        def execute(self: CeleryTask, instance_id: str, index: int, item: int | None = None, **_: Any) -> Any:
+            return run_step(f"{self.request.hostname}", handler, instance_id, index, item)
 
         execute.__name__ = handler.__name__
         execute.__doc__ = handler.__doc__

@@ -1,10 +1,13 @@
 """Compile a definition into the Celery chain of one instance, from any step onward.
 
 The chain is derived data: starting an instance, resuming after a pull step,
-retrying a step and re-publishing a lost message all call :func:`compile_chain`.
+retrying a step, offering the branches of a fan-out or a join, and re-publishing a
+lost message all call :func:`compile_chain`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import Celery, chain
 from celery.canvas import Signature
@@ -20,15 +23,18 @@ def task_name(topic: str) -> str:
     return f"act.{topic}"
 
 
-def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int) -> Signature:
-    """One step as an immutable signature routed to its topic's queue.
+def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int,
+                   item_index: int | None = None) -> Signature:
+    """One step (one item of a mapped step) as an immutable signature routed to its topic's queue.
 
     ``kwargsrepr`` (what Flower shows) is given, not left to Celery's ``saferepr``,
     which costs a quarter of a publish for these few plain values.
     """
     step: Step = workflow.steps[index]
     soft, hard = time_limits(step.sla)
-    kwargs = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
+    kwargs: dict[str, Any] = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
+    if item_index is not None:
+        kwargs["item"] = item_index
     return app.signature(
         task_name(step.topic),
         kwargs=kwargs,
@@ -41,14 +47,21 @@ def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int
     )
 
 
-def compile_chain(app: Celery, workflow: Workflow, instance_id: str, from_step: int = 0) -> Signature:
-    """The chain of steps ``from_step`` to the last, for one instance.
+def compile_chain(app: Celery, workflow: Workflow, instance_id: str, from_step: int = 0, *,
+                  item_index: int | None = None) -> Signature:
+    """The chain of one instance from ``from_step`` to the end of its straight run.
 
-    The last step alone is its own signature: a chain of one says nothing more and
-    costs a fifth more to publish (every escalation is such a step).
+    A straight run is a line of steps each the only successor of the one before (the
+    whole workflow, when it is a plain list). A fan-out, a join or a mapped step ends
+    it: the engine publishes what follows when the database says it is ready. The
+    last step of a run alone is its own signature, as is a mapped step's item: a chain
+    of one says nothing more and costs a fifth more to publish.
     """
     if not 0 <= from_step < len(workflow.steps):
         raise IndexError(f"workflow {workflow.id!r} has no step {from_step}")
-    if from_step == len(workflow.steps) - 1:
+    if item_index is not None:
+        return step_signature(app, workflow, instance_id, from_step, item_index)
+    run = workflow.graph.run(from_step)
+    if len(run) == 1:
         return step_signature(app, workflow, instance_id, from_step)
-    return chain(*(step_signature(app, workflow, instance_id, i) for i in range(from_step, len(workflow.steps))))
+    return chain(*(step_signature(app, workflow, instance_id, i) for i in run))

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 from .db import transaction
 from .durations import Duration
 from .exceptions import InvalidDefinition, UnknownWorkflow
+from .graph import Graph, MapPath
 from .models import DefinitionRow
 
 #: Ids become queue names, routing keys and file names: keep to characters safe in all.
@@ -96,11 +98,24 @@ class Step(_Model):
     #: Claims lost to dying workers (or lapsed pull leases) before the attempt fails
     #: with reason ``worker_lost``, so a step that kills its worker is not run forever.
     max_deliveries: int = Field(default=3, ge=1, le=100)
+    #: The steps this one waits for (all of them done makes it ready); without it, the
+    #: step before it in the list, so a plain list is a straight line. ``[]``: a first step.
+    after: list[str] | None = None
+    #: Run the step once per item of the JSON list at this path (``payload.<key>…`` or
+    #: ``results.<step>.<key>…``); later steps see the list of the items' results.
+    map: str | None = None
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
         return check_name(value, "step id")
+
+    @field_validator("map")
+    @classmethod
+    def _map(cls, value: str | None) -> str | None:
+        if value is not None:
+            MapPath.parse(value)
+        return value
 
     @model_validator(mode="after")
     def _topic(self) -> Self:
@@ -127,6 +142,7 @@ class Workflow(_Model):
     description: str = ""
     #: Optional deadline for the whole instance, counted from its start.
     sla: Duration | None = None
+    _graph: Graph = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -161,7 +177,13 @@ class Workflow(_Model):
             if step.id in seen:
                 raise ValueError(f"duplicate step id {step.id!r}")
             seen.add(step.id)
+        self._graph = Graph.of(self.steps)
         return self
+
+    @property
+    def graph(self) -> Graph:
+        """Predecessors, successors, straight runs and map paths of the steps, by index."""
+        return self._graph
 
     # -- (de)serialisation -------------------------------------------------
 

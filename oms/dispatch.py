@@ -34,13 +34,15 @@ def _batched(producer: Producer) -> AbstractContextManager[object]:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """Publish the chain of ``instance_id`` from step ``from_step``, after ``countdown`` seconds."""
+    """Publish the chain of ``instance_id`` from step ``from_step`` (or one item of a mapped step),
+    after ``countdown`` seconds."""
 
     instance_id: str
     workflow_id: str
     version: int
     from_step: int
     countdown: float = 0.0
+    item_index: int | None = None
 
 
 def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None:
@@ -57,7 +59,7 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
     if workflow is None:
         with db.sessions.begin() as session:
             workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
-    compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step)
+    compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index)
     first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)
     try:
         # The message chain.apply_async would send, without re-cloning and freezing

@@ -20,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from .advance import Outcome, Plan
 from .compiler import task_name
 from .db import Database, database, retrying
 from .definitions import Workflow, check_name, load_definition
-from .dispatch import Dispatch, publish, publish_all
+from .dispatch import Dispatch, publish_all
 from .durations import parse_duration
 from .exceptions import (
     InstanceFinished,
@@ -35,30 +36,14 @@ from .exceptions import (
     check_id,
 )
 from .jsonvalue import json_object
-from .rows import event, queued_event, task_event_row, task_row
 from .settings import get_settings
-from .states import (
-    LEASE_EXPIRED,
-    WORKER_LOST,
-    InstanceStatus,
-    TaskStatus,
-    instance_event,
-    task_event,
-)
-from .store import Finish
+from .states import LEASE_EXPIRED, WORKER_LOST, InstanceStatus, TaskStatus, is_ended_with_instance
 from .task import Task
 
 __all__ = [
     "Task", "claim_step", "claim_topic", "complete", "fail", "extend", "heartbeat", "breach", "sweep",
     "check_result", "check_topic", "seconds", "task_name", "utcnow",
 ]
-
-DONE = task_event(TaskStatus.RUNNING, TaskStatus.DONE)
-FAILED = task_event(TaskStatus.RUNNING, TaskStatus.FAILED, "task.failed")
-LEASE_LAPSED = task_event(TaskStatus.RUNNING, TaskStatus.FAILED, "task.lease_expired")
-WORKFLOW_DONE = instance_event(InstanceStatus.RUNNING, InstanceStatus.DONE)
-WORKFLOW_FAILED = instance_event(InstanceStatus.RUNNING, InstanceStatus.FAILED)
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -103,8 +88,10 @@ def _definition(db: Database, workflow_id: str, version: int) -> Workflow:
 # -- claims ---------------------------------------------------------------------
 
 
-def claim_step(instance_id: str, index: int, worker_id: str, *, now: datetime | None = None) -> Task | None:
-    """Claim the queued attempt at step ``index`` for a push worker, leased for ``OMS_WORKER_LEASE``.
+def claim_step(instance_id: str, index: int, worker_id: str, *, item_index: int | None = None,
+               now: datetime | None = None) -> Task | None:
+    """Claim the queued attempt at step ``index`` (a mapped step's item ``item_index``) for a push worker,
+    leased for ``OMS_WORKER_LEASE``.
 
     ``None`` is the normal answer to a redelivered or duplicated message: the step
     was claimed, finished or cancelled already, or its retry is not due yet. The
@@ -114,7 +101,8 @@ def claim_step(instance_id: str, index: int, worker_id: str, *, now: datetime | 
     now = now or utcnow()
     until = now + timedelta(seconds=get_settings().worker_lease)
     store = database().store
-    return retrying(lambda: store.claim_step(instance_id, index, worker_id, now, until), "claiming a step")
+    return retrying(partial(store.claim_step, instance_id, index, item_index, worker_id, now, until),
+                    "claiming a step")
 
 
 #: Tasks this process claimed by topic, so that ``complete(task_id)`` needs no read first.
@@ -172,7 +160,7 @@ def _refuse(task_id: str) -> None:
     state = retrying(lambda: store.state(task_id), "reading a task")
     if state is None:
         raise TaskNotFound(task_id)
-    if state.instance_status == InstanceStatus.CANCELLED.value:
+    if state.instance_status == InstanceStatus.CANCELLED.value or is_ended_with_instance(state.task_error):
         raise InstanceFinished(state.instance_id, state.instance_status)
     if state.task_status == TaskStatus.FAILED.value and state.task_error == LEASE_EXPIRED:
         raise LeaseLost(task_id)
@@ -183,23 +171,29 @@ def _refuse(task_id: str) -> None:
     raise InstanceFinished(state.instance_id, state.instance_status)
 
 
-def _apply(move: Finish, what: str) -> None:
+def _end(plan: Plan, what: str) -> list[Dispatch]:
+    """Apply an ended attempt's plan; return what it offered, as dispatches (or raise why it did not apply)."""
     store = database().store
-    if not retrying(lambda: store.finish(move), what):
-        _refuse(move.task_id)
+    offered = retrying(partial(store.finish, plan), what)
+    if offered is None:
+        _refuse(plan.task.id)
     with _held_lock:
-        _held.pop(move.task_id, None)
+        _held.pop(plan.task.id, None)
+    task = plan.task
+    return [Dispatch(task.instance_id, task.workflow_id, task.version, o.step_index, o.countdown, o.item_index)
+            for o in offered or ()]
 
 
 # -- outcomes -------------------------------------------------------------------
 
 
 def complete(task: Task | str, result: dict[str, Any] | None = None, *, now: datetime | None = None,
-             chained: bool = False) -> Dispatch | None:
+             chained: bool = False) -> list[Dispatch]:
     """Mark a running task done, store ``result`` and move its instance on; return what was published.
 
-    The next step is queued in the same statement and published after it, unless
-    ``chained``: a push worker's Celery chain publishes it.
+    The steps it makes ready are queued in the same statement and published after
+    it: a straight run's next step by the push worker's Celery chain when
+    ``chained``, everything else (branches of a fan-out, a join, a map's items) here.
 
     Raises:
         TaskNotFound, TaskAlreadyFinished, LeaseLost, TaskNotClaimed, InstanceFinished:
@@ -208,61 +202,28 @@ def complete(task: Task | str, result: dict[str, Any] | None = None, *, now: dat
     """
     held = _held_task(task)
     stored = check_result(result)
-    now = now or utcnow()
-    db = database()
-    definition = _definition(db, held.workflow_id, held.version)
-    done = task_event_row(DONE, held, now)
-    following = held.step_index + 1
-    dispatch = None
-    if following < len(definition.steps):
-        offered = task_row(held.instance_id, None, definition, following, now)
-        move = Finish(held.id, held.instance_id, now, TaskStatus.DONE, result=stored, step_id=held.step_id,
-                      current_step=following, new_tasks=[offered], events=[done, queued_event(offered, now)])
-        if not chained:
-            dispatch = Dispatch(held.instance_id, held.workflow_id, held.version, following)
-    else:
-        move = Finish(held.id, held.instance_id, now, TaskStatus.DONE, result=stored, step_id=held.step_id,
-                      instance_status=InstanceStatus.DONE.value,
-                      events=[done, event(WORKFLOW_DONE, held.instance_id, now)])
-    _apply(move, "completing a task")
-    publish(dispatch)
-    return dispatch
-
-
-def _failure(db: Database, task: Task, reason: str, now: datetime, *, retry: bool = True, lost: int | None = None,
-             lapsed_before: datetime | None = None) -> tuple[Finish, Dispatch | None]:
-    """A failed attempt: retried per the step's ``retries`` and backoff, else the instance fails."""
-    definition = _definition(db, task.workflow_id, task.version)
-    step = definition.steps[task.step_index]
-    failures = task.failures + 1
-    failed = task_event_row(FAILED, task, now, reason=reason, lost=lost or None)
-    if retry and failures <= step.retries:
-        delay = step.retry_delay(failures)
-        offered = task_row(task.instance_id, None, definition, task.step_index, now, attempt=task.attempt + 1,
-                           failures=failures, delay=delay)
-        move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, error=reason, lapsed_before=lapsed_before,
-                      current_step=task.step_index, new_tasks=[offered], events=[failed, queued_event(offered, now)])
-        return move, Dispatch(task.instance_id, task.workflow_id, task.version, task.step_index,
-                              delay.total_seconds())
-    error = f"step {task.step_id!r} failed after {failures} attempt(s): {reason}"
-    move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, error=reason, lapsed_before=lapsed_before,
-                  instance_status=InstanceStatus.FAILED.value, instance_error=error,
-                  events=[failed, event(WORKFLOW_FAILED, task.instance_id, now, step_id=task.step_id, reason=reason)])
-    return move, None
+    definition = _definition(database(), held.workflow_id, held.version)
+    dispatches = _end(Plan(definition, held, Outcome.done(stored), now or utcnow()), "completing a task")
+    if chained:
+        carried = definition.graph.chained(held.step_index)
+        dispatches = [d for d in dispatches if d.from_step != carried]
+    publish_all(dispatches)  # recorded already: one the broker refuses is left to the reconciler
+    return dispatches
 
 
 def fail(task: Task | str, reason: str, *, now: datetime | None = None) -> Dispatch | None:
-    """Mark a running task failed with ``reason``: retried per its step's rules, or the instance fails.
+    """Mark a running task failed with ``reason``: retried per its step's rules, or the instance fails
+    (and its other open steps are cancelled).
 
     Returns the retry that was published, if any.
     """
     held = _held_task(task)
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidArgument("a failure needs a reason: a non-empty string saying what went wrong")
-    move, dispatch = _failure(database(), held, reason, now or utcnow())
-    _apply(move, "failing a task")
-    publish(dispatch)
-    return dispatch
+    definition = _definition(database(), held.workflow_id, held.version)
+    dispatches = _end(Plan(definition, held, Outcome.failed(reason), now or utcnow()), "failing a task")
+    publish_all(dispatches)  # recorded already: one the broker refuses is left to the reconciler
+    return dispatches[0] if dispatches else None
 
 
 # -- leases ---------------------------------------------------------------------
@@ -301,21 +262,16 @@ def sweep(*, now: datetime | None = None, topic: str | None = None, limit: int =
     now = now or utcnow()
     db = database()
     dispatches = []
-    for task, lost_before, worker in retrying(lambda: db.store.lapsed(now, topic, limit), "finding lapsed leases"):
+    for task, lost_before, _worker in retrying(partial(db.store.lapsed, now, topic, limit), "finding lapsed leases"):
         lost = lost_before + 1
         definition = _definition(db, task.workflow_id, task.version)
         if lost >= definition.steps[task.step_index].max_deliveries:
-            move, dispatch = _failure(db, task, WORKER_LOST, now, lost=lost, lapsed_before=now)
+            outcome = Outcome.failed(WORKER_LOST, lost=lost, lapsed_before=now)
         else:
-            lapsed = task_event_row(LEASE_LAPSED, task, now, worker_id=worker, lost=lost)
-            offered = task_row(task.instance_id, None, definition, task.step_index, now, attempt=task.attempt + 1,
-                               failures=task.failures, lost=lost)
-            move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, error=LEASE_EXPIRED, lapsed_before=now,
-                          current_step=task.step_index, new_tasks=[offered],
-                          events=[lapsed, queued_event(offered, now)])
-            dispatch = Dispatch(task.instance_id, task.workflow_id, task.version, task.step_index)
-        if retrying(partial(db.store.finish, move), "ending a lapsed claim") and dispatch is not None:
-            dispatches.append(dispatch)
+            outcome = Outcome.lapsed(lost, now)
+        offered = retrying(partial(db.store.finish, Plan(definition, task, outcome, now)), "ending a lapsed claim")
+        dispatches += [Dispatch(task.instance_id, task.workflow_id, task.version, o.step_index, o.countdown,
+                                o.item_index) for o in offered or ()]
     return dispatches
 
 

@@ -4,6 +4,7 @@
     ├── InvalidDefinition      a workflow definition breaks a rule
     ├── InvalidArgument        an argument that cannot be used (malformed id, empty reason, bad duration)
     ├── InvalidPayload         a payload or result is not a JSON object of allowed size
+    │   └── TooManyItems       a mapped step's list is longer than OMS_MAX_MAP_ITEMS
     ├── UnknownWorkflow        no definition has this id
     ├── UnknownInstance        no instance has this id
     ├── InvalidTransition      a status change the state machine does not allow
@@ -37,6 +38,14 @@ class InvalidArgument(OmsError, ValueError):
 
 class InvalidPayload(OmsError, ValueError):
     """The payload must be a JSON object."""
+
+
+class TooManyItems(InvalidPayload):
+    """A mapped step's list has more items than ``OMS_MAX_MAP_ITEMS``."""
+
+    def __init__(self, path: str, count: int, limit: int) -> None:
+        self.path, self.count, self.limit = path, count, limit
+        super().__init__(f"map path {path!r} has {count} items, more than OMS_MAX_MAP_ITEMS ({limit})")
 
 
 class UnknownWorkflow(OmsError, LookupError):

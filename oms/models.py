@@ -90,6 +90,12 @@ class InstanceRow(Base):
     light: Mapped[str] = mapped_column(String(8), default=GREEN)
     #: When the SLA scanner must next look at this row (``None``: never again).
     sla_check_at: Mapped[datetime | None]
+    #: Steps not done yet; the instance is done when none is left.
+    steps_left: Mapped[int] = mapped_column(default=0)
+    #: ``{step index: count}`` of what a step still waits for: a join, its predecessors
+    #: not done; a mapped step, its items not done. Moved under the instance's row lock,
+    #: so the last of several concurrent completions is the one that sees zero.
+    waiting: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (
         Index("ix_oms_instances_workflow_status", "workflow_id", "status"),
@@ -142,6 +148,10 @@ class TaskRow(Base):
     lease_expires_at: Mapped[datetime | None]
     #: When a message offering this attempt was last published (the reconciler's clock).
     dispatched_at: Mapped[datetime | None]
+    #: A mapped step's item: its position in the list, and the value the handler gets.
+    item_index: Mapped[int | None]
+    item: Mapped[Any | None] = mapped_column(JSON(none_as_null=True).with_variant(JSONB(none_as_null=True),
+                                                                                 "postgresql"))
 
     __table_args__ = (
         Index("ix_oms_tasks_instance_step", "instance_id", "step_index"),

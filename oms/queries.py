@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import case, func, select
 
 from .db import transaction
-from .definitions import SYSTEM_PREFIX, load_definition
+from .definitions import SYSTEM_PREFIX, Workflow, load_definition
 from .exceptions import InvalidArgument
 from .models import DefinitionRow, EventRow, InstanceRow, TaskRow
-from .states import LIGHTS, RED, InstanceStatus, TaskStatus
+from .states import LIGHTS, RED, InstanceStatus, TaskStatus, is_ended_with_instance, light_at, worst
 from .transitions import get_instance_row
 
 
@@ -34,6 +34,15 @@ class TaskInfo(BaseModel):
     expires_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: A mapped step's item: its position in the list, and its value.
+    item_index: int | None = None
+    item: Any = None
+
+    def light_now(self, now: datetime) -> str:
+        """The stored light, or the clock's if the task is still open and the scanner has not looked yet."""
+        if self.finished_at is not None:
+            return self.light
+        return worst(self.light, light_at(now, self.warn_at, self.expires_at))
 
     @property
     def queue_wait_s(self) -> float | None:
@@ -55,6 +64,52 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds() if start and end else None
 
 
+class StepInfo(BaseModel):
+    """One step of an instance's graph: what it waits for, where it stands, its worst light."""
+
+    id: str
+    index: int
+    #: The steps it waits for.
+    after: list[str]
+    #: A mapped step's path (``None`` for a plain step).
+    map: str | None
+    #: ``waiting`` (for its predecessors), ``pending``, ``running``, ``done``, ``failed`` or ``cancelled``.
+    status: str
+    #: The worst light of its attempts (its items', for a mapped step), read from their clocks while open.
+    light: str
+    #: Attempts so far (all items' for a mapped step).
+    attempts: int
+    #: A mapped step's items by the status of their latest attempt, and how many there are.
+    items: dict[str, int] | None = None
+    item_count: int | None = None
+
+
+def _steps(definition: Workflow, tasks: list[TaskInfo], results: dict[str, Any], now: datetime) -> list[StepInfo]:
+    graph = definition.graph
+    steps = []
+    for index, step in enumerate(definition.steps):
+        mine = [t for t in tasks if t.step_index == index]
+        latest = {t.item_index: t for t in sorted(mine, key=lambda t: t.attempt)}  # the last attempt of each item
+        states = [_state(t) for t in latest.values()]
+        if not states:
+            status = "done" if step.map and step.id in results else "waiting"  # a map over nothing is done
+        elif all(s == "done" for s in states):
+            status = "done"
+        else:
+            status = next(s for s in ("failed", "cancelled", "running", "pending", "done") if s in states)
+        steps.append(StepInfo(
+            id=step.id, index=index, after=[definition.steps[p].id for p in graph.predecessors[index]], map=step.map,
+            status=status, light=worst(*(t.light_now(now) for t in mine)), attempts=len(mine),
+            items={s: states.count(s) for s in ("done", "running", "pending", "failed")} if step.map else None,
+            item_count=len(latest) if step.map else None,
+        ))
+    return steps
+
+
+def _state(task: TaskInfo) -> str:
+    return "cancelled" if is_ended_with_instance(task.error) else task.status
+
+
 class InstanceInfo(BaseModel):
     """A workflow instance: status, where it is, what its steps returned."""
 
@@ -74,6 +129,8 @@ class InstanceInfo(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
     tasks: list[TaskInfo]
+    #: The graph: each step with its predecessors, status and worst light (a mapped step as one entry).
+    steps: list[StepInfo]
 
 
 class Event(BaseModel):
@@ -94,9 +151,11 @@ def get_instance(instance_id: str) -> InstanceInfo:
     with transaction() as session:
         row = get_instance_row(session, instance_id)
         definition, _ = load_definition(session, row.workflow_id, row.version)
-        tasks = session.scalars(
-            select(TaskRow).where(TaskRow.instance_id == instance_id).order_by(TaskRow.step_index, TaskRow.attempt)
+        rows = session.scalars(
+            select(TaskRow).where(TaskRow.instance_id == instance_id)
+            .order_by(TaskRow.step_index, TaskRow.item_index, TaskRow.attempt)
         ).all()
+        tasks = [TaskInfo.model_validate(t, from_attributes=True) for t in rows]
         return InstanceInfo(
             id=row.id,
             workflow_id=row.workflow_id,
@@ -111,7 +170,8 @@ def get_instance(instance_id: str) -> InstanceInfo:
             created_at=row.created_at,
             updated_at=row.updated_at,
             finished_at=row.finished_at,
-            tasks=[TaskInfo.model_validate(t, from_attributes=True) for t in tasks],
+            tasks=tasks,
+            steps=_steps(definition, tasks, row.results, datetime.now(UTC)),
         )
 
 

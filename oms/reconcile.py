@@ -67,7 +67,8 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
             task.dispatched_at = now
             transitions.record_event(session, TASK_REDISPATCHED, task.instance_id, now, task,
                                      waited_s=round((now - task.ready_at).total_seconds(), 3))
-            dispatches.append(Dispatch(task.instance_id, task.workflow_id, version, task.step_index))
+            dispatches.append(Dispatch(task.instance_id, task.workflow_id, version, task.step_index, 0.0,
+                                       task.item_index))
     publish_all(dispatches)
     if dispatches:
         logger.info("reconciler re-published %d step(s)", len(dispatches))

@@ -40,12 +40,18 @@ def event(kind: str, instance_id: str, now: datetime, **data: Any) -> dict[str, 
     return _event(kind, instance_id, now, None, None, None, data)
 
 
-def task_event_row(kind: str, task: Any, now: datetime, **data: Any) -> dict[str, Any]:
-    """An event of ``task`` (a row object or a dict of task values)."""
-    def get(name: str) -> Any:
-        return task[name] if isinstance(task, dict) else getattr(task, name)
+def step_event(kind: str, instance_id: str, now: datetime, step_id: str, **data: Any) -> dict[str, Any]:
+    """An event of a step as a whole (a mapped step expanding into its items)."""
+    return _event(kind, instance_id, now, None, step_id, None, data)
 
-    return _event(kind, get("instance_id"), now, get("id"), get("step_id"), get("attempt"), data)
+
+def task_event_row(kind: str, task: Any, now: datetime, **data: Any) -> dict[str, Any]:
+    """An event of ``task`` (a row object or a dict of task values); a mapped step's carries its item index."""
+    def get(name: str) -> Any:
+        return task.get(name) if isinstance(task, dict) else getattr(task, name, None)
+
+    return _event(kind, get("instance_id"), now, get("id"), get("step_id"), get("attempt"),
+                  {**data, "item_index": get("item_index")})
 
 
 def instance_row(definition: Workflow, version: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -66,6 +72,9 @@ def instance_row(definition: Workflow, version: int, payload: dict[str, Any], no
         "expires_at": now + deadline if deadline else None,
         "light": GREEN,
         "sla_check_at": warn_at,
+        "steps_left": len(definition.steps),
+        "waiting": {str(j): len(before) for j, before in enumerate(definition.graph.predecessors)
+                    if definition.graph.is_join(j)},
     }
 
 
@@ -84,12 +93,15 @@ def task_row(
     failures: int = 0,
     lost: int = 0,
     delay: timedelta = timedelta(0),
+    item_index: int | None = None,
+    item: Any = None,
 ) -> dict[str, Any]:
     """The pending row for step ``index``: the step becomes ready and its SLA clock starts.
 
     ``attempt`` counts offers of the step, ``failures`` the failed attempts (against
     ``retries``), ``lost`` the lapsed claims (against ``max_deliveries``). A ``None``
-    payload is the instance's, filled in by the store that inserts the row.
+    payload is the instance's, filled in by the store that inserts the row. A mapped
+    step has one row per item, with its ``item_index`` and ``item``.
     """
     step = definition.steps[index]
     ready_at = now + delay
@@ -113,6 +125,8 @@ def task_row(
         "light": GREEN,
         "sla_check_at": None if definition.is_system else warn_at,
         "dispatched_at": ready_at,
+        "item_index": item_index,
+        "item": item,
     }
 
 
@@ -121,6 +135,6 @@ _RETRIED = task_event(None, TaskStatus.PENDING, "task.retried")
 
 
 def queued_event(task: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """``task.queued`` for a first attempt, ``task.retried`` for a later one."""
-    return task_event_row(_QUEUED if task["attempt"] == 1 else _RETRIED, task, now,
-                          topic=task["topic"], expires_at=task["expires_at"].isoformat())
+    """``task.queued`` for a first attempt, ``task.retried`` for a later one (with a mapped step's item index)."""
+    return task_event_row(_QUEUED if task["attempt"] == 1 else _RETRIED, task, now, topic=task["topic"],
+                          expires_at=task["expires_at"].isoformat())

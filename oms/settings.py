@@ -26,6 +26,8 @@ class OmsSettings(BaseSettings):
     home: Path = Path(".oms")
     #: Largest accepted payload, in bytes of JSON.
     max_payload_bytes: int = Field(default=1024 * 1024, gt=0)
+    #: Most items a mapped step may run over (its list, from the payload or a result).
+    max_map_items: int = Field(default=10_000, gt=0)
     #: Seconds a hard ``time_limit`` exceeds the soft one (at least; 10% of the SLA when larger).
     hard_limit_margin: float = Field(default=5.0, ge=0)
     #: Seconds between SLA scans (the beat schedule of ``oms.scan_sla``).

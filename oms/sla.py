@@ -29,18 +29,19 @@ from .dispatch import Dispatch, publish_all
 from .door import sweep, utcnow
 from .models import InstanceRow, TaskRow
 from .settings import get_settings
-from .states import FINISHED_TASK, GREEN, OPEN_TASK, RED, YELLOW, InstanceStatus, TaskStatus, light_event
+from .states import (
+    FINISHED_TASK,
+    GREEN,
+    OPEN_TASK,
+    RED,
+    YELLOW,
+    InstanceStatus,
+    TaskStatus,
+    light_at,
+    light_event,
+)
 
 logger = logging.getLogger(__name__)
-
-
-def light_at(moment: datetime, warn_at: datetime | None, expires_at: datetime | None) -> str:
-    """The light of a clock at ``moment``."""
-    if expires_at is not None and moment >= expires_at:
-        return RED
-    if warn_at is not None and moment >= warn_at:
-        return YELLOW
-    return GREEN
 
 
 @dataclass

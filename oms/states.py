@@ -9,6 +9,7 @@ row is written.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
 from .exceptions import InvalidTransition
@@ -36,6 +37,20 @@ class InstanceStatus(str, Enum):
 #: SLA lights, best to worst: green until ``warn_at``, yellow until ``expires_at``, red after.
 GREEN, YELLOW, RED = "green", "yellow", "red"
 LIGHTS = (GREEN, YELLOW, RED)
+
+
+def light_at(moment: datetime, warn_at: datetime | None, expires_at: datetime | None) -> str:
+    """The light of a clock at ``moment``."""
+    if expires_at is not None and moment >= expires_at:
+        return RED
+    if warn_at is not None and moment >= warn_at:
+        return YELLOW
+    return GREEN
+
+
+def worst(*lights: str) -> str:
+    """The worst of some lights (green for none)."""
+    return max(lights, key=LIGHTS.index, default=GREEN)
 
 #: Statuses after which nothing more happens.
 FINISHED_TASK = frozenset({TaskStatus.DONE, TaskStatus.FAILED})
@@ -77,13 +92,25 @@ LIGHT_TRANSITIONS: dict[tuple[str, str, str], str] = {
     ("instance", YELLOW, RED): "workflow.sla_violated",
 }
 
-#: Events that change no status: a queued step whose message was published again.
+#: Events that change no status: a queued step whose message was published again; a
+#: mapped step expanded into its items (``items``: how many; none completes it at once).
 TASK_REDISPATCHED = "task.redispatched"
+STEP_MAPPED = "step.mapped"
 
 #: Why an attempt failed when its claim lapsed (``oms_tasks.error``).
 LEASE_EXPIRED = "lease expired"
 #: Why a step failed after losing ``max_deliveries`` claims to dying workers.
 WORKER_LOST = "worker_lost"
+
+
+def ended_with_instance(status: str, reason: str) -> str:
+    """The error of an open task ended because its instance ended (cancelled, or failed by another step)."""
+    return f"instance {status}: {reason}"
+
+
+def is_ended_with_instance(error: str | None) -> bool:
+    return bool(error) and any(error.startswith(f"instance {s.value}: ")  # type: ignore[union-attr]
+                               for s in (InstanceStatus.CANCELLED, InstanceStatus.FAILED))
 
 
 def task_event(old: TaskStatus | None, new: TaskStatus, kind: str | None = None, *, what: str = "task") -> str:

@@ -28,3 +28,6 @@ class Task:
     step_index: int = 0
     #: Failed attempts at this step before this one (compared with the step's ``retries``).
     failures: int = 0
+    #: A mapped step's item: the value this attempt handles, and its position in the list.
+    item: Any = None
+    item_index: int | None = None

@@ -30,6 +30,7 @@ from .states import (
     OPEN_TASK,
     InstanceStatus,
     TaskStatus,
+    ended_with_instance,
     instance_event,
     task_event,
 )
@@ -79,17 +80,17 @@ def offer(session: Session, instance: InstanceRow, definition: Workflow, index: 
           **counts: Any) -> Dispatch:
     """Queue step ``index`` of ``instance``; return what to publish once committed.
 
-    ``counts`` are the new row's ``attempt``, ``failures``, ``lost`` and ``delay``
-    (see :func:`oms.rows.task_row`).
+    ``counts`` are the new row's ``attempt``, ``failures``, ``lost``, ``delay`` and a
+    mapped step's ``item_index`` and ``item`` (see :func:`oms.rows.task_row`).
     """
     values = task_row(instance.id, instance.payload, definition, index, now, **counts)
     session.add(TaskRow(**values))
-    instance.current_step = index
+    instance.current_step = max(instance.current_step, index)
     instance.updated_at = now
     session.add(EventRow(**queued_event(values, now)))
     delay = counts.get("delay")
     return Dispatch(instance.id, instance.workflow_id, instance.version, index,
-                    delay.total_seconds() if delay else 0.0)
+                    delay.total_seconds() if delay else 0.0, values["item_index"])
 
 
 def start_instances(session: Session, definition: Workflow, version: int, payloads: list[dict[str, Any]],
@@ -129,10 +130,26 @@ def fail_open_task(session: Session, task: TaskRow, instance: InstanceRow, reaso
     failures = task.failures + 1
     if retry and failures <= step.retries:
         return offer(session, instance, definition, task.step_index, now, attempt=task.attempt + 1,
-                     failures=failures, delay=step.retry_delay(failures))
+                     failures=failures, delay=step.retry_delay(failures), item_index=task.item_index,
+                     item=task.item)
+    _end_open_tasks(session, instance, InstanceStatus.FAILED, f"step {task.step_id!r} failed", now)
     instance.error = f"step {task.step_id!r} failed after {failures} attempt(s): {reason}"
     move_instance(session, instance, InstanceStatus.FAILED, now, step_id=task.step_id, reason=reason)
     return None
+
+
+def _end_open_tasks(session: Session, instance: InstanceRow, status: InstanceStatus, reason: str,
+                    now: datetime) -> None:
+    """The instance ends (``status``): its open tasks fail with ``task.cancelled``, late reports are refused."""
+    open_tasks = session.scalars(
+        select(TaskRow)
+        .where(TaskRow.instance_id == instance.id, TaskRow.status.in_([s.value for s in OPEN_TASK]))
+        .order_by(TaskRow.step_index, TaskRow.item_index)
+        .with_for_update()
+    ).all()
+    for task in open_tasks:
+        task.error = ended_with_instance(status.value, reason)
+        move_task(session, task, TaskStatus.FAILED, now, "task.cancelled", reason=reason)
 
 
 def _locked_instance(session: Session, instance_id: str) -> InstanceRow:
@@ -153,33 +170,57 @@ def cancel(session: Session, instance_id: str, now: datetime, reason: str = "can
         return
     if instance.status in (InstanceStatus.DONE.value, InstanceStatus.FAILED.value):
         raise InstanceFinished(instance_id, instance.status)
-    open_tasks = session.scalars(
-        select(TaskRow)
-        .where(TaskRow.instance_id == instance_id, TaskRow.status.in_([s.value for s in OPEN_TASK]))
-        .with_for_update()
-    ).all()
-    for task in open_tasks:
-        task.error = f"instance cancelled: {reason}"
-        move_task(session, task, TaskStatus.FAILED, now, "task.cancelled", reason=reason)
+    _end_open_tasks(session, instance, InstanceStatus.CANCELLED, reason, now)
     instance.error = f"cancelled: {reason}"
     move_instance(session, instance, InstanceStatus.CANCELLED, now, reason=reason)
 
 
-def resume(session: Session, instance_id: str, now: datetime) -> Dispatch:
-    """Run a failed instance again from its failed step, with a fresh retry budget."""
+def resume(session: Session, instance_id: str, now: datetime) -> list[Dispatch]:
+    """Run a failed instance again: only its steps that did not finish, each with a fresh retry budget.
+
+    Every step (every item of a mapped step) whose last attempt failed or was
+    cancelled with the instance is offered again; what is done stays done. A step
+    that could not start (its map list unreadable) and whose predecessors are done
+    is offered afresh.
+    """
     instance = _locked_instance(session, instance_id)
     if instance.status != InstanceStatus.FAILED.value:
         raise InvalidTransition(f"workflow instance {instance_id}", instance.status, InstanceStatus.RUNNING.value)
-    last = session.scalars(
-        select(TaskRow).where(TaskRow.instance_id == instance_id)
-        .order_by(TaskRow.step_index.desc(), TaskRow.attempt.desc())
-    ).first()
-    assert last is not None
     definition, _ = load_definition(session, instance.workflow_id, instance.version)
+    latest: dict[tuple[int, int | None], TaskRow] = {}
+    for task in session.scalars(select(TaskRow).where(TaskRow.instance_id == instance_id).order_by(TaskRow.attempt)):
+        latest[(task.step_index, task.item_index)] = task
+    again = [task for task in latest.values() if task.status == TaskStatus.FAILED.value]
+    started = {index for index, _ in latest}
+    done = {index for index in started
+            if all(t.status == TaskStatus.DONE.value for (i, _), t in latest.items() if i == index)}
+    done |= {i for i, path in enumerate(definition.graph.maps) if path and definition.steps[i].id in instance.results
+             and i not in started}  # mapped over an empty list: done without a task
+    unstarted = [i for i in range(len(definition.steps)) if i not in started and i not in done
+                 and all(p in done for p in definition.graph.predecessors[i])]
+    first = min([t.step_index for t in again] + unstarted, default=None)
     instance.error = None
     instance.finished_at = None
-    move_instance(session, instance, InstanceStatus.RUNNING, now, step_id=last.step_id)
-    return offer(session, instance, definition, last.step_index, now, attempt=last.attempt + 1)
+    move_instance(session, instance, InstanceStatus.RUNNING, now,
+                  step_id=definition.steps[first].id if first is not None else None)
+    dispatches = [offer(session, instance, definition, task.step_index, now, attempt=task.attempt + 1,
+                        item_index=task.item_index, item=task.item)
+                  for task in sorted(again, key=lambda t: (t.step_index, t.item_index or 0))]
+    if unstarted:
+        from .advance import Progress
+
+        progress = Progress(definition, instance.id, instance.payload, now, dict(instance.results),
+                            dict(instance.waiting), instance.steps_left, instance.current_step)
+        for index in unstarted:
+            progress.offer(index)
+        instance.results, instance.waiting = progress.results, progress.waiting
+        instance.steps_left, instance.current_step = progress.steps_left, progress.current_step
+        for row in progress.offered:
+            session.add(TaskRow(**row))
+        session.add_all(EventRow(**e) for e in progress.events)
+        dispatches += [Dispatch(instance.id, instance.workflow_id, instance.version, row["step_index"], 0.0,
+                                row["item_index"]) for row in progress.offered]
+    return dispatches
 
 
 def get_instance_row(session: Session, instance_id: str) -> InstanceRow:

@@ -58,3 +58,67 @@ def suicide(task: Task) -> str:
         log.write(f"{task.id} {task.attempt}\n")
     os.kill(os.getpid(), signal.SIGKILL)
     return "success"  # never reached
+
+
+# -- parallel steps (tests/integration/test_parallel.py) -------------------------------
+
+
+def _barrier(task: Task) -> dict[str, Any]:
+    """Wait until every step named in ``payload["barrier"]`` has arrived, then return together.
+
+    Each arrival is a file in ``payload["dir"]``: the branches of one instance meet
+    across worker processes and finish within a millisecond of each other.
+    """
+    import os
+    from pathlib import Path
+
+    folder = Path(task.payload["dir"]) / task.instance_id
+    folder.mkdir(parents=True, exist_ok=True)
+    began = time.time()
+    (folder / task.step_id).touch()
+    deadline = began + 20
+    while not all((folder / name).exists() for name in task.payload["barrier"]):
+        if time.time() > deadline:
+            raise RuntimeError(f"barrier of {task.instance_id}: not every branch arrived")
+        time.sleep(0.0005)
+    return {"began": began, "ended": time.time(), "pid": os.getpid()}
+
+
+for _topic in ("fan_b", "fan_c"):
+    subscribe(_topic)(_barrier)
+
+
+@subscribe("fan_a")
+def fan_out(task: Task) -> dict[str, Any]:
+    return {"branches": 2}
+
+
+@subscribe("fan_d")
+def fan_in(task: Task) -> dict[str, Any]:
+    return {"saw": sorted(task.results)}
+
+
+@subscribe("map_item")
+def map_item(task: Task) -> dict[str, Any]:
+    time.sleep(task.payload.get("sleep", 0.01))
+    return {"n": task.item, "index": task.item_index}
+
+
+@subscribe("map_report")
+def map_report(task: Task) -> dict[str, Any]:
+    items = task.results["map_item"]
+    return {"count": len(items), "in_order": [r["n"] for r in items] == list(range(len(items)))}
+
+
+@subscribe("branch_ok")
+def branch_ok(task: Task) -> str:
+    """Succeeds after ``payload["sleeps"][step]`` seconds."""
+    time.sleep(task.payload.get("sleeps", {}).get(task.step_id, 0))
+    return "success"
+
+
+@subscribe("branch_fails")
+def branch_fails(task: Task) -> str:
+    """Fails after ``payload["fail_after"]`` seconds while ``attempt <= payload["fail_until"]``."""
+    time.sleep(task.payload.get("fail_after", 0))
+    return "fail" if task.attempt <= task.payload.get("fail_until", 0) else "success"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from ..states import LIGHTS, InstanceStatus
 from . import render
 from .base import CONTEXT, die, env_option
+
+if TYPE_CHECKING:
+    from ..queries import TaskInfo
 
 
 def _json_object(text: str) -> dict[str, object]:
@@ -42,18 +46,21 @@ def start(workflow: str, payload: str) -> None:
 @click.command(context_settings=CONTEXT)
 @click.argument("instance_id")
 @env_option("--json", "as_json", env="OMS_JSON", is_flag=True, help="Print the instance as JSON.")
-def status(instance_id: str, as_json: bool) -> None:
-    """Show an instance: status, light, and every attempt at every step with its timings.
+@env_option("--items", env="OMS_ITEMS", is_flag=True, help="List every item of a mapped step, not only its counts.")
+def status(instance_id: str, as_json: bool, items: bool) -> None:
+    """Show an instance: status, light, and its steps with what they wait for and every attempt's timings.
 
-    The light of an open step is read from its clock too, so it does not wait for the next SLA scan.
+    A mapped step is one line with its items' counts (done, running, pending, failed)
+    and worst light; --items lists each item. The light of an open step is read from
+    its clock too, so it does not wait for the next SLA scan.
 
     \b
     Examples:
       oms status wf-9b2f...
+      oms status wf-9b2f... --items
       oms status wf-9b2f... --json | jq .results
     """
     from ..queries import get_instance
-    from ..sla import light_at
 
     info = get_instance(instance_id)
     if as_json:
@@ -68,23 +75,40 @@ def status(instance_id: str, as_json: bool) -> None:
     if info.error:
         click.echo(f"error     {info.error}")
     click.echo()
-    rows = []
-    for task in info.tasks:
-        is_open = task.finished_at is None
-        light = task.light
-        if is_open:  # the clock may be ahead of the last SLA scan
-            light = max(light, light_at(now, task.warn_at, task.expires_at), key=LIGHTS.index)
-        sla = render.seconds((task.expires_at - task.ready_at).total_seconds())
-        if is_open:
-            left = (task.expires_at - now).total_seconds()
-            note = f"due in {render.seconds(left)}" if left >= 0 else f"overdue by {render.seconds(-left)}"
-        else:
-            note = task.error or ""
-        rows.append([task.step_id, str(task.attempt), render.status(task.status), render.light(light), sla,
-                     render.seconds(task.queue_wait_s), render.seconds(task.run_s), render.seconds(task.total_s),
-                     task.worker_id or "-", note])
-    render.table(["step", "attempt", "status", "light", "sla", "queue wait", "run", "total", "worker", "note"],
-                 rows)
+    rows: list[list[render.Cell]] = []
+    for step in info.steps:
+        after = ", ".join(step.after) or "-"
+        attempts = [t for t in info.tasks if t.step_index == step.index]
+        if step.map is not None:
+            counts = step.items or {}
+            note = (f"{step.item_count} items: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+                    if step.item_count else f"map {step.map}")
+            rows.append([step.id, "-", render.status(step.status), render.light(step.light), _sla(attempts),
+                         "-", "-", "-", "-", after, note])
+            if not items:
+                continue
+        elif not attempts:
+            rows.append([step.id, "-", render.status(step.status), "-", "-", "-", "-", "-", "-", after, ""])
+            continue
+        for task in attempts:
+            label = step.id if task.item_index is None else f"  {step.id}[{task.item_index}]"
+            rows.append([label, str(task.attempt), render.status(task.status), render.light(task.light_now(now)),
+                         _sla([task]), render.seconds(task.queue_wait_s), render.seconds(task.run_s),
+                         render.seconds(task.total_s), task.worker_id or "-", after if task.item_index is None else "",
+                         _note(task, now)])
+    render.table(["step", "attempt", "status", "light", "sla", "queue wait", "run", "total", "worker", "after",
+                  "note"], rows)
+
+
+def _sla(tasks: list[TaskInfo]) -> str:
+    return render.seconds((tasks[0].expires_at - tasks[0].ready_at).total_seconds()) if tasks else "-"
+
+
+def _note(task: TaskInfo, now: datetime) -> str:
+    if task.finished_at is not None:
+        return task.error or ""
+    left = (task.expires_at - now).total_seconds()
+    return f"due in {render.seconds(left)}" if left >= 0 else f"overdue by {render.seconds(-left)}"
 
 
 @click.command(context_settings=CONTEXT)

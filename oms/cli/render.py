@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import BaseModel
 
 from ..durations import format_duration
+
+if TYPE_CHECKING:
+    from ..definitions import Workflow
 
 #: Colours of the lights and of the statuses that need attention.
 COLOURS = {"green": "green", "yellow": "yellow", "red": "red", "failed": "red", "cancelled": "magenta"}
@@ -69,3 +72,36 @@ def as_json(value: BaseModel | Sequence[BaseModel]) -> None:
         v.model_dump(mode="json") for v in value
     ]
     click.echo(json.dumps(data, indent=2))
+
+
+def graph(workflow: Workflow) -> list[str]:
+    """The steps as arrows, one source step per block: fan-outs branch, joins and maps say so.
+
+    ``a ─┬─▶ b`` / ``   └─▶ c`` for a fan-out, ``(waits for b, c)`` on a join,
+    ``(each of payload.items)`` on a mapped step; first steps are marked ``●``.
+    """
+    g = workflow.graph
+    ids = [step.id for step in workflow.steps]
+
+    def target(index: int) -> str:
+        notes = []
+        if g.is_join(index):
+            notes.append("waits for " + ", ".join(ids[p] for p in g.predecessors[index]))
+        if g.maps[index] is not None:
+            notes.append(f"each of {g.maps[index].text}")  # type: ignore[union-attr]
+        return ids[index] + (f"  ({'; '.join(notes)})" if notes else "")
+
+    lines = []
+    for index, step_id in enumerate(ids):
+        head = ("● " if not g.predecessors[index] else "  ") + step_id
+        following = g.successors[index]
+        if not following:
+            lines.append(f"{head}  (end)")
+        elif len(following) == 1:
+            lines.append(f"{head} ───▶ {target(following[0])}")
+        else:
+            pad = " " * len(head)
+            lines.append(f"{head} ─┬─▶ {target(following[0])}")
+            lines.extend(f"{pad}  {'└' if n == len(following) - 1 else '├'}─▶ {target(s)}"
+                         for n, s in enumerate(following[1:], start=1))
+    return lines

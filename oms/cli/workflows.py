@@ -106,7 +106,8 @@ def list_(include_system: bool, as_json: bool) -> None:
 def show(workflow_id: str, version: int | None, as_json: bool) -> None:
     """Print a definition as YAML (or JSON), ready to edit and register again.
 
-    The YAML starts with a comment naming the version shown.
+    The YAML starts with comments naming the version shown and drawing the steps as a
+    graph: which step leads to which, where branches fan out, join and map.
 
     \b
     Examples:
@@ -122,4 +123,8 @@ def show(workflow_id: str, version: int | None, as_json: bool) -> None:
         click.echo(json.dumps(definition.spec(), indent=2))
     else:
         click.echo(f"# {workflow_id} version {found}")
-        click.echo(yaml.safe_dump(definition.spec(), sort_keys=False).rstrip())
+        click.echo("#")
+        for line in render.graph(definition):
+            click.echo(f"#   {line}")
+        click.echo("#")
+        click.echo(yaml.safe_dump(definition.spec(), sort_keys=False, allow_unicode=True).rstrip())

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..durations import format_duration
 from ..queries import InstanceInfo, StepSummary, TaskInfo
-from ..sla import light_at
+from ..states import light_at
 from .workflow import EPA_DEMO
 
 #: Instance statuses after which nothing changes.

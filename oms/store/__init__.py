@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..states import TaskStatus
 
 if TYPE_CHECKING:
+    from ..advance import Offered, Plan
     from ..db import Database
     from ..task import Task
 
 
 @dataclass(frozen=True)
 class Finish:
-    """End a running attempt and move its instance on, as the door decided.
+    """End a running attempt and move its instance on, in one statement, as :mod:`oms.advance` planned it.
 
     Applied only if the task is still ``running`` (and, for a lease sweep, its lease
     lapsed before ``lapsed_before``); otherwise nothing is written.
@@ -48,12 +49,21 @@ class Finish:
     lapsed_before: datetime | None = None
     #: Stored in the instance's ``results`` under this step id, when ``result`` is given.
     step_id: str | None = None
-    #: The step the instance is now at.
+    #: Steps this transition finishes (1 when a step is done): the instance is done when none is left.
+    steps_done: int = 0
+    #: Joins among ``new_tasks``: each one's counter goes down by one, and it is inserted only at zero.
+    joins: list[int] = field(default_factory=list)
+    #: The furthest step offered so far.
     current_step: int | None = None
-    #: ``done``/``failed`` when the instance ends with this transition.
+    #: ``failed`` when the instance ends with this failure; its other open tasks are then
+    #: ended with ``cancel_error`` and a ``task.cancelled`` event giving ``cancel_reason``.
     instance_status: str | None = None
     instance_error: str | None = None
-    #: Rows offered by this transition (the next step, or a retry), and every event it writes.
+    cancel_error: str | None = None
+    cancel_reason: str | None = None
+    #: Rows this transition may offer (the next steps, or a retry), and its events: a
+    #: ``task.queued``/``task.retried`` only if its task was inserted, ``workflow.done`` only
+    #: if the instance finished.
     new_tasks: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -75,16 +85,16 @@ class Store(Protocol):
               events: list[dict[str, Any]]) -> bool:
         """Insert new instances with their first tasks and events, if ``version`` is still the latest."""
 
-    def claim_step(self, instance_id: str, index: int, worker_id: str, now: datetime,
+    def claim_step(self, instance_id: str, index: int, item_index: int | None, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:
-        """Claim the due pending attempt at step ``index`` of an instance (a push worker's message)."""
+        """Claim the due pending attempt at step ``index`` (and item) of an instance (a push worker's message)."""
 
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
         """Claim the oldest due pending attempt on ``topic``; if none, say when one next becomes due."""
 
-    def finish(self, move: Finish) -> bool:
-        """Apply ``move``; ``False`` if the task was no longer running (nothing written)."""
+    def finish(self, plan: Plan) -> list[Offered] | None:
+        """Apply an ended attempt's plan; ``None`` if the task was no longer running (nothing written)."""
 
     def extend(self, task_id: str, lease_until: datetime) -> bool:
         """Move a running claim's lease to ``lease_until``."""

@@ -7,16 +7,19 @@ lock) and the reference the one-statement PostgreSQL store is tested against.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Row, Table, case, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, func, insert, select, update
 
 from ..db import Database
 from ..models import DefinitionRow, EventRow, InstanceRow, TaskRow
 from ..rows import task_event_row
 from ..states import TaskStatus, task_event
 from ..task import Task
-from . import Finish, State
+
+if TYPE_CHECKING:
+    from ..advance import Offered, Plan
+from . import State
 
 tasks = cast(Table, TaskRow.__table__)
 instances = cast(Table, InstanceRow.__table__)
@@ -30,7 +33,7 @@ STARTED = task_event(TaskStatus.PENDING, TaskStatus.RUNNING)
 _TASK_COLUMNS = (
     tasks.c.id, tasks.c.instance_id, tasks.c.workflow_id, tasks.c.step_id, tasks.c.step_index, tasks.c.topic,
     tasks.c.attempt, tasks.c.failures, tasks.c.payload, tasks.c.expires_at, tasks.c.lease_expires_at,
-    tasks.c.worker_id, instances.c.results, instances.c.version,
+    tasks.c.worker_id, tasks.c.item_index, tasks.c.item, instances.c.results, instances.c.version,
 )
 
 
@@ -40,17 +43,8 @@ def as_task(row: Row[Any] | Any) -> Task:
         id=row.id, instance_id=row.instance_id, workflow_id=row.workflow_id, step_id=row.step_id, topic=row.topic,
         attempt=row.attempt, payload=row.payload, results=dict(row.results), expires_at=row.expires_at,
         lease_expires_at=row.lease_expires_at, worker_id=row.worker_id, version=row.version,
-        step_index=row.step_index, failures=row.failures,
+        step_index=row.step_index, failures=row.failures, item=row.item, item_index=row.item_index,
     )
-
-
-def _freeze_case(column: Any, now: datetime) -> Any:
-    """A row finished before its next SLA check keeps its light: the scanner need not look again.
-
-    One finished after it stays due, so the scanner still records the late warning
-    or breach, exactly once.
-    """
-    return case((column > now, None), else_=column)
 
 
 class PortableStore:
@@ -68,11 +62,12 @@ class PortableStore:
             insert_rows(conn, instances_, tasks_, events_)
         return True
 
-    def claim_step(self, instance_id: str, index: int, worker_id: str, now: datetime,
+    def claim_step(self, instance_id: str, index: int, item_index: int | None, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:
         with self.engine.begin() as conn:
             return self._claim(conn, worker_id, now, lease_until, tasks.c.instance_id == instance_id,
-                               tasks.c.step_index == index, tasks.c.ready_at <= now + timedelta(seconds=1))
+                               tasks.c.step_index == index, tasks.c.item_index.is_(None) if item_index is None
+                               else tasks.c.item_index == item_index, tasks.c.ready_at <= now + timedelta(seconds=1))
 
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
@@ -101,37 +96,11 @@ class PortableStore:
         conn.execute(insert(events), [task_event_row(STARTED, task.__dict__, now, worker_id=worker_id)])
         return Task(**{**task.__dict__, "lease_expires_at": lease_until, "worker_id": worker_id})
 
-    def finish(self, move: Finish) -> bool:
+    def finish(self, plan: Plan) -> list[Offered] | None:
+        from ..advance import apply
+
         with self.engine.begin() as conn:
-            instance = conn.execute(
-                select(instances.c.results, instances.c.payload).where(instances.c.id == move.instance_id)
-                .with_for_update()
-            ).first()
-            task = conn.execute(
-                select(tasks.c.status, tasks.c.lease_expires_at).where(tasks.c.id == move.task_id).with_for_update()
-            ).first()
-            if instance is None or task is None or task.status != RUNNING:
-                return False
-            lapsed = task.lease_expires_at is not None and task.lease_expires_at < (move.lapsed_before or move.now)
-            if move.lapsed_before is not None and not lapsed:
-                return False
-            values: dict[str, Any] = {"status": move.status.value, "finished_at": move.now, "result": move.result,
-                                      "error": move.error, "sla_check_at": _freeze_case(tasks.c.sla_check_at, move.now)}
-            if move.lost is not None:
-                values["lost"] = move.lost
-            conn.execute(update(tasks).where(tasks.c.id == move.task_id).values(**values))
-            changes: dict[str, Any] = {"updated_at": move.now}
-            if move.result is not None and move.step_id is not None:
-                changes["results"] = {**instance.results, move.step_id: move.result}
-            if move.current_step is not None:
-                changes["current_step"] = move.current_step
-            if move.instance_status is not None:
-                changes.update(status=move.instance_status, error=move.instance_error, finished_at=move.now,
-                               sla_check_at=_freeze_case(instances.c.sla_check_at, move.now))
-            conn.execute(update(instances).where(instances.c.id == move.instance_id).values(**changes))
-            offered = [{**row, "payload": instance.payload} for row in move.new_tasks]
-            insert_rows(conn, [], offered, move.events)
-        return True
+            return apply(conn, plan)
 
     def extend(self, task_id: str, lease_until: datetime) -> bool:
         with self.engine.begin() as conn:

@@ -17,25 +17,33 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
 
 from ..db import Database
 from ..settings import get_settings
-from ..states import TaskStatus, task_event
+from ..states import InstanceStatus, TaskStatus, instance_event, task_event
 from ..task import Task
-from . import Finish, State
+from . import State
+
+if TYPE_CHECKING:
+    from ..advance import Offered, Plan
 
 PENDING, RUNNING = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
+FAILED = TaskStatus.FAILED.value
+DONE = InstanceStatus.DONE.value
 STARTED = task_event(TaskStatus.PENDING, TaskStatus.RUNNING)
+QUEUED, RETRIED = (task_event(None, TaskStatus.PENDING, kind) for kind in ("task.queued", "task.retried"))
+CANCELLED = task_event(TaskStatus.PENDING, TaskStatus.FAILED, "task.cancelled")
+WORKFLOW_DONE = instance_event(InstanceStatus.RUNNING, InstanceStatus.DONE)
 
 #: What a worker's task is made of: the task's columns, then its instance's.
 _TASK = ("t.id, t.instance_id, t.workflow_id, t.step_id, t.step_index, t.topic, t.attempt, t.failures, t.payload,"
-         " t.expires_at, t.lease_expires_at, t.worker_id, i.results, i.version")
+         " t.expires_at, t.lease_expires_at, t.worker_id, t.item_index, t.item, i.results, i.version")
 _RETURNING = ("id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, payload, expires_at,"
-              " lease_expires_at, worker_id")
+              " lease_expires_at, worker_id, item_index, item")
 _EVENT_COLUMNS = "instance_id, task_id, kind, step_id, attempt, at, data"
 
 START = f"""
@@ -76,14 +84,16 @@ WITH sc AS (
     RETURNING {_RETURNING}
 ), e AS (
     INSERT INTO oms_events ({_EVENT_COLUMNS})
-    SELECT instance_id, id, '{STARTED}', step_id, attempt, %(now)s, jsonb_build_object('worker_id', %(worker_id)s::text)
+    SELECT instance_id, id, '{STARTED}', step_id, attempt, %(now)s,
+        jsonb_strip_nulls(jsonb_build_object('worker_id', %(worker_id)s::text, 'item_index', item_index))
     FROM t
 )"""
 
 
 #: A push worker's claim of the step its message names. It waits for a row another
 #: transaction holds (the scanner's), rather than skipping the step it was sent for.
-CLAIM_STEP = _claim("instance_id = %(instance_id)s AND step_index = %(index)s AND ready_at <= %(due)s",
+CLAIM_STEP = _claim("instance_id = %(instance_id)s AND step_index = %(index)s"
+                    " AND item_index IS NOT DISTINCT FROM %(item_index)s::int AND ready_at <= %(due)s",
                     "FOR UPDATE") + f"""
 SELECT {_TASK} FROM t JOIN oms_instances i ON i.id = t.instance_id
 """
@@ -93,20 +103,25 @@ SELECT {_TASK} FROM t JOIN oms_instances i ON i.id = t.instance_id
 CLAIM_TOPIC = _claim("topic = %(topic)s AND ready_at <= %(now)s", "FOR UPDATE SKIP LOCKED") + f"""
 SELECT {_TASK}, NULL::timestamptz AS next_due FROM t JOIN oms_instances i ON i.id = t.instance_id
 UNION ALL
-SELECT {", ".join(["NULL"] * 14)}, least(
+SELECT {", ".join(["NULL"] * 16)}, least(
     (SELECT min(ready_at) FROM oms_tasks WHERE topic = %(topic)s AND status = '{PENDING}'),
     (SELECT min(lease_expires_at) FROM oms_tasks WHERE topic = %(topic)s AND status = '{RUNNING}'))
 WHERE NOT EXISTS (SELECT FROM t)
 """
 
+_FROZEN = "CASE WHEN sla_check_at > %(now)s THEN NULL ELSE sla_check_at END"
+
+#: End a running attempt and move its instance on (see :class:`~oms.store.Finish`):
+#: lock the instance, move the task if it still runs, advance the instance's counters
+#: (a join is offered only when its counter reaches zero), offer the next tasks,
+#: cancel the instance's other open tasks when it fails, write the events in order.
 FINISH = f"""
 WITH i0 AS (
     SELECT id FROM oms_instances WHERE id = %(instance_id)s FOR UPDATE
 ), t AS (
     UPDATE oms_tasks
     SET status = %(status)s, finished_at = %(now)s, result = %(result)s::jsonb, error = %(error)s,
-        lost = coalesce(%(lost)s::int, lost),
-        sla_check_at = CASE WHEN sla_check_at > %(now)s THEN NULL ELSE sla_check_at END
+        lost = coalesce(%(lost)s::int, lost), sla_check_at = {_FROZEN}
     WHERE id = %(task_id)s AND status = '{RUNNING}' AND EXISTS (SELECT FROM i0)
       AND (%(lapsed_before)s::timestamptz IS NULL OR lease_expires_at < %(lapsed_before)s::timestamptz)
     RETURNING instance_id
@@ -114,25 +129,50 @@ WITH i0 AS (
     UPDATE oms_instances
     SET results = CASE WHEN %(step_id)s::text IS NULL OR %(result)s::jsonb IS NULL THEN results
                        ELSE results || jsonb_build_object(%(step_id)s::text, %(result)s::jsonb) END,
-        current_step = coalesce(%(current_step)s::int, current_step),
-        status = coalesce(%(instance_status)s::text, status),
+        waiting = waiting || coalesce((SELECT jsonb_object_agg(j, (oms_instances.waiting ->> j)::int - 1)
+                                       FROM unnest(%(joins)s::text[]) j), '{{}}'),
+        steps_left = steps_left - %(steps_done)s,
+        current_step = greatest(current_step, coalesce(%(current_step)s::int, current_step)),
+        status = CASE WHEN %(instance_status)s::text IS NOT NULL THEN %(instance_status)s::text
+                      WHEN steps_left - %(steps_done)s <= 0 THEN '{DONE}' ELSE status END,
         error = CASE WHEN %(instance_status)s::text IS NULL THEN error ELSE %(instance_error)s::text END,
-        finished_at = CASE WHEN %(instance_status)s::text IS NULL THEN finished_at ELSE %(now)s END,
-        sla_check_at = CASE WHEN %(instance_status)s::text IS NOT NULL AND sla_check_at > %(now)s THEN NULL
-                            ELSE sla_check_at END,
+        finished_at = CASE WHEN %(instance_status)s::text IS NOT NULL OR steps_left - %(steps_done)s <= 0
+                           THEN %(now)s ELSE finished_at END,
+        sla_check_at = CASE WHEN %(instance_status)s::text IS NULL AND steps_left - %(steps_done)s > 0
+                            THEN sla_check_at ELSE {_FROZEN} END,
         updated_at = %(now)s
     FROM t WHERE oms_instances.id = t.instance_id
-    RETURNING oms_instances.id, oms_instances.payload
+    RETURNING oms_instances.id, oms_instances.payload, oms_instances.waiting, oms_instances.status
 ), n AS (
     INSERT INTO oms_tasks
     SELECT r.* FROM i, jsonb_populate_recordset(NULL::oms_tasks, %(new_tasks)s::jsonb) r0,
         LATERAL jsonb_populate_record(r0, jsonb_build_object('payload', i.payload)) r
+    WHERE r0.step_index <> ALL(%(joins)s::int[]) OR (i.waiting ->> r0.step_index::text)::int = 0
+    RETURNING id, step_index, item_index
+), c AS (
+    UPDATE oms_tasks
+    SET status = '{FAILED}', finished_at = %(now)s, error = %(cancel_error)s, sla_check_at = {_FROZEN}
+    FROM i
+    WHERE %(cancel_error)s::text IS NOT NULL AND oms_tasks.instance_id = i.id AND oms_tasks.id <> %(task_id)s
+      AND oms_tasks.status IN ('{PENDING}', '{RUNNING}')
+    RETURNING oms_tasks.instance_id, oms_tasks.id, oms_tasks.step_id, oms_tasks.attempt, oms_tasks.item_index
 ), e AS (
     INSERT INTO oms_events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::oms_events, %(events)s::jsonb)
-    WHERE EXISTS (SELECT FROM i)
+    SELECT {_EVENT_COLUMNS} FROM (
+        SELECT x.*, x.position::numeric AS place
+        FROM i, jsonb_to_recordset(%(events)s::jsonb) AS x(position int, instance_id text, task_id text, kind text,
+                                                          step_id text, attempt int, at timestamptz, data jsonb)
+        WHERE (x.kind <> '{WORKFLOW_DONE}' OR i.status = '{DONE}')
+          AND (x.kind NOT IN ('{QUEUED}', '{RETRIED}') OR x.task_id IN (SELECT id FROM n))
+        UNION ALL
+        SELECT 0, c.instance_id, c.id, '{CANCELLED}', c.step_id, c.attempt, %(now)s,
+            jsonb_strip_nulls(jsonb_build_object('reason', %(cancel_reason)s::text, 'item_index', c.item_index)),
+            0.5 + row_number() OVER (ORDER BY c.step_id, c.item_index) / 1e6
+        FROM c
+    ) ev ORDER BY place
 )
-SELECT count(*) FROM i
+SELECT (SELECT count(*) FROM i) AS applied,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(step_index, item_index)), '[]') FROM n) AS offered
 """
 
 EXTEND = f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = %(task_id)s AND status = '{RUNNING}'"
@@ -174,7 +214,7 @@ def as_task(row: Any) -> Task:
         id=row.id, instance_id=row.instance_id, workflow_id=row.workflow_id, step_id=row.step_id, topic=row.topic,
         attempt=row.attempt, payload=row.payload, results=row.results, expires_at=_utc(row.expires_at),
         lease_expires_at=_utc(row.lease_expires_at), worker_id=row.worker_id, version=row.version,
-        step_index=row.step_index, failures=row.failures,
+        step_index=row.step_index, failures=row.failures, item=row.item, item_index=row.item_index,
     )
 
 
@@ -211,9 +251,10 @@ class PostgresStore:
                                 "tasks": rows_json(tasks), "events": rows_json(events)})
         return bool(row[0])
 
-    def claim_step(self, instance_id: str, index: int, worker_id: str, now: datetime,
+    def claim_step(self, instance_id: str, index: int, item_index: int | None, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:
-        row = self._one(CLAIM_STEP, {"instance_id": instance_id, "index": index, "worker_id": worker_id, "now": now,
+        row = self._one(CLAIM_STEP, {"instance_id": instance_id, "index": index, "item_index": item_index,
+                                     "worker_id": worker_id, "now": now,
                                      "lease_until": lease_until, "due": now + timedelta(seconds=1),
                                      "synchronous_commit": self._claim_commit()})
         return None if row is None else as_task(row)
@@ -226,16 +267,26 @@ class PostgresStore:
             return None, _utc(row.next_due)
         return as_task(row), None
 
-    def finish(self, move: Finish) -> bool:
+    def finish(self, plan: Plan) -> list[Offered] | None:
+        from ..advance import apply
+
+        move = plan.statement()
+        if move is None:  # a map is involved: its items' results or its list are read under the lock
+            with self.database.engine.begin() as conn:
+                return apply(conn, plan)
         row = self._one(FINISH, {
             "instance_id": move.instance_id, "task_id": move.task_id, "now": move.now, "status": move.status.value,
             "result": None if move.result is None else json.dumps(move.result), "error": move.error,
             "lost": move.lost, "lapsed_before": move.lapsed_before, "step_id": move.step_id,
-            "current_step": move.current_step, "instance_status": move.instance_status,
-            "instance_error": move.instance_error, "new_tasks": rows_json(move.new_tasks),
-            "events": rows_json(move.events),
+            "steps_done": move.steps_done, "joins": move.joins, "current_step": move.current_step,
+            "instance_status": move.instance_status, "instance_error": move.instance_error,
+            "cancel_error": move.cancel_error, "cancel_reason": move.cancel_reason,
+            "new_tasks": rows_json(move.new_tasks),
+            "events": rows_json([{**e, "position": n} for n, e in enumerate(move.events)]),
         })
-        return bool(row[0])
+        if not row.applied:
+            return None
+        return plan.offers([{"step_index": s, "item_index": i} for s, i in row.offered])
 
     def extend(self, task_id: str, lease_until: datetime) -> bool:
         return self._count(EXTEND, {"task_id": task_id, "lease_until": lease_until}) > 0

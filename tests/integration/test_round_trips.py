@@ -21,6 +21,7 @@ from sqlalchemy import event
 
 from oms import Workflow, door, start_workflow, start_workflows
 from oms.db import database
+from oms.exceptions import InstanceFinished
 
 from ..conftest import Backend
 
@@ -146,3 +147,32 @@ def test_durable_claims_are_one_round_trip_too(pg: Backend) -> None:
         assert claimed[0] is not None and claimed[0].worker_id == "w1"
     finally:
         oms.configure(database_url=pg.database_url, broker_url=pg.broker_url, home=pg.home)
+
+
+def test_fan_out_join_and_a_failing_branch_are_one_round_trip_each(pg: Backend) -> None:
+    Workflow(id="rt_diamond", steps=[
+        {"id": "rt_a", "sla": "1m"}, {"id": "rt_b", "sla": "1m"}, {"id": "rt_c", "sla": "1m", "after": ["rt_a"]},
+        {"id": "rt_d", "sla": "1m", "after": ["rt_b", "rt_c"]},
+    ]).save()
+
+    def branches() -> tuple[door.Task, door.Task]:
+        first = _claimed(start_workflow("rt_diamond", {}))
+        assert [d.from_step for d in door.complete(first)] == [1, 2]
+        return _claimed(first.instance_id, 1), _claimed(first.instance_id, 2)
+
+    b, c = branches()  # prepares the statements (each mix of NULL and typed parameters is its own)
+    door.complete(b)
+    door.complete(c)
+    b, c = branches()
+    door.fail(b, "down")
+    first = _claimed(start_workflow("rt_diamond", {}))
+    assert round_trips(lambda: door.complete(first)) == (1, 0)  # the fan-out
+    b, c = _claimed(first.instance_id, 1), _claimed(first.instance_id, 2)
+    assert round_trips(lambda: door.complete(b)) == (1, 0)  # the join still waits
+    offered: list[list[int]] = []
+    assert round_trips(lambda: offered.append([d.from_step for d in door.complete(c)])) == (1, 0)
+    assert offered == [[3]]  # the join, offered by the last predecessor
+    b, c = branches()
+    assert round_trips(lambda: door.fail(b, "down")) == (1, 0)  # fails the instance, cancels c
+    with pytest.raises(InstanceFinished):
+        door.complete(c)
