@@ -240,14 +240,19 @@ class Plan:
         return ended_with_instance(InstanceStatus.FAILED.value, f"step {self.task.step_id!r} failed")
 
     def statement(self) -> Finish | None:
-        """The transition as one statement's rows; ``None`` if it needs :func:`apply` (a map is involved)."""
+        """The transition as one statement's rows; ``None`` if it needs :func:`apply` (a mapped step may be
+        made ready, whose list must be read). A mapped step's item that turns out to be its last does not
+        apply as a statement either (``unless_last``): :func:`apply` then gathers the items' results."""
         task, now = self.task, self.now
         common: dict[str, Any] = {"task_id": task.id, "instance_id": task.instance_id, "now": now,
                                   "lapsed_before": self.outcome.lapsed_before}
         ended = self._ended_event()
+        if self.outcome.kind == DONE and task.item_index is not None:
+            return Finish(status=TaskStatus.DONE, result=self.outcome.result, joins=[task.step_index],
+                          unless_last=task.step_index, events=[ended], **common)
         if self.outcome.kind == DONE:
             following = self.graph.successors[task.step_index]
-            if task.item_index is not None or any(self.graph.maps[s] for s in following):
+            if any(self.graph.maps[s] for s in following):
                 return None
             offered = [task_row(task.instance_id, None, self.definition, s, now) for s in following]
             return Finish(

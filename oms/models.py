@@ -154,7 +154,7 @@ class TaskRow(Base):
                                                                                  "postgresql"))
 
     __table_args__ = (
-        Index("ix_oms_tasks_instance_step", "instance_id", "step_index"),
+        Index("ix_oms_tasks_instance_step", "instance_id", "step_index", "item_index"),
         Index(
             "ix_oms_tasks_pending_topic",
             "topic",

@@ -51,8 +51,12 @@ class Finish:
     step_id: str | None = None
     #: Steps this transition finishes (1 when a step is done): the instance is done when none is left.
     steps_done: int = 0
-    #: Joins among ``new_tasks``: each one's counter goes down by one, and it is inserted only at zero.
+    #: Joins among ``new_tasks``: each one's counter goes down by one, and it is inserted only at zero
+    #: (a mapped step's counter of items, when one of its items is done).
     joins: list[int] = field(default_factory=list)
+    #: Apply only if this step's counter is above one: an item that is not its mapped step's last
+    #: (the last one gathers the items' results, which a transaction of :mod:`oms.advance` does).
+    unless_last: int | None = None
     #: The furthest step offered so far.
     current_step: int | None = None
     #: ``failed`` when the instance ends with this failure; its other open tasks are then

@@ -92,11 +92,13 @@ WITH sc AS (
 
 #: A push worker's claim of the step its message names. It waits for a row another
 #: transaction holds (the scanner's), rather than skipping the step it was sent for.
-CLAIM_STEP = _claim("instance_id = %(instance_id)s AND step_index = %(index)s"
-                    " AND item_index IS NOT DISTINCT FROM %(item_index)s::int AND ready_at <= %(due)s",
-                    "FOR UPDATE") + f"""
+CLAIM_STEP = _claim("instance_id = %(instance_id)s AND step_index = %(index)s AND item_index IS NULL"
+                    " AND ready_at <= %(due)s", "FOR UPDATE") + f"""
 SELECT {_TASK} FROM t JOIN oms_instances i ON i.id = t.instance_id
 """
+
+#: The same for one item of a mapped step (an equality the index serves, unlike IS NOT DISTINCT FROM).
+CLAIM_ITEM = CLAIM_STEP.replace("item_index IS NULL", "item_index = %(item_index)s")
 
 #: A pull worker's claim of the oldest due step on a topic; concurrent callers skip
 #: each other's rows. When nothing is due, says when something next will be.
@@ -117,13 +119,14 @@ _FROZEN = "CASE WHEN sla_check_at > %(now)s THEN NULL ELSE sla_check_at END"
 #: cancel the instance's other open tasks when it fails, write the events in order.
 FINISH = f"""
 WITH i0 AS (
-    SELECT id FROM oms_instances WHERE id = %(instance_id)s FOR UPDATE
+    SELECT id, waiting FROM oms_instances WHERE id = %(instance_id)s FOR UPDATE
 ), t AS (
     UPDATE oms_tasks
     SET status = %(status)s, finished_at = %(now)s, result = %(result)s::jsonb, error = %(error)s,
         lost = coalesce(%(lost)s::int, lost), sla_check_at = {_FROZEN}
     WHERE id = %(task_id)s AND status = '{RUNNING}' AND EXISTS (SELECT FROM i0)
       AND (%(lapsed_before)s::timestamptz IS NULL OR lease_expires_at < %(lapsed_before)s::timestamptz)
+      AND (%(unless_last)s::text IS NULL OR ((SELECT waiting FROM i0) ->> %(unless_last)s::text)::int > 1)
     RETURNING instance_id
 ), i AS (
     UPDATE oms_instances
@@ -253,10 +256,10 @@ class PostgresStore:
 
     def claim_step(self, instance_id: str, index: int, item_index: int | None, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:
-        row = self._one(CLAIM_STEP, {"instance_id": instance_id, "index": index, "item_index": item_index,
-                                     "worker_id": worker_id, "now": now,
-                                     "lease_until": lease_until, "due": now + timedelta(seconds=1),
-                                     "synchronous_commit": self._claim_commit()})
+        row = self._one(CLAIM_STEP if item_index is None else CLAIM_ITEM, {
+            "instance_id": instance_id, "index": index, "item_index": item_index, "worker_id": worker_id, "now": now,
+            "lease_until": lease_until, "due": now + timedelta(seconds=1), "synchronous_commit": self._claim_commit(),
+        })
         return None if row is None else as_task(row)
 
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
@@ -278,13 +281,17 @@ class PostgresStore:
             "instance_id": move.instance_id, "task_id": move.task_id, "now": move.now, "status": move.status.value,
             "result": None if move.result is None else json.dumps(move.result), "error": move.error,
             "lost": move.lost, "lapsed_before": move.lapsed_before, "step_id": move.step_id,
-            "steps_done": move.steps_done, "joins": move.joins, "current_step": move.current_step,
+            "steps_done": move.steps_done, "joins": move.joins, "unless_last": move.unless_last,
+            "current_step": move.current_step,
             "instance_status": move.instance_status, "instance_error": move.instance_error,
             "cancel_error": move.cancel_error, "cancel_reason": move.cancel_reason,
             "new_tasks": rows_json(move.new_tasks),
             "events": rows_json([{**e, "position": n} for n, e in enumerate(move.events)]),
         })
         if not row.applied:
+            if move.unless_last is not None:  # perhaps the mapped step's last item: it gathers their results
+                with self.database.engine.begin() as conn:
+                    return apply(conn, plan)
             return None
         return plan.offers([{"step_index": s, "item_index": i} for s, i in row.offered])
 

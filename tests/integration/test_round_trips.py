@@ -176,3 +176,22 @@ def test_fan_out_join_and_a_failing_branch_are_one_round_trip_each(pg: Backend) 
     assert round_trips(lambda: door.fail(b, "down")) == (1, 0)  # fails the instance, cancels c
     with pytest.raises(InstanceFinished):
         door.complete(c)
+
+
+def test_a_mapped_steps_items_are_one_round_trip_each_but_the_last(pg: Backend) -> None:
+    Workflow(id="rt_map", steps=[{"id": "rt_each", "sla": "1m", "map": "payload.items"},
+                                 {"id": "rt_after", "sla": "1m"}]).save()
+    instance_id = start_workflow("rt_map", {"items": list(range(5))})
+    door.complete(door.claim_step(instance_id, 0, "w1", item_index=0))  # type: ignore[arg-type]  # prepares
+    claimed: list[door.Task | None] = []
+    assert round_trips(lambda: claimed.append(door.claim_step(instance_id, 0, "w1", item_index=1))) == (1, 0)
+    assert claimed[0] is not None and claimed[0].item == 1
+    assert round_trips(lambda: door.complete(claimed[0])) == (1, 0)  # type: ignore[arg-type]
+    for k in (2, 3):
+        door.complete(door.claim_step(instance_id, 0, "w1", item_index=k))  # type: ignore[arg-type]
+    last = door.claim_step(instance_id, 0, "w1", item_index=4)
+    assert last is not None
+    trips, _ = round_trips(lambda: door.complete(last))
+    assert trips > 1  # the last item gathers the results and offers what follows, in one transaction
+    after = door.claim_step(instance_id, 1, "w1")
+    assert after is not None and after.results == {"rt_each": [None] * 5}

@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""A fan-out of 100 no-op branches and their join, against a Celery chord of 100 no-op tasks and its callback.
+
+One ``celery -A oms worker`` (prefork, concurrency 2) serves both: the engine's
+branches, join and map items (``fanout_tasks.py``), and the chord's tasks, with
+the Redis result backend a chord needs (``chord_config.py``). Engine and chord runs
+alternate ``--rounds`` times; each is timed from the start (``start_workflow``, or
+the chord's ``apply_async``) until the join's handler (the chord's callback) has
+run, which both signal the same way (a Redis ``INCR`` the benchmark polls). Also: the CPU
+per branch of the engine (worker, PostgreSQL, Redis, this process), and a map over
+1,000 items with its join.
+
+    .venv/bin/python benchmarks/fanout.py [--branches 100] [--rounds 5] [--items 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.scratch import create_database, drop_database  # noqa: E402
+from benchmarks.throughput import Worker, cpu_snapshot, log  # noqa: E402
+
+BROKER = "redis://127.0.0.1:6379/13"
+RESULTS = "redis://127.0.0.1:6379/14"
+
+
+def _until(done: object, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out")
+        time.sleep(0.002)
+
+
+def _engine(workflow: str, payload: dict[str, object], worker: Worker) -> tuple[float, dict[str, float]]:
+    from benchmarks.fanout_tasks import JOIN_DONE, counter
+    from oms import get_instance, start_workflow
+
+    before = int(counter().get(JOIN_DONE) or 0)
+    cpu = cpu_snapshot(worker.pid)
+    began = time.perf_counter()
+    instance_id = start_workflow(workflow, payload)
+    _until(lambda: int(counter().get(JOIN_DONE) or 0) > before)  # the join's handler ran, as the chord's callback
+    elapsed = time.perf_counter() - began
+    _until(lambda: get_instance(instance_id).status == "done")
+    after = cpu_snapshot(worker.pid)
+    return elapsed, {k: after[k] - cpu[k] for k in cpu}
+
+
+def _chord(branches: int) -> float:
+    from celery import chord
+
+    from benchmarks.fanout_tasks import CHORD_DONE, CHORD_QUEUE, chord_callback, chord_noop, counter
+
+    before = int(counter().get(CHORD_DONE) or 0)
+    began = time.perf_counter()
+    result = chord([chord_noop.s(i).set(queue=CHORD_QUEUE) for i in range(branches)],
+                   chord_callback.s().set(queue=CHORD_QUEUE)).apply_async()
+    _until(lambda: int(counter().get(CHORD_DONE) or 0) > before)
+    elapsed = time.perf_counter() - began
+    result.forget()  # and let go of its subscription now, not at interpreter exit
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--branches", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--items", type=int, default=1000)
+    args = parser.parse_args()
+    args.pool, args.concurrency, args.loglevel = "prefork", 2, "warning"
+
+    import redis
+
+    database_url = create_database(prefix="oms_bench_fanout")
+    for url in (BROKER, RESULTS):
+        redis.Redis.from_url(url).flushdb()
+    workdir = Path(tempfile.mkdtemp(prefix="oms-bench-fanout-"))
+    os.environ.update(OMS_DATABASE_URL=database_url, OMS_BROKER_URL=BROKER, OMS_HOME=str(workdir / ".oms"),
+                      OMS_BENCH_COUNTER_URL=BROKER, OMS_BENCH_RESULT_BACKEND=RESULTS,
+                      CELERY_CONFIG_MODULE="benchmarks.chord_config")
+    import oms
+    from oms import Workflow
+
+    oms.app.conf.result_backend = RESULTS
+    branches = [{"id": f"branch{i}", "topic": "bench_branch", "sla": "1h", "after": []} for i in range(args.branches)]
+    Workflow(id="bench_fanout", steps=[*branches, {"id": "join", "topic": "bench_join", "sla": "1h",
+                                                   "after": [b["id"] for b in branches]}]).save()
+    Workflow(id="bench_map", steps=[{"id": "each", "topic": "bench_branch", "sla": "1h", "map": "payload.items"},
+                                    {"id": "join", "topic": "bench_join", "sla": "1h"}]).save()
+    worker = Worker("fanout", ["bench_branch", "bench_join", "bench_chord"], "benchmarks.fanout_tasks", args, workdir)
+    try:
+        _engine("bench_fanout", {}, worker)  # warm-up, both sides
+        _chord(args.branches)
+        engine, chords, cpus = [], [], []
+        for round_ in range(1, args.rounds + 1):
+            seconds, cpu = _engine("bench_fanout", {}, worker)
+            engine.append(seconds)
+            cpus.append(cpu)
+            chords.append(_chord(args.branches))
+            log(f"round {round_}: engine fan-out + join {1000 * seconds:.0f} ms, chord {1000 * chords[-1]:.0f} ms")
+        e, c = statistics.median(engine), statistics.median(chords)
+        print(f"\n{args.branches} branches and a join, median of {args.rounds}: engine {1000 * e:.0f} ms, "
+              f"Celery chord {1000 * c:.0f} ms; engine / chord time = {e / c:.2f} (target <= 1)")
+        parts = {k: statistics.median(cpu[k] for cpu in cpus) * 1000 / (args.branches + 1) for k in cpus[0]}
+        print("engine CPU ms per branch: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+              + f" (sum {sum(parts.values()):.2f})")
+        maps = [_engine("bench_map", {"items": list(range(args.items))}, worker) for _ in range(3)]
+        seconds = statistics.median(s for s, _ in maps)
+        parts = {k: statistics.median(cpu[k] for _, cpu in maps) * 1000 / args.items for k in maps[0][1]}
+        print(f"map over {args.items} items and a join, median of 3: {seconds:.2f} s "
+              f"({args.items / seconds:.0f} items/s); CPU ms per item: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" (sum {sum(parts.values()):.2f})")
+    finally:
+        worker.stop()
+        from oms.db import dispose_all
+
+        dispose_all()
+        drop_database(database_url)
+
+
+if __name__ == "__main__":
+    main()
