@@ -10,6 +10,7 @@ from .exceptions import (
     InvalidDefinition,
     InvalidPayload,
     OmsError,
+    TooManyItems,
     UnknownInstance,
     UnknownWorkflow,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "OmsError",
     "InvalidDefinition",
     "InvalidPayload",
+    "TooManyItems",
     "UnknownWorkflow",
     "UnknownInstance",
     "configure",
