@@ -111,7 +111,10 @@ class _Batch:
 
 
 def _task_payload(action: str, task: TaskRow, now: datetime) -> dict[str, Any]:
+    """The escalation's payload: which task (and which item of a mapped step) is late, and by how much."""
+    item = {} if task.item_index is None else {"item_index": task.item_index}
     return {
+        **item,
         "action": action,
         "task_id": task.id,
         "instance_id": task.instance_id,
