@@ -19,12 +19,21 @@ def _admin_execute(admin_url: str, statement: str) -> None:
 
 
 def create_database(admin_url: str = POSTGRES_ADMIN, prefix: str = "oms_bench") -> str:
-    """Create an empty database beside ``admin_url``'s and return its URL."""
+    """Create a database beside ``admin_url``'s, its schema at the newest revision, and return its URL."""
     from sqlalchemy.engine import make_url
+
+    from oms.db import connect
+    from oms.schema import upgrade
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     _admin_execute(admin_url, f'CREATE DATABASE "{name}"')
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = connect(url)
+    try:
+        upgrade(engine)  # what `oms db upgrade` does
+    finally:
+        engine.dispose()
+    return url
 
 
 def drop_database(url: str, admin_url: str = POSTGRES_ADMIN) -> None:

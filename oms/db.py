@@ -1,4 +1,4 @@
-"""Connections to the state database: one :class:`Database` per URL, schema created on first use.
+"""Connections to the state database: one :class:`Database` per URL, its schema checked on first use.
 
 A :class:`Database` holds the SQLAlchemy engine (its pool serves the ORM and Core),
 on PostgreSQL a second pool of autocommit connections for the hot path's
@@ -26,7 +26,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .exceptions import ConfigurationError
-from .models import Base
 from .settings import get_settings
 
 if TYPE_CHECKING:
@@ -62,7 +61,8 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _build(url: str) -> Engine:
+def connect(url: str) -> Engine:
+    """An engine for ``url`` with the engine's connection settings; the schema is not checked (``oms db``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -75,13 +75,27 @@ def _build(url: str) -> Engine:
         # raises a disconnect error, which invalidates the pool; workers retry
         # (``retrying``), so a database restart costs them one retry.
         engine = create_engine(url, pool_size=5, max_overflow=10)
+    return engine
+
+
+def unreachable(url: str, error: OperationalError) -> ConfigurationError:
+    """The error that says the database at ``url`` cannot be reached, its password hidden."""
+    return ConfigurationError(f"cannot reach the database at {safe_url(url)}: {error.orig}")
+
+
+def _build(url: str) -> Engine:
+    """The engine of a :class:`Database`: connected once, its schema at the newest revision (or refused)."""
+    from .schema import ensure
+
+    engine = connect(url)
     try:
-        Base.metadata.create_all(engine)
+        ensure(engine, safe_url(url))
     except OperationalError as exc:
         engine.dispose()
-        raise ConfigurationError(
-            f"cannot reach the database at {safe_url(url)}: {exc.orig}"
-        ) from None
+        raise unreachable(url, exc) from None
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 

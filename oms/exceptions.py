@@ -11,6 +11,9 @@
     ├── TaskNotFound, TaskNotClaimed, TaskAlreadyFinished (LeaseLost), InstanceFinished
     │                          a worker call that cannot apply to the task as it stands
     ├── ConfigurationError     settings that cannot work (unreachable service, bad URL)
+    │   └── SchemaError        the database schema is missing, behind or ahead of this code
+    │       (SchemaBehind, SchemaAhead)
+    ├── Conflict               concurrent changes kept colliding; trying again may succeed
     └── BrokerUnavailable      a step was recorded but could not be published (the reconciler will)
 """
 
@@ -76,6 +79,32 @@ class InvalidTransition(OmsError):
 
 class ConfigurationError(OmsError):
     """The configuration cannot work."""
+
+
+class SchemaError(ConfigurationError):
+    """The database schema does not match this version of oms."""
+
+
+class SchemaBehind(SchemaError):
+    """The database has no oms schema, or an older one: run `oms db upgrade`."""
+
+    def __init__(self, url: str, current: str | None, head: str) -> None:
+        self.url, self.current, self.head = url, current, head
+        found = "has no oms schema" if current is None else f"is at schema revision {current}, this oms needs {head}"
+        super().__init__(f"the database at {url} {found}: run `oms db upgrade`")
+
+
+class SchemaAhead(SchemaError):
+    """The database schema is newer than this version of oms: upgrade oms."""
+
+    def __init__(self, url: str, current: str, head: str) -> None:
+        self.url, self.current, self.head = url, current, head
+        super().__init__(f"the database at {url} is at schema revision {current}, unknown to this oms (its newest "
+                         f"is {head}): a newer oms migrated it; upgrade oms")
+
+
+class Conflict(OmsError):
+    """Concurrent changes to the same thing kept colliding; nothing was changed, and trying again may succeed."""
 
 
 class TaskNotFound(OmsError, LookupError):

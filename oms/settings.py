@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,10 @@ class OmsSettings(BaseSettings):
     #: Redis broker only: seconds before an unacknowledged message is redelivered. Must
     #: exceed every step's hard time limit and retry delay, or long steps would run twice.
     visibility_timeout: int = Field(default=7 * 24 * 3600, gt=0)
+    #: Which databases bring their schema up to date on first use: ``sqlite`` (the embedded
+    #: default does; a server database refuses to start until ``oms db upgrade`` has run),
+    #: ``always`` or ``never``.
+    auto_upgrade: Literal["sqlite", "always", "never"] = "sqlite"
 
     @property
     def broker_folder(self) -> Path:

@@ -47,4 +47,6 @@ def assert_consistent(instance_ids: list[str], final: str = "done") -> None:
         for instance_id, instance in instances.items():
             steps = {t.step_index for t in tasks if t.instance_id == instance_id and t.status == "done"}
             assert steps == set(range(len(steps))) and len(steps) >= 1, (instance_id, steps)
-            assert [e.kind for e in events if e.instance_id == instance_id][-1] == "workflow.done"
+            # the scanner may record a breach of a step that finished late after the instance did
+            assert [e.kind for e in events if e.instance_id == instance_id and ".sla_" not in e.kind][-1] == \
+                "workflow.done"

@@ -16,8 +16,8 @@ RABBITMQ_URL = os.environ.get("OMS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1
 HINT = "start the test services with scripts/services (or run scripts/test)"
 
 
-def create_postgres_database() -> str:
-    """Create a fresh database for this test session and return its URL."""
+def create_postgres_database(*, upgrade: bool = True) -> str:
+    """Create a fresh database and return its URL; with ``upgrade``, its schema at the newest revision."""
     name = f"oms_test_{uuid.uuid4().hex[:10]}"
     try:
         admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
@@ -26,7 +26,22 @@ def create_postgres_database() -> str:
         admin.dispose()
     except Exception as exc:
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({exc}); {HINT}", pytrace=False)
-    return POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+    url = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+    if upgrade:
+        upgrade_schema(url)
+    return url
+
+
+def upgrade_schema(url: str) -> None:
+    """What ``oms db upgrade`` does, for a database the tests made."""
+    from oms.db import connect
+    from oms.schema import upgrade
+
+    engine = connect(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def drop_postgres_database(url: str) -> None:

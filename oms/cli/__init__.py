@@ -12,6 +12,7 @@ import os
 import click
 
 from .base import CONTEXT, OmsGroup, env_option
+from .database import db
 from .instances import cancel, history, list_, retry, start, status
 from .processes import beat, demo, worker
 from .workflows import workflow
@@ -40,6 +41,7 @@ def main(database_url: str | None, broker_url: str | None, home: str | None) -> 
       oms worker -I my_handlers                      # in a second terminal
       oms start epa_waste_reg --payload '{"form_id": "F8700-12-42"}'
       oms status wf-…    oms history wf-…    oms list --light red
+      oms db upgrade                                 # first, against a PostgreSQL database
     """
     given = {"database_url": database_url, "broker_url": broker_url, "home": home}
     changed = {k: v for k, v in given.items() if v is not None and os.environ.get(_SETTINGS[k]) != v}
@@ -51,7 +53,7 @@ def main(database_url: str | None, broker_url: str | None, home: str | None) -> 
         configure()
 
 
-for _command in (workflow, start, status, history, list_, cancel, retry, worker, beat, demo):
+for _command in (workflow, start, status, history, list_, cancel, retry, worker, beat, demo, db):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 DASHBOARD = ROOT / "grafana/dashboards/oms-sla.json"
 PROVISIONING = ROOT / "grafana/provisioning"
-SERVICES = {"redis", "postgres", "oms", "act", "flower", "grafana"}
+SERVICES = {"redis", "postgres", "oms", "act", "flower", "grafana", "migrate"}
 EPA_STEPS = [step.id for step in Workflow(**EPA).steps]
 
 
@@ -58,6 +58,10 @@ def test_compose_file_is_valid_and_runs_the_seed_lab() -> None:
     # `docker compose up oms act grafana`: the scanner (beat in a worker on `oms`), the push workers, the dashboard
     assert re.search(r"celery -A oms worker -B .*-Q oms,sla_violation", services["oms"]["command"])
     assert re.search(r"celery -A oms worker -Q collect_form,charge_fee,assign_inspector ", services["act"]["command"])
+    # the schema is migrated before any worker starts (a worker refuses a database behind its code)
+    assert services["migrate"]["command"] in ("oms db upgrade", ["oms", "db", "upgrade"])
+    for name in ("oms", "act", "flower"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for name in ("oms", "act"):
         for module in re.search(r"-I (\S+)", services[name]["command"]).group(1).split(","):  # type: ignore[union-attr]
             assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module

@@ -1,0 +1,115 @@
+"""Migrations and models agree; a database's schema is checked on first use; upgrades are safe to race.
+
+``tests/integration/test_migrations.py`` runs the agreement check on PostgreSQL too,
+and upgrades databases made by release 0.1.0.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
+
+import oms
+from oms.db import connect, database, dispose_all
+from oms.exceptions import SchemaAhead, SchemaBehind, SchemaError
+from oms.models import Base
+from oms.schema import VERSION_TABLE, alembic_config, head, history, upgrade
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _predicate(value: Any) -> str:
+    """A partial index's condition, as both dialects can be compared on: no casts, parentheses or spaces."""
+    return "" if value is None else re.sub(r"::\w+|[()\s]", "", str(value)).lower()
+
+
+def assert_models_match_migrations(engine: Engine) -> None:
+    """Autogenerate finds no difference between the models and a database at the newest revision.
+
+    Alembic does not compare partial indexes' conditions: they are compared here.
+    """
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={
+            "version_table": VERSION_TABLE, "compare_type": True, "compare_server_default": True})
+        assert compare_metadata(context, Base.metadata) == []
+        found = inspect(connection)
+        dialect = connection.dialect.name
+        for table in Base.metadata.sorted_tables:
+            reflected = {index["name"]: index for index in found.get_indexes(table.name)}
+            for index in table.indexes:
+                wanted = index.dialect_options[dialect].get("where")
+                have = reflected[index.name].get("dialect_options", {}).get(f"{dialect}_where")
+                assert _predicate(have) == _predicate(wanted), (index.name, have)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Any:
+    url = f"sqlite:///{tmp_path / 'oms.db'}"
+    oms.configure(database_url=url, broker_url="filesystem://", home=tmp_path / ".oms")
+    yield url
+    dispose_all()
+
+
+def test_models_and_migrations_agree_on_sqlite(sqlite_url: str) -> None:
+    assert_models_match_migrations(database(sqlite_url).engine)
+
+
+def test_the_newest_revision_is_read_as_alembic_reads_it() -> None:
+    """The check on first use reads the revisions from the files, without importing Alembic."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert [head()] == list(scripts.get_heads())
+    assert [r.revision for r in history()] == [s.revision for s in scripts.walk_revisions()]
+    assert history()[-1].revision == "0001" and history()[-1].down_revision is None
+
+
+def test_an_empty_sqlite_database_upgrades_itself_on_first_use(sqlite_url: str) -> None:
+    with database(sqlite_url).engine.connect() as connection:
+        assert connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == head()
+
+
+def test_a_database_behind_is_refused_with_the_command_to_run(sqlite_url: str, tmp_path: Path) -> None:
+    oms.configure(database_url=sqlite_url, auto_upgrade="never")
+    with pytest.raises(SchemaBehind, match=r"has no oms schema: run `oms db upgrade`$"):
+        database()
+    engine = connect(sqlite_url)
+    upgrade(engine, "0001")
+    if head() != "0001":  # once a second revision exists, a database at the first is behind
+        with pytest.raises(SchemaBehind, match=rf"is at schema revision 0001, this oms needs {head()}: run"):
+            database()
+    upgrade(engine)
+    assert database().dialect == "sqlite"
+    dispose_all()
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(SchemaAhead, match="at schema revision 9999, unknown to this oms.*upgrade oms"):
+        database()
+
+
+def test_tables_not_made_by_release_0_1_0_are_not_adopted(sqlite_url: str) -> None:
+    engine = connect(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE oms_instances (id VARCHAR(40) PRIMARY KEY)"))
+    with pytest.raises(SchemaError, match="no schema revision, and table oms_definitions is missing"):
+        upgrade(engine)
+    engine.dispose()
+
+
+def test_several_processes_using_a_fresh_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """Eight processes open one empty SQLite database at once: one creates the schema, none fails."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    script = ("import sys, oms; from oms.db import database; oms.configure(database_url=sys.argv[1]); "
+              "print(len(oms.queries.list_instances()))")
+    processes = [subprocess.Popen([sys.executable, "-c", script, url], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = [(p.wait(60), *p.communicate()) for p in processes]
+    assert all(code == 0 and out.strip() == "0" for code, out, _ in results), results
