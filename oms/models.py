@@ -91,11 +91,11 @@ class InstanceRow(Base):
     #: When the SLA scanner must next look at this row (``None``: never again).
     sla_check_at: Mapped[datetime | None]
     #: Steps not done yet; the instance is done when none is left.
-    steps_left: Mapped[int] = mapped_column(default=0)
+    steps_left: Mapped[int] = mapped_column(default=0, server_default="0")
     #: ``{step index: count}`` of what a step still waits for: a join, its predecessors
     #: not done; a mapped step, its items not done. Moved under the instance's row lock,
     #: so the last of several concurrent completions is the one that sees zero.
-    waiting: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    waiting: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
     __table_args__ = (
         Index("ix_oms_instances_workflow_status", "workflow_id", "status"),

@@ -17,6 +17,8 @@ that its tables are 0.1.0's, records it at the first revision, then upgrades it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -143,7 +145,8 @@ def upgrade(engine: Engine, revision: str = "head") -> Upgrade:
     from alembic import command
 
     head()  # refuse several newest revisions before touching anything
-    with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, the database's write lock
+    with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
+        # SQLite: BEGIN IMMEDIATE, the database's write lock
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         before = current(connection)
@@ -154,6 +157,27 @@ def upgrade(engine: Engine, revision: str = "head") -> Upgrade:
             command.stamp(config, BASELINE)
         command.upgrade(config, revision)
         return Upgrade(before, current(connection), adopted)
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: no foreign-key actions while migrating.
+
+    A migration that rebuilds a table (Alembic's batch mode: copy, drop, rename) would
+    otherwise make SQLite's ``DROP TABLE`` cascade to the rows that refer to it: rebuilding
+    ``oms_instances`` would delete every task. The pragma only takes effect outside a
+    transaction, so it is set on the driver's connection before the migration's begins.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
 
 
 @cache
