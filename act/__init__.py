@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from oms.door import Task
 
-from .exceptions import InstanceFinished, LeaseLost, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
+from .exceptions import (
+    InstanceFinished,
+    LeaseLost,
+    NotLeaseHolder,
+    TaskAlreadyFinished,
+    TaskNotClaimed,
+    TaskNotFound,
+)
 from .pull import complete_task, extend_lease, fail_task, fetch_task
 from .subscribe import Subscription, subscribe
 
@@ -24,5 +31,6 @@ __all__ = [
     "TaskNotClaimed",
     "TaskAlreadyFinished",
     "LeaseLost",
+    "NotLeaseHolder",
     "InstanceFinished",
 ]

@@ -7,6 +7,7 @@ from oms.exceptions import (
     InvalidArgument,
     InvalidPayload,
     LeaseLost,
+    NotLeaseHolder,
     OmsError,
     TaskAlreadyFinished,
     TaskNotClaimed,
@@ -15,5 +16,5 @@ from oms.exceptions import (
 
 __all__ = [
     "OmsError", "TaskNotFound", "TaskNotClaimed", "TaskAlreadyFinished", "LeaseLost", "InstanceFinished",
-    "InvalidArgument", "InvalidPayload",
+    "InvalidArgument", "InvalidPayload", "NotLeaseHolder",
 ]

@@ -10,8 +10,6 @@ the step.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import threading
 import time
 from datetime import datetime, timedelta
@@ -24,10 +22,6 @@ from oms import app, door
 from oms.door import Task
 
 _local = threading.local()
-
-
-def _default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _connection() -> Connection:
@@ -78,7 +72,7 @@ def fetch_task(
     door.check_topic(topic)
     wait = door.seconds(max_wait, "max_wait")
     lease_td = timedelta(seconds=door.seconds(lease, "lease", positive=True))
-    worker = worker_id or _default_worker_id()
+    worker = worker_id or door.default_worker_id()
     deadline = time.monotonic() + wait
     while True:
         task, due = door.claim_topic(topic, worker, lease_td)
@@ -90,22 +84,28 @@ def fetch_task(
         _wait_for_offer(topic, remaining)
 
 
-def complete_task(task_id: str, result: dict[str, Any] | None = None) -> None:
+def complete_task(task_id: str, result: dict[str, Any] | None = None, worker_id: str | None = None) -> None:
     """Mark the task done (storing ``result``, a JSON object) and move its workflow on.
 
+    Only the worker holding the task's lease may: ``worker_id``, by default the one
+    :func:`fetch_task` used in this process (its own ``host:pid`` unless given another).
+
     Raises:
-        TaskNotFound, TaskAlreadyFinished, LeaseLost, TaskNotClaimed, InstanceFinished:
+        TaskNotFound, TaskAlreadyFinished, LeaseLost, TaskNotClaimed, NotLeaseHolder, InstanceFinished:
             the task cannot be completed as it stands; nothing was changed.
         InvalidPayload: ``result`` is not a JSON object.
     """
-    door.complete(task_id, result)
+    door.complete(task_id, result, worker_id=worker_id)
 
 
-def fail_task(task_id: str, reason: str) -> None:
-    """Mark the task failed with ``reason``; it is retried per its step's rules or fails the instance."""
-    door.fail(task_id, reason)
+def fail_task(task_id: str, reason: str, worker_id: str | None = None) -> None:
+    """Mark the task failed with ``reason``; it is retried per its step's rules or fails the instance.
+
+    Only the worker holding the task's lease may (see :func:`complete_task`).
+    """
+    door.fail(task_id, reason, worker_id=worker_id)
 
 
-def extend_lease(task_id: str, lease: str | float | timedelta = "5m") -> datetime:
-    """Keep a fetched task for ``lease`` more from now; return the new expiry."""
-    return door.extend(task_id, lease)
+def extend_lease(task_id: str, lease: str | float | timedelta = "5m", worker_id: str | None = None) -> datetime:
+    """Keep a fetched task for ``lease`` more from now; return the new expiry (its holder only)."""
+    return door.extend(task_id, lease, worker_id=worker_id)

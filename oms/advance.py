@@ -72,15 +72,17 @@ class Outcome:
     lost: int | None = None
     #: Apply only if the task's lease ran out before this moment (a lease sweep).
     lapsed_before: datetime | None = None
+    #: Apply only if this worker holds the claim (``None``: whoever holds it).
+    holder: str | None = None
 
     @classmethod
-    def done(cls, result: dict[str, Any] | None) -> Outcome:
-        return cls(DONE, result=result)
+    def done(cls, result: dict[str, Any] | None, holder: str | None = None) -> Outcome:
+        return cls(DONE, result=result, holder=holder)
 
     @classmethod
     def failed(cls, reason: str, *, retry: bool = True, lost: int | None = None,
-               lapsed_before: datetime | None = None) -> Outcome:
-        return cls(FAILED, reason=reason, retry=retry, lost=lost, lapsed_before=lapsed_before)
+               lapsed_before: datetime | None = None, holder: str | None = None) -> Outcome:
+        return cls(FAILED, reason=reason, retry=retry, lost=lost, lapsed_before=lapsed_before, holder=holder)
 
     @classmethod
     def lapsed(cls, lost: int, before: datetime) -> Outcome:
@@ -245,7 +247,7 @@ class Plan:
         apply as a statement either (``unless_last``): :func:`apply` then gathers the items' results."""
         task, now = self.task, self.now
         common: dict[str, Any] = {"task_id": task.id, "instance_id": task.instance_id, "now": now,
-                                  "lapsed_before": self.outcome.lapsed_before}
+                                  "lapsed_before": self.outcome.lapsed_before, "holder": self.outcome.holder}
         ended = self._ended_event()
         if self.outcome.kind == DONE and task.item_index is not None:
             return Finish(status=TaskStatus.DONE, result=self.outcome.result, joins=[task.step_index],
@@ -311,9 +313,12 @@ def apply(conn: Connection, plan: Plan) -> list[Offered] | None:
                instances.c.current_step).where(instances.c.id == task.instance_id).with_for_update()
     ).first()
     row = conn.execute(
-        select(tasks.c.status, tasks.c.lease_expires_at).where(tasks.c.id == task.id).with_for_update()
+        select(tasks.c.status, tasks.c.lease_expires_at, tasks.c.worker_id).where(tasks.c.id == task.id)
+        .with_for_update()
     ).first()
     if instance is None or row is None or row.status != TaskStatus.RUNNING.value:
+        return None
+    if outcome.holder is not None and row.worker_id != outcome.holder:
         return None
     lapsed = row.lease_expires_at is not None and row.lease_expires_at < (outcome.lapsed_before or now)
     if outcome.lapsed_before is not None and not lapsed:

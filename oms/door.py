@@ -13,6 +13,8 @@ transaction on SQLite, under the precondition that the task is still running.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +32,7 @@ from .exceptions import (
     InstanceFinished,
     InvalidArgument,
     LeaseLost,
+    NotLeaseHolder,
     TaskAlreadyFinished,
     TaskNotClaimed,
     TaskNotFound,
@@ -47,6 +50,11 @@ __all__ = [
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def default_worker_id() -> str:
+    """This process's worker id (``host:pid``): what a pull claim records when the caller names none."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def check_topic(topic: str) -> str:
@@ -101,11 +109,12 @@ def claim_step(instance_id: str, index: int, worker_id: str, *, item_index: int 
     now = now or utcnow()
     until = now + timedelta(seconds=get_settings().worker_lease)
     store = database().store
-    return retrying(partial(store.claim_step, instance_id, index, item_index, worker_id, now, until),
+    task = retrying(partial(store.claim_step, instance_id, index, item_index, worker_id, now, until),
                     "claiming a step")
+    return _hold(task)
 
 
-#: Tasks this process claimed by topic, so that ``complete(task_id)`` needs no read first.
+#: Tasks this process claimed, so that ``complete(task_id)`` needs no read first.
 _held: OrderedDict[str, Task] = OrderedDict()
 _HELD_MAX = 10_000
 _held_lock = threading.Lock()
@@ -128,33 +137,44 @@ def claim_topic(topic: str, worker_id: str, lease: timedelta, *,
         publish_all(sweep(now=now, topic=topic))
     store = database().store
     task, due = retrying(lambda: store.claim_topic(topic, worker_id, now, now + lease), "claiming a task")
+    _hold(task)
+    if task is None and due is not None:
+        _swept.pop(topic, None)  # something is due then: sweep on the next call
+    return task, due
+
+
+def _hold(task: Task | None) -> Task | None:
+    """Remember a task this process claimed, so that calls by its id alone need no read and know its holder."""
     if task is not None:
         with _held_lock:
             _held[task.id] = task
             while len(_held) > _HELD_MAX:
                 _held.popitem(last=False)
-    elif due is not None:
-        _swept.pop(topic, None)  # something is due then: sweep on the next call
-    return task, due
+    return task
 
 
-def _held_task(task: Task | str) -> Task:
-    """The task a call by id is about: as claimed by this process, or read from the database."""
+def _held_task(task: Task | str, worker_id: str | None) -> tuple[Task, str]:
+    """The task a call is about (as this process claimed it, or read from the database) and who must hold it.
+
+    The holder is ``worker_id`` when given; else the worker that claimed it, for a task
+    this process claimed (or one handed in whole, as a push worker does); else this
+    process's own id, the one ``fetch_task`` records by default.
+    """
     if isinstance(task, Task):
-        return task
+        return task, worker_id or task.worker_id or default_worker_id()
     task_id = check_id(task, "task")
     with _held_lock:
         found = _held.get(task_id)
     if found is not None:
-        return found
+        return found, worker_id or found.worker_id or default_worker_id()
     store = database().store
     found = retrying(lambda: store.lookup(task_id), "reading a task")
     if found is None:
         raise TaskNotFound(task_id)
-    return found
+    return found, worker_id or default_worker_id()
 
 
-def _refuse(task_id: str) -> None:
+def _refuse(task_id: str, holder: str | None = None) -> None:
     """Raise the error that says why a transition on ``task_id`` did not apply."""
     store = database().store
     state = retrying(lambda: store.state(task_id), "reading a task")
@@ -168,6 +188,8 @@ def _refuse(task_id: str) -> None:
         raise TaskAlreadyFinished(task_id, state.task_status)
     if state.task_status != TaskStatus.RUNNING.value:
         raise TaskNotClaimed(task_id, state.task_status)
+    if holder is not None and state.worker_id != holder:
+        raise NotLeaseHolder(task_id, state.worker_id, holder)
     raise InstanceFinished(state.instance_id, state.instance_status)
 
 
@@ -176,7 +198,7 @@ def _end(plan: Plan, what: str) -> list[Dispatch]:
     store = database().store
     offered = retrying(partial(store.finish, plan), what)
     if offered is None:
-        _refuse(plan.task.id)
+        _refuse(plan.task.id, plan.outcome.holder)
     with _held_lock:
         _held.pop(plan.task.id, None)
     task = plan.task
@@ -187,23 +209,25 @@ def _end(plan: Plan, what: str) -> list[Dispatch]:
 # -- outcomes -------------------------------------------------------------------
 
 
-def complete(task: Task | str, result: dict[str, Any] | None = None, *, now: datetime | None = None,
-             chained: bool = False) -> list[Dispatch]:
+def complete(task: Task | str, result: dict[str, Any] | None = None, *, worker_id: str | None = None,
+             now: datetime | None = None, chained: bool = False) -> list[Dispatch]:
     """Mark a running task done, store ``result`` and move its instance on; return what was published.
 
     The steps it makes ready are queued in the same statement and published after
     it: a straight run's next step by the push worker's Celery chain when
     ``chained``, everything else (branches of a fan-out, a join, a map's items) here.
 
+    Only the worker holding the claim may complete it (see :func:`_held_task` for who that is).
+
     Raises:
-        TaskNotFound, TaskAlreadyFinished, LeaseLost, TaskNotClaimed, InstanceFinished:
+        TaskNotFound, TaskAlreadyFinished, LeaseLost, TaskNotClaimed, NotLeaseHolder, InstanceFinished:
             the task cannot be completed as it stands; nothing was changed.
         InvalidPayload: ``result`` is not a JSON object.
     """
-    held = _held_task(task)
+    held, holder = _held_task(task, worker_id)
     stored = check_result(result)
     definition = _definition(database(), held.workflow_id, held.version)
-    dispatches = _end(Plan(definition, held, Outcome.done(stored), now or utcnow()), "completing a task")
+    dispatches = _end(Plan(definition, held, Outcome.done(stored, holder), now or utcnow()), "completing a task")
     if chained:
         carried = definition.graph.chained(held.step_index)
         dispatches = [d for d in dispatches if d.from_step != carried]
@@ -211,17 +235,19 @@ def complete(task: Task | str, result: dict[str, Any] | None = None, *, now: dat
     return dispatches
 
 
-def fail(task: Task | str, reason: str, *, now: datetime | None = None) -> Dispatch | None:
+def fail(task: Task | str, reason: str, *, worker_id: str | None = None,
+         now: datetime | None = None) -> Dispatch | None:
     """Mark a running task failed with ``reason``: retried per its step's rules, or the instance fails
     (and its other open steps are cancelled).
 
     Returns the retry that was published, if any.
     """
-    held = _held_task(task)
+    held, holder = _held_task(task, worker_id)
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidArgument("a failure needs a reason: a non-empty string saying what went wrong")
     definition = _definition(database(), held.workflow_id, held.version)
-    dispatches = _end(Plan(definition, held, Outcome.failed(reason), now or utcnow()), "failing a task")
+    dispatches = _end(Plan(definition, held, Outcome.failed(reason, holder=holder), now or utcnow()),
+                      "failing a task")
     publish_all(dispatches)  # recorded already: one the broker refuses is left to the reconciler
     return dispatches[0] if dispatches else None
 
@@ -229,13 +255,17 @@ def fail(task: Task | str, reason: str, *, now: datetime | None = None) -> Dispa
 # -- leases ---------------------------------------------------------------------
 
 
-def extend(task_id: str, lease: str | float | timedelta, *, now: datetime | None = None) -> datetime:
-    """Keep a claim for ``lease`` more from now; return the new expiry."""
+def extend(task_id: str, lease: str | float | timedelta, *, worker_id: str | None = None,
+           now: datetime | None = None) -> datetime:
+    """Keep a claim for ``lease`` more from now; return the new expiry. Only the claim's holder may."""
     check_id(task_id, "task")
     until = (now or utcnow()) + timedelta(seconds=seconds(lease, "lease", positive=True))
+    with _held_lock:
+        held = _held.get(task_id)
+    holder = worker_id or (held.worker_id if held else None) or default_worker_id()
     store = database().store
-    if not retrying(lambda: store.extend(task_id, until), "extending a lease"):
-        _refuse(task_id)
+    if not retrying(lambda: store.extend(task_id, until, holder), "extending a lease"):
+        _refuse(task_id, holder)
     return until
 
 

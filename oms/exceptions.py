@@ -8,7 +8,7 @@
     ├── UnknownWorkflow        no definition has this id
     ├── UnknownInstance        no instance has this id
     ├── InvalidTransition      a status change the state machine does not allow
-    ├── TaskNotFound, TaskNotClaimed, TaskAlreadyFinished (LeaseLost), InstanceFinished
+    ├── TaskNotFound, TaskNotClaimed, TaskAlreadyFinished (LeaseLost), NotLeaseHolder, InstanceFinished
     │                          a worker call that cannot apply to the task as it stands
     ├── ConfigurationError     settings that cannot work (unreachable service, bad URL)
     │   └── SchemaError        the database schema is missing, behind or ahead of this code
@@ -129,6 +129,14 @@ class TaskNotClaimed(OmsError):
     def __init__(self, task_id: str, status: str) -> None:
         self.task_id, self.status = task_id, status
         super().__init__(f"task {task_id!r} is {status}, not running: claim it with fetch_task first")
+
+
+class NotLeaseHolder(OmsError):
+    """The task is leased to another worker: only the worker holding a claim may finish or extend it."""
+
+    def __init__(self, task_id: str, holder: str | None, caller: str) -> None:
+        self.task_id, self.holder, self.caller = task_id, holder, caller
+        super().__init__(f"task {task_id!r} is leased to worker {holder!r}, not {caller!r}: nothing was changed")
 
 
 class InstanceFinished(OmsError):

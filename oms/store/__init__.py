@@ -47,6 +47,8 @@ class Finish:
     #: Lapsed claims so far, written to the row when a lease sweep ends the attempt.
     lost: int | None = None
     lapsed_before: datetime | None = None
+    #: Apply only if this worker holds the claim (``None``: whoever holds it).
+    holder: str | None = None
     #: Stored in the instance's ``results`` under this step id, when ``result`` is given.
     step_id: str | None = None
     #: Steps this transition finishes (1 when a step is done): the instance is done when none is left.
@@ -80,6 +82,8 @@ class State:
     task_error: str | None
     instance_id: str
     instance_status: str
+    #: The worker holding the task's claim (or who last did).
+    worker_id: str | None = None
 
 
 class Store(Protocol):
@@ -100,8 +104,8 @@ class Store(Protocol):
     def finish(self, plan: Plan) -> list[Offered] | None:
         """Apply an ended attempt's plan; ``None`` if the task was no longer running (nothing written)."""
 
-    def extend(self, task_id: str, lease_until: datetime) -> bool:
-        """Move a running claim's lease to ``lease_until``."""
+    def extend(self, task_id: str, lease_until: datetime, holder: str | None) -> bool:
+        """Move a running claim's lease to ``lease_until`` (if ``holder`` holds it, when given)."""
 
     def heartbeat(self, task_ids: list[str], lease_until: datetime) -> int:
         """Extend the leases of those of ``task_ids`` still running; return how many."""

@@ -102,9 +102,10 @@ class PortableStore:
         with self.engine.begin() as conn:
             return apply(conn, plan)
 
-    def extend(self, task_id: str, lease_until: datetime) -> bool:
+    def extend(self, task_id: str, lease_until: datetime, holder: str | None) -> bool:
+        held = [] if holder is None else [tasks.c.worker_id == holder]
         with self.engine.begin() as conn:
-            done = conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.status == RUNNING)
+            done = conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.status == RUNNING, *held)
                                 .values(lease_expires_at=lease_until))
             return bool(done.rowcount)
 
@@ -123,10 +124,11 @@ class PortableStore:
     def state(self, task_id: str) -> State | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(tasks.c.status, tasks.c.error, instances.c.id, instances.c.status.label("instance_status"))
+                select(tasks.c.status, tasks.c.error, instances.c.id, instances.c.status.label("instance_status"),
+                       tasks.c.worker_id)
                 .join(instances, instances.c.id == tasks.c.instance_id).where(tasks.c.id == task_id)
             ).first()
-            return None if row is None else State(row.status, row.error, row.id, row.instance_status)
+            return None if row is None else State(row.status, row.error, row.id, row.instance_status, row.worker_id)
 
     def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
         query = (select(*_TASK_COLUMNS, tasks.c.lost).join(instances, instances.c.id == tasks.c.instance_id)

@@ -127,6 +127,7 @@ WITH i0 AS (
     WHERE id = %(task_id)s AND status = '{RUNNING}' AND EXISTS (SELECT FROM i0)
       AND (%(lapsed_before)s::timestamptz IS NULL OR lease_expires_at < %(lapsed_before)s::timestamptz)
       AND (%(unless_last)s::text IS NULL OR ((SELECT waiting FROM i0) ->> %(unless_last)s::text)::int > 1)
+      AND (%(holder)s::text IS NULL OR worker_id = %(holder)s::text)
     RETURNING instance_id
 ), i AS (
     UPDATE oms_instances
@@ -178,7 +179,8 @@ SELECT (SELECT count(*) FROM i) AS applied,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(step_index, item_index)), '[]') FROM n) AS offered
 """
 
-EXTEND = f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = %(task_id)s AND status = '{RUNNING}'"
+EXTEND = (f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = %(task_id)s AND status = '{RUNNING}'"
+          " AND (%(holder)s::text IS NULL OR worker_id = %(holder)s::text)")
 
 HEARTBEAT = (f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s"
              f" WHERE id = ANY(%(task_ids)s::text[]) AND status = '{RUNNING}'")
@@ -186,7 +188,7 @@ HEARTBEAT = (f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s"
 LOOKUP = f"SELECT {_TASK} FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id WHERE t.id = %(task_id)s"
 
 STATE = """
-SELECT t.status AS task_status, t.error AS task_error, i.id AS instance_id, i.status AS instance_status
+SELECT t.status AS task_status, t.error AS task_error, i.id AS instance_id, i.status AS instance_status, t.worker_id
 FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id WHERE t.id = %(task_id)s
 """
 
@@ -280,7 +282,7 @@ class PostgresStore:
         row = self._one(FINISH, {
             "instance_id": move.instance_id, "task_id": move.task_id, "now": move.now, "status": move.status.value,
             "result": None if move.result is None else json.dumps(move.result), "error": move.error,
-            "lost": move.lost, "lapsed_before": move.lapsed_before, "step_id": move.step_id,
+            "lost": move.lost, "lapsed_before": move.lapsed_before, "holder": move.holder, "step_id": move.step_id,
             "steps_done": move.steps_done, "joins": move.joins, "unless_last": move.unless_last,
             "current_step": move.current_step,
             "instance_status": move.instance_status, "instance_error": move.instance_error,
@@ -295,8 +297,8 @@ class PostgresStore:
             return None
         return plan.offers([{"step_index": s, "item_index": i} for s, i in row.offered])
 
-    def extend(self, task_id: str, lease_until: datetime) -> bool:
-        return self._count(EXTEND, {"task_id": task_id, "lease_until": lease_until}) > 0
+    def extend(self, task_id: str, lease_until: datetime, holder: str | None) -> bool:
+        return self._count(EXTEND, {"task_id": task_id, "lease_until": lease_until, "holder": holder}) > 0
 
     def heartbeat(self, task_ids: list[str], lease_until: datetime) -> int:
         return self._count(HEARTBEAT, {"task_ids": task_ids, "lease_until": lease_until})
@@ -307,7 +309,8 @@ class PostgresStore:
 
     def state(self, task_id: str) -> State | None:
         row = self._one(STATE, {"task_id": task_id})
-        return None if row is None else State(row.task_status, row.task_error, row.instance_id, row.instance_status)
+        return None if row is None else State(row.task_status, row.task_error, row.instance_id, row.instance_status,
+                                              row.worker_id)
 
     def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
         rows = self._all(LAPSED, {"now": now, "topic": topic, "limit": limit})
