@@ -7,6 +7,7 @@ from .config import configure
 from .definitions import Step, Workflow
 from .engine import cancel_workflow, retry_workflow, start_workflow, start_workflows
 from .exceptions import (
+    IdempotencyConflict,
     InvalidDefinition,
     InvalidPayload,
     OmsError,
@@ -38,6 +39,7 @@ __all__ = [
     "OmsError",
     "InvalidDefinition",
     "InvalidPayload",
+    "IdempotencyConflict",
     "TooManyItems",
     "UnknownWorkflow",
     "UnknownInstance",

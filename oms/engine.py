@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from .advance import MapError, start_progress
@@ -10,7 +11,7 @@ from .db import Database, database, retrying, transaction
 from .definitions import Workflow, load_definition
 from .dispatch import Dispatch, publish, publish_all
 from .door import utcnow
-from .exceptions import ConfigurationError, InvalidPayload
+from .exceptions import ConfigurationError, IdempotencyConflict, InvalidArgument, InvalidPayload
 from .jsonvalue import json_object
 from .limits import check_fits_broker
 from .rows import event, instance_row, started_event
@@ -18,7 +19,7 @@ from .settings import get_settings
 from .states import InstanceStatus, instance_event
 from .transitions import cancel, resume
 
-__all__ = ["start_workflow", "start_workflows", "cancel_workflow", "retry_workflow", "utcnow"]
+__all__ = ["start", "start_workflow", "start_workflows", "cancel_workflow", "retry_workflow", "utcnow"]
 
 
 def _latest(db: Database, workflow_id: str) -> tuple[Workflow, int]:
@@ -41,8 +42,8 @@ def _latest(db: Database, workflow_id: str) -> tuple[Workflow, int]:
 _START_ATTEMPTS = 5
 
 
-def _rows(definition: Workflow, version: int, payloads: list[dict[str, Any]],
-          now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def _rows(definition: Workflow, version: int, payloads: list[dict[str, Any]], now: datetime,
+          key: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """New instances with their first steps queued (mapped ones expanded from the payload), and the events.
 
     Raises the payload's error, naming its position when there are several: a mapped
@@ -59,7 +60,7 @@ def _rows(definition: Workflow, version: int, payloads: list[dict[str, Any]],
                 error.args = (f"payloads[{position}]: {error}",)
             raise error from None
         instance.update(results=progress.results, waiting=progress.waiting, steps_left=progress.steps_left,
-                        current_step=progress.current_step)
+                        current_step=progress.current_step, idempotency_key=key)
         events += [started_event(instance, now), *progress.events]
         if progress.steps_left == 0:  # every step a map over an empty list: done as it starts
             instance.update(status=InstanceStatus.DONE.value, finished_at=now, sla_check_at=None)
@@ -69,20 +70,30 @@ def _rows(definition: Workflow, version: int, payloads: list[dict[str, Any]],
     return instances, tasks, events
 
 
-def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime) -> tuple[list[str], list[Dispatch]]:
+#: Tries at starting the newest version while new versions keep being saved.
+_START_ATTEMPTS = 5
+
+
+def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime,
+           key: str | None = None) -> tuple[list[str], list[Dispatch]]:
     """Record one instance per payload, each with its first steps queued, in one statement.
 
-    Returns the instances' ids, in order, and their first steps to publish.
+    Returns the ids of the instances started, in order, and their first steps to
+    publish; none when ``key`` started an instance before (see :func:`start`).
     """
     db = database()
     for _ in range(_START_ATTEMPTS):
         definition, version = _latest(db, workflow_id)
-        instances, tasks, events = _rows(definition, version, payloads, now)
-        if db.store.start(workflow_id, version, instances, tasks, events):
-            return [i["id"] for i in instances], [
-                Dispatch(t["instance_id"], workflow_id, version, t["step_index"], 0.0, t["item_index"]) for t in tasks
-            ]
-        db.latest.pop(workflow_id, None)  # a newer version was saved: start that one
+        instances, tasks, events = _rows(definition, version, payloads, now, key)
+        started = db.store.start(workflow_id, version, instances, tasks, events)
+        if started.latest != version:
+            db.latest.pop(workflow_id, None)  # a newer version was saved: start that one
+            continue
+        if not started.inserted:
+            return [], []
+        return [i["id"] for i in instances], [
+            Dispatch(t["instance_id"], workflow_id, version, t["step_index"], 0.0, t["item_index"]) for t in tasks
+        ]
     raise ConfigurationError(f"workflow {workflow_id!r} kept getting new versions while starting; try again")
 
 
@@ -91,21 +102,56 @@ def _payload(payload: Any) -> dict[str, Any]:
                        max_bytes=get_settings().max_payload_bytes)
 
 
-def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> str:
-    """Start the latest version of ``workflow_id`` with ``payload``; return the instance id.
+def _key(key: Any) -> str:
+    if not isinstance(key, str) or not key.strip() or len(key) > 255 or "\x00" in key:
+        raise InvalidArgument(f"idempotency key {key!r:.80}: expected a non-empty string of at most 255 characters")
+    return key
+
+
+def start(workflow_id: str, payload: dict[str, Any] | None = None, *,
+          idempotency_key: str | None = None) -> tuple[str, bool]:
+    """Start an instance; return its id and whether this call created it.
+
+    With an ``idempotency_key``, a retried call (the same workflow, key and payload)
+    returns the instance the first one started, and starts nothing.
 
     Raises:
-        InvalidPayload: ``payload`` is not a JSON object, or is over ``OMS_MAX_PAYLOAD_BYTES``.
-        UnknownWorkflow: no definition of ``workflow_id`` has been saved.
-        BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
-            first step could not be published; the reconciler will publish it.
+        IdempotencyConflict: the key started an instance of this workflow with another payload.
     """
-    [instance_id], dispatches = _start(workflow_id, [_payload(payload)], utcnow())
+    data = _payload(payload)
+    key = None if idempotency_key is None else _key(idempotency_key)
+    ids, dispatches = _start(workflow_id, [data], utcnow(), key)
+    if not ids:
+        assert key is not None
+        found = retrying(partial(database().store.started_with, workflow_id, key), "reading a started instance")
+        assert found is not None, "an idempotency key that inserted nothing started an instance"
+        instance_id, stored = found
+        if stored != data:
+            raise IdempotencyConflict(workflow_id, key, instance_id)
+        return instance_id, False
     if len(dispatches) == 1:
         publish(dispatches[0])  # its own error: the instance is recorded, the reconciler will publish
     else:
         publish_all(dispatches)  # the first steps of a graph, or a map's items, through one producer
-    return instance_id
+    return ids[0], True
+
+
+def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None, *,
+                   idempotency_key: str | None = None) -> str:
+    """Start the latest version of ``workflow_id`` with ``payload``; return the instance id.
+
+    ``idempotency_key``: a retried call with the same key and payload returns the
+    instance the first call started instead of starting another (what a portal needs
+    when its request timed out).
+
+    Raises:
+        InvalidPayload: ``payload`` is not a JSON object, or is over ``OMS_MAX_PAYLOAD_BYTES``.
+        UnknownWorkflow: no definition of ``workflow_id`` has been saved.
+        IdempotencyConflict: ``idempotency_key`` already started an instance with another payload.
+        BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
+            first step could not be published; the reconciler will publish it.
+    """
+    return start(workflow_id, payload, idempotency_key=idempotency_key)[0]
 
 
 def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[str]:

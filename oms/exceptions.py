@@ -5,6 +5,7 @@
     ├── InvalidArgument        an argument that cannot be used (malformed id, empty reason, bad duration)
     ├── InvalidPayload         a payload or result is not a JSON object of allowed size
     │   └── TooManyItems       a mapped step's list is longer than OMS_MAX_MAP_ITEMS
+    ├── IdempotencyConflict    an idempotency key already started an instance with another payload
     ├── UnknownWorkflow        no definition has this id
     ├── UnknownInstance        no instance has this id
     ├── InvalidTransition      a status change the state machine does not allow
@@ -49,6 +50,15 @@ class TooManyItems(InvalidPayload):
     def __init__(self, path: str, count: int, limit: int) -> None:
         self.path, self.count, self.limit = path, count, limit
         super().__init__(f"map path {path!r} has {count} items, more than OMS_MAX_MAP_ITEMS ({limit})")
+
+
+class IdempotencyConflict(OmsError):
+    """An idempotency key already started an instance of this workflow, with another payload."""
+
+    def __init__(self, workflow_id: str, key: str, instance_id: str) -> None:
+        self.workflow_id, self.key, self.instance_id = workflow_id, key, instance_id
+        super().__init__(f"idempotency key {key!r} of workflow {workflow_id!r} already started {instance_id} with "
+                         "another payload: nothing was started")
 
 
 class UnknownWorkflow(OmsError, LookupError):

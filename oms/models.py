@@ -96,9 +96,19 @@ class InstanceRow(Base):
     #: not done; a mapped step, its items not done. Moved under the instance's row lock,
     #: so the last of several concurrent completions is the one that sees zero.
     waiting: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    #: The caller's key for this start: starting the workflow again with it returns this instance.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         Index("ix_oms_instances_workflow_status", "workflow_id", "status"),
+        Index(
+            "ix_oms_instances_idempotency",
+            "workflow_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
         Index(
             "ix_oms_instances_sla_check",
             "sla_check_at",

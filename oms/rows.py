@@ -75,6 +75,7 @@ def instance_row(definition: Workflow, version: int, payload: dict[str, Any], no
         "steps_left": len(definition.steps),
         "waiting": {str(j): len(before) for j, before in enumerate(definition.graph.predecessors)
                     if definition.graph.is_join(j)},
+        "idempotency_key": None,
     }
 
 

@@ -75,6 +75,14 @@ class Finish:
 
 
 @dataclass(frozen=True)
+class Started:
+    """What a start did: how many instances it inserted, and the workflow's newest version it saw."""
+
+    inserted: int
+    latest: int | None
+
+
+@dataclass(frozen=True)
 class State:
     """Where a task and its instance stand, read when a transition did not apply."""
 
@@ -90,8 +98,15 @@ class Store(Protocol):
     """The transitions of the hot path. ``now`` always comes from the caller (an injectable clock)."""
 
     def start(self, workflow_id: str, version: int, instances: list[dict[str, Any]], tasks: list[dict[str, Any]],
-              events: list[dict[str, Any]]) -> bool:
-        """Insert new instances with their first tasks and events, if ``version`` is still the latest."""
+              events: list[dict[str, Any]]) -> Started:
+        """Insert new instances with their first tasks and events, if ``version`` is still the latest.
+
+        An instance whose ``idempotency_key`` already started one of this workflow is
+        not inserted, nor are its tasks and events (see :meth:`started_with`).
+        """
+
+    def started_with(self, workflow_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """The instance an idempotency key started, and its payload."""
 
     def claim_step(self, instance_id: str, index: int, item_index: int | None, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:

@@ -19,7 +19,7 @@ from ..task import Task
 
 if TYPE_CHECKING:
     from ..advance import Offered, Plan
-from . import State
+from . import Started, State
 
 tasks = cast(Table, TaskRow.__table__)
 instances = cast(Table, InstanceRow.__table__)
@@ -54,13 +54,26 @@ class PortableStore:
         self.engine = database.engine
 
     def start(self, workflow_id: str, version: int, instances_: list[dict[str, Any]], tasks_: list[dict[str, Any]],
-              events_: list[dict[str, Any]]) -> bool:
+              events_: list[dict[str, Any]]) -> Started:
         with self.engine.begin() as conn:
             newest = select(func.max(definitions.c.version)).where(definitions.c.workflow_id == workflow_id)
-            if conn.scalar(newest) != version:
-                return False
-            insert_rows(conn, instances_, tasks_, events_)
-        return True
+            latest = conn.scalar(newest)
+            if latest != version:
+                return Started(0, latest)
+            keys = [i["idempotency_key"] for i in instances_ if i.get("idempotency_key")]
+            used = set(conn.scalars(select(instances.c.idempotency_key).where(
+                instances.c.workflow_id == workflow_id, instances.c.idempotency_key.in_(keys)))) if keys else set()
+            fresh = {i["id"] for i in instances_ if i.get("idempotency_key") not in used}
+            insert_rows(conn, [i for i in instances_ if i["id"] in fresh],
+                        [t for t in tasks_ if t["instance_id"] in fresh],
+                        [e for e in events_ if e["instance_id"] in fresh])
+        return Started(len(fresh), latest)
+
+    def started_with(self, workflow_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(instances.c.id, instances.c.payload).where(
+                instances.c.workflow_id == workflow_id, instances.c.idempotency_key == key)).first()
+            return None if row is None else (row.id, row.payload)
 
     def claim_step(self, instance_id: str, index: int, item_index: int | None, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:

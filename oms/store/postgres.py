@@ -26,7 +26,7 @@ from ..db import Database
 from ..settings import get_settings
 from ..states import InstanceStatus, TaskStatus, instance_event, task_event
 from ..task import Task
-from . import State
+from . import Started, State
 
 if TYPE_CHECKING:
     from ..advance import Offered, Plan
@@ -46,6 +46,8 @@ _RETURNING = ("id, instance_id, workflow_id, step_id, step_index, topic, attempt
               " lease_expires_at, worker_id, item_index, item")
 _EVENT_COLUMNS = "instance_id, task_id, kind, step_id, attempt, at, data"
 
+#: New instances, their first tasks and their events, if the definition they were built
+#: from is still the newest; an idempotency key used before inserts nothing.
 START = f"""
 WITH latest AS (
     SELECT max(version) AS version FROM oms_definitions WHERE workflow_id = %(workflow_id)s
@@ -53,17 +55,22 @@ WITH latest AS (
     INSERT INTO oms_instances
     SELECT r.* FROM latest, jsonb_populate_recordset(NULL::oms_instances, %(instances)s::jsonb) r
     WHERE latest.version = %(version)s
+    ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 ), t AS (
     INSERT INTO oms_tasks
-    SELECT r.* FROM jsonb_populate_recordset(NULL::oms_tasks, %(tasks)s::jsonb) r WHERE EXISTS (SELECT FROM i)
+    SELECT r.* FROM jsonb_populate_recordset(NULL::oms_tasks, %(tasks)s::jsonb) r
+    WHERE r.instance_id IN (SELECT id FROM i)
 ), e AS (
     INSERT INTO oms_events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::oms_events, %(events)s::jsonb)
-    WHERE EXISTS (SELECT FROM i)
+    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::oms_events, %(events)s::jsonb) r
+    WHERE r.instance_id IN (SELECT id FROM i)
 )
-SELECT count(*) FROM i
+SELECT (SELECT count(*) FROM i) AS inserted, (SELECT version FROM latest) AS latest
 """
+
+STARTED_WITH = ("SELECT id, payload FROM oms_instances"
+                " WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(key)s")
 
 def _claim(where: str, lock: str) -> str:
     """The CTEs of a claim: the oldest due pending row matching ``where`` runs, and says so in the log.
@@ -251,10 +258,14 @@ class PostgresStore:
         return "on" if get_settings().durable_claims else "off"
 
     def start(self, workflow_id: str, version: int, instances: list[dict[str, Any]], tasks: list[dict[str, Any]],
-              events: list[dict[str, Any]]) -> bool:
+              events: list[dict[str, Any]]) -> Started:
         row = self._one(START, {"workflow_id": workflow_id, "version": version, "instances": rows_json(instances),
                                 "tasks": rows_json(tasks), "events": rows_json(events)})
-        return bool(row[0])
+        return Started(row.inserted, row.latest)
+
+    def started_with(self, workflow_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        row = self._one(STARTED_WITH, {"workflow_id": workflow_id, "key": key})
+        return None if row is None else (row.id, row.payload)
 
     def claim_step(self, instance_id: str, index: int, item_index: int | None, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:

@@ -198,3 +198,44 @@ def test_retry_resumes_a_failed_instance_from_its_failed_step(backend: Backend) 
         from oms.transitions import resume
 
         resume(s, iid, T0)
+
+
+def test_an_idempotency_key_returns_the_instance_it_started(backend: Backend) -> None:
+    from oms import start_workflows
+    from oms.engine import start
+    from oms.exceptions import IdempotencyConflict
+
+    Workflow(**EPA).save()
+    first, created = start("epa_waste_reg", {"form_id": "F-1"}, idempotency_key="portal-req-42")
+    assert created
+    assert start("epa_waste_reg", {"form_id": "F-1"}, idempotency_key="portal-req-42") == (first, False)
+    assert start_workflow("epa_waste_reg", {"form_id": "F-1"}, idempotency_key="portal-req-42") == first
+    with pytest.raises(IdempotencyConflict, match=f"'portal-req-42' of workflow 'epa_waste_reg' already started "
+                                                  f"{first} with another payload"):
+        start_workflow("epa_waste_reg", {"form_id": "F-2"}, idempotency_key="portal-req-42")
+    other = start_workflow("epa_waste_reg", {"form_id": "F-1"}, idempotency_key="portal-req-43")
+    assert other != first and len(start_workflows("epa_waste_reg", [{}, {}])) == 2
+    with pytest.raises(InvalidArgument, match="idempotency key ''"):
+        start_workflow("epa_waste_reg", {}, idempotency_key="")
+    assert [e.kind for e in history(first)] == ["workflow.started", "task.queued"]  # started once
+
+
+def test_concurrent_starts_with_one_key_start_one_instance(backend: Backend) -> None:
+    import threading
+
+    from oms.engine import start
+
+    Workflow(**EPA).save()
+    barrier, found = threading.Barrier(4), []
+
+    def go() -> None:
+        barrier.wait()
+        found.append(start("epa_waste_reg", {"form_id": "F-9"}, idempotency_key="retry-storm"))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({instance_id for instance_id, _ in found}) == 1
+    assert sorted(created for _, created in found) == [False, False, False, True]
