@@ -13,15 +13,17 @@ transaction on SQLite, under the precondition that the task is still running.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from .compiler import task_name
-from .db import Database, database, retrying
+from .db import TRANSIENT, Database, database, retrying
 from .definitions import Workflow, check_name, load_definition
 from .dispatch import Dispatch, publish, publish_all
 from .durations import parse_duration
@@ -52,6 +54,8 @@ __all__ = [
     "Task", "claim_step", "claim_topic", "complete", "fail", "extend", "heartbeat", "breach", "sweep",
     "check_result", "check_topic", "seconds", "task_name", "utcnow",
 ]
+
+logger = logging.getLogger(__name__)
 
 DONE = task_event(TaskStatus.RUNNING, TaskStatus.DONE)
 FAILED = task_event(TaskStatus.RUNNING, TaskStatus.FAILED, "task.failed")
@@ -291,32 +295,49 @@ def heartbeat_interval() -> float:
     return get_settings().heartbeat_interval
 
 
-def sweep(*, now: datetime | None = None, topic: str | None = None, limit: int = 100) -> list[Dispatch]:
+def sweep(*, now: datetime | None = None, topic: str | None = None, limit: int = 100,
+          on_error: Callable[[Task, BaseException], None] | None = None) -> list[Dispatch]:
     """Re-offer steps whose claim lapsed (worker died, pull lease ran out); return what to publish.
 
     A lost claim does not count against ``retries`` (the step did not fail, its
     worker went away) but against ``max_deliveries``: a step that keeps killing its
-    worker fails with reason ``worker_lost`` and follows its failure rules.
+    worker fails with reason ``worker_lost`` and follows its failure rules. A step
+    that cannot be swept is logged (and given to ``on_error``); the others are.
     """
     now = now or utcnow()
     db = database()
     dispatches = []
     for task, lost_before, worker in retrying(lambda: db.store.lapsed(now, topic, limit), "finding lapsed leases"):
-        lost = lost_before + 1
-        definition = _definition(db, task.workflow_id, task.version)
-        if lost >= definition.steps[task.step_index].max_deliveries:
-            move, dispatch = _failure(db, task, WORKER_LOST, now, lost=lost, lapsed_before=now)
-        else:
-            lapsed = task_event_row(LEASE_LAPSED, task, now, worker_id=worker, lost=lost)
-            offered = task_row(task.instance_id, None, definition, task.step_index, now, attempt=task.attempt + 1,
-                               failures=task.failures, lost=lost)
-            move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, error=LEASE_EXPIRED, lapsed_before=now,
-                          current_step=task.step_index, new_tasks=[offered],
-                          events=[lapsed, queued_event(offered, now)])
-            dispatch = Dispatch(task.instance_id, task.workflow_id, task.version, task.step_index)
-        if retrying(partial(db.store.finish, move), "ending a lapsed claim") and dispatch is not None:
+        try:
+            dispatch = _sweep_one(db, task, lost_before, worker, now)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            logger.error("cannot sweep the lapsed claim of task %s (%s: %s)", task.id, type(exc).__name__, exc,
+                         exc_info=exc)
+            if on_error is not None:
+                on_error(task, exc)
+            continue
+        if dispatch is not None:
             dispatches.append(dispatch)
     return dispatches
+
+
+def _sweep_one(db: Database, task: Task, lost_before: int, worker: str | None, now: datetime) -> Dispatch | None:
+    """End one lapsed claim; return what to publish, if it applied."""
+    lost = lost_before + 1
+    definition = _definition(db, task.workflow_id, task.version)
+    if lost >= definition.steps[task.step_index].max_deliveries:
+        move, dispatch = _failure(db, task, WORKER_LOST, now, lost=lost, lapsed_before=now)
+    else:
+        lapsed = task_event_row(LEASE_LAPSED, task, now, worker_id=worker, lost=lost)
+        offered = task_row(task.instance_id, None, definition, task.step_index, now, attempt=task.attempt + 1,
+                           failures=task.failures, lost=lost)
+        move = Finish(task.id, task.instance_id, now, TaskStatus.FAILED, error=LEASE_EXPIRED, lapsed_before=now,
+                      current_step=task.step_index, new_tasks=[offered],
+                      events=[lapsed, queued_event(offered, now)])
+        dispatch = Dispatch(task.instance_id, task.workflow_id, task.version, task.step_index)
+    return dispatch if retrying(partial(db.store.finish, move), "ending a lapsed claim") else None
 
 
 def breach(task_id: str, reason: str) -> None:

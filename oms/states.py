@@ -79,6 +79,9 @@ LIGHT_TRANSITIONS: dict[tuple[str, str, str], str] = {
 
 #: Events that change no status: a queued step whose message was published again.
 TASK_REDISPATCHED = "task.redispatched"
+#: The SLA scanner could not handle this row (the error is in the event); it looks again later.
+TASK_SCAN_FAILED = "task.scan_failed"
+WORKFLOW_SCAN_FAILED = "workflow.scan_failed"
 
 #: Why an attempt failed when its claim lapsed (``oms_tasks.error``).
 LEASE_EXPIRED = "lease expired"
