@@ -54,3 +54,10 @@ beat_schedule = {
         "options": {"queue": ENGINE_QUEUE, "expires": _reconcile_every},
     },
 }
+if _settings.retention:
+    # finished instances older than OMS_RETENTION, deleted in batches
+    beat_schedule["oms-prune"] = {
+        "task": "oms.prune",
+        "schedule": 3600.0,
+        "options": {"queue": ENGINE_QUEUE, "expires": 3600.0},
+    }

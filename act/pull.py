@@ -20,8 +20,11 @@ from kombu.simple import SimpleQueue
 
 from oms import app, door
 from oms.door import Task
+from oms.runs import ScanWatch
 
 _local = threading.local()
+#: Warns, at most once a minute, while no SLA scan runs (lapsed claims are then never re-offered).
+_scans: ScanWatch | None = None
 
 
 def _connection() -> Connection:
@@ -69,7 +72,10 @@ def fetch_task(
     :func:`extend_lease`. A lease that runs out makes the step available again
     (attempt + 1) and makes this worker's later calls on it raise ``LeaseLost``.
     """
+    global _scans
     door.check_topic(topic)
+    _scans = _scans or ScanWatch()
+    _scans.check()
     wait = door.seconds(max_wait, "max_wait")
     lease_td = timedelta(seconds=door.seconds(lease, "lease", positive=True))
     worker = worker_id or door.default_worker_id()

@@ -1,4 +1,4 @@
-"""Worker bootsteps that keep a long-running Celery worker's memory flat."""
+"""Worker bootsteps: keep a long-running Celery worker's memory flat; warn while no SLA scan runs."""
 
 from __future__ import annotations
 
@@ -40,3 +40,14 @@ class CompactTimers(bootsteps.StartStopStep):  # type: ignore[misc]
         hub = getattr(worker, "hub", None)
         if hub is not None:  # only the event-loop pools (prefork) have one
             hub.call_repeatedly(get_settings().timer_compact_interval, compact, hub.timer)
+
+
+class WatchScans(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Log a WARNING once a minute while no SLA scan has run for three intervals (see :mod:`oms.runs`)."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
+
+    def start(self, worker: Any) -> None:
+        from .runs import ScanWatch
+
+        ScanWatch().start_thread()

@@ -7,11 +7,12 @@ import os
 from celery import Celery
 
 from . import startup
-from .bootsteps import CompactTimers
+from .bootsteps import CompactTimers, WatchScans
 
 app = Celery("oms", include=["oms.tasks"])
 app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE", "celeryconfig"))
 app.steps["worker"].add(CompactTimers)
+app.steps["worker"].add(WatchScans)
 startup.connect()  # workers and beats refuse to start on a schema that is not this code's
 
 # A forked pool process gets no database connection of its parent's: ``oms.db``

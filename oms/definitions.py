@@ -129,8 +129,9 @@ class Step(_Model):
             return timedelta(0)
         base: timedelta = timedelta(seconds=1) if self.retry_backoff is True else self.retry_backoff
         cap: timedelta = self.retry_backoff_max
-        # doubled in floating point and capped before it becomes a timedelta, which would overflow
-        doubled = base.total_seconds() * 2.0 ** min(max(failures - 1, 0), 1024)
+        # doubled in floating point and capped before it becomes a timedelta, which would overflow; past 2**64
+        # doublings (2.0**1024 itself overflows) every cap, at most a year, has long been reached
+        doubled = base.total_seconds() * 2.0 ** min(max(failures - 1, 0), 64)
         return cap if doubled >= cap.total_seconds() else timedelta(seconds=doubled)
 
 

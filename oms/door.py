@@ -13,18 +13,20 @@ transaction on SQLite, under the precondition that the task is still running.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from .advance import Outcome, Plan
 from .compiler import task_name
-from .db import Database, database, retrying
+from .db import TRANSIENT, Database, database, retrying
 from .definitions import Workflow, check_name, load_definition
 from .dispatch import Dispatch, publish_all
 from .durations import parse_duration
@@ -47,6 +49,9 @@ __all__ = [
     "Task", "claim_step", "claim_topic", "complete", "fail", "extend", "heartbeat", "breach", "sweep",
     "check_result", "check_topic", "seconds", "task_name", "utcnow",
 ]
+
+logger = logging.getLogger(__name__)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -282,27 +287,42 @@ def heartbeat_interval() -> float:
     return get_settings().heartbeat_interval
 
 
-def sweep(*, now: datetime | None = None, topic: str | None = None, limit: int = 100) -> list[Dispatch]:
+def sweep(*, now: datetime | None = None, topic: str | None = None, limit: int = 100,
+          on_error: Callable[[Task, BaseException], None] | None = None) -> list[Dispatch]:
     """Re-offer steps whose claim lapsed (worker died, pull lease ran out); return what to publish.
 
     A lost claim does not count against ``retries`` (the step did not fail, its
     worker went away) but against ``max_deliveries``: a step that keeps killing its
-    worker fails with reason ``worker_lost`` and follows its failure rules.
+    worker fails with reason ``worker_lost`` and follows its failure rules. A step
+    that cannot be swept is logged (and given to ``on_error``); the others are.
     """
     now = now or utcnow()
     db = database()
     dispatches = []
     for task, lost_before, _worker in retrying(partial(db.store.lapsed, now, topic, limit), "finding lapsed leases"):
-        lost = lost_before + 1
-        definition = _definition(db, task.workflow_id, task.version)
-        if lost >= definition.steps[task.step_index].max_deliveries:
-            outcome = Outcome.failed(WORKER_LOST, lost=lost, lapsed_before=now)
-        else:
-            outcome = Outcome.lapsed(lost, now)
-        offered = retrying(partial(db.store.finish, Plan(definition, task, outcome, now)), "ending a lapsed claim")
-        dispatches += [Dispatch(task.instance_id, task.workflow_id, task.version, o.step_index, o.countdown,
-                                o.item_index) for o in offered or ()]
+        try:
+            dispatches += _sweep_one(db, task, lost_before, now)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            logger.error("cannot sweep the lapsed claim of task %s (%s: %s)", task.id, type(exc).__name__, exc,
+                         exc_info=exc)
+            if on_error is not None:
+                on_error(task, exc)
     return dispatches
+
+
+def _sweep_one(db: Database, task: Task, lost_before: int, now: datetime) -> list[Dispatch]:
+    """End one lapsed claim; return what to publish, if it applied."""
+    lost = lost_before + 1
+    definition = _definition(db, task.workflow_id, task.version)
+    if lost >= definition.steps[task.step_index].max_deliveries:
+        outcome = Outcome.failed(WORKER_LOST, lost=lost, lapsed_before=now)
+    else:
+        outcome = Outcome.lapsed(lost, now)
+    offered = retrying(partial(db.store.finish, Plan(definition, task, outcome, now)), "ending a lapsed claim")
+    return [Dispatch(task.instance_id, task.workflow_id, task.version, o.step_index, o.countdown, o.item_index)
+            for o in offered or ()]
 
 
 def breach(task_id: str, reason: str) -> None:

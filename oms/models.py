@@ -101,6 +101,13 @@ class InstanceRow(Base):
 
     __table_args__ = (
         Index("ix_oms_instances_workflow_status", "workflow_id", "status"),
+        #: ``oms prune``: finished instances, oldest first.
+        Index(
+            "ix_oms_instances_finished",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
         Index(
             "ix_oms_instances_idempotency",
             "workflow_id",
@@ -208,3 +215,29 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (Index("ix_oms_events_instance", "instance_id", "id"),)
+
+
+class RunRow(Base):
+    """One run of the engine's upkeep: an SLA scan, a reconciler pass, a prune.
+
+    Workers, ``oms list``/``status`` and ``oms doctor`` read the newest scan to say
+    when none has run for a while (no beat: the SLA is not being held).
+    """
+
+    __tablename__ = "oms_runs"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    #: ``scan``, ``reconcile`` or ``prune``.
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    #: Rows the run moved on: lights changed, claims swept, steps published again, instances pruned.
+    rows: Mapped[int] = mapped_column(default=0)
+    #: Rows it could not handle: each logged, recorded on the row, and left for the next run.
+    errors: Mapped[int] = mapped_column(default=0)
+    #: The run's report, by what it counted.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: ``host:pid`` of the process that ran it.
+    host: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_oms_runs_kind_finished", "kind", "finished_at"),)

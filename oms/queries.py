@@ -11,8 +11,9 @@ from sqlalchemy import case, func, select
 from .db import transaction
 from .definitions import SYSTEM_PREFIX, Workflow, load_definition
 from .exceptions import InvalidArgument
+from .lights import seen_light, seen_rank, worst
 from .models import DefinitionRow, EventRow, InstanceRow, TaskRow
-from .states import LIGHTS, RED, InstanceStatus, TaskStatus, is_ended_with_instance, light_at, worst
+from .states import LIGHTS, RED, InstanceStatus, TaskStatus, is_ended_with_instance
 from .transitions import get_instance_row
 
 
@@ -39,10 +40,8 @@ class TaskInfo(BaseModel):
     item: Any = None
 
     def light_now(self, now: datetime) -> str:
-        """The stored light, or the clock's if the task is still open and the scanner has not looked yet."""
-        if self.finished_at is not None:
-            return self.light
-        return worst(self.light, light_at(now, self.warn_at, self.expires_at))
+        """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`)."""
+        return seen_light(self.light, self.warn_at, self.expires_at, self.finished_at, now)
 
     @property
     def queue_wait_s(self) -> float | None:
@@ -122,8 +121,9 @@ class InstanceInfo(BaseModel):
     payload: dict[str, Any]
     results: dict[str, Any]
     error: str | None
-    #: The instance's own SLA light (green when the workflow has no ``sla``).
+    #: The instance's own SLA light (green when the workflow has no ``sla``), as last recorded by the scanner.
     light: str
+    warn_at: datetime | None
     expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -166,6 +166,7 @@ def get_instance(instance_id: str) -> InstanceInfo:
             results=row.results,
             error=row.error,
             light=row.light,
+            warn_at=row.warn_at,
             expires_at=row.expires_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -263,24 +264,27 @@ class InstanceSummary(BaseModel):
     error: str | None
 
 
-def _worst_light(column: Any) -> Any:
-    """SQL rank of a light column: 0 green, 1 yellow, 2 red."""
-    return case({light: rank for rank, light in enumerate(LIGHTS)}, value=column, else_=0)
-
-
 def list_instances(
-    workflow_id: str | None = None, status: str | None = None, light: str | None = None, limit: int = 50
+    workflow_id: str | None = None, status: str | None = None, light: str | None = None, limit: int = 50,
+    now: datetime | None = None,
 ) -> list[InstanceSummary]:
-    """The newest instances, filtered by workflow, status and worst light."""
+    """The newest instances, filtered by workflow, status and worst light.
+
+    An instance's light is the worst of its own and its steps', each read as
+    :mod:`oms.lights` reads it (the clock at ``now`` too: an overdue step is red before
+    the scanner has seen it), as ``oms status`` shows them.
+    """
     if light is not None and light not in LIGHTS:
         raise InvalidArgument(f"unknown light {light!r}: expected one of {', '.join(LIGHTS)}")
     if status is not None and status not in {s.value for s in InstanceStatus}:
         expected = ", ".join(s.value for s in InstanceStatus)
         raise InvalidArgument(f"unknown status {status!r}: expected one of {expected}")
+    now = now or datetime.now(UTC)
     steps = (
         select(
             TaskRow.instance_id,
-            func.max(_worst_light(TaskRow.light)).label("rank"),
+            func.max(seen_rank(TaskRow.light, TaskRow.warn_at, TaskRow.expires_at, TaskRow.finished_at, now))
+            .label("rank"),
         )
         .group_by(TaskRow.instance_id)
         .subquery()
@@ -292,7 +296,8 @@ def list_instances(
         .scalar_subquery()
     )
     rank = func.coalesce(steps.c.rank, 0)
-    worst = case((_worst_light(InstanceRow.light) > rank, _worst_light(InstanceRow.light)), else_=rank)
+    own = seen_rank(InstanceRow.light, InstanceRow.warn_at, InstanceRow.expires_at, InstanceRow.finished_at, now)
+    worst = case((own > rank, own), else_=rank)
     query = (
         select(InstanceRow, current, worst)
         .outerjoin(steps, steps.c.instance_id == InstanceRow.id)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from kombu.exceptions import ChannelError, OperationalError
 from sqlalchemy import or_, select
 
-from . import transitions
+from . import runs, transitions
 from .celery import app
 from .db import transaction
 from .dispatch import Dispatch, publish_all
@@ -29,20 +29,30 @@ from .states import TASK_REDISPATCHED, InstanceStatus, TaskStatus
 logger = logging.getLogger(__name__)
 
 
-def queue_size(topic: str) -> int | None:
-    """Messages waiting on a topic's queue; 0 if it does not exist; ``None`` if the broker is down."""
+def queue_state(topic: str) -> tuple[int, int] | None:
+    """``(messages waiting, consumers)`` of a topic's queue; zeros if it does not exist; ``None`` if the broker is down.
+
+    Only RabbitMQ counts consumers; Redis and the filesystem transport say 0.
+    """
     try:
         with app.connection_for_read() as conn:
-            _, count, _ = conn.default_channel.queue_declare(queue=topic, passive=True)
-            return int(count)
+            _, count, consumers = conn.default_channel.queue_declare(queue=topic, passive=True)
+            return int(count), int(consumers or 0)
     except ChannelError:
-        return 0
+        return 0, 0
     except (OperationalError, OSError):
         return None
 
 
+def queue_size(topic: str) -> int | None:
+    """Messages waiting on a topic's queue; 0 if it does not exist; ``None`` if the broker is down."""
+    state = queue_state(topic)
+    return None if state is None else state[0]
+
+
 def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
     """Re-publish queued steps that no message serves any more; return how many."""
+    started = runs.utcnow()
     now = now or utcnow()
     cutoff = now - timedelta(seconds=get_settings().reconcile_after)
     with transaction() as session:
@@ -72,4 +82,5 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
     publish_all(dispatches)
     if dispatches:
         logger.info("reconciler re-published %d step(s)", len(dispatches))
+    runs.record(runs.RECONCILE, started, len(dispatches), details={"republished": len(dispatches)})
     return len(dispatches)

@@ -105,6 +105,12 @@ def has_tables(connection: Connection) -> bool:
     return bool(inspect(connection).has_table("oms_instances"))
 
 
+def auto_upgrades(dialect: str) -> bool:
+    """Whether a database of ``dialect`` brings its schema up to date on first use (``OMS_AUTO_UPGRADE``)."""
+    allowed = get_settings().auto_upgrade
+    return allowed == "always" or (allowed == "sqlite" and dialect == "sqlite")
+
+
 def ensure(engine: Engine, shown_url: str) -> None:
     """Go on if the schema is at the newest revision; upgrade it if ``OMS_AUTO_UPGRADE`` allows; else refuse.
 
@@ -120,8 +126,7 @@ def ensure(engine: Engine, shown_url: str) -> None:
         return
     if found is not None and found not in revisions():
         raise SchemaAhead(shown_url, found, newest)
-    allowed = get_settings().auto_upgrade
-    if allowed == "always" or (allowed == "sqlite" and engine.dialect.name == "sqlite"):
+    if auto_upgrades(engine.dialect.name):
         upgrade(engine)
         return
     raise SchemaBehind(shown_url, "release 0.1.0's (no revision recorded)" if unversioned else found, newest)

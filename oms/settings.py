@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .durations import Duration
+
 #: The queue of the engine's own tasks (the SLA scan, the reconciler), sent by beat.
 ENGINE_QUEUE = "oms"
 
@@ -56,6 +58,9 @@ class OmsSettings(BaseSettings):
     #: Redis broker only: seconds before an unacknowledged message is redelivered. Must
     #: exceed every step's hard time limit and retry delay, or long steps would run twice.
     visibility_timeout: int = Field(default=7 * 24 * 3600, gt=0)
+    #: Finished instances older than this are deleted with their tasks and events, every hour,
+    #: by beat (the ``oms.prune`` task); unset, they are kept until ``oms prune`` runs.
+    retention: Duration | None = None
     #: Which databases bring their schema up to date on first use: ``sqlite`` (the embedded
     #: default does; a server database refuses to start until ``oms db upgrade`` has run),
     #: ``always`` or ``never``.

@@ -14,30 +14,33 @@ the event: a governance agent takes it like any other step, pushed or pulled.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import transitions
-from .db import retrying, transaction
+from . import runs, transitions
+from .db import TRANSIENT, retrying, transaction
 from .definitions import Workflow, ensure_saved, load_definition, system_workflow
 from .dispatch import Dispatch, publish_all
-from .door import sweep, utcnow
-from .models import InstanceRow, TaskRow
+from .door import Task, sweep, utcnow
+from .lights import light_at
+from .models import EventRow, InstanceRow, TaskRow
 from .settings import get_settings
 from .states import (
     FINISHED_TASK,
     GREEN,
     OPEN_TASK,
     RED,
+    TASK_SCAN_FAILED,
+    WORKFLOW_SCAN_FAILED,
     YELLOW,
     InstanceStatus,
     TaskStatus,
-    light_at,
     light_event,
 )
 
@@ -53,6 +56,18 @@ class ScanReport:
     #: Instance ids of the escalations started (one per warning and per violation).
     escalations: list[str] = field(default_factory=list)
     leases_expired: int = 0
+    #: Rows the scan could not handle: each logged, recorded on the row (``task.scan_failed`` /
+    #: ``workflow.scan_failed``) and looked at again after :data:`RETRY_FAILED_ROW`.
+    errors: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows moved on: lights changed, lapsed claims swept."""
+        return self.warnings + self.violations + self.leases_expired
+
+
+#: When the scanner looks again at a row it could not handle.
+RETRY_FAILED_ROW = timedelta(minutes=5)
 
 
 # -- escalation workflows ---------------------------------------------------
@@ -77,22 +92,30 @@ def escalation_workflow(action: str) -> tuple[Workflow, int]:
 
 @dataclass
 class _Batch:
-    """What one transaction of the scan decided: escalations to start together, chains to publish after."""
+    """What one transaction of the scan decided: escalations to start together, chains to publish after.
+
+    Nothing reaches the :class:`ScanReport` until the transaction commits; a row that
+    fails is undone (:meth:`mark`, :meth:`undo`) without touching the others.
+    """
 
     now: datetime
-    report: ScanReport
+    warnings: int = 0
+    violations: int = 0
+    errors: int = 0
     escalations: dict[str, list[dict[str, Any]]] = field(
         default_factory=lambda: {"sla_warning": [], "sla_violation": []}
     )
+    #: Instance ids of the escalations started.
+    started: list[str] = field(default_factory=list)
     dispatches: list[Dispatch] = field(default_factory=list)
     #: ``(task id, instance id, policy)`` of open steps that turned red under ``on_breach: fail | retry``.
     breached: list[tuple[str, str, str]] = field(default_factory=list)
 
     def escalate(self, action: str, payload: dict[str, Any]) -> None:
         if action == "sla_warning":
-            self.report.warnings += 1
+            self.warnings += 1
         else:
-            self.report.violations += 1
+            self.violations += 1
         self.escalations[action].append(payload)
 
     def start_escalations(self, session: Session) -> None:
@@ -102,9 +125,47 @@ class _Batch:
                 continue      # looking up another here could be a second writer, which SQLite blocks
             workflow, version = escalation_workflow(action)
             started = transitions.start_instances(session, workflow, version, payloads, self.now)
-            self.report.escalations.extend(d.instance_id for d in started)
+            self.started.extend(d.instance_id for d in started)
             self.dispatches.extend(started)
             payloads.clear()
+
+    def mark(self) -> tuple[int, ...]:
+        return (self.warnings, self.violations, len(self.started), len(self.dispatches), len(self.breached))
+
+    def undo(self, mark: tuple[int, ...]) -> None:
+        """Forget what was decided since ``mark`` (its savepoint was rolled back)."""
+        self.warnings, self.violations, started, dispatches, breached = mark
+        del self.started[started:], self.dispatches[dispatches:], self.breached[breached:]
+        for payloads in self.escalations.values():
+            payloads.clear()
+
+    def add_to(self, report: ScanReport) -> None:
+        """Count a committed batch in the scan's report."""
+        report.warnings += self.warnings
+        report.violations += self.violations
+        report.errors += self.errors
+        report.escalations.extend(self.started)
+
+
+def _row_failed(session: Session, row: TaskRow | InstanceRow, error: BaseException, work: _Batch) -> None:
+    """Log a row the scan could not handle, record the error on it, and look at it again later."""
+    what = "task" if isinstance(row, TaskRow) else "workflow instance"
+    logger.error("SLA scan: %s %s failed (%s: %s); the scan goes on, and looks at it again in %s", what, row.id,
+                 type(error).__name__, error, RETRY_FAILED_ROW, exc_info=error)
+    work.errors += 1
+    detail = f"{type(error).__name__}: {error}"[:1000]
+    try:
+        with session.begin_nested():
+            row.sla_check_at = work.now + RETRY_FAILED_ROW
+            if isinstance(row, TaskRow) and not _recorded(session, row.id, detail):
+                transitions.record_event(session, TASK_SCAN_FAILED, row.instance_id, work.now, row, error=detail)
+            elif isinstance(row, InstanceRow) and not _recorded(session, None, detail, row.id):
+                transitions.record_event(session, WORKFLOW_SCAN_FAILED, row.id, work.now, None, error=detail)
+            session.flush()
+    except TRANSIENT:
+        raise
+    except Exception:  # not even the error could be recorded: it stays due, and the next scan tries again
+        logger.exception("SLA scan: could not record the failure of %s %s", what, row.id)
 
 
 # -- the scan ---------------------------------------------------------------
@@ -162,18 +223,49 @@ def _advance_task(session: Session, task: TaskRow, version: int, batch: _Batch) 
             batch.breached.append((task.id, task.instance_id, policy))
 
 
+def _recorded(session: Session, task_id: str | None, detail: str, instance_id: str | None = None) -> bool:
+    """Whether the row's newest event already records this failure: each scan logs it, the event log says it once."""
+    query = select(EventRow.kind, EventRow.data).order_by(EventRow.id.desc()).limit(1)
+    query = query.where(EventRow.task_id == task_id) if task_id else query.where(
+        EventRow.instance_id == instance_id, EventRow.task_id.is_(None))
+    latest = session.execute(query).first()
+    return latest is not None and latest.kind.endswith(".scan_failed") and latest.data.get("error") == detail
+
+
 def _apply_policies(batch: _Batch) -> None:
     """``on_breach``: ``fail`` and ``retry`` end the breached attempt, one transaction each.
 
     Run after the scan's transaction, which holds task rows only: here the instance
-    is locked first, then its task, the order every transition takes.
+    is locked first, then its task, the order every transition takes. One that fails
+    is logged and recorded on its task; the others go on.
     """
     for task_id, instance_id, policy in batch.breached:
-        dispatch = retrying(partial(_end_breached, task_id, instance_id, policy, batch.now),
-                            "applying a breach policy")
+        try:
+            dispatch = retrying(partial(_end_breached, task_id, instance_id, policy, batch.now),
+                                "applying a breach policy")
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            batch.errors += 1
+            logger.error("SLA scan: the breach policy %r of task %s failed (%s: %s); the scan goes on", policy,
+                         task_id, type(exc).__name__, exc, exc_info=exc)
+            _record_failure(task_id, f"on_breach {policy}: {type(exc).__name__}: {exc}", batch.now)
+            continue
         if dispatch:
             batch.dispatches.append(dispatch)
     batch.breached.clear()
+
+
+def _record_failure(task_id: str, detail: str, now: datetime) -> None:
+    """Record ``task.scan_failed`` on a task, in a transaction of its own (best effort: the error is logged)."""
+    detail = detail[:1000]
+    try:
+        with transaction() as session:
+            task = session.get(TaskRow, task_id)
+            if task is not None and not _recorded(session, task_id, detail):
+                transitions.record_event(session, TASK_SCAN_FAILED, task.instance_id, now, task, error=detail)
+    except Exception:
+        logger.exception("SLA scan: could not record the failure of task %s", task_id)
 
 
 def _end_breached(task_id: str, instance_id: str, policy: str, now: datetime) -> Dispatch | None:
@@ -215,42 +307,97 @@ def _advance_instance(session: Session, instance: InstanceRow, batch: _Batch) ->
     batch.escalate(action, payload)
 
 
+def _scan_batch(work: _Batch, batch: int, *, isolated: bool) -> tuple[int, int]:
+    """Advance up to ``batch`` due tasks and instances in one transaction; return how many of each were due.
+
+    ``isolated``: each row in a savepoint of its own, flushed there, so that a row
+    that fails is rolled back, recorded and deferred while the others commit. The
+    scan first tries a batch without (a savepoint costs round trips), and only a
+    batch that failed is done again this way.
+    """
+    now = work.now
+    with transaction() as session:
+        tasks = session.execute(
+            select(TaskRow, InstanceRow.version).join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
+            .where(TaskRow.sla_check_at <= now).order_by(TaskRow.sla_check_at)
+            .with_for_update(of=TaskRow, skip_locked=True).limit(batch)
+        ).all()
+        with session.no_autoflush:
+            for task, version in tasks:
+                _advance(session, work, task, isolated, partial(_advance_task, session, task, version, work))
+        instances = session.scalars(
+            select(InstanceRow).where(InstanceRow.sla_check_at <= now).order_by(InstanceRow.sla_check_at)
+            .with_for_update(skip_locked=True).limit(batch)
+        ).all()
+        for instance in instances:
+            _advance(session, work, instance, isolated, partial(_advance_instance, session, instance, work))
+        work.start_escalations(session)
+    return len(tasks), len(instances)
+
+
+def _advance(session: Session, work: _Batch, row: TaskRow | InstanceRow, isolated: bool,
+             advance: Callable[[], None]) -> None:
+    if not isolated:
+        advance()
+        return
+    mark = work.mark()
+    try:
+        with session.begin_nested():
+            advance()
+            work.start_escalations(session)
+            session.flush()
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        work.undo(mark)
+        _row_failed(session, row, exc, work)
+
+
 def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
     """Record and escalate every warning and breach due at ``now``; re-offer steps whose claim lapsed.
 
     Safe to run concurrently: each due row is taken by one scanner only. Due rows are
     handled ``batch`` at a time, one transaction each, so the first escalations of a
-    burst go out while the rest are still being recorded.
+    burst go out while the rest are still being recorded. No row can stop the scan:
+    one that fails is logged, recorded on the row and looked at again later
+    (``ScanReport.errors``). Each scan is recorded (:mod:`oms.runs`), so a missing
+    scanner is noticed.
     """
+    started = runs.utcnow()
     now = now or utcnow()
     report = ScanReport()
     # saved before the scan's transaction: SQLite has one writer, and this is another one
     escalation_workflow("sla_warning")
     escalation_workflow("sla_violation")
     while True:
-        work = _Batch(now, report)
-        with transaction() as session:
-            tasks = session.execute(
-                select(TaskRow, InstanceRow.version).join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
-                .where(TaskRow.sla_check_at <= now).order_by(TaskRow.sla_check_at)
-                .with_for_update(of=TaskRow, skip_locked=True).limit(batch)
-            ).all()
-            with session.no_autoflush:
-                for task, version in tasks:
-                    _advance_task(session, task, version, work)
-            instances = session.scalars(
-                select(InstanceRow).where(InstanceRow.sla_check_at <= now).order_by(InstanceRow.sla_check_at)
-                .with_for_update(skip_locked=True).limit(batch)
-            ).all()
-            for instance in instances:
-                _advance_instance(session, instance, work)
-            work.start_escalations(session)
+        work = _Batch(now)
+        try:
+            due = _scan_batch(work, batch, isolated=False)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            logger.warning("SLA scan: a batch failed (%s: %s); doing it again row by row", type(exc).__name__, exc)
+            work = _Batch(now)
+            due = _scan_batch(work, batch, isolated=True)
         _apply_policies(work)
-        expired = sweep(now=now, limit=batch)
+        work.add_to(report)
+        expired = sweep(now=now, limit=batch, on_error=partial(_sweep_failed, report, now))
         report.leases_expired += len(expired)
         publish_all(work.dispatches + expired)
-        if len(tasks) < batch and len(instances) < batch and len(expired) < batch:
-            return report
+        if max(*due, len(expired)) < batch:
+            break
+    runs.record(runs.SCAN, started, report.rows, errors=report.errors, details=_counts(report))
+    return report
+
+
+def _sweep_failed(report: ScanReport, now: datetime, task: Task, error: BaseException) -> None:
+    report.errors += 1
+    _record_failure(task.id, f"lease sweep: {type(error).__name__}: {error}", now)
+
+
+def _counts(report: ScanReport) -> dict[str, Any]:
+    return {"warnings": report.warnings, "violations": report.violations, "escalations": len(report.escalations),
+            "leases_expired": report.leases_expired, "errors": report.errors}
 
 
 def breach_now(task_id: str, reason: str) -> None:
@@ -261,7 +408,7 @@ def breach_now(task_id: str, reason: str) -> None:
     otherwise the step's ``retries`` decide.
     """
     escalation_workflow("sla_violation")  # saved before the transaction: SQLite has one writer
-    work = _Batch(utcnow(), ScanReport())
+    work = _Batch(utcnow())
     with transaction() as session:
         found = session.get(TaskRow, task_id)
         if found is None:

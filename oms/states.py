@@ -9,7 +9,6 @@ row is written.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import Enum
 
 from .exceptions import InvalidTransition
@@ -37,20 +36,6 @@ class InstanceStatus(str, Enum):
 #: SLA lights, best to worst: green until ``warn_at``, yellow until ``expires_at``, red after.
 GREEN, YELLOW, RED = "green", "yellow", "red"
 LIGHTS = (GREEN, YELLOW, RED)
-
-
-def light_at(moment: datetime, warn_at: datetime | None, expires_at: datetime | None) -> str:
-    """The light of a clock at ``moment``."""
-    if expires_at is not None and moment >= expires_at:
-        return RED
-    if warn_at is not None and moment >= warn_at:
-        return YELLOW
-    return GREEN
-
-
-def worst(*lights: str) -> str:
-    """The worst of some lights (green for none)."""
-    return max(lights, key=LIGHTS.index, default=GREEN)
 
 #: Statuses after which nothing more happens.
 FINISHED_TASK = frozenset({TaskStatus.DONE, TaskStatus.FAILED})
@@ -96,6 +81,9 @@ LIGHT_TRANSITIONS: dict[tuple[str, str, str], str] = {
 #: mapped step expanded into its items (``items``: how many; none completes it at once).
 TASK_REDISPATCHED = "task.redispatched"
 STEP_MAPPED = "step.mapped"
+#: The SLA scanner could not handle this row (the error is in the event); it looks again later.
+TASK_SCAN_FAILED = "task.scan_failed"
+WORKFLOW_SCAN_FAILED = "workflow.scan_failed"
 
 #: Why an attempt failed when its claim lapsed (``oms_tasks.error``).
 LEASE_EXPIRED = "lease expired"

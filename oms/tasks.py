@@ -22,3 +22,13 @@ def reconcile_task() -> int:
     from .reconcile import reconcile
 
     return reconcile()
+
+
+@app.task(name="oms.prune", ignore_result=True)  # type: ignore[untyped-decorator]
+def prune_task() -> int:
+    """Beat entry, when ``OMS_RETENTION`` is set: delete instances finished longer ago (see :mod:`oms.retention`)."""
+    from .retention import prune
+    from .settings import get_settings
+
+    retention = get_settings().retention
+    return prune(retention).instances if retention else 0

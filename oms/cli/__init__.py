@@ -13,8 +13,10 @@ import click
 
 from .base import CONTEXT, OmsGroup, env_option
 from .database import db
+from .doctor import doctor
 from .instances import cancel, history, list_, retry, start, status
 from .processes import beat, demo, worker
+from .retention import prune
 from .workflows import workflow
 
 #: Options of the root group, by the setting they override.
@@ -53,7 +55,7 @@ def main(database_url: str | None, broker_url: str | None, home: str | None) -> 
         configure()
 
 
-for _command in (workflow, start, status, history, list_, cancel, retry, worker, beat, demo, db):
+for _command in (workflow, start, status, history, list_, cancel, retry, prune, worker, beat, demo, db, doctor):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -30,7 +30,13 @@ def _engine() -> Iterator[tuple[Engine, str]]:
 
 @click.group(cls=OmsGroup, context_settings=CONTEXT)
 def db() -> None:
-    """Migrate the database's schema, and see which revision it is at."""
+    """Migrate the database's schema, and see which revision it is at.
+
+    \b
+    Examples:
+      oms db upgrade      # before the first worker, and after installing a new oms
+      oms db current
+    """
 
 
 @db.command(context_settings=CONTEXT)

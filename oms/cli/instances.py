@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from ..queries import TaskInfo
 
 
+def warn_if_no_scan() -> None:
+    """Say so above the output when no SLA scan has run lately: lights and lapsed claims are then stale."""
+    from ..runs import missing_scan
+
+    warning = missing_scan()
+    if warning:
+        click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
+
+
 def _json_object(text: str) -> dict[str, object]:
     try:
         data = json.loads(text)
@@ -60,17 +69,22 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
       oms status wf-9b2f... --items
       oms status wf-9b2f... --json | jq .results
     """
+    from ..lights import seen_light
     from ..queries import get_instance
 
     info = get_instance(instance_id)
+    warn_if_no_scan()
     if as_json:
         render.as_json(info)
         return
     now = datetime.now(UTC)
+    worst = max([seen_light(info.light, info.warn_at, info.expires_at, info.finished_at, now),
+                 *(task.light_now(now) for task in info.tasks)], key=LIGHTS.index)
     took = render.seconds(((info.finished_at or now) - info.created_at).total_seconds())
     click.echo(f"instance  {info.id}")
     click.echo(f"workflow  {info.workflow_id} v{info.version}, at step {info.current_step}")
-    click.echo("status    " + click.style(info.status, fg=render.COLOURS.get(info.status)) + f"  ({took})")
+    click.echo("status    " + click.style(info.status, fg=render.COLOURS.get(info.status)) + f"  ({took})  light "
+               + click.style(worst, fg=render.COLOURS.get(worst)))
     click.echo(f"started   {render.moment(info.created_at)}   finished {render.moment(info.finished_at)}")
     if info.error:
         click.echo(f"error     {info.error}")
@@ -157,6 +171,7 @@ def list_(workflow: str | None, status: str | None, light: str | None, limit: in
     from ..queries import list_instances
 
     found = list_instances(workflow, status, light, limit)
+    warn_if_no_scan()
     if as_json:
         render.as_json(found)
         return

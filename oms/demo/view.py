@@ -9,8 +9,8 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from ..durations import format_duration
+from ..lights import light_at
 from ..queries import InstanceInfo, StepSummary, TaskInfo
-from ..states import light_at
 from .workflow import EPA_DEMO
 
 #: Instance statuses after which nothing changes.

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from oms import Workflow, door, get_instance, history, overdue, scan_sla, sla_summary
-from oms.db import transaction
+from oms.db import database, transaction
 from oms.definitions import load_definition
-from oms.models import InstanceRow, TaskRow
+from oms.models import DefinitionRow, InstanceRow, TaskRow
 from oms.transitions import start_instance
 
 from ..conftest import Backend
@@ -175,3 +175,109 @@ def test_sla_summary_counts_lights_and_timings(backend: Backend) -> None:
     assert (summary.workflow_id, summary.step_id) == ("w", "s")
     assert (summary.green, summary.yellow, summary.red) == (3, 0, 1)
     assert summary.queue_wait_p50_s == 10 and summary.run_p95_s == 20
+
+
+def _corrupt(workflow_id: str) -> None:
+    """Break a stored definition (as a hand edit, or a row another version wrote, might) and forget the parsed one."""
+    with transaction() as s:
+        s.execute(update(DefinitionRow).where(DefinitionRow.workflow_id == workflow_id)
+                  .values(spec={"id": workflow_id, "steps": "not a list"}))
+    database().definitions.clear()
+
+
+def test_a_row_that_fails_is_recorded_and_never_stops_the_scan(backend: Backend) -> None:
+    """Regression (issue 12, 4.1): one bad row raised out of scan_sla, and no later scan got past it."""
+    good = _start([{"id": "s", "sla": "1m"}])
+    Workflow(id="broken", steps=[{"id": "s", "sla": "1m", "on_breach": "fail"}], sla="2m").save()
+    with transaction() as s:
+        definition, version = load_definition(s, "broken")
+        bad, _ = start_instance(s, definition, version, {}, T0)
+    _corrupt("broken")
+
+    report = scan_sla(T0 + 2 * M)
+    assert (report.violations, report.errors) == (1, 2)  # the good step; the broken step and instance
+    assert _kinds(good) == ["task.sla_violated"] and _task(good).light == "red"
+    assert [p["instance_id"] for p in _escalations("sla_violation")] == [good]
+    failed = [e for e in history(bad.id) if e.kind.endswith("scan_failed")]
+    assert [e.kind for e in failed] == ["task.scan_failed", "workflow.scan_failed"]
+    assert all("InvalidDefinition" in e.data["error"] for e in failed)
+    assert _task(bad.id).sla_check_at == T0 + 2 * M + 5 * M  # looked at again later, not on every scan
+
+    assert (scan_sla(T0 + 3 * M).errors, scan_sla(T0 + 8 * M).errors) == (0, 2)
+    assert len([e for e in history(bad.id) if e.kind.endswith("scan_failed")]) == 2  # recorded once each
+    with transaction() as s:  # repaired
+        s.execute(update(DefinitionRow).where(DefinitionRow.workflow_id == "broken").values(
+            spec=Workflow(id="broken", steps=[{"id": "s", "sla": "1m", "on_breach": "fail"}], sla="2m").spec()))
+    report = scan_sla(T0 + 14 * M)
+    assert (report.violations, report.errors) == (2, 0)
+    assert get_instance(bad.id).status == "failed"  # its breach policy applied once the row could be read
+
+
+def test_every_scan_is_recorded(backend: Backend) -> None:
+    from oms.runs import SCAN, last_run, missing_scan
+
+    assert last_run(SCAN) is None and "no SLA scan has run yet" in (missing_scan() or "")
+    _start([{"id": "s", "sla": "1m"}])
+    scan_sla(T0 + 2 * M)
+    run = last_run(SCAN)
+    assert run is not None and run.rows == 1 and run.errors == 0 and run.details["violations"] == 1
+    assert run.finished_at >= run.started_at and missing_scan() is None
+    assert "no SLA scan for 35 s" in (missing_scan(run.finished_at + 35 * S) or "")  # 3 intervals of 10 s
+
+
+def test_long_retry_backoffs_are_capped_and_fit_the_broker(backend: Backend) -> None:
+    """Regression (issue 12, 4.1): ``base * 2**n`` overflowed: retries 60 could not be saved on Redis."""
+    from oms.limits import check_fits_broker
+    from oms.settings import OmsSettings
+
+    wf = Workflow(id="patient", steps=[{"id": "s", "sla": "1m", "retries": 60, "retry_backoff": "1s"}])
+    assert {wf.steps[0].retry_delay(n) for n in (48, 60, 1000, 10**6)} == {10 * M}
+    check_fits_broker(wf, OmsSettings(broker_url="redis://127.0.0.1:1/0"))
+    wf.save()
+    iid = start_instance_of("patient")
+    now = T0
+    for _ in range(60):
+        task = door.claim_step(iid, 0, "w1", now=now)
+        assert task is not None
+        door.fail(task, "again", now=now)
+        now += 10 * M
+    assert scan_sla(now).errors == 0 and get_instance(iid).status == "running"
+
+
+def start_instance_of(workflow_id: str) -> str:
+    with transaction() as s:
+        definition, version = load_definition(s, workflow_id)
+        instance, _ = start_instance(s, definition, version, {}, T0)
+    return instance.id
+
+
+def test_list_and_status_read_the_same_light_before_the_scanner_has_seen_it(backend: Backend) -> None:
+    """Regression (issue 12, 3): `oms status` showed an overdue step red while `oms list` showed it green."""
+    from oms.lights import seen_light
+    from oms.queries import list_instances
+
+    late = _start([{"id": "s", "sla": "1m"}])
+    done_late = _start([{"id": "s", "sla": "1m"}])
+    task = door.claim_step(done_late, 0, "w1", now=T0)
+    assert task is not None
+    door.complete(task, None, now=T0 + 2 * M)
+    deadline = _start([{"id": "s", "sla": "1h"}], sla="10m")
+
+    def lights(now: datetime) -> dict[str, str]:
+        listed = {i.id: i.light for i in list_instances(now=now) if i.workflow_id == "w"}
+        for instance_id, light in listed.items():  # as `oms status` reads them
+            info = get_instance(instance_id)
+            status = max([seen_light(info.light, info.warn_at, info.expires_at, info.finished_at, now),
+                          *(seen_light(t.light, t.warn_at, t.expires_at, t.finished_at, now) for t in info.tasks)],
+                         key=["green", "yellow", "red"].index)
+            assert status == light, (instance_id, status, light)
+        return listed
+
+    assert lights(T0 + 30 * S) == {late: "green", done_late: "red", deadline: "green"}
+    assert lights(T0 + 50 * S) == {late: "yellow", done_late: "red", deadline: "green"}
+    assert lights(T0 + 9 * M) == {late: "red", done_late: "red", deadline: "yellow"}
+    assert [i.id for i in list_instances(light="red", now=T0 + 9 * M)] == sorted([late, done_late], key=[
+        i.id for i in list_instances(now=T0)].index)
+    assert _kinds(late) == []  # no scan ran: the clock alone says so
+    scan_sla(T0 + 11 * M)
+    assert lights(T0 + 11 * M) == {late: "red", done_late: "red", deadline: "red"}

@@ -1,0 +1,55 @@
+"""``oms prune``: delete finished instances, with their tasks and events, in batches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from .base import CONTEXT, die, env_option
+
+
+def _moment(text: str) -> timedelta | datetime:
+    """A duration ago (``90d``) or a moment (``2026-01-01``, UTC unless it says otherwise)."""
+    from ..durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        die(f"--finished-before {text!r} is neither a duration (90d, 12h) nor a date (2026-01-31)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command(context_settings=CONTEXT)
+@env_option("--finished-before", "finished_before", env="OMS_PRUNE_FINISHED_BEFORE", required=True,
+            metavar="AGE|DATE", help="Instances finished longer ago than this (90d) or before this date (2026-01-31).")
+@env_option("--batch", env="OMS_PRUNE_BATCH", type=click.IntRange(min=1, max=50_000), default=5000,
+            show_default=True, help="Instances deleted per transaction.")
+@env_option("--dry-run", "dry_run", env="OMS_PRUNE_DRY_RUN", is_flag=True,
+            help="Count what would be deleted; delete nothing.")
+def prune(finished_before: str, batch: int, dry_run: bool) -> None:
+    """Delete instances that finished (done, failed or cancelled) long ago, with their tasks and events.
+
+    Runs in batches of short transactions, oldest first, beside running workers: running
+    instances are never touched, and an instance another transaction holds is left for
+    the next run. Prints what it removed.
+
+    \b
+    Examples:
+      oms prune --finished-before 90d --dry-run
+      oms prune --finished-before 90d
+      oms prune --finished-before 2026-01-01 --batch 1000
+    """
+    from ..retention import prune as run_prune
+
+    report = run_prune(_moment(finished_before), batch=batch, dry_run=dry_run)
+    before = report.finished_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    counts = f"{report.instances} instance(s), {report.tasks} task(s) and {report.events} event(s)"
+    if dry_run:
+        click.echo(f"would remove {counts} finished before {before} (dry run: nothing removed)")
+    else:
+        click.echo(f"removed {counts} finished before {before}, in {report.batches} batch(es)")

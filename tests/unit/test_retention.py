@@ -1,0 +1,81 @@
+"""``oms prune``: finished instances go with their tasks and events, in batches; running ones keep every row."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from oms import Workflow, cancel_workflow, door
+from oms.db import transaction
+from oms.definitions import load_definition
+from oms.models import EventRow, InstanceRow, TaskRow
+from oms.retention import prune
+from oms.runs import PRUNE, last_run
+from oms.transitions import start_instance
+
+from ..conftest import Backend
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def _start(now: datetime) -> str:
+    with transaction() as s:
+        definition, version = load_definition(s, "two")
+        instance, _ = start_instance(s, definition, version, {"n": 1}, now)
+    return instance.id
+
+
+def _run(instance_id: str, now: datetime, *, fail: bool = False) -> None:
+    for index in range(2):
+        task = door.claim_step(instance_id, index, "w1", now=now)
+        assert task is not None
+        if fail:
+            door.fail(task, "no", now=now)
+            return
+        door.complete(task, None, now=now)
+
+
+def _rows() -> Counter[str]:
+    """``{instance_id: rows}``: its tasks and events, plus one for itself."""
+    counts: Counter[str] = Counter()
+    with transaction() as s:
+        for table in (InstanceRow.id, TaskRow.instance_id, EventRow.instance_id):
+            for instance_id, n in s.execute(select(table, func.count()).group_by(table)):
+                counts[instance_id] += n
+    return counts
+
+
+def test_prune_removes_what_finished_before_the_cutoff_in_batches(backend: Backend) -> None:
+    Workflow(id="two", steps=[{"id": "a", "sla": "1h"}, {"id": "b", "sla": "1h"}]).save()
+    old_done = [_start(T0) for _ in range(5)]
+    for instance_id in old_done:
+        _run(instance_id, T0)
+    old_failed = [_start(T0) for _ in range(2)]
+    for instance_id in old_failed:
+        _run(instance_id, T0, fail=True)
+    cancelled = _start(T0)
+    cancel_workflow(cancelled, "duplicate")  # finished now: after the cutoff
+    running = [_start(T0) for _ in range(2)]  # started long ago, still running
+    claimed = door.claim_step(running[0], 0, "w1", now=T0)
+    assert claimed is not None
+    recent = _start(T0 + 10 * DAY)
+    _run(recent, T0 + 10 * DAY)
+    before = _rows()
+    old = old_done + old_failed
+
+    dry = prune(5 * DAY, dry_run=True, now=T0 + 10 * DAY)
+    assert (dry.instances, dry.tasks, dry.events) == (7, 5 * 2 + 2, 5 * 8 + 2 * 5) and _rows() == before
+    assert dry.finished_before == T0 + 5 * DAY
+
+    report = prune(5 * DAY, batch=3, now=T0 + 10 * DAY)
+    assert (report.instances, report.tasks, report.events, report.batches) == (7, 12, 50, 3)
+    after = _rows()
+    assert not any(after[i] for i in old)
+    assert {i: after[i] for i in [*running, recent, cancelled]} == {i: before[i] for i in [*running, recent, cancelled]}
+    door.complete(claimed, None, now=T0 + 10 * DAY)  # a running instance goes on as if nothing happened
+    run = last_run(PRUNE)
+    assert run is not None and run.rows == 7 and run.details["events"] == 50
+    assert prune(5 * DAY, now=T0 + 10 * DAY).instances == 0
