@@ -22,6 +22,7 @@ from kombu.simple import SimpleQueue
 
 from oms import app, door
 from oms.door import Task
+from oms.names import check_worker_id
 from oms.runs import ScanWatch
 
 _local = threading.local()
@@ -75,8 +76,9 @@ def fetch_task(
 
     The returned task is leased to this worker until ``task.lease_expires_at``:
     finish it with :func:`complete_task` or :func:`fail_task`, or keep it with
-    :func:`extend_lease`. A lease that runs out makes the step available again
-    (attempt + 1) and makes this worker's later calls on it raise ``LeaseLost``.
+    :func:`extend_lease`. The lapse itself ends the claim: from then on this
+    worker's calls on it raise ``LeaseLost`` and change nothing, and the next sweep
+    makes the step available again (attempt + 1).
     """
     global _scans
     door.check_topic(topic)
@@ -84,7 +86,7 @@ def fetch_task(
     _scans.check()
     wait = door.seconds(max_wait, "max_wait")
     lease_td = timedelta(seconds=door.seconds(lease, "lease", positive=True))
-    worker = worker_id or _default_worker_id()
+    worker = check_worker_id(worker_id) if worker_id is not None else _default_worker_id()
     deadline = time.monotonic() + wait
     while True:
         task, due = door.claim_topic(topic, worker, lease_td)

@@ -24,7 +24,7 @@ from typing import Any
 
 from .compiler import task_name
 from .db import TRANSIENT, Database, database, retrying
-from .definitions import Workflow, check_name, load_definition
+from .definitions import Workflow, load_definition
 from .dispatch import Dispatch, publish, publish_all
 from .durations import parse_duration
 from .exceptions import (
@@ -36,7 +36,8 @@ from .exceptions import (
     TaskNotFound,
     check_id,
 )
-from .jsonvalue import json_object
+from .jsonvalue import check_text, json_object
+from .names import user_name
 from .rows import event, queued_event, task_event_row, task_row
 from .settings import get_settings
 from .states import (
@@ -69,11 +70,13 @@ def utcnow() -> datetime:
 
 
 def check_topic(topic: str) -> str:
-    """``topic`` if it can be a queue name, else :class:`InvalidArgument` naming it."""
-    try:
-        return check_name(topic, "topic")
-    except ValueError as exc:
-        raise InvalidArgument(str(exc)) from None
+    """``topic`` if it can be a queue name users may take, else :class:`InvalidArgument` naming it."""
+    return user_name(topic, "topic")
+
+
+def check_reason(reason: object, what: str = "a failure's reason") -> str:
+    """A reason as stored: non-empty, storable, at most ``OMS_MAX_REASON_CHARS``; else :class:`InvalidArgument`."""
+    return check_text(reason, what, get_settings().max_reason_chars, "OMS_MAX_REASON_CHARS")
 
 
 def seconds(value: str | float | timedelta, what: str, *, positive: bool = False) -> float:
@@ -93,7 +96,9 @@ def check_result(result: Any) -> dict[str, Any] | None:
     """A step's result as stored: ``None`` or a JSON object within ``OMS_MAX_PAYLOAD_BYTES``."""
     if result is None:
         return None
-    return json_object(result, what="result", max_bytes=get_settings().max_payload_bytes)
+    settings = get_settings()
+    return json_object(result, what="result", max_bytes=settings.max_payload_bytes,
+                       max_depth=settings.max_payload_depth)
 
 
 def _definition(db: Database, workflow_id: str, version: int) -> Workflow:
@@ -170,7 +175,7 @@ def _held_task(task: Task | str) -> Task:
     return found
 
 
-def _refuse(task_id: str) -> None:
+def _refuse(task_id: str, now: datetime) -> None:
     """Raise the error that says why a transition on ``task_id`` did not apply."""
     store = database().store
     state = retrying(lambda: store.state(task_id), "reading a task")
@@ -179,6 +184,9 @@ def _refuse(task_id: str) -> None:
     if state.instance_status == InstanceStatus.CANCELLED.value:
         raise InstanceFinished(state.instance_id, state.instance_status)
     if state.task_status == TaskStatus.FAILED.value and state.task_error == LEASE_EXPIRED:
+        raise LeaseLost(task_id)
+    lapsed = state.lease_expires_at is not None and state.lease_expires_at < now
+    if state.task_status == TaskStatus.RUNNING.value and lapsed:  # not swept yet: the lapse ended the claim
         raise LeaseLost(task_id)
     if state.task_status in (TaskStatus.DONE.value, TaskStatus.FAILED.value):
         raise TaskAlreadyFinished(task_id, state.task_status)
@@ -190,7 +198,7 @@ def _refuse(task_id: str) -> None:
 def _apply(move: Finish, what: str) -> None:
     store = database().store
     if not retrying(lambda: store.finish(move), what):
-        _refuse(move.task_id)
+        _refuse(move.task_id, move.now)
     with _held_lock:
         _held.pop(move.task_id, None)
 
@@ -261,8 +269,7 @@ def fail(task: Task | str, reason: str, *, now: datetime | None = None) -> Dispa
     Returns the retry that was published, if any.
     """
     held = _held_task(task)
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidArgument("a failure needs a reason: a non-empty string saying what went wrong")
+    check_reason(reason)
     move, dispatch = _failure(database(), held, reason, now or utcnow())
     _apply(move, "failing a task")
     publish(dispatch)
@@ -273,12 +280,16 @@ def fail(task: Task | str, reason: str, *, now: datetime | None = None) -> Dispa
 
 
 def extend(task_id: str, lease: str | float | timedelta, *, now: datetime | None = None) -> datetime:
-    """Keep a claim for ``lease`` more from now; return the new expiry."""
+    """Keep a claim for ``lease`` more from now; return the new expiry.
+
+    Raises ``LeaseLost`` once the lease has lapsed, even before the step is offered again.
+    """
     check_id(task_id, "task")
-    until = (now or utcnow()) + timedelta(seconds=seconds(lease, "lease", positive=True))
+    now = now or utcnow()
+    until = now + timedelta(seconds=seconds(lease, "lease", positive=True))
     store = database().store
-    if not retrying(lambda: store.extend(task_id, until), "extending a lease"):
-        _refuse(task_id)
+    if not retrying(lambda: store.extend(task_id, now, until), "extending a lease"):
+        _refuse(task_id, now)
     return until
 
 
@@ -286,8 +297,9 @@ def heartbeat(task_ids: list[str], *, now: datetime | None = None) -> int:
     """Extend the leases of a live push worker's running claims by ``OMS_WORKER_LEASE``; return how many."""
     if not task_ids:
         return 0
-    until = (now or utcnow()) + timedelta(seconds=get_settings().worker_lease)
-    return database().store.heartbeat(task_ids, until)
+    now = now or utcnow()
+    until = now + timedelta(seconds=get_settings().worker_lease)
+    return database().store.heartbeat(task_ids, now, until)
 
 
 def heartbeat_interval() -> float:

@@ -8,10 +8,11 @@ from typing import Any
 from .db import Database, database, retrying, transaction
 from .definitions import Workflow, load_definition
 from .dispatch import Dispatch, publish, publish_all
-from .door import utcnow
+from .door import check_reason, utcnow
 from .exceptions import ConfigurationError
 from .jsonvalue import json_object
 from .limits import check_fits_broker
+from .names import user_name
 from .rows import instance_row, queued_event, started_event, task_row
 from .settings import get_settings
 from .transitions import cancel, resume
@@ -55,19 +56,23 @@ def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime) -> l
 
 
 def _payload(payload: Any) -> dict[str, Any]:
-    return json_object({} if payload is None else payload, what="payload",
-                       max_bytes=get_settings().max_payload_bytes)
+    settings = get_settings()
+    return json_object({} if payload is None else payload, what="payload", max_bytes=settings.max_payload_bytes,
+                       max_depth=settings.max_payload_depth)
 
 
 def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None) -> str:
     """Start the latest version of ``workflow_id`` with ``payload``; return the instance id.
 
     Raises:
-        InvalidPayload: ``payload`` is not a JSON object, or is over ``OMS_MAX_PAYLOAD_BYTES``.
+        InvalidArgument: ``workflow_id`` cannot be a workflow id (or is the engine's).
+        InvalidPayload: ``payload`` is not a JSON object, is over ``OMS_MAX_PAYLOAD_BYTES``, nested deeper
+            than ``OMS_MAX_PAYLOAD_DEPTH`` or holds text that cannot be stored (NUL, lone surrogates).
         UnknownWorkflow: no definition of ``workflow_id`` has been saved.
         BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
             first step could not be published; the reconciler will publish it.
     """
+    user_name(workflow_id, "workflow id")
     [dispatch] = _start(workflow_id, [_payload(payload)], utcnow())
     publish(dispatch)
     return dispatch.instance_id
@@ -83,6 +88,7 @@ def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[st
         InvalidPayload: a payload is not a JSON object (its position is named).
         UnknownWorkflow: no definition of ``workflow_id`` has been saved.
     """
+    user_name(workflow_id, "workflow id")
     checked = []
     for position, payload in enumerate(payloads):
         try:
@@ -98,6 +104,7 @@ def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[st
 
 def cancel_workflow(instance_id: str, reason: str = "cancelled by operator") -> None:
     """Cancel a pending or running instance (see :func:`oms.transitions.cancel`)."""
+    check_reason(reason, "a cancellation's reason")
 
     def work() -> None:
         with transaction() as session:

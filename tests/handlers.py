@@ -58,3 +58,13 @@ def suicide(task: Task) -> str:
         log.write(f"{task.id} {task.attempt}\n")
     os.kill(os.getpid(), signal.SIGKILL)
     return "success"  # never reached
+
+
+@subscribe("unstorable")
+def unstorable(task: Task) -> Any:
+    """Returns (or raises with) text PostgreSQL cannot store, and notes each run in the payload's log."""
+    with open(task.payload["log"], "a") as log:
+        log.write(f"{task.id} {task.attempt}\n")
+    if task.payload.get("raise"):
+        raise ValueError("bad byte \x00 in the form; " + "x" * 20_000)
+    return {"text": "bad\x00byte"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, case, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, case, func, insert, or_, select, update
 
 from ..db import Database
 from ..models import DefinitionRow, EventRow, InstanceRow, TaskRow
@@ -113,7 +113,7 @@ class PortableStore:
             if instance is None or task is None or task.status != RUNNING:
                 return False
             lapsed = task.lease_expires_at is not None and task.lease_expires_at < (move.lapsed_before or move.now)
-            if move.lapsed_before is not None and not lapsed:
+            if lapsed != (move.lapsed_before is not None):  # a sweep ends lapsed claims only; others, live ones
                 return False
             values: dict[str, Any] = {"status": move.status.value, "finished_at": move.now, "result": move.result,
                                       "error": move.error, "sla_check_at": _freeze_case(tasks.c.sla_check_at, move.now)}
@@ -133,15 +133,14 @@ class PortableStore:
             insert_rows(conn, [], offered, move.events)
         return True
 
-    def extend(self, task_id: str, lease_until: datetime) -> bool:
-        with self.engine.begin() as conn:
-            done = conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.status == RUNNING)
-                                .values(lease_expires_at=lease_until))
-            return bool(done.rowcount)
+    def extend(self, task_id: str, now: datetime, lease_until: datetime) -> bool:
+        return self.heartbeat([task_id], now, lease_until) > 0
 
-    def heartbeat(self, task_ids: list[str], lease_until: datetime) -> int:
+    def heartbeat(self, task_ids: list[str], now: datetime, lease_until: datetime) -> int:
         with self.engine.begin() as conn:
-            done = conn.execute(update(tasks).where(tasks.c.id.in_(task_ids), tasks.c.status == RUNNING)
+            done = conn.execute(update(tasks).where(tasks.c.id.in_(task_ids), tasks.c.status == RUNNING,
+                                                    or_(tasks.c.lease_expires_at.is_(None),
+                                                        tasks.c.lease_expires_at >= now))
                                 .values(lease_expires_at=lease_until))
             return int(done.rowcount)
 
@@ -154,10 +153,12 @@ class PortableStore:
     def state(self, task_id: str) -> State | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(tasks.c.status, tasks.c.error, instances.c.id, instances.c.status.label("instance_status"))
+                select(tasks.c.status, tasks.c.error, instances.c.id, instances.c.status.label("instance_status"),
+                       tasks.c.lease_expires_at)
                 .join(instances, instances.c.id == tasks.c.instance_id).where(tasks.c.id == task_id)
             ).first()
-            return None if row is None else State(row.status, row.error, row.id, row.instance_status)
+            return None if row is None else State(row.status, row.error, row.id, row.instance_status,
+                                                  row.lease_expires_at)
 
     def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
         query = (select(*_TASK_COLUMNS, tasks.c.lost).join(instances, instances.c.id == tasks.c.instance_id)

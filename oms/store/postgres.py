@@ -108,7 +108,9 @@ WITH i0 AS (
         lost = coalesce(%(lost)s::int, lost),
         sla_check_at = CASE WHEN sla_check_at > %(now)s THEN NULL ELSE sla_check_at END
     WHERE id = %(task_id)s AND status = '{RUNNING}' AND EXISTS (SELECT FROM i0)
-      AND (%(lapsed_before)s::timestamptz IS NULL OR lease_expires_at < %(lapsed_before)s::timestamptz)
+      AND CASE WHEN %(lapsed_before)s::timestamptz IS NULL
+               THEN lease_expires_at IS NULL OR lease_expires_at >= %(now)s
+               ELSE lease_expires_at < %(lapsed_before)s::timestamptz END
     RETURNING instance_id
 ), i AS (
     UPDATE oms_instances
@@ -135,15 +137,17 @@ WITH i0 AS (
 SELECT count(*) FROM i
 """
 
-EXTEND = f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = %(task_id)s AND status = '{RUNNING}'"
+#: A lapsed lease is not revived: the lapse ended the claim.
+_LIVE = f"status = '{RUNNING}' AND (lease_expires_at IS NULL OR lease_expires_at >= %(now)s)"
+EXTEND = f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = %(task_id)s AND {_LIVE}"
 
-HEARTBEAT = (f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s"
-             f" WHERE id = ANY(%(task_ids)s::text[]) AND status = '{RUNNING}'")
+HEARTBEAT = f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = ANY(%(task_ids)s::text[]) AND {_LIVE}"
 
 LOOKUP = f"SELECT {_TASK} FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id WHERE t.id = %(task_id)s"
 
 STATE = """
-SELECT t.status AS task_status, t.error AS task_error, i.id AS instance_id, i.status AS instance_status
+SELECT t.status AS task_status, t.error AS task_error, i.id AS instance_id, i.status AS instance_status,
+    t.lease_expires_at
 FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id WHERE t.id = %(task_id)s
 """
 
@@ -237,11 +241,11 @@ class PostgresStore:
         })
         return bool(row[0])
 
-    def extend(self, task_id: str, lease_until: datetime) -> bool:
-        return self._count(EXTEND, {"task_id": task_id, "lease_until": lease_until}) > 0
+    def extend(self, task_id: str, now: datetime, lease_until: datetime) -> bool:
+        return self._count(EXTEND, {"task_id": task_id, "now": now, "lease_until": lease_until}) > 0
 
-    def heartbeat(self, task_ids: list[str], lease_until: datetime) -> int:
-        return self._count(HEARTBEAT, {"task_ids": task_ids, "lease_until": lease_until})
+    def heartbeat(self, task_ids: list[str], now: datetime, lease_until: datetime) -> int:
+        return self._count(HEARTBEAT, {"task_ids": task_ids, "now": now, "lease_until": lease_until})
 
     def lookup(self, task_id: str) -> Task | None:
         row = self._one(LOOKUP, {"task_id": task_id})
@@ -249,7 +253,8 @@ class PostgresStore:
 
     def state(self, task_id: str) -> State | None:
         row = self._one(STATE, {"task_id": task_id})
-        return None if row is None else State(row.task_status, row.task_error, row.instance_id, row.instance_status)
+        return None if row is None else State(row.task_status, row.task_error, row.instance_id, row.instance_status,
+                                              _utc(row.lease_expires_at))
 
     def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
         rows = self._all(LAPSED, {"now": now, "topic": topic, "limit": limit})
