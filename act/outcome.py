@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from oms import InvalidPayload, door
+from oms.jsonvalue import storable_text
+from oms.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -15,16 +17,25 @@ class Outcome:
     reason: str = ""
 
 
+def failure(reason: str) -> Outcome:
+    """A failed attempt whose reason can always be recorded: cut to ``OMS_MAX_REASON_CHARS``, made storable.
+
+    A handler's error text is the handler's (an exception message with a NUL in it,
+    a 20 MB repr): the attempt fails once with it, rather than not at all.
+    """
+    return Outcome(False, reason=storable_text(reason, get_settings().max_reason_chars) or "(no reason given)")
+
+
 def interpret(value: Any) -> Outcome:
     """``"success"``/``None`` succeed, a dict succeeds with it as result, ``"fail"`` fails."""
     if value is None or value == "success":
         return Outcome(True)
     if value == "fail":
-        return Outcome(False, reason="handler returned 'fail'")
+        return failure("handler returned 'fail'")
     if isinstance(value, dict):
         try:
             return Outcome(True, door.check_result(value))
         except InvalidPayload as exc:
-            return Outcome(False, reason=str(exc))
+            return failure(f"the handler's result cannot be stored: {exc}")
     expected = "expected 'success', 'fail', None or a dict"
-    return Outcome(False, reason=f"handler returned {type(value).__name__} {value!r:.80}; {expected}")
+    return failure(f"handler returned {type(value).__name__} {value!r:.80}; {expected}")

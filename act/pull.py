@@ -69,8 +69,9 @@ def fetch_task(
 
     The returned task is leased to this worker until ``task.lease_expires_at``:
     finish it with :func:`complete_task` or :func:`fail_task`, or keep it with
-    :func:`extend_lease`. A lease that runs out makes the step available again
-    (attempt + 1) and makes this worker's later calls on it raise ``LeaseLost``.
+    :func:`extend_lease`. The lapse itself ends the claim: from then on this
+    worker's calls on it raise ``LeaseLost`` and change nothing, and the next sweep
+    makes the step available again (attempt + 1).
     """
     global _scans
     door.check_topic(topic)
@@ -78,7 +79,7 @@ def fetch_task(
     _scans.check()
     wait = door.seconds(max_wait, "max_wait")
     lease_td = timedelta(seconds=door.seconds(lease, "lease", positive=True))
-    worker = worker_id or door.default_worker_id()
+    worker = door.check_worker_id(worker_id) if worker_id is not None else door.default_worker_id()
     deadline = time.monotonic() + wait
     while True:
         task, due = door.claim_topic(topic, worker, lease_td)

@@ -20,7 +20,7 @@ from oms import OmsError, door
 from oms.door import Task
 
 from .heartbeat import beating
-from .outcome import Outcome, interpret
+from .outcome import failure, interpret
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, ite
         raise Ignore() from None
     except Exception as exc:  # the handler's failure is the step's failure
         logger.exception("handler for %s failed", task.topic)
-        outcome = Outcome(False, reason=f"{type(exc).__name__}: {exc}")
+        outcome = failure(f"{type(exc).__name__}: {exc}")
     try:
         with shielded():
             if outcome.ok:

@@ -321,7 +321,7 @@ def apply(conn: Connection, plan: Plan) -> list[Offered] | None:
     if outcome.holder is not None and row.worker_id != outcome.holder:
         return None
     lapsed = row.lease_expires_at is not None and row.lease_expires_at < (outcome.lapsed_before or now)
-    if outcome.lapsed_before is not None and not lapsed:
+    if lapsed != (outcome.lapsed_before is not None):  # a sweep ends lapsed claims only; others, live ones
         return None
     conn.execute(update(tasks).where(tasks.c.id == task.id).values(
         status=(TaskStatus.DONE if outcome.kind == DONE else TaskStatus.FAILED).value, finished_at=now,

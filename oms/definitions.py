@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import random
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,26 +26,21 @@ from sqlalchemy.orm import Session
 
 from .db import transaction
 from .durations import Duration
-from .exceptions import InvalidDefinition, UnknownWorkflow
+from .exceptions import Conflict, InvalidArgument, InvalidDefinition, UnknownWorkflow
 from .graph import Graph, MapPath
+from .jsonvalue import unstorable
 from .models import DefinitionRow
+from .names import NAME_PATTERN, SYSTEM_PREFIX, check_free, check_name
+from .settings import get_settings
 
-#: Ids become queue names, routing keys and file names: keep to characters safe in all.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-#: Workflow ids the engine keeps for itself.
-SYSTEM_PREFIX = "oms."
+__all__ = ["NAME_PATTERN", "SYSTEM_PREFIX", "Step", "Workflow", "check_name", "load_definition", "system_workflow"]
+
+#: Set while building the engine's own workflows and definitions read back from the database: the
+#: rules for new definitions (reserved names, ``OMS_MAX_*`` limits) held when they were saved, and
+#: must not stop a running instance when a limit is lowered later.
 _system: ContextVar[bool] = ContextVar("oms_system_workflow", default=False)
-_NAME = re.compile(NAME_PATTERN)
-
-
-def check_name(value: str, what: str) -> str:
-    """Return ``value`` if it can be a queue name, else raise ``ValueError`` naming it."""
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError(
-            f"{what} {value!r} cannot be a queue name: use letters, digits, '_', '.', '-' "
-            "(starting with a letter or digit, at most 128)"
-        )
-    return value
+#: Tries at saving a new version while other processes save versions of the same workflow.
+SAVE_ATTEMPTS = 20
 
 
 def _describe(error: ValidationError) -> str:
@@ -119,7 +114,14 @@ class Step(_Model):
 
     @model_validator(mode="after")
     def _topic(self) -> Self:
-        object.__setattr__(self, "topic", check_name(self.topic or self.id, "topic"))
+        topic = check_name(self.topic or self.id, "topic")
+        if not _system.get():
+            check_free(topic, "topic")
+            settings = get_settings()
+            if topic.lower() in (settings.sla_violation_topic.lower(), settings.sla_warning_topic.lower()):
+                raise ValueError(f"topic {topic!r} carries the engine's escalations (OMS_SLA_VIOLATION_TOPIC, "
+                                 "OMS_SLA_WARNING_TOPIC): a workflow's step cannot use it")
+        object.__setattr__(self, "topic", topic)
         self._check_warning(self.sla)
         return self
 
@@ -151,18 +153,33 @@ class Workflow(_Model):
         except ValidationError as exc:
             raise InvalidDefinition(f"invalid workflow {data.get('id', '?')!r}: {_describe(exc)}") from None
 
-    @field_validator("id")
+    @field_validator("id", mode="before")
     @classmethod
-    def _id(cls, value: str) -> str:
-        if value.startswith(SYSTEM_PREFIX) and not _system.get():
-            raise ValueError(f"workflow ids starting with {SYSTEM_PREFIX!r} are reserved for the engine")
-        return check_name(value, "workflow id")
+    def _id(cls, value: Any) -> str:
+        name = check_name(value, "workflow id")
+        return name if _system.get() else check_free(name, "workflow id")
 
     @field_validator("steps", mode="before")
     @classmethod
     def _steps(cls, value: Any) -> Any:
         if isinstance(value, list) and not value:
             raise ValueError("a workflow needs at least one step")
+        most = get_settings().max_steps
+        if isinstance(value, list) and len(value) > most and not _system.get():
+            raise ValueError(f"a workflow has at most {most} steps (OMS_MAX_STEPS), this one {len(value)}")
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        most = get_settings().max_description_chars
+        if _system.get():
+            return value
+        if len(value) > most:
+            raise ValueError(f"the description is {len(value)} characters long, over the limit of {most} "
+                             "(OMS_MAX_DESCRIPTION_CHARS)")
+        if problem := unstorable(value):
+            raise ValueError(f"the description holds {problem}: it cannot be stored")
         return value
 
     @property
@@ -198,19 +215,10 @@ class Workflow(_Model):
 
     @classmethod
     def from_file(cls, path: str | Path) -> Workflow:
-        """Load a definition from a ``.yaml``/``.yml`` or ``.json`` file."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise InvalidDefinition(f"cannot read {path}: {exc.strerror}") from None
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise InvalidDefinition(f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidDefinition(f"{path} must hold a mapping with 'id' and 'steps'")
-        return cls(**data)
+        """Load a definition from a ``.yaml``/``.yml`` or ``.json`` file (see :mod:`oms.files`)."""
+        from .files import read_definition
+
+        return cls(**read_definition(Path(path)))
 
     # -- storage -------------------------------------------------------------
 
@@ -220,7 +228,9 @@ class Workflow(_Model):
 
         check_fits_broker(self)
         digest = self.digest()
-        for _ in range(3):
+        for attempt in range(SAVE_ATTEMPTS):
+            if attempt:  # another process saved the same version first: back off a little, then read again
+                time.sleep(random.uniform(0, 0.01 * attempt))
             try:
                 with transaction(database_url) as session:
                     latest = _latest(session, self.id)
@@ -237,13 +247,15 @@ class Workflow(_Model):
                         )
                     )
                 return version
-            except IntegrityError:  # another process saved the same version first
+            except IntegrityError:
                 continue
-        raise InvalidDefinition(f"could not save workflow {self.id!r}: concurrent saves kept conflicting")
+        raise Conflict(f"could not save workflow {self.id!r}: other processes kept saving versions of it at the "
+                       f"same time ({SAVE_ATTEMPTS} tries); nothing was saved, try again")
 
     @classmethod
     def load(cls, workflow_id: str, version: int | None = None, database_url: str | None = None) -> Workflow:
         """The stored definition (latest version unless ``version`` is given)."""
+        check_workflow_id(workflow_id)
         with transaction(database_url) as session:
             return load_definition(session, workflow_id, version)[0]
 
@@ -292,13 +304,21 @@ def load_definition(session: Session, workflow_id: str, version: int | None = No
         raise UnknownWorkflow(workflow_id, version)
     definition = cache.get((workflow_id, row.version))
     if definition is None:
-        definition = system_workflow(row.spec) if row.workflow_id.startswith(SYSTEM_PREFIX) else Workflow(**row.spec)
+        definition = system_workflow(row.spec)  # checked when saved: later limits must not stop its instances
         cache[(workflow_id, row.version)] = definition
     return definition, row.version
 
 
+def check_workflow_id(value: object) -> str:
+    """A workflow id argument that can name a definition, or :class:`InvalidArgument` (not a database error)."""
+    try:
+        return check_name(value, "workflow id")
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
 def system_workflow(spec: dict[str, Any]) -> Workflow:
-    """Build one of the engine's own workflows (ids starting ``oms.``, refused to users)."""
+    """Build one of the engine's own workflows (ids starting ``oms.``, refused to users), or a stored definition."""
     token = _system.set(True)
     try:
         return Workflow(**spec)

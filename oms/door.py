@@ -27,7 +27,7 @@ from typing import Any
 from .advance import Outcome, Plan
 from .compiler import task_name
 from .db import TRANSIENT, Database, database, retrying
-from .definitions import Workflow, check_name, load_definition
+from .definitions import Workflow, load_definition
 from .dispatch import Dispatch, publish_all
 from .durations import parse_duration
 from .exceptions import (
@@ -40,14 +40,16 @@ from .exceptions import (
     TaskNotFound,
     check_id,
 )
-from .jsonvalue import json_object
+from .jsonvalue import check_text, json_object
+from .names import check_worker_id, user_name
 from .settings import get_settings
 from .states import LEASE_EXPIRED, WORKER_LOST, InstanceStatus, TaskStatus, is_ended_with_instance
 from .task import Task
 
 __all__ = [
     "Task", "claim_step", "claim_topic", "complete", "fail", "extend", "heartbeat", "breach", "sweep",
-    "check_result", "check_topic", "seconds", "task_name", "utcnow",
+    "check_result", "check_topic", "check_reason", "check_worker_id", "default_worker_id", "seconds", "task_name",
+    "utcnow",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,11 +65,13 @@ def default_worker_id() -> str:
 
 
 def check_topic(topic: str) -> str:
-    """``topic`` if it can be a queue name, else :class:`InvalidArgument` naming it."""
-    try:
-        return check_name(topic, "topic")
-    except ValueError as exc:
-        raise InvalidArgument(str(exc)) from None
+    """``topic`` if it can be a queue name users may take, else :class:`InvalidArgument` naming it."""
+    return user_name(topic, "topic")
+
+
+def check_reason(reason: object, what: str = "a failure's reason") -> str:
+    """A reason as stored: non-empty, storable, at most ``OMS_MAX_REASON_CHARS``; else :class:`InvalidArgument`."""
+    return check_text(reason, what, get_settings().max_reason_chars, "OMS_MAX_REASON_CHARS")
 
 
 def seconds(value: str | float | timedelta, what: str, *, positive: bool = False) -> float:
@@ -87,7 +91,9 @@ def check_result(result: Any) -> dict[str, Any] | None:
     """A step's result as stored: ``None`` or a JSON object within ``OMS_MAX_PAYLOAD_BYTES``."""
     if result is None:
         return None
-    return json_object(result, what="result", max_bytes=get_settings().max_payload_bytes)
+    settings = get_settings()
+    return json_object(result, what="result", max_bytes=settings.max_payload_bytes,
+                       max_depth=settings.max_payload_depth)
 
 
 def _definition(db: Database, workflow_id: str, version: int) -> Workflow:
@@ -179,7 +185,7 @@ def _held_task(task: Task | str, worker_id: str | None) -> tuple[Task, str]:
     return found, worker_id or default_worker_id()
 
 
-def _refuse(task_id: str, holder: str | None = None) -> None:
+def _refuse(task_id: str, now: datetime, holder: str | None = None) -> None:
     """Raise the error that says why a transition on ``task_id`` did not apply."""
     store = database().store
     state = retrying(lambda: store.state(task_id), "reading a task")
@@ -188,6 +194,9 @@ def _refuse(task_id: str, holder: str | None = None) -> None:
     if state.instance_status == InstanceStatus.CANCELLED.value or is_ended_with_instance(state.task_error):
         raise InstanceFinished(state.instance_id, state.instance_status)
     if state.task_status == TaskStatus.FAILED.value and state.task_error == LEASE_EXPIRED:
+        raise LeaseLost(task_id)
+    lapsed = state.lease_expires_at is not None and state.lease_expires_at < now
+    if state.task_status == TaskStatus.RUNNING.value and lapsed:  # not swept yet: the lapse ended the claim
         raise LeaseLost(task_id)
     if state.task_status in (TaskStatus.DONE.value, TaskStatus.FAILED.value):
         raise TaskAlreadyFinished(task_id, state.task_status)
@@ -203,7 +212,7 @@ def _end(plan: Plan, what: str) -> list[Dispatch]:
     store = database().store
     offered = retrying(partial(store.finish, plan), what)
     if offered is None:
-        _refuse(plan.task.id, plan.outcome.holder)
+        _refuse(plan.task.id, plan.now, plan.outcome.holder)
     with _held_lock:
         _held.pop(plan.task.id, None)
     task = plan.task
@@ -248,8 +257,7 @@ def fail(task: Task | str, reason: str, *, worker_id: str | None = None,
     Returns the retry that was published, if any.
     """
     held, holder = _held_task(task, worker_id)
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidArgument("a failure needs a reason: a non-empty string saying what went wrong")
+    check_reason(reason)
     definition = _definition(database(), held.workflow_id, held.version)
     dispatches = _end(Plan(definition, held, Outcome.failed(reason, holder=holder), now or utcnow()),
                       "failing a task")
@@ -262,15 +270,19 @@ def fail(task: Task | str, reason: str, *, worker_id: str | None = None,
 
 def extend(task_id: str, lease: str | float | timedelta, *, worker_id: str | None = None,
            now: datetime | None = None) -> datetime:
-    """Keep a claim for ``lease`` more from now; return the new expiry. Only the claim's holder may."""
+    """Keep a claim for ``lease`` more from now; return the new expiry. Only the claim's holder may.
+
+    Raises ``LeaseLost`` once the lease has lapsed, even before the step is offered again.
+    """
     check_id(task_id, "task")
-    until = (now or utcnow()) + timedelta(seconds=seconds(lease, "lease", positive=True))
+    now = now or utcnow()
+    until = now + timedelta(seconds=seconds(lease, "lease", positive=True))
     with _held_lock:
         held = _held.get(task_id)
     holder = worker_id or (held.worker_id if held else None) or default_worker_id()
     store = database().store
-    if not retrying(lambda: store.extend(task_id, until, holder), "extending a lease"):
-        _refuse(task_id, holder)
+    if not retrying(lambda: store.extend(task_id, now, until, holder), "extending a lease"):
+        _refuse(task_id, now, holder)
     return until
 
 
@@ -278,8 +290,9 @@ def heartbeat(task_ids: list[str], *, now: datetime | None = None) -> int:
     """Extend the leases of a live push worker's running claims by ``OMS_WORKER_LEASE``; return how many."""
     if not task_ids:
         return 0
-    until = (now or utcnow()) + timedelta(seconds=get_settings().worker_lease)
-    return database().store.heartbeat(task_ids, until)
+    now = now or utcnow()
+    until = now + timedelta(seconds=get_settings().worker_lease)
+    return database().store.heartbeat(task_ids, now, until)
 
 
 def heartbeat_interval() -> float:

@@ -10,10 +10,11 @@ from .advance import MapError, start_progress
 from .db import Database, database, retrying, transaction
 from .definitions import Workflow, load_definition
 from .dispatch import Dispatch, publish, publish_all
-from .door import utcnow
+from .door import check_reason, utcnow
 from .exceptions import ConfigurationError, IdempotencyConflict, InvalidArgument, InvalidPayload
 from .jsonvalue import json_object
 from .limits import check_fits_broker
+from .names import user_name
 from .rows import event, instance_row, started_event
 from .settings import get_settings
 from .states import InstanceStatus, instance_event
@@ -98,8 +99,9 @@ def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime,
 
 
 def _payload(payload: Any) -> dict[str, Any]:
-    return json_object({} if payload is None else payload, what="payload",
-                       max_bytes=get_settings().max_payload_bytes)
+    settings = get_settings()
+    return json_object({} if payload is None else payload, what="payload", max_bytes=settings.max_payload_bytes,
+                       max_depth=settings.max_payload_depth)
 
 
 def _key(key: Any) -> str:
@@ -118,6 +120,7 @@ def start(workflow_id: str, payload: dict[str, Any] | None = None, *,
     Raises:
         IdempotencyConflict: the key started an instance of this workflow with another payload.
     """
+    user_name(workflow_id, "workflow id")
     data = _payload(payload)
     key = None if idempotency_key is None else _key(idempotency_key)
     ids, dispatches = _start(workflow_id, [data], utcnow(), key)
@@ -145,7 +148,9 @@ def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None, *,
     when its request timed out).
 
     Raises:
-        InvalidPayload: ``payload`` is not a JSON object, or is over ``OMS_MAX_PAYLOAD_BYTES``.
+        InvalidArgument: ``workflow_id`` cannot be a workflow id (or is the engine's).
+        InvalidPayload: ``payload`` is not a JSON object, is over ``OMS_MAX_PAYLOAD_BYTES``, nested deeper
+            than ``OMS_MAX_PAYLOAD_DEPTH`` or holds text that cannot be stored (NUL, lone surrogates).
         UnknownWorkflow: no definition of ``workflow_id`` has been saved.
         IdempotencyConflict: ``idempotency_key`` already started an instance with another payload.
         BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
@@ -164,6 +169,7 @@ def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[st
         InvalidPayload: a payload is not a JSON object (its position is named).
         UnknownWorkflow: no definition of ``workflow_id`` has been saved.
     """
+    user_name(workflow_id, "workflow id")
     checked = []
     for position, payload in enumerate(payloads):
         try:
@@ -179,6 +185,7 @@ def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[st
 
 def cancel_workflow(instance_id: str, reason: str = "cancelled by operator") -> None:
     """Cancel a pending or running instance (see :func:`oms.transitions.cancel`)."""
+    check_reason(reason, "a cancellation's reason")
 
     def work() -> None:
         with transaction() as session:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-_IDS = {"instance": re.compile(r"^wf-[0-9a-f]{32}$"), "task": re.compile(r"^tk-[0-9a-f]{32}$")}
+_IDS = {"instance": re.compile(r"wf-[0-9a-f]{32}"), "task": re.compile(r"tk-[0-9a-f]{32}")}
 
 
 class OmsError(Exception):
@@ -158,12 +158,13 @@ class InstanceFinished(OmsError):
 
 
 class LeaseLost(TaskAlreadyFinished):
-    """The worker's lease on the task ran out and the step was offered again."""
+    """The worker's lease on the task ran out: the claim ended then, and the step is offered again."""
 
     def __init__(self, task_id: str) -> None:
         self.task_id, self.status = task_id, "failed"
         OmsError.__init__(
-            self, f"lease on task {task_id!r} expired and the step was offered again: nothing was changed"
+            self, f"lease on task {task_id!r} ran out, which ended the claim (the step is offered again): nothing "
+            "was changed"
         )
 
 
@@ -180,7 +181,7 @@ class BrokerUnavailable(OmsError):
 
 def check_id(value: object, kind: str) -> str:
     """Refuse a malformed instance or task id before it reaches the database."""
-    if not isinstance(value, str) or not _IDS[kind].match(value):
+    if not isinstance(value, str) or not _IDS[kind].fullmatch(value):
         example = "wf-9b2f…" if kind == "instance" else "tk-4c1a…"
-        raise InvalidArgument(f"malformed {kind} id {value!r}: expected '{example}' (a prefix and 32 hex digits)")
+        raise InvalidArgument(f"malformed {kind} id {value!r:.80}: expected '{example}' (a prefix and 32 hex digits)")
     return value

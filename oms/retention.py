@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy import ColumnElement, Delete, delete, func, select
 from sqlalchemy.orm import Session
 
 from . import runs
-from .db import transaction
+from .db import retrying, transaction
 from .models import EventRow, InstanceRow, TaskRow
 from .states import FINISHED_INSTANCE
 
@@ -47,6 +48,18 @@ def _deleted(session: Session, statement: Delete) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _prune_batch(cutoff: datetime, batch: int) -> tuple[int, int, int]:
+    """One transaction: up to ``batch`` instances, then their tasks and events; return how many of each."""
+    with transaction() as session:
+        ids = list(session.scalars(select(InstanceRow.id).where(*_due(cutoff)).order_by(InstanceRow.finished_at)
+                                   .limit(batch).with_for_update(skip_locked=True)))
+        if not ids:
+            return 0, 0, 0
+        tasks = _deleted(session, delete(TaskRow).where(TaskRow.instance_id.in_(ids)))
+        events = _deleted(session, delete(EventRow).where(EventRow.instance_id.in_(ids)))
+        return _deleted(session, delete(InstanceRow).where(InstanceRow.id.in_(ids))), tasks, events
+
+
 def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: bool = False,
           now: datetime | None = None) -> PruneReport:
     """Delete the instances finished before a moment (or longer than a duration ago), with their tasks and events.
@@ -70,17 +83,15 @@ def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: 
                                            .where(EventRow.instance_id.in_(doomed))) or 0
         return report
     while True:
-        with transaction() as session:
-            ids = list(session.scalars(select(InstanceRow.id).where(*_due(cutoff)).order_by(InstanceRow.finished_at)
-                                       .limit(batch).with_for_update(skip_locked=True)))
-            if not ids:
-                break
-            report.tasks += _deleted(session, delete(TaskRow).where(TaskRow.instance_id.in_(ids)))
-            report.events += _deleted(session, delete(EventRow).where(EventRow.instance_id.in_(ids)))
-            report.instances += _deleted(session, delete(InstanceRow).where(InstanceRow.id.in_(ids)))
+        ids, tasks, events = retrying(partial(_prune_batch, cutoff, batch), "pruning finished instances")
+        if not ids:
+            break
+        report.instances += ids
+        report.tasks += tasks
+        report.events += events
         report.batches += 1
-        logger.info("pruned %d finished instance(s) (batch %d)", len(ids), report.batches)
-        if len(ids) < batch:
+        logger.info("pruned %d finished instance(s) (batch %d)", ids, report.batches)
+        if ids < batch:
             break
     runs.record(runs.PRUNE, started, report.instances, details={
         "finished_before": cutoff.isoformat(), "instances": report.instances, "tasks": report.tasks,

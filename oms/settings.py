@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .durations import Duration
+from .durations import MAX_SECONDS, LongDuration
 
 #: The queue of the engine's own tasks (the SLA scan, the reconciler), sent by beat.
 ENGINE_QUEUE = "oms"
@@ -26,14 +26,22 @@ class OmsSettings(BaseSettings):
     broker_url: str = "filesystem://"
     #: Directory for embedded data (the filesystem broker's message folders).
     home: Path = Path(".oms")
-    #: Largest accepted payload, in bytes of JSON.
+    #: Largest accepted payload or result, in bytes of JSON.
     max_payload_bytes: int = Field(default=1024 * 1024, gt=0)
     #: Most items a mapped step may run over (its list, from the payload or a result).
     max_map_items: int = Field(default=10_000, gt=0)
+    #: Deepest nesting of objects and arrays in a payload or result.
+    max_payload_depth: int = Field(default=64, gt=0, le=500)
+    #: Most steps in one workflow (its first message carries every step's signature).
+    max_steps: int = Field(default=200, gt=0, le=10_000)
+    #: Longest workflow description, in characters.
+    max_description_chars: int = Field(default=10_000, ge=0)
+    #: Longest failure or cancellation reason, in characters (a handler's error is cut to it).
+    max_reason_chars: int = Field(default=10_000, gt=0)
     #: Seconds a hard ``time_limit`` exceeds the soft one (at least; 10% of the SLA when larger).
-    hard_limit_margin: float = Field(default=5.0, ge=0)
+    hard_limit_margin: float = Field(default=5.0, ge=0, le=MAX_SECONDS)
     #: Seconds between SLA scans (the beat schedule of ``oms.scan_sla``).
-    sla_scan_interval: float = Field(default=10.0, gt=0)
+    sla_scan_interval: float = Field(default=10.0, gt=0, le=MAX_SECONDS)
     #: Fraction of the SLA after which a step turns yellow, unless the step says otherwise.
     sla_warn_fraction: float = Field(default=0.8, gt=0, lt=1)
     #: Topic that receives a task for every SLA breach.
@@ -42,29 +50,45 @@ class OmsSettings(BaseSettings):
     sla_warning_topic: str = "sla_warning"
     #: Seconds a push worker's claim stays valid without a heartbeat: a step whose
     #: worker died runs again within about this plus one scan interval.
-    worker_lease: float = Field(default=40.0, gt=0)
+    worker_lease: float = Field(default=40.0, gt=0, le=MAX_SECONDS)
     #: Seconds between a push worker's heartbeats (extending its claims' leases).
-    heartbeat_interval: float = Field(default=10.0, gt=0)
+    heartbeat_interval: float = Field(default=10.0, gt=0, le=MAX_SECONDS)
     #: Seconds a queued step may wait, with its topic's queue empty, before the
     #: reconciler publishes it again (its message was lost).
-    reconcile_after: float = Field(default=30.0, gt=0)
+    reconcile_after: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
     #: Seconds a worker keeps retrying a transition while the database is unreachable.
-    db_retry_seconds: float = Field(default=300.0, ge=0)
+    db_retry_seconds: float = Field(default=300.0, ge=0, le=MAX_SECONDS)
     #: PostgreSQL: make each claim wait for its WAL flush, as completions always do. Off by
     #: default: a claim the server loses in a crash only returns its step to the queue.
     durable_claims: bool = False
     #: Seconds between sweeps of cancelled time-limit timers in a prefork worker.
-    timer_compact_interval: float = Field(default=60.0, gt=0)
+    timer_compact_interval: float = Field(default=60.0, gt=0, le=MAX_SECONDS)
     #: Redis broker only: seconds before an unacknowledged message is redelivered. Must
     #: exceed every step's hard time limit and retry delay, or long steps would run twice.
-    visibility_timeout: int = Field(default=7 * 24 * 3600, gt=0)
+    visibility_timeout: int = Field(default=7 * 24 * 3600, gt=0, le=MAX_SECONDS)
     #: Finished instances older than this are deleted with their tasks and events, every hour,
     #: by beat (the ``oms.prune`` task); unset, they are kept until ``oms prune`` runs.
-    retention: Duration | None = None
+    retention: LongDuration | None = None
     #: Which databases bring their schema up to date on first use: ``sqlite`` (the embedded
     #: default does; a server database refuses to start until ``oms db upgrade`` has run),
     #: ``always`` or ``never``.
     auto_upgrade: Literal["sqlite", "always", "never"] = "sqlite"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_transport(cls, value: str) -> str:
+        """A broker URL whose scheme kombu does not know would fail only when a step is published."""
+        from kombu.transport import resolve_transport
+        from kombu.utils.url import maybe_sanitize_url
+
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        try:
+            resolve_transport(scheme.split("+", 1)[0] or "?")
+        except (KeyError, ImportError) as exc:
+            shown = maybe_sanitize_url(value)
+            raise ValueError(f"unknown broker transport {scheme or shown!r} in {shown!r} (use redis://, amqp:// or "
+                             f"filesystem://): {exc}") from None
+        return value
 
     @property
     def broker_folder(self) -> Path:

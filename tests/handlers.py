@@ -122,3 +122,13 @@ def branch_fails(task: Task) -> str:
     """Fails after ``payload["fail_after"]`` seconds while ``attempt <= payload["fail_until"]``."""
     time.sleep(task.payload.get("fail_after", 0))
     return "fail" if task.attempt <= task.payload.get("fail_until", 0) else "success"
+
+
+@subscribe("unstorable")
+def unstorable(task: Task) -> Any:
+    """Returns (or raises with) text PostgreSQL cannot store, and notes each run in the payload's log."""
+    with open(task.payload["log"], "a") as log:
+        log.write(f"{task.id} {task.attempt}\n")
+    if task.payload.get("raise"):
+        raise ValueError("bad byte \x00 in the form; " + "x" * 20_000)
+    return {"text": "bad\x00byte"}

@@ -30,6 +30,8 @@ def _json_object(text: str) -> dict[str, object]:
         data = json.loads(text)
     except ValueError as exc:
         die(f"--payload is not valid JSON: {exc}")
+    except RecursionError:
+        die("--payload is nested too deeply (see OMS_MAX_PAYLOAD_DEPTH)")
     if not isinstance(data, dict):
         die(f"--payload must be a JSON object ({{...}}), not {type(data).__name__}")
     return data

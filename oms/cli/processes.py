@@ -124,13 +124,17 @@ def beat(interval: float | None, schedule: str | None, loglevel: str, celery_arg
             show_default=True, help="Registrations to start; the last one is deliberately late.")
 @env_option("--timeout", env="OMS_DEMO_TIMEOUT", type=click.FloatRange(min=5), default=50, show_default=True,
             help="Seconds to wait for every registration and escalation to finish.")
-def demo(instances: int, timeout: float) -> None:
+@env_option("--force", env="OMS_DEMO_FORCE", is_flag=True,
+            help="Run on a server database or broker too (its workers would take real steps and escalations).")
+def demo(instances: int, timeout: float, force: bool) -> None:
     """Run the EPA registration lab end to end, with a live table of lights.
 
     Starts a Celery worker (with beat, scanning SLAs every second), the seed's tax
-    validator as a pull worker, then the registrations, one of them late enough to
-    turn red and be escalated. Uses the configured database and broker: by default
-    oms.db and .oms/ in the working directory, no servers needed.
+    validator as a pull worker, then the registrations of its own workflow
+    (epa_waste_reg_demo), one of them late enough to turn red and be escalated.
+    Runs on the embedded default (oms.db and .oms/ in the working directory, no
+    servers); against a server database or broker it refuses unless --force: its
+    worker would serve the EPA topics and the escalations of that deployment.
 
     \b
     Examples:
@@ -138,5 +142,13 @@ def demo(instances: int, timeout: float) -> None:
       oms demo --instances 6
     """
     from ..demo import run
+    from ..settings import get_settings
+
+    settings = get_settings()
+    embedded = settings.database_url.startswith("sqlite") and settings.broker_url.startswith("filesystem://")
+    if not embedded and not force:
+        die("oms demo runs on the embedded default (SQLite, filesystem broker) in an empty directory; this one is "
+            "configured for a server database or broker, whose real steps and escalations the demo's worker would "
+            "take: unset OMS_DATABASE_URL and OMS_BROKER_URL, or pass --force")
 
     sys.exit(RET_OK if run(instances, timeout) else RET_ERROR)

@@ -11,15 +11,17 @@ from .base import CONTEXT, die, env_option
 
 def _moment(text: str) -> timedelta | datetime:
     """A duration ago (``90d``) or a moment (``2026-01-01``, UTC unless it says otherwise)."""
-    from ..durations import parse_duration
+    from ..durations import MAX_RETENTION, parse_duration
 
     try:
-        return parse_duration(text)
-    except ValueError:
-        pass
+        return parse_duration(text, limit=MAX_RETENTION)
+    except ValueError as exc:
+        problem = str(exc)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
+        if "out of range" in problem:
+            die(f"--finished-before: {problem}")
         die(f"--finished-before {text!r} is neither a duration (90d, 12h) nor a date (2026-01-31)")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

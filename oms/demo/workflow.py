@@ -1,7 +1,9 @@
-"""The demo's variant of the seed's workflow: the same id and steps, a short SLA where it is watched.
+"""The demo's variant of the seed's workflow: the same steps, a short SLA where it is watched, its own id.
 
 ``validate_tax_id`` gets 2 seconds instead of 2 minutes, so a slow IRS check
-turns red within the demo's run; the other SLAs are the seed's.
+turns red within the demo's run; the other SLAs are the seed's. The id is the
+demo's own (``epa_waste_reg_demo``): saving it never changes a user's
+``epa_waste_reg``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from ..definitions import Workflow
 
 EPA_DEMO = Workflow(
-    id="epa_waste_reg",
+    id="epa_waste_reg_demo",
     description="EPA hazardous-waste registration (Form 8700-12); oms demo: validate_tax_id within 2s",
     steps=[
         {"id": "collect_form", "sla": "5m"},

@@ -13,6 +13,10 @@ the same contract:
 
 Lock order, everywhere: the instance row, then its task rows. Claims and lease
 extensions touch one task row only and never wait for anything else.
+
+A lease that lapsed ends the claim at that moment, swept or not: finishing,
+extending or beating for a claim whose ``lease_expires_at`` is before ``now``
+applies nothing (the door then raises ``LeaseLost``).
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ if TYPE_CHECKING:
 class Finish:
     """End a running attempt and move its instance on, in one statement, as :mod:`oms.advance` planned it.
 
-    Applied only if the task is still ``running`` (and, for a lease sweep, its lease
-    lapsed before ``lapsed_before``); otherwise nothing is written.
+    Applied only if the task is still ``running`` and its lease has not lapsed at ``now``
+    (for a lease sweep: lapsed before ``lapsed_before``); otherwise nothing is written.
     """
 
     task_id: str
@@ -92,6 +96,7 @@ class State:
     instance_status: str
     #: The worker holding the task's claim (or who last did).
     worker_id: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 class Store(Protocol):
@@ -119,11 +124,12 @@ class Store(Protocol):
     def finish(self, plan: Plan) -> list[Offered] | None:
         """Apply an ended attempt's plan; ``None`` if the task was no longer running (nothing written)."""
 
-    def extend(self, task_id: str, lease_until: datetime, holder: str | None) -> bool:
-        """Move a running claim's lease to ``lease_until`` (if ``holder`` holds it, when given)."""
+    def extend(self, task_id: str, now: datetime, lease_until: datetime, holder: str | None) -> bool:
+        """Move a running claim's lease to ``lease_until``, unless it lapsed before ``now`` (and if ``holder``
+        holds it, when given)."""
 
-    def heartbeat(self, task_ids: list[str], lease_until: datetime) -> int:
-        """Extend the leases of those of ``task_ids`` still running; return how many."""
+    def heartbeat(self, task_ids: list[str], now: datetime, lease_until: datetime) -> int:
+        """Extend the leases of those of ``task_ids`` still running and not lapsed at ``now``; return how many."""
 
     def lookup(self, task_id: str) -> Task | None:
         """A task as a worker would hold it, whatever its status (for calls by id alone)."""

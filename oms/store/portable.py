@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Row, Table, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, func, insert, or_, select, update
 
 from ..db import Database
 from ..models import DefinitionRow, EventRow, InstanceRow, TaskRow
@@ -115,16 +115,19 @@ class PortableStore:
         with self.engine.begin() as conn:
             return apply(conn, plan)
 
-    def extend(self, task_id: str, lease_until: datetime, holder: str | None) -> bool:
+    def extend(self, task_id: str, now: datetime, lease_until: datetime, holder: str | None) -> bool:
+        return self._extend([task_id], now, lease_until, holder) > 0
+
+    def heartbeat(self, task_ids: list[str], now: datetime, lease_until: datetime) -> int:
+        return self._extend(task_ids, now, lease_until, None)
+
+    def _extend(self, task_ids: list[str], now: datetime, lease_until: datetime, holder: str | None) -> int:
+        """Move the leases of running, not lapsed claims (held by ``holder``, when given)."""
         held = [] if holder is None else [tasks.c.worker_id == holder]
         with self.engine.begin() as conn:
-            done = conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.status == RUNNING, *held)
-                                .values(lease_expires_at=lease_until))
-            return bool(done.rowcount)
-
-    def heartbeat(self, task_ids: list[str], lease_until: datetime) -> int:
-        with self.engine.begin() as conn:
-            done = conn.execute(update(tasks).where(tasks.c.id.in_(task_ids), tasks.c.status == RUNNING)
+            done = conn.execute(update(tasks).where(tasks.c.id.in_(task_ids), tasks.c.status == RUNNING,
+                                                    or_(tasks.c.lease_expires_at.is_(None),
+                                                        tasks.c.lease_expires_at >= now), *held)
                                 .values(lease_expires_at=lease_until))
             return int(done.rowcount)
 
@@ -138,10 +141,11 @@ class PortableStore:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(tasks.c.status, tasks.c.error, instances.c.id, instances.c.status.label("instance_status"),
-                       tasks.c.worker_id)
+                       tasks.c.worker_id, tasks.c.lease_expires_at)
                 .join(instances, instances.c.id == tasks.c.instance_id).where(tasks.c.id == task_id)
             ).first()
-            return None if row is None else State(row.status, row.error, row.id, row.instance_status, row.worker_id)
+            return None if row is None else State(row.status, row.error, row.id, row.instance_status, row.worker_id,
+                                                  row.lease_expires_at)
 
     def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
         query = (select(*_TASK_COLUMNS, tasks.c.lost).join(instances, instances.c.id == tasks.c.instance_id)

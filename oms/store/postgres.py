@@ -132,7 +132,9 @@ WITH i0 AS (
     SET status = %(status)s, finished_at = %(now)s, result = %(result)s::jsonb, error = %(error)s,
         lost = coalesce(%(lost)s::int, lost), sla_check_at = {_FROZEN}
     WHERE id = %(task_id)s AND status = '{RUNNING}' AND EXISTS (SELECT FROM i0)
-      AND (%(lapsed_before)s::timestamptz IS NULL OR lease_expires_at < %(lapsed_before)s::timestamptz)
+      AND CASE WHEN %(lapsed_before)s::timestamptz IS NULL
+               THEN lease_expires_at IS NULL OR lease_expires_at >= %(now)s
+               ELSE lease_expires_at < %(lapsed_before)s::timestamptz END
       AND (%(unless_last)s::text IS NULL OR ((SELECT waiting FROM i0) ->> %(unless_last)s::text)::int > 1)
       AND (%(holder)s::text IS NULL OR worker_id = %(holder)s::text)
     RETURNING instance_id
@@ -186,16 +188,18 @@ SELECT (SELECT count(*) FROM i) AS applied,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(step_index, item_index)), '[]') FROM n) AS offered
 """
 
-EXTEND = (f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = %(task_id)s AND status = '{RUNNING}'"
+#: A lapsed lease is not revived: the lapse ended the claim.
+_LIVE = f"status = '{RUNNING}' AND (lease_expires_at IS NULL OR lease_expires_at >= %(now)s)"
+EXTEND = (f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = %(task_id)s AND {_LIVE}"
           " AND (%(holder)s::text IS NULL OR worker_id = %(holder)s::text)")
 
-HEARTBEAT = (f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s"
-             f" WHERE id = ANY(%(task_ids)s::text[]) AND status = '{RUNNING}'")
+HEARTBEAT = f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = ANY(%(task_ids)s::text[]) AND {_LIVE}"
 
 LOOKUP = f"SELECT {_TASK} FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id WHERE t.id = %(task_id)s"
 
 STATE = """
-SELECT t.status AS task_status, t.error AS task_error, i.id AS instance_id, i.status AS instance_status, t.worker_id
+SELECT t.status AS task_status, t.error AS task_error, i.id AS instance_id, i.status AS instance_status,
+    t.worker_id, t.lease_expires_at
 FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id WHERE t.id = %(task_id)s
 """
 
@@ -308,11 +312,12 @@ class PostgresStore:
             return None
         return plan.offers([{"step_index": s, "item_index": i} for s, i in row.offered])
 
-    def extend(self, task_id: str, lease_until: datetime, holder: str | None) -> bool:
-        return self._count(EXTEND, {"task_id": task_id, "lease_until": lease_until, "holder": holder}) > 0
+    def extend(self, task_id: str, now: datetime, lease_until: datetime, holder: str | None) -> bool:
+        return self._count(EXTEND, {"task_id": task_id, "now": now, "lease_until": lease_until,
+                                    "holder": holder}) > 0
 
-    def heartbeat(self, task_ids: list[str], lease_until: datetime) -> int:
-        return self._count(HEARTBEAT, {"task_ids": task_ids, "lease_until": lease_until})
+    def heartbeat(self, task_ids: list[str], now: datetime, lease_until: datetime) -> int:
+        return self._count(HEARTBEAT, {"task_ids": task_ids, "now": now, "lease_until": lease_until})
 
     def lookup(self, task_id: str) -> Task | None:
         row = self._one(LOOKUP, {"task_id": task_id})
@@ -321,7 +326,7 @@ class PostgresStore:
     def state(self, task_id: str) -> State | None:
         row = self._one(STATE, {"task_id": task_id})
         return None if row is None else State(row.task_status, row.task_error, row.instance_id, row.instance_status,
-                                              row.worker_id)
+                                              row.worker_id, _utc(row.lease_expires_at))
 
     def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
         rows = self._all(LAPSED, {"now": now, "topic": topic, "limit": limit})

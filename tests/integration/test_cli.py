@@ -150,6 +150,26 @@ def test_bad_files_and_payloads_are_one_line_and_exit_code_1(sqlite_backend: Bac
     crashing.write_text("import no_such_module\n")
     empty = tmp_path / "empty.py"
     empty.write_text("x = 1\n")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("id: caf\xe9\nsteps: []\n".encode("latin-1"))
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"id": "deep", "steps": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("id: twice\nsteps:\n  - {id: s, sla: 1m}\nsteps: []\n")
+    forever = tmp_path / "forever.yaml"
+    forever.write_text("id: forever\nsla: 3000000d\nsteps:\n  - {id: s, sla: 1m}\n")
+    nested = '{"a":' * 1000 + "1" + "}" * 1000
+    all_refused(sqlite_backend, tmp_path, [
+        # issue 12, 4.4 and 4.5: each was a traceback or a stored instance
+        (["start", "epa_waste_reg", "--payload", nested], "--payload is nested too deeply"),
+        (["start", "epa_waste_reg", "--payload", '{"a": "\\u0000"}'], r"payload\['a'\] holds a NUL character"),
+        (["workflow", "register", str(latin1)], "latin1.yaml is not UTF-8 text"),
+        (["workflow", "register", str(deep)], "deep.json is nested too deeply"),
+        (["workflow", "register", str(twice)], "twice.yaml is not valid yaml: duplicate key 'steps'"),
+        (["workflow", "register", str(forever)], "sla: duration '3000000d' is out of range: at most 365d"),
+        (["--broker-url", "bogus://x", "start", "epa_waste_reg"], "OMS_BROKER_URL: .*unknown broker transport 'bogus'"),
+    ])
+    assert oms(sqlite_backend, tmp_path, "list", "--json").stdout.strip() == "[]"  # nothing was stored
     all_refused(sqlite_backend, tmp_path, [
         (["start", "epa_waste_reg", "--payload", "{form_id: 1}"], "--payload is not valid JSON"),
         (["start", "epa_waste_reg", "--payload", "[1, 2]"], "must be a JSON object"),

@@ -94,6 +94,31 @@ def test_a_handler_returning_fail_fails_the_step(backend: Backend, worker: Worke
     assert "handler returned 'fail'" in (get_instance(instance_id).error or "")
 
 
+@pytest.mark.parametrize("raises", [False, True])
+def test_an_unstorable_result_fails_its_attempt_once_with_the_reason(backend: Backend, tmp_path: Path,
+                                                                    raises: bool) -> None:
+    """Regression (issue 12, 4.4): on PostgreSQL the step ran 3 times and failed as ``worker_lost``."""
+    log = tmp_path / "runs.log"
+    process = WorkerProcess(backend.env, tmp_path, ["unstorable"])
+    try:
+        Workflow(id="nul", steps=[{"id": "unstorable", "sla": "1m"}]).save()
+        instance_id = start_workflow("nul", payload={"log": str(log), "raise": raises})
+        assert wait_finished([instance_id], timeout=30) == {instance_id: "failed"}
+        time.sleep(1)  # nothing runs it again
+    finally:
+        process.stop()
+    assert len(log.read_text().splitlines()) == 1
+    [task] = get_instance(instance_id).tasks
+    assert task.status == "failed" and task.error != "worker_lost"
+    if raises:
+        assert task.error is not None and task.error.startswith("ValueError: bad byte \ufffd in the form; xxx")
+        assert len(task.error) == 10_000 and task.error.endswith("…")  # OMS_MAX_REASON_CHARS
+    else:
+        assert task.error == ("the handler's result cannot be stored: result['text'] holds a NUL character at "
+                              "position 3: it cannot be stored")
+    assert [e.kind for e in history(instance_id)][-2:] == ["task.failed", "workflow.failed"]
+
+
 def test_a_message_delivered_twice_completes_each_step_once(backend: Backend, tmp_path: Path) -> None:
     Workflow(**EPA).save()
     instance_id = start_workflow("epa_waste_reg", payload={"form_id": "F8700-12-42"})

@@ -52,7 +52,7 @@ class Trace:
 @contextmanager
 def traced() -> Iterator[Trace]:
     db = database()
-    db.store.heartbeat([], door.utcnow())  # opens the hot path's own pool, to be traced too
+    db.store.heartbeat([], door.utcnow(), door.utcnow())  # opens the hot path's own pool, to be traced too
     trace = Trace()
     for engine in db.engines:
         event.listen(engine, "checkout", trace.checkout)

@@ -61,6 +61,7 @@ def test_prune_removes_what_finished_before_the_cutoff_in_batches(backend: Backe
     running = [_start(T0) for _ in range(2)]  # started long ago, still running
     claimed = door.claim_step(running[0], 0, "w1", now=T0)
     assert claimed is not None
+    door.extend(claimed.id, "11d", now=T0)  # a long claim, kept
     recent = _start(T0 + 10 * DAY)
     _run(recent, T0 + 10 * DAY)
     before = _rows()

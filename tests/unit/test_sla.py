@@ -87,6 +87,7 @@ def test_clock_starts_when_the_step_is_queued_not_when_the_instance_started(back
     iid = _start([{"id": "a", "sla": "10m"}, {"id": "b", "sla": "1m"}])
     task = door.claim_step(iid, 0, "w1", now=T0 + 5 * M)
     assert task is not None
+    door.extend(task.id, "1h", now=T0 + 5 * M)  # as the worker's heartbeats would
     door.complete(task, None, now=T0 + 7 * M)  # green when done: a's light never needs scanning again
     assert scan_sla(T0 + 7 * M + 30 * S).violations == 0
     assert scan_sla(T0 + 8 * M + 1 * S).violations == 1  # b was queued at 7m with a 1m SLA
@@ -99,6 +100,7 @@ def test_a_step_finished_late_before_the_scan_is_still_a_breach(backend: Backend
     iid = _start([{"id": "s", "sla": "1m"}])
     task = door.claim_step(iid, 0, "w1", now=T0)
     assert task is not None
+    door.extend(task.id, "1h", now=T0)  # as the worker's heartbeats would
     door.complete(task, None, now=T0 + 2 * M)
     report = scan_sla(T0 + 3 * M)
     assert (report.warnings, report.violations) == (0, 1)
@@ -260,6 +262,7 @@ def test_list_and_status_read_the_same_light_before_the_scanner_has_seen_it(back
     done_late = _start([{"id": "s", "sla": "1m"}])
     task = door.claim_step(done_late, 0, "w1", now=T0)
     assert task is not None
+    door.extend(task.id, "1h", now=T0)
     door.complete(task, None, now=T0 + 2 * M)
     deadline = _start([{"id": "s", "sla": "1h"}], sla="10m")
 

@@ -57,6 +57,7 @@ def test_sla_clock_starts_when_the_step_is_queued(backend: Backend) -> None:
     iid = _start(EPA)
     task = _claim(iid, 0)
     assert task is not None
+    door.extend(task.id, "1h", now=T0)  # the worker's heartbeats keep its claim for its 3 minutes
     door.complete(task.id, None, now=T0 + timedelta(minutes=3))
     with transaction() as s:
         second = s.scalars(select(TaskRow).where(TaskRow.instance_id == iid, TaskRow.step_index == 1)).one()
