@@ -1,4 +1,4 @@
-# The engine and the lab's examples, for docker-compose.yml's oms, act and flower services.
+# The engine and the lab's examples, for docker-compose.yml's oms, act, api and flower services.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md celeryconfig.py ./

@@ -35,7 +35,11 @@ result_backend = None
 
 task_default_queue = ENGINE_QUEUE
 task_create_missing_queues = True
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A broker blip must not kill running handlers: each records its outcome in the
+# database itself, and the message delivered again finds its step claimed or done
+# and is dropped (README, "A broker blip"). True would terminate every handler in
+# flight, and the steps would run again once their leases lapse.
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 # The engine's upkeep: `celery -A oms beat` sends it, a worker on the `oms` queue runs it.
 # Any number of beats may run: each due row is taken by one scan only.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from oms.door import Task
 
+from .clocks import pause_clock, resume_clock
 from .exceptions import (
     InstanceFinished,
     LeaseLost,
@@ -24,6 +25,9 @@ __all__ = [
     "complete_task",
     "fail_task",
     "extend_lease",
+    # paused SLA clocks (waiting on the citizen)
+    "pause_clock",
+    "resume_clock",
     # what a worker holds
     "Task",
     # errors

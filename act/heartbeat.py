@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 class _Heart:
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self.held: set[str] = set()
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="oms-heartbeat", daemon=True)
@@ -47,12 +46,21 @@ _heart: _Heart | None = None
 _heart_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """The parent's heart beats in a thread the child does not have, and may have held the lock."""
+    global _heart, _heart_lock
+    _heart, _heart_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextmanager
 def beating(task_id: str) -> Iterator[None]:
     """Keep ``task_id``'s claim alive while the block runs."""
     global _heart
     with _heart_lock:
-        if _heart is None or _heart.pid != os.getpid():  # none yet, or inherited across a fork
+        if _heart is None:
             _heart = _Heart()
         heart = _heart
     with heart.lock:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oms import InvalidPayload, door
+from oms.exceptions import InvalidArgument
 from oms.jsonvalue import storable_text
 from oms.settings import get_settings
 
@@ -15,6 +16,8 @@ class Outcome:
     ok: bool
     result: dict[str, Any] | None = None
     reason: str = ""
+    #: The handler handed the step to a person: its clock pauses with this reason, and the step stays open.
+    pause: str | None = None
 
 
 def failure(reason: str) -> Outcome:
@@ -27,11 +30,17 @@ def failure(reason: str) -> Outcome:
 
 
 def interpret(value: Any) -> Outcome:
-    """``"success"``/``None`` succeed, a dict succeeds with it as result, ``"fail"`` fails."""
+    """``"success"``/``None`` succeed, a dict succeeds with it as result, ``"fail"`` fails; ``{"pause": reason}``
+    (that key alone) pauses the step's clock and leaves it open for someone to complete."""
     if value is None or value == "success":
         return Outcome(True)
     if value == "fail":
         return failure("handler returned 'fail'")
+    if isinstance(value, dict) and set(value) == {"pause"}:
+        try:
+            return Outcome(True, pause=door.check_reason(value["pause"], "a pause's reason"))
+        except InvalidArgument as exc:
+            return failure(f"the handler's pause cannot be stored: {exc}")
     if isinstance(value, dict):
         try:
             return Outcome(True, door.check_result(value))

@@ -10,6 +10,7 @@ the step.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from kombu.simple import SimpleQueue
 
 from oms import app, door
 from oms.door import Task
+from oms.forks import forget
 from oms.runs import ScanWatch
 
 _local = threading.local()
@@ -40,6 +42,16 @@ def _connection() -> Connection:
         conn = app.connection_for_read(transport_options={"polling_interval": 0.05})
         _local.connection, _local.url = conn, url
     return conn
+
+
+def _forget_in_child() -> None:
+    """A forked child opens its own broker connection: the parent's is neither used nor closed here."""
+    global _local, _scans
+    forget(getattr(_local, "connection", None))
+    _local, _scans = threading.local(), None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _wait_for_offer(topic: str, timeout: float) -> None:

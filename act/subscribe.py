@@ -65,6 +65,9 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, ite
         outcome = failure(f"{type(exc).__name__}: {exc}")
     try:
         with shielded():
+            if outcome.pause is not None:
+                door.pause(task.id, outcome.pause, worker_id=task.worker_id)
+                raise Ignore()  # the step stays open: whoever completes it moves the workflow on
             if outcome.ok:
                 door.complete(task, outcome.result, chained=True)
             else:

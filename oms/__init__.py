@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .calendars import Calendar
 from .celery import app
 from .config import configure
 from .definitions import Step, Workflow
@@ -12,6 +13,7 @@ from .exceptions import (
     InvalidPayload,
     OmsError,
     TooManyItems,
+    UnknownCalendar,
     UnknownInstance,
     UnknownWorkflow,
 )
@@ -22,6 +24,7 @@ __all__ = [
     # defining and running workflows
     "Workflow",
     "Step",
+    "Calendar",
     "start_workflow",
     "start_workflows",
     "cancel_workflow",
@@ -43,6 +46,7 @@ __all__ = [
     "TooManyItems",
     "UnknownWorkflow",
     "UnknownInstance",
+    "UnknownCalendar",
     "configure",
     # the Celery app (celery -A oms ...)
     "app",

@@ -318,8 +318,8 @@ def apply(conn: Connection, plan: Plan) -> list[Offered] | None:
     ).first()
     if instance is None or row is None or row.status != TaskStatus.RUNNING.value:
         return None
-    if outcome.holder is not None and row.worker_id != outcome.holder:
-        return None
+    if outcome.holder is not None and row.worker_id is not None and row.worker_id != outcome.holder:
+        return None  # a parked step (its clock paused) has no holder: anyone may finish it
     lapsed = row.lease_expires_at is not None and row.lease_expires_at < (outcome.lapsed_before or now)
     if lapsed != (outcome.lapsed_before is not None):  # a sweep ends lapsed claims only; others, live ones
         return None

@@ -13,7 +13,7 @@ from celery import Celery, chain
 from celery.canvas import Signature
 
 from .definitions import Step, Workflow
-from .limits import time_limits
+from .limits import time_limits, wall_sla
 
 __all__ = ["task_name", "time_limits", "step_signature", "compile_chain"]
 
@@ -31,7 +31,8 @@ def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int
     which costs a quarter of a publish for these few plain values.
     """
     step: Step = workflow.steps[index]
-    soft, hard = time_limits(step.sla)
+    # under a calendar the deadline moves with opening hours and pauses: the scanner breaches, not Celery
+    soft, hard = (None, None) if workflow.calendar_of(index) else time_limits(wall_sla(step))
     kwargs: dict[str, Any] = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
     if item_index is not None:
         kwargs["item"] = item_index

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -185,7 +186,13 @@ def dispose_all() -> None:
 
 
 def _after_fork_in_child() -> None:
-    """A forked child must not use its parent's sockets: drop the pools without closing them."""
+    """A forked child must not use its parent's sockets: drop the pools without closing them.
+
+    The lock is made anew: a thread of the parent's may have held it (opening a
+    database) and that thread does not exist in the child.
+    """
+    global _lock
+    _lock = threading.Lock()
     for found in list(_databases.values()):
         found.dispose(close=False)
     _databases.clear()
@@ -205,14 +212,20 @@ TRANSIENT: tuple[type[Exception], ...] = (
 )
 
 
+#: How long :func:`retrying` waits out an unreachable database in this context (``None``:
+#: ``OMS_DB_RETRY_SECONDS``); the HTTP API sets it per request to answer 503 sooner.
+retry_seconds: ContextVar[float | None] = ContextVar("oms_db_retry_seconds", default=None)
+
+
 def retrying(work: Callable[[], T], what: str) -> T:
     """Run ``work`` (one whole transaction), retrying with backoff while the database is unreachable.
 
-    Gives up after ``OMS_DB_RETRY_SECONDS``. A transaction whose commit was cut
+    Gives up after ``OMS_DB_RETRY_SECONDS`` (or :data:`retry_seconds`). A transaction whose commit was cut
     off may have been stored: the transitions refuse to apply twice (the retry
     raises ``TaskAlreadyFinished``), so retrying is safe.
     """
-    deadline = time.monotonic() + get_settings().db_retry_seconds
+    budget = retry_seconds.get()
+    deadline = time.monotonic() + (get_settings().db_retry_seconds if budget is None else budget)
     delay = 0.1
     while True:
         try:

@@ -24,14 +24,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .calendars import known
 from .db import transaction
 from .durations import Duration
-from .exceptions import Conflict, InvalidArgument, InvalidDefinition, UnknownWorkflow
+from .exceptions import Conflict, InvalidArgument, InvalidDefinition, UnknownWorkflow, describe
 from .graph import Graph, MapPath
 from .jsonvalue import unstorable
 from .models import DefinitionRow
 from .names import NAME_PATTERN, SYSTEM_PREFIX, check_free, check_name
 from .settings import get_settings
+from .worktime import BusinessDays, Sla
 
 __all__ = ["NAME_PATTERN", "SYSTEM_PREFIX", "Step", "Workflow", "check_name", "load_definition", "system_workflow"]
 
@@ -43,15 +45,6 @@ _system: ContextVar[bool] = ContextVar("oms_system_workflow", default=False)
 SAVE_ATTEMPTS = 20
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
-        message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{where}: {message}" if where else message)
-    return "; ".join(lines)
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,24 +53,36 @@ class _Model(BaseModel):
     #: …or a fraction of the SLA (default: ``OMS_SLA_WARN_FRACTION``, 0.8).
     warn_fraction: float | None = Field(default=None, gt=0, lt=1)
 
+    #: Count the SLA in this calendar's working time (:class:`oms.Calendar`); a step's wins over its workflow's.
+    calendar: str | None = None
+
     def warn_delay(self, sla: timedelta, default_fraction: float) -> timedelta:
-        """How long after the clock starts the light turns yellow."""
+        """How long after the clock starts the light turns yellow (working time, under a calendar)."""
         if self.warn_at is not None:
             return self.warn_at
-        return sla * (self.warn_fraction if self.warn_fraction is not None else default_fraction)
+        return sla * self.fraction(default_fraction)
 
-    def _check_warning(self, sla: timedelta | None) -> None:
+    def fraction(self, default_fraction: float) -> float:
+        return self.warn_fraction if self.warn_fraction is not None else default_fraction
+
+    def _check_warning(self, sla: timedelta | BusinessDays | None) -> None:
         if self.warn_at is not None and self.warn_fraction is not None:
             raise ValueError("give warn_at or warn_fraction, not both")
-        if self.warn_at is not None and (sla is None or self.warn_at >= sla):
+        if self.warn_at is not None and (sla is None or (isinstance(sla, timedelta) and self.warn_at >= sla)):
             raise ValueError(f"warn_at ({self.warn_at}) must be shorter than the sla ({sla})")
+
+    @field_validator("calendar", mode="before")
+    @classmethod
+    def _calendar(cls, value: object) -> str | None:
+        return None if value is None else check_name(value, "calendar id")
 
 
 class Step(_Model):
     """One step: who does it (``topic``), how long it may take (``sla``), how often to retry."""
 
     id: str
-    sla: Duration
+    #: How long the step may take: ``"5m"``, ``"48h"`` (working time under a calendar), ``"2bd"`` (business days).
+    sla: Sla
     #: Queue the step is offered on; defaults to the step id.
     topic: str = ""
     #: Retries after a failure before the instance fails.
@@ -144,14 +149,16 @@ class Workflow(_Model):
     steps: list[Step] = Field(min_length=1)
     description: str = ""
     #: Optional deadline for the whole instance, counted from its start.
-    sla: Duration | None = None
+    sla: Sla | None = None
+    #: The most a step's clock may stay paused in total (``act.pause_clock``); then it runs again.
+    max_pause: Duration | None = None
     _graph: Graph = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise InvalidDefinition(f"invalid workflow {data.get('id', '?')!r}: {_describe(exc)}") from None
+            raise InvalidDefinition(f"invalid workflow {data.get('id', '?')!r}: {describe(exc)}") from None
 
     @field_validator("id", mode="before")
     @classmethod
@@ -196,7 +203,22 @@ class Workflow(_Model):
                 raise ValueError(f"duplicate step id {step.id!r}")
             seen.add(step.id)
         self._graph = Graph.of(self.steps)
+        if isinstance(self.sla, BusinessDays) and not self.calendar:
+            raise ValueError(f"sla: {self.sla} counts business days: name the calendar they are counted in "
+                             "(calendar: ...)")
+        for number, step in enumerate(self.steps):
+            if isinstance(step.sla, BusinessDays) and not self.calendar_of(number):
+                raise ValueError(f"steps[{number}].sla: {step.sla} counts business days: name the calendar they "
+                                 "are counted in (calendar: ... on the step or the workflow)")
         return self
+
+    def calendar_of(self, index: int) -> str | None:
+        """The calendar step ``index`` counts its SLA in: its own, else the workflow's (``None``: wall time)."""
+        return self.steps[index].calendar or self.calendar
+
+    def calendars(self) -> set[str]:
+        """Every calendar this definition names."""
+        return {name for name in [self.calendar, *(step.calendar for step in self.steps)] if name}
 
     @property
     def graph(self) -> Graph:
@@ -227,6 +249,9 @@ class Workflow(_Model):
         from .limits import check_fits_broker
 
         check_fits_broker(self)
+        if missing := self.calendars() - known(self.calendars(), database_url):
+            raise InvalidDefinition(f"invalid workflow {self.id!r}: unknown calendar {min(missing)!r}: save it first "
+                                    "(Calendar(...).save() or oms calendar register FILE)")
         digest = self.digest()
         for attempt in range(SAVE_ATTEMPTS):
             if attempt:  # another process saved the same version first: back off a little, then read again

@@ -39,7 +39,8 @@ def _ago(moment: datetime, now: datetime) -> str:
     return format_duration(timedelta(seconds=round(max((now - moment).total_seconds(), 0))))
 
 
-def _database() -> Check:
+def database_check() -> Check:
+    """Is the database reachable, and its schema this code's (or one it upgrades itself to)?"""
     from sqlalchemy.exc import SQLAlchemyError
 
     from .db import connect, safe_url
@@ -68,7 +69,8 @@ def _database() -> Check:
     return Check("database", FAIL, f"{shown}: {what}: run `oms db upgrade`")
 
 
-def _broker() -> Check:
+def broker_check() -> Check:
+    """Can the broker be reached?"""
     from kombu.utils.url import maybe_sanitize_url
 
     from .celery import app
@@ -170,7 +172,7 @@ def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
 def diagnose(timeout: float = 2.0, now: datetime | None = None) -> list[Check]:
     """Every check, in order; those that need the database are skipped when it cannot be used."""
     now = now or datetime.now(UTC)
-    checks = [_database(), _broker()]
+    checks = [database_check(), broker_check()]
     if checks[0].status == FAIL:
         return [*checks, Check("upkeep", FAIL, "not checked: the database cannot be used")]
     checks += _upkeep(now)

@@ -47,7 +47,9 @@ from .states import LEASE_EXPIRED, WORKER_LOST, InstanceStatus, TaskStatus, is_e
 from .task import Task
 
 __all__ = [
-    "Task", "claim_step", "claim_topic", "complete", "fail", "extend", "heartbeat", "breach", "sweep",
+    "Task", "claim_step", "claim_topic", "release", "lookup", "complete", "fail", "extend", "pause", "resume",
+    "heartbeat", "breach",
+    "sweep",
     "check_result", "check_topic", "check_reason", "check_worker_id", "default_worker_id", "seconds", "task_name",
     "utcnow",
 ]
@@ -129,6 +131,16 @@ def claim_step(instance_id: str, index: int, worker_id: str, *, item_index: int 
 _held: OrderedDict[str, Task] = OrderedDict()
 _HELD_MAX = 10_000
 _held_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A thread of the parent's may have held the lock at the fork; it does not exist in the child."""
+    global _held_lock
+    _held_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 #: Seconds between lease sweeps of one topic by one process (the SLA scanner sweeps too).
 _SWEEP_EVERY = 1.0
 _swept: dict[str, float] = {}
@@ -202,7 +214,7 @@ def _refuse(task_id: str, now: datetime, holder: str | None = None) -> None:
         raise TaskAlreadyFinished(task_id, state.task_status)
     if state.task_status != TaskStatus.RUNNING.value:
         raise TaskNotClaimed(task_id, state.task_status)
-    if holder is not None and state.worker_id != holder:
+    if holder is not None and state.worker_id is not None and state.worker_id != holder:
         raise NotLeaseHolder(task_id, state.worker_id, holder)
     raise InstanceFinished(state.instance_id, state.instance_status)
 
@@ -284,6 +296,70 @@ def extend(task_id: str, lease: str | float | timedelta, *, worker_id: str | Non
     if not retrying(lambda: store.extend(task_id, now, until, holder), "extending a lease"):
         _refuse(task_id, now, holder)
     return until
+
+
+def pause(task_id: str, reason: str, *, worker_id: str | None = None, now: datetime | None = None) -> bool:
+    """Stop a running step's SLA clock and park it (see :mod:`oms.clocks`); ``False`` if it was paused already.
+
+    The caller must hold the claim (``worker_id``, as for :func:`extend`); the parked
+    step then has no holder, so whoever resumes or completes it later may.
+    """
+    from . import clocks
+
+    with _held_lock:
+        held = _held.get(task_id)
+    holder = worker_id or (held.worker_id if held else None) or default_worker_id()
+    return clocks.pause(task_id, check_reason(reason, "a pause's reason"), worker_id=holder, now=now or utcnow())
+
+
+def resume(task_id: str, *, now: datetime | None = None) -> bool:
+    """Run a paused step's clock again, its deadline later by the time paused; ``False`` if it was not paused."""
+    from . import clocks
+
+    return clocks.resume(task_id, now=now or utcnow())
+
+
+def release(task: Task, worker_id: str, *, now: datetime | None = None) -> list[Dispatch]:
+    """Give back a claim its worker never received (an HTTP caller that went away): the step is offered again.
+
+    The claim ends as a lapsed lease does (``task.lease_expired``, attempt + 1), at
+    once, without counting against ``max_deliveries`` (the worker never saw the step).
+    Only ``worker_id``'s live claim is released; returns what was published.
+    """
+    from .advance import LAPSED, Outcome
+    from .models import TaskRow
+
+    now = now or utcnow()
+    db = database()
+    store = db.store
+    ended = now - timedelta(microseconds=1)  # the lease ends just before now: the lapse ends the claim
+    if not retrying(lambda: store.extend(task.id, now, ended, worker_id), "releasing a claim"):
+        _refuse(task.id, now, worker_id)
+
+    def lost() -> int:
+        with db.sessions.begin() as session:
+            return int(session.get_one(TaskRow, task.id).lost)
+
+    outcome = Outcome(LAPSED, reason=LEASE_EXPIRED, lost=retrying(lost, "reading a task"), lapsed_before=now,
+                      holder=worker_id)
+    definition = _definition(db, task.workflow_id, task.version)
+    dispatches = _end(Plan(definition, task, outcome, now), "releasing a claim")
+    publish_all(dispatches)
+    return dispatches
+
+
+def lookup(task_id: str) -> Task:
+    """A task by id, whatever its status (its topic says who may work on it). Raises :class:`TaskNotFound`."""
+    check_id(task_id, "task")
+    with _held_lock:
+        held = _held.get(task_id)
+    if held is not None:
+        return held
+    store = database().store
+    found = retrying(lambda: store.lookup(task_id), "reading a task")
+    if found is None:
+        raise TaskNotFound(task_id)
+    return found
 
 
 def heartbeat(task_ids: list[str], *, now: datetime | None = None) -> int:

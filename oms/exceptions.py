@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 
+from pydantic import ValidationError
+
 _IDS = {"instance": re.compile(r"wf-[0-9a-f]{32}"), "task": re.compile(r"tk-[0-9a-f]{32}")}
 
 
@@ -34,6 +36,15 @@ class OmsError(Exception):
 
 class InvalidDefinition(OmsError, ValueError):
     """The workflow definition is invalid."""
+
+
+class UnknownCalendar(OmsError, LookupError):
+    """No calendar has this id."""
+
+    def __init__(self, calendar_id: str) -> None:
+        self.calendar_id = calendar_id
+        super().__init__(f"unknown calendar {calendar_id!r}: save it first (Calendar(...).save() or "
+                         "oms calendar register FILE)")
 
 
 class InvalidArgument(OmsError, ValueError):
@@ -185,3 +196,13 @@ def check_id(value: object, kind: str) -> str:
         example = "wf-9b2f…" if kind == "instance" else "tk-4c1a…"
         raise InvalidArgument(f"malformed {kind} id {value!r:.80}: expected '{example}' (a prefix and 32 hex digits)")
     return value
+
+
+def describe(error: ValidationError) -> str:
+    """A pydantic error as one line naming each culprit by its path (``steps[1].sla: ...``)."""
+    lines = []
+    for item in error.errors():
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)

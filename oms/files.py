@@ -61,22 +61,30 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def read_definition(path: Path) -> dict[str, Any]:
-    """The mapping a ``.json``, ``.yaml`` or ``.yml`` file holds, or :class:`InvalidDefinition` saying why not."""
+def read_definition(path: Path, keys: str = "'id' and 'steps'") -> dict[str, Any]:
+    """The mapping a ``.json``, ``.yaml`` or ``.yml`` file holds, or :class:`InvalidDefinition` saying why not
+    (``keys``: what the mapping should hold, for the message)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise InvalidDefinition(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidDefinition(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     kind = "json" if path.suffix == ".json" else path.suffix.lstrip(".") or "YAML"
+    return parse_definition(raw, kind, str(path), keys)
+
+
+def parse_definition(raw: bytes, kind: str, source: str, keys: str = "'id' and 'steps'") -> dict[str, Any]:
+    """The mapping ``raw`` holds as JSON (``kind`` ``json``) or YAML (any other), read as strictly as a file."""
     try:
-        data = (json.loads(text, object_pairs_hook=_unique_keys) if path.suffix == ".json"
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidDefinition(f"{source} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    try:
+        data = (json.loads(text, object_pairs_hook=_unique_keys) if kind == "json"
                 else yaml.load(text, Loader=_StrictLoader))
     except RecursionError:
-        raise InvalidDefinition(f"{path} is nested too deeply to be a workflow definition") from None
+        raise InvalidDefinition(f"{source} is nested too deeply to be a definition") from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise InvalidDefinition(f"{path} is not valid {kind}: {' '.join(str(exc).split())}") from None
+        raise InvalidDefinition(f"{source} is not valid {kind}: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
-        raise InvalidDefinition(f"{path} must hold a mapping with 'id' and 'steps'")
+        raise InvalidDefinition(f"{source} must hold a mapping with {keys}")
     return data

@@ -9,7 +9,7 @@ from .exceptions import ConfigurationError
 from .settings import OmsSettings, get_settings
 
 if TYPE_CHECKING:
-    from .definitions import Workflow
+    from .definitions import Step, Workflow
 
 #: URL schemes of kombu's Redis transport, the one with a visibility timeout.
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
@@ -22,6 +22,12 @@ def time_limits(sla: timedelta, settings: OmsSettings | None = None) -> tuple[fl
     return soft, soft + max(margin, soft * 0.1)
 
 
+def wall_sla(step: Step) -> timedelta:
+    """A step's SLA in wall time (a step outside a calendar counts no business days)."""
+    assert isinstance(step.sla, timedelta), "business days need a calendar"
+    return step.sla
+
+
 def check_fits_broker(workflow: Workflow, settings: OmsSettings | None = None) -> None:
     """Refuse a workflow whose steps could outlive the Redis visibility timeout.
 
@@ -32,8 +38,10 @@ def check_fits_broker(workflow: Workflow, settings: OmsSettings | None = None) -
     settings = settings or get_settings()
     if not settings.broker_url.startswith(REDIS_SCHEMES):
         return
-    for step in workflow.steps:
-        _, hard = time_limits(step.sla, settings)
+    for index, step in enumerate(workflow.steps):
+        if workflow.calendar_of(index):
+            continue  # no Celery time limit under a calendar (see compiler.step_signature)
+        _, hard = time_limits(wall_sla(step), settings)
         longest = hard + step.retry_delay(step.retries).total_seconds()
         if longest > settings.visibility_timeout:
             raise ConfigurationError(

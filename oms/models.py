@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -98,6 +99,8 @@ class InstanceRow(Base):
     waiting: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     #: The caller's key for this start: starting the workflow again with it returns this instance.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    #: The calendar the instance's own SLA counts in (to move its clock when the calendar changes).
+    calendar_id: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         Index("ix_oms_instances_workflow_status", "workflow_id", "status"),
@@ -121,6 +124,14 @@ class InstanceRow(Base):
             "sla_check_at",
             postgresql_where=text("sla_check_at IS NOT NULL"),
             sqlite_where=text("sla_check_at IS NOT NULL"),
+        ),
+        #: ``/metrics``: the instances not finished well, by workflow, without reading the finished ones.
+        Index(
+            "ix_oms_instances_unfinished",
+            "workflow_id",
+            "status",
+            postgresql_where=text("status <> 'done' AND status <> 'cancelled'"),
+            sqlite_where=text("status <> 'done' AND status <> 'cancelled'"),
         ),
     )
 
@@ -169,6 +180,18 @@ class TaskRow(Base):
     item_index: Mapped[int | None]
     item: Mapped[Any | None] = mapped_column(JSON(none_as_null=True).with_variant(JSONB(none_as_null=True),
                                                                                  "postgresql"))
+    #: The calendar the step's SLA counts in (to move its clock when the calendar changes).
+    calendar_id: Mapped[str | None] = mapped_column(String(128))
+    #: Since when the step's clock is paused, and why (``act.pause_clock``); ``None`` while it runs.
+    paused_at: Mapped[datetime | None]
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    #: Seconds the clock has been paused in all, before the current pause.
+    paused_s: Mapped[float | None] = mapped_column(Float)
+    #: Why the light is what it is when not the fraction rule: ``predicted`` (a backlog will make the step
+    #: late), ``cleared`` (a prediction taken back: the step is not predicted again).
+    light_reason: Mapped[str | None] = mapped_column(String(16))
+    #: When the scanner last predicted the step would finish (see :mod:`oms.predict`).
+    predicted_finish: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_oms_tasks_instance_step", "instance_id", "step_index", "item_index"),
@@ -190,6 +213,19 @@ class TaskRow(Base):
             "sla_check_at",
             postgresql_where=text("sla_check_at IS NOT NULL"),
             sqlite_where=text("sla_check_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_oms_tasks_red_expires",
+            "expires_at",
+            postgresql_where=text("light = 'red'"),
+            sqlite_where=text("light = 'red'"),
+        ),
+        Index(
+            "ix_oms_tasks_done_topic",
+            "topic",
+            "finished_at",
+            postgresql_where=text("status = 'done'"),
+            sqlite_where=text("status = 'done'"),
         ),
         Index(
             "ix_oms_tasks_lease",
@@ -217,6 +253,17 @@ class EventRow(Base):
     __table_args__ = (Index("ix_oms_events_instance", "instance_id", "id"),)
 
 
+class CalendarRow(Base):
+    """A calendar (:class:`oms.Calendar`): its specification as given, and its digest to see changes."""
+
+    __tablename__ = "oms_calendars"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
 class RunRow(Base):
     """One run of the engine's upkeep: an SLA scan, a reconciler pass, a prune.
 
@@ -241,3 +288,40 @@ class RunRow(Base):
     host: Mapped[str] = mapped_column(String(255))
 
     __table_args__ = (Index("ix_oms_runs_kind_finished", "kind", "finished_at"),)
+
+
+class TokenRow(Base):
+    """A bearer token of the HTTP API: only its SHA-256 is kept, never the token itself."""
+
+    __tablename__ = "oms_api_tokens"
+
+    #: The operator's name for it (``oms token revoke NAME``).
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: Hex SHA-256 of the token: enough for a high-entropy secret, and found by index.
+    token_hash: Mapped[str] = mapped_column(String(64))
+    #: ``admin``, ``starter``, ``reader`` or ``worker``.
+    role: Mapped[str] = mapped_column(String(16))
+    #: A worker token's topics, comma-separated; ``None`` for the other roles.
+    topics: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    #: Set by ``oms token revoke``: the token stops working at the next request.
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_oms_api_tokens_hash", "token_hash", unique=True),)
+
+
+class MetricRow(Base):
+    """Counters and histogram buckets of ``/metrics``, rolled up from the event log past a watermark.
+
+    Scrapes add only the events recorded since the last one, so a scrape costs the
+    same on a table of a million tasks as on an empty one, and every process reads
+    the same numbers.
+    """
+
+    __tablename__ = "oms_metrics"
+
+    #: The metric's sample name (``oms_steps_done_total``, ``oms_queue_wait_seconds_bucket``, …).
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Its labels as sorted JSON text (``{"le":"1.0","step":"a","workflow":"w"}``); ``{}`` for none.
+    labels: Mapped[str] = mapped_column(String(512), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
-from sqlalchemy import case, func, select
+from pydantic import BaseModel, computed_field
+from sqlalchemy import and_, case, func, or_, select
 
 from .db import transaction
 from .definitions import SYSTEM_PREFIX, Workflow, load_definition
@@ -17,10 +17,22 @@ from .states import LIGHTS, RED, InstanceStatus, TaskStatus, is_ended_with_insta
 from .transitions import get_instance_row
 
 
+class Clock(BaseModel):
+    """A step's SLA clock: seconds used, paused and left (negative: overdue), on its calendar if it has one."""
+
+    used_s: float
+    paused_s: float
+    left_s: float
+    paused: bool
+    calendar: str | None
+
+
 class TaskInfo(BaseModel):
     """One attempt at one step, as stored."""
 
     id: str
+    instance_id: str
+    workflow_id: str
     step_id: str
     step_index: int
     topic: str
@@ -38,10 +50,42 @@ class TaskInfo(BaseModel):
     #: A mapped step's item: its position in the list, and its value.
     item_index: int | None = None
     item: Any = None
+    #: The calendar its SLA counts in (``None``: wall time).
+    calendar_id: str | None = None
+    #: Since when its clock is paused, and why (``None`` while it runs); the time paused before, in seconds.
+    paused_at: datetime | None = None
+    pause_reason: str | None = None
+    paused_s: float | None = None
+    #: ``predicted``: yellow because the topic's pace will make it late; ``cleared``: a prediction taken back.
+    light_reason: str | None = None
+    predicted_finish: datetime | None = None
 
     def light_now(self, now: datetime) -> str:
-        """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`)."""
-        return seen_light(self.light, self.warn_at, self.expires_at, self.finished_at, now)
+        """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`);
+        a paused clock is read when it paused."""
+        return seen_light(self.light, self.warn_at, self.expires_at, self.paused_at or self.finished_at, now)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sla_clock(self) -> Clock:
+        """The step's SLA clock now (what ``oms status --json`` and the HTTP API show)."""
+        return self.clock(datetime.now(UTC))
+
+    def clock(self, now: datetime) -> Clock:
+        """Time used, paused and left on the step's SLA clock, in its calendar's working time if it has one."""
+        from .calendars import schedule
+        from .clocks import paused_time
+
+        hours = schedule(self.calendar_id) if self.calendar_id else None
+        moment = self.paused_at or self.finished_at or now
+        pausing = paused_time(hours, self.paused_at, now) if self.paused_at and not self.finished_at else None
+        paused = (self.paused_s or 0.0) + (pausing.total_seconds() if pausing else 0.0)
+        span = paused_time(hours, self.ready_at, moment).total_seconds()
+        left = (paused_time(hours, moment, self.expires_at).total_seconds() if moment < self.expires_at
+                else -paused_time(hours, self.expires_at, moment).total_seconds())
+        return Clock(used_s=max(span - (self.paused_s or 0.0), 0.0), paused_s=paused, left_s=left,
+                     paused=self.paused_at is not None and self.finished_at is None, calendar=self.calendar_id)
+
 
     @property
     def queue_wait_s(self) -> float | None:
@@ -185,11 +229,12 @@ def history(instance_id: str) -> list[Event]:
 
 
 def overdue(limit: int = 1000) -> list[TaskInfo]:
-    """Open tasks (pending or running) whose light is red, most overdue first."""
+    """Open tasks (pending or running) whose light is red, most overdue first (a paused clock is not overdue)."""
     with transaction() as session:
         rows = session.scalars(
             select(TaskRow)
-            .where(TaskRow.light == RED, TaskRow.status.in_((TaskStatus.PENDING.value, TaskStatus.RUNNING.value)))
+            .where(TaskRow.light == RED, TaskRow.status.in_((TaskStatus.PENDING.value, TaskStatus.RUNNING.value)),
+                   TaskRow.paused_at.is_(None))
             .order_by(TaskRow.expires_at)
             .limit(limit)
         )
@@ -266,9 +311,12 @@ class InstanceSummary(BaseModel):
 
 def list_instances(
     workflow_id: str | None = None, status: str | None = None, light: str | None = None, limit: int = 50,
-    now: datetime | None = None,
+    now: datetime | None = None, before: tuple[datetime, str] | None = None,
 ) -> list[InstanceSummary]:
     """The newest instances, filtered by workflow, status and worst light.
+
+    ``before``: only instances after this ``(created_at, id)`` in the order (newest
+    first): the last line of the previous page, for paging through a long list.
 
     An instance's light is the worst of its own and its steps', each read as
     :mod:`oms.lights` reads it (the clock at ``now`` too: an overdue step is red before
@@ -283,7 +331,8 @@ def list_instances(
     steps = (
         select(
             TaskRow.instance_id,
-            func.max(seen_rank(TaskRow.light, TaskRow.warn_at, TaskRow.expires_at, TaskRow.finished_at, now))
+            func.max(seen_rank(TaskRow.light, TaskRow.warn_at, TaskRow.expires_at,
+                               func.coalesce(TaskRow.paused_at, TaskRow.finished_at), now))
             .label("rank"),
         )
         .group_by(TaskRow.instance_id)
@@ -301,9 +350,13 @@ def list_instances(
     query = (
         select(InstanceRow, current, worst)
         .outerjoin(steps, steps.c.instance_id == InstanceRow.id)
-        .order_by(InstanceRow.created_at.desc(), InstanceRow.id)
+        .order_by(InstanceRow.created_at.desc(), InstanceRow.id.desc())
         .limit(limit)
     )
+    if before is not None:
+        moment, last_id = before
+        query = query.where(or_(InstanceRow.created_at < moment,
+                                and_(InstanceRow.created_at == moment, InstanceRow.id < last_id)))
     if workflow_id is not None:
         query = query.where(InstanceRow.workflow_id == workflow_id)
     if status is not None:

@@ -12,8 +12,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from .deadlines import step_clock, workflow_clock
 from .definitions import Workflow
-from .settings import get_settings
 from .states import GREEN, InstanceStatus, TaskStatus, instance_event, task_event
 
 
@@ -56,8 +56,7 @@ def task_event_row(kind: str, task: Any, now: datetime, **data: Any) -> dict[str
 
 def instance_row(definition: Workflow, version: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
     """A running instance; its own SLA clock (the workflow's ``sla``) starts now."""
-    deadline = definition.sla
-    warn_at = now + definition.warn_delay(deadline, get_settings().sla_warn_fraction) if deadline else None
+    warn_at, expires_at = workflow_clock(definition, now) or (None, None)
     return {
         "id": new_id("wf"),
         "workflow_id": definition.id,
@@ -69,13 +68,14 @@ def instance_row(definition: Workflow, version: int, payload: dict[str, Any], no
         "created_at": now,
         "updated_at": now,
         "warn_at": warn_at,
-        "expires_at": now + deadline if deadline else None,
+        "expires_at": expires_at,
         "light": GREEN,
         "sla_check_at": warn_at,
         "steps_left": len(definition.steps),
         "waiting": {str(j): len(before) for j, before in enumerate(definition.graph.predecessors)
                     if definition.graph.is_join(j)},
         "idempotency_key": None,
+        "calendar_id": definition.calendar if warn_at else None,
     }
 
 
@@ -106,7 +106,7 @@ def task_row(
     """
     step = definition.steps[index]
     ready_at = now + delay
-    warn_at = ready_at + step.warn_delay(step.sla, get_settings().sla_warn_fraction)
+    warn_at, expires_at = step_clock(definition, index, ready_at)
     return {
         "id": new_id("tk"),
         "instance_id": instance_id,
@@ -122,12 +122,14 @@ def task_row(
         "created_at": now,
         "ready_at": ready_at,
         "warn_at": warn_at,
-        "expires_at": ready_at + step.sla,
+        "expires_at": expires_at,
         "light": GREEN,
         "sla_check_at": None if definition.is_system else warn_at,
         "dispatched_at": ready_at,
         "item_index": item_index,
         "item": item,
+        "calendar_id": definition.calendar_of(index),
+        "paused_s": 0.0,
     }
 
 

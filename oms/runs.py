@@ -17,9 +17,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
-from .db import transaction
+from .db import database, retrying, transaction
 from .models import RunRow
 from .settings import get_settings
 
@@ -41,12 +41,28 @@ def utcnow() -> datetime:
 
 def record(kind: str, started_at: datetime, rows: int, *, errors: int = 0,
            details: dict[str, Any] | None = None) -> None:
-    """Record one finished run (and forget runs of its kind older than :data:`KEPT`)."""
+    """Record one finished run (and, every :data:`FORGET_EVERY`, forget runs of its kind older than :data:`KEPT`).
+
+    A scan runs every few seconds: its record is one ``INSERT`` in one round trip, so a
+    scan with no news stays cheap.
+    """
     now = utcnow()
-    with transaction() as session:
-        session.add(RunRow(kind=kind, started_at=started_at, finished_at=now, rows=rows, errors=errors,
-                           details=details or {}, host=f"{socket.gethostname()}:{os.getpid()}"[:255]))
-        session.execute(delete(RunRow).where(RunRow.kind == kind, RunRow.finished_at < now - KEPT))
+    row = {"kind": kind, "started_at": started_at, "finished_at": now, "rows": rows, "errors": errors,
+           "details": details or {}, "host": f"{socket.gethostname()}:{os.getpid()}"[:255]}
+
+    def write() -> None:
+        with database().autocommit.connect() as conn:  # one statement, its own transaction: one round trip
+            conn.execute(insert(RunRow), row)
+            if time.monotonic() >= _forget_at.get(kind, 0.0):
+                _forget_at[kind] = time.monotonic() + FORGET_EVERY
+                conn.execute(delete(RunRow).where(RunRow.kind == kind, RunRow.finished_at < now - KEPT))
+
+    retrying(write, f"recording a {kind} run")  # a run that waited out an outage is still recorded
+
+
+#: Seconds between a process's deletions of old runs, by kind.
+FORGET_EVERY = 600.0
+_forget_at: dict[str, float] = {}
 
 
 def last_run(kind: str) -> RunRow | None:

@@ -44,6 +44,10 @@ class OmsSettings(BaseSettings):
     sla_scan_interval: float = Field(default=10.0, gt=0, le=MAX_SECONDS)
     #: Fraction of the SLA after which a step turns yellow, unless the step says otherwise.
     sla_warn_fraction: float = Field(default=0.8, gt=0, lt=1)
+    #: Seconds of finished steps the scanner's prediction of each topic's pace looks back over (0: no prediction).
+    predict_window: float = Field(default=300.0, ge=0, le=MAX_SECONDS)
+    #: Finished steps a topic needs in that window before its pace is trusted.
+    predict_min_samples: int = Field(default=10, ge=2)
     #: Topic that receives a task for every SLA breach.
     sla_violation_topic: str = "sla_violation"
     #: Topic that receives a task for every SLA warning (yellow light).
@@ -73,6 +77,15 @@ class OmsSettings(BaseSettings):
     #: default does; a server database refuses to start until ``oms db upgrade`` has run),
     #: ``always`` or ``never``.
     auto_upgrade: Literal["sqlite", "always", "never"] = "sqlite"
+    #: Address ``oms api`` listens on (loopback by default: put a TLS proxy in front to expose it).
+    api_host: str = "127.0.0.1"
+    #: Port ``oms api`` listens on.
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    #: Serve the HTTP API with no tokens, every caller an admin: loopback addresses only, for trying it out.
+    api_insecure_no_auth: bool = False
+    #: Seconds an HTTP request waits out an unreachable database before its 503 (workers wait
+    #: ``OMS_DB_RETRY_SECONDS``: a caller over HTTP would rather hear at once, and retry).
+    api_db_retry_seconds: float = Field(default=5.0, ge=0, le=MAX_SECONDS)
 
     @field_validator("broker_url")
     @classmethod

@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import runs, transitions
+from . import predict, runs, transitions
+from .clocks import resume_row
 from .db import TRANSIENT, retrying, transaction
 from .definitions import Workflow, ensure_saved, load_definition, system_workflow
 from .dispatch import Dispatch, publish_all
@@ -32,9 +33,11 @@ from .lights import light_at
 from .models import EventRow, InstanceRow, TaskRow
 from .settings import get_settings
 from .states import (
+    CLEARED,
     FINISHED_TASK,
     GREEN,
     OPEN_TASK,
+    PREDICTED,
     RED,
     TASK_SCAN_FAILED,
     WORKFLOW_SCAN_FAILED,
@@ -198,6 +201,13 @@ def _advance_task(session: Session, task: TaskRow, version: int, batch: _Batch) 
     """
     now = batch.now
     finished = task.status in FINISHED_TASK
+    if task.paused_at is not None:  # due only when its max_pause ran out: its clock runs again
+        if finished:
+            task.sla_check_at = None
+            return
+        resume_row(session, task, load_definition(session, task.workflow_id, version)[0], now)
+        if task.sla_check_at is None or task.sla_check_at > now:
+            return
     moment = min(now, task.finished_at) if finished and task.finished_at else now
     light = light_at(moment, task.warn_at, task.expires_at)
     if light == task.light:  # not due after all (clock moved back?): look again later
@@ -386,8 +396,54 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
         publish_all(work.dispatches + expired)
         if max(*due, len(expired)) < batch:
             break
+    try:
+        _predict(now, report)
+    except TRANSIENT:
+        raise
+    except Exception as exc:  # a prediction is advice: it never stops the scan
+        report.errors += 1
+        logger.error("SLA scan: the prediction failed (%s: %s); the scan goes on", type(exc).__name__, exc,
+                     exc_info=exc)
     runs.record(runs.SCAN, started, report.rows, errors=report.errors, details=_counts(report))
     return report
+
+
+def _predict(now: datetime, report: ScanReport) -> None:
+    """Turn yellow the queued steps a topic's pace will make late, and green those it no longer will (once)."""
+    work = _Batch(now)
+    with transaction() as session:
+        found = {change.task_id: change for change in predict.changes(session, now)}
+        ids = list(found)
+        for start in range(0, len(ids), 1000):
+            rows = session.scalars(
+                select(TaskRow).where(TaskRow.id.in_(ids[start:start + 1000]),
+                                      TaskRow.status == TaskStatus.PENDING.value)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for task in rows:
+                _apply_prediction(session, task, found[task.id], work)
+        work.start_escalations(session)
+    work.add_to(report)
+    publish_all(work.dispatches)
+
+
+def _apply_prediction(session: Session, task: TaskRow, change: predict.Change, work: _Batch) -> None:
+    if task.light != (GREEN if change.light == YELLOW else YELLOW):
+        return  # the scan moved it on meanwhile
+    kind = light_event("task", task.light, change.light)
+    finish = change.predicted_finish.isoformat()
+    task.light, task.predicted_finish = change.light, change.predicted_finish
+    if change.light == GREEN:
+        task.light_reason, task.sla_check_at = CLEARED, task.warn_at
+        transitions.record_event(session, kind, task.instance_id, work.now, task, predicted_finish=finish,
+                                 **change.inputs)
+        return
+    task.light_reason, task.sla_check_at = PREDICTED, task.expires_at
+    transitions.record_event(session, kind, task.instance_id, work.now, task, reason=PREDICTED,
+                             predicted_finish=finish, warn_at=task.warn_at.isoformat(),
+                             expires_at=task.expires_at.isoformat(), **change.inputs)
+    work.escalate("sla_warning", {**_task_payload("sla_warning", task, work.now), "reason": PREDICTED,
+                                  "predicted_finish": finish, "estimate": change.inputs})
 
 
 def _sweep_failed(report: ScanReport, now: datetime, task: Task, error: BaseException) -> None:

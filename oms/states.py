@@ -67,11 +67,14 @@ INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus | None, InstanceStatus], str] = 
 }
 
 #: ``(row kind, old light, new light) -> event``: what the SLA scanner records. A light
-#: only gets worse; a step found already late skips yellow.
+#: only gets worse, but for one move: a step turned yellow by a prediction (and by it
+#: alone) turns green again, once, when a later scan predicts it on time. A step found
+#: already late skips yellow.
 LIGHT_TRANSITIONS: dict[tuple[str, str, str], str] = {
     ("task", GREEN, YELLOW): "task.sla_warning",
     ("task", GREEN, RED): "task.sla_violated",
     ("task", YELLOW, RED): "task.sla_violated",
+    ("task", YELLOW, GREEN): "task.sla_warning_cleared",
     ("instance", GREEN, YELLOW): "workflow.sla_warning",
     ("instance", GREEN, RED): "workflow.sla_violated",
     ("instance", YELLOW, RED): "workflow.sla_violated",
@@ -81,6 +84,11 @@ LIGHT_TRANSITIONS: dict[tuple[str, str, str], str] = {
 #: mapped step expanded into its items (``items``: how many; none completes it at once).
 TASK_REDISPATCHED = "task.redispatched"
 STEP_MAPPED = "step.mapped"
+#: A step's SLA clock stopped (``act.pause_clock``, a handler's ``{"pause": reason}``), and ran again.
+TASK_CLOCK_PAUSED = "task.clock_paused"
+TASK_CLOCK_RESUMED = "task.clock_resumed"
+#: Why a light is yellow, or was: a prediction (:mod:`oms.predict`); taken back, never predicted again.
+PREDICTED, CLEARED = "predicted", "cleared"
 #: The SLA scanner could not handle this row (the error is in the event); it looks again later.
 TASK_SCAN_FAILED = "task.scan_failed"
 WORKFLOW_SCAN_FAILED = "workflow.scan_failed"

@@ -132,3 +132,9 @@ def unstorable(task: Task) -> Any:
     if task.payload.get("raise"):
         raise ValueError("bad byte \x00 in the form; " + "x" * 20_000)
     return {"text": "bad\x00byte"}
+
+
+@subscribe("await_citizen")
+def await_citizen(task: Task) -> Any:
+    """Hands the step to a person: its clock pauses until the citizen answers."""
+    return {"pause": "waiting for citizen"}

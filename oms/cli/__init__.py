@@ -11,7 +11,9 @@ import os
 
 import click
 
+from .api import api, token
 from .base import CONTEXT, OmsGroup, env_option
+from .calendars import calendar
 from .database import db
 from .doctor import doctor
 from .instances import cancel, history, list_, retry, start, status
@@ -55,7 +57,8 @@ def main(database_url: str | None, broker_url: str | None, home: str | None) -> 
         configure()
 
 
-for _command in (workflow, start, status, history, list_, cancel, retry, prune, worker, beat, demo, db, doctor):
+for _command in (workflow, calendar, start, status, history, list_, cancel, retry, prune, worker, beat, demo, db,
+                 doctor, api, token):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..states import LIGHTS, InstanceStatus
+from ..states import CLEARED, LIGHTS, InstanceStatus
 from . import render
 from .base import CONTEXT, die, env_option
 
@@ -108,7 +108,7 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
             continue
         for task in attempts:
             label = step.id if task.item_index is None else f"  {step.id}[{task.item_index}]"
-            rows.append([label, str(task.attempt), render.status(task.status), render.light(task.light_now(now)),
+            rows.append([label, str(task.attempt), render.status(task.status), _light(task, now),
                          _sla([task]), render.seconds(task.queue_wait_s), render.seconds(task.run_s),
                          render.seconds(task.total_s), task.worker_id or "-", after if task.item_index is None else "",
                          _note(task, now)])
@@ -120,11 +120,25 @@ def _sla(tasks: list[TaskInfo]) -> str:
     return render.seconds((tasks[0].expires_at - tasks[0].ready_at).total_seconds()) if tasks else "-"
 
 
+def _light(task: TaskInfo, now: datetime) -> render.Cell:
+    """The light, with why when it is not the plain clock's: ``(paused)``, ``(predicted)``."""
+    why = "paused" if task.paused_at and not task.finished_at else task.light_reason
+    return render.light(task.light_now(now), "" if why in (None, CLEARED) else f" ({why})")
+
+
 def _note(task: TaskInfo, now: datetime) -> str:
-    if task.finished_at is not None:
+    if task.finished_at is not None and not task.paused_s:
         return task.error or ""
-    left = (task.expires_at - now).total_seconds()
-    return f"due in {render.seconds(left)}" if left >= 0 else f"overdue by {render.seconds(-left)}"
+    clock = task.clock(now)
+    parts = [f"used {render.seconds(clock.used_s)}"]
+    if clock.paused_s or clock.paused:
+        parts.append(f"paused {render.seconds(clock.paused_s)}" + (f" ({task.pause_reason})" if clock.paused else ""))
+    if task.finished_at is None:
+        parts.append(f"left {render.seconds(clock.left_s)}" if clock.left_s >= 0
+                     else f"overdue by {render.seconds(-clock.left_s)}")
+    if clock.calendar:
+        parts.append(f"working time, {clock.calendar}")
+    return ", ".join(parts) + (f"; {task.error}" if task.error else "")
 
 
 @click.command(context_settings=CONTEXT)

@@ -26,8 +26,9 @@ COLOURS = {"green": "green", "yellow": "yellow", "red": "red", "failed": "red", 
 Cell = str | tuple[str, str]
 
 
-def light(value: str) -> Cell:
-    return (value, COLOURS.get(value, ""))
+def light(value: str, why: str = "") -> Cell:
+    """A light in words and colour, with why it is so (`` (paused)``) when that is not the plain clock."""
+    return (value + why, COLOURS.get(value, ""))
 
 
 def status(value: str) -> Cell:

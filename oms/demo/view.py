@@ -8,9 +8,9 @@ from datetime import datetime
 from rich.console import Console, Group
 from rich.table import Table
 
-from ..durations import format_duration
 from ..lights import light_at
 from ..queries import InstanceInfo, StepSummary, TaskInfo
+from ..worktime import format_sla
 from .workflow import EPA_DEMO
 
 #: Instance statuses after which nothing changes.
@@ -71,7 +71,7 @@ def live_table(snapshot: Snapshot) -> Group:
     table.add_column("registration")
     table.add_column("status")
     for step in EPA_DEMO.steps:
-        table.add_column(f"{step.id}\nSLA {format_duration(step.sla)}")
+        table.add_column(f"{step.id}\nSLA {format_sla(step.sla)}")
     for info in snapshot.instances:
         latest = {t.step_id: t for t in info.tasks}
         row = [f"{info.payload['form_id']}\n[dim]{info.id[:11]}…[/]", info.status]

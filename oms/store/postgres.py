@@ -136,7 +136,7 @@ WITH i0 AS (
                THEN lease_expires_at IS NULL OR lease_expires_at >= %(now)s
                ELSE lease_expires_at < %(lapsed_before)s::timestamptz END
       AND (%(unless_last)s::text IS NULL OR ((SELECT waiting FROM i0) ->> %(unless_last)s::text)::int > 1)
-      AND (%(holder)s::text IS NULL OR worker_id = %(holder)s::text)
+      AND (%(holder)s::text IS NULL OR worker_id IS NULL OR worker_id = %(holder)s::text)
     RETURNING instance_id
 ), i AS (
     UPDATE oms_instances

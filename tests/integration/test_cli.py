@@ -275,3 +275,27 @@ def test_oms_beat_sends_the_sla_scan(sqlite_backend: Backend, tmp_path: Path) ->
     finally:
         beat.stop()
     assert beat.log.read_text().startswith("oms: celery -A oms beat -s ")
+
+
+def test_calendars_from_files_and_a_paused_step_in_oms_status(sqlite_backend: Backend, tmp_path: Path) -> None:
+    from act import pause_clock
+    from oms import start_workflow
+
+    out = oms(sqlite_backend, tmp_path, "calendar", "register", str(ROOT / "examples/calendars/epa_business.yaml"))
+    assert out.stdout.strip() == "epa_business saved (America/New_York); 0 open steps rescheduled"
+    assert "epa_business  America/New_York  mon-fri 08:30-17:00  US" in oms(sqlite_backend, tmp_path, "calendar",
+                                                                         "list").stdout
+    shown = oms(sqlite_backend, tmp_path, "calendar", "show", "epa_business", "--days", "7").stdout
+    assert yaml.safe_load(shown)["closed"] == ["2026-12-24"] and shown.count("closed") >= 3  # the key, Sat, Sun
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\ntimezone: Mars/Olympus\nhours: {mon-fri: '09:00-17:00'}\n")
+    refused(sqlite_backend, tmp_path, "calendar", "register", str(bad), match=r"unknown time zone 'Mars/Olympus'")
+    refused(sqlite_backend, tmp_path, "calendar", "show", "nowhere", match=r"unknown calendar 'nowhere'")
+    Workflow(id="permit", calendar="epa_business", steps=[{"id": "review_permit", "sla": "2bd"}]).save()
+    instance_id = start_workflow("permit", payload={})
+    task = fetch_task("review_permit", max_wait=5)
+    assert task is not None and pause_clock(task.id, "waiting for citizen")
+    status = oms(sqlite_backend, tmp_path, "status", instance_id).stdout
+    assert "(paused)" in status and "(waiting for citizen)" in status and "working time, epa_business" in status
+    clock = json.loads(oms(sqlite_backend, tmp_path, "status", instance_id, "--json").stdout)["tasks"][0]["sla_clock"]
+    assert clock["paused"] is True and clock["calendar"] == "epa_business"

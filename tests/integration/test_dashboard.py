@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 DASHBOARD = ROOT / "grafana/dashboards/oms-sla.json"
 PROVISIONING = ROOT / "grafana/provisioning"
-SERVICES = {"redis", "postgres", "oms", "act", "flower", "grafana", "migrate"}
+SERVICES = {"redis", "postgres", "oms", "act", "api", "flower", "grafana", "migrate"}
 EPA_STEPS = [step.id for step in Workflow(**EPA).steps]
 
 
@@ -60,8 +60,12 @@ def test_compose_file_is_valid_and_runs_the_seed_lab() -> None:
     assert re.search(r"celery -A oms worker -Q collect_form,charge_fee,assign_inspector ", services["act"]["command"])
     # the schema is migrated before any worker starts (a worker refuses a database behind its code)
     assert services["migrate"]["command"] in ("oms db upgrade", ["oms", "db", "upgrade"])
-    for name in ("oms", "act", "flower"):
+    for name in ("oms", "act", "api", "flower"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # the HTTP API on loopback's port 8000 of the host, listening on every address of its container
+    api = services["api"]
+    assert api["command"] in ("oms api", ["oms", "api"]) and api["environment"]["OMS_API_HOST"] == "0.0.0.0"
+    assert api["ports"][0].startswith("127.0.0.1:8000:8000") or api["ports"][0]["host_ip"] == "127.0.0.1"
     for name in ("oms", "act"):
         for module in re.search(r"-I (\S+)", services[name]["command"]).group(1).split(","):  # type: ignore[union-attr]
             assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module

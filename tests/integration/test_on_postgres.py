@@ -11,10 +11,12 @@ import pytest
 
 from ..conftest import Backend
 from ..unit.test_bad_input import *  # noqa: F403
+from ..unit.test_clocks import *  # noqa: F403
 from ..unit.test_definitions import test_save_versions_only_changes, test_unknown_workflow_is_named  # noqa: F401
 from ..unit.test_graph import *  # noqa: F403
 from ..unit.test_holders import *  # noqa: F403
 from ..unit.test_leases import *  # noqa: F403
+from ..unit.test_predict import *  # noqa: F403
 from ..unit.test_retention import *  # noqa: F403
 from ..unit.test_sla import *  # noqa: F403
 from ..unit.test_transitions import *  # noqa: F403

@@ -157,3 +157,26 @@ def test_finished_steps_leave_no_time_limit_timers_behind(postgres_backend: Back
 
     dropped = [int(n) for n in re.findall(r"timer compaction dropped (\d+)", process.log.read_text())]
     assert sum(dropped) >= 40  # a soft and a hard timer for each of 40 steps, all cancelled
+
+
+def test_a_handler_that_hands_off_to_a_person_pauses_the_clock(backend: Backend, tmp_path: Path) -> None:
+    from act import complete_task, resume_clock
+
+    process = WorkerProcess(backend.env, tmp_path, ["await_citizen", "collect_form"])
+    try:
+        Workflow(id="citizen_wf", steps=[{"id": "await_citizen", "sla": "1h"},
+                                         {"id": "collect_form", "sla": "1m"}]).save()
+        instance_id = start_workflow("citizen_wf", payload={"form_id": "F-1"})
+        deadline = time.monotonic() + 30
+        while not any(e.kind == "task.clock_paused" for e in history(instance_id)):
+            assert time.monotonic() < deadline, [e.kind for e in history(instance_id)]
+            time.sleep(0.1)
+        [task] = get_instance(instance_id).tasks
+        assert (task.status, task.pause_reason, task.worker_id) == ("running", "waiting for citizen", None)
+        assert resume_clock(task.id) is True
+        complete_task(task.id, {"answer": "here"})  # the portal, on the citizen's answer: no lease to hold
+        assert wait_finished([instance_id]) == {instance_id: "done"}
+        kinds = [e.kind for e in history(instance_id)]
+        assert kinds.count("task.done") == 2 and "task.clock_resumed" in kinds
+    finally:
+        process.stop()

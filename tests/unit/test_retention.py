@@ -80,3 +80,35 @@ def test_prune_removes_what_finished_before_the_cutoff_in_batches(backend: Backe
     run = last_run(PRUNE)
     assert run is not None and run.rows == 7 and run.details["events"] == 50
     assert prune(5 * DAY, now=T0 + 10 * DAY).instances == 0
+
+
+def test_beat_prunes_every_hour_when_oms_retention_is_set(backend: Backend) -> None:
+    """``OMS_RETENTION`` adds ``oms.prune`` to beat's schedule; the task prunes what finished before it."""
+    import os
+    import subprocess
+    import sys
+
+    import oms
+    from oms.tasks import prune_task
+
+    def schedule(**env: str) -> str:
+        code = "import celeryconfig as c; print(c.beat_schedule.get('oms-prune'))"
+        return subprocess.run([sys.executable, "-c", code], env={**os.environ, **backend.env, **env},
+                              capture_output=True, text=True, check=True).stdout
+
+    assert schedule() == "None\n"
+    assert "'task': 'oms.prune', 'schedule': 3600.0" in schedule(OMS_RETENTION="90d")
+
+    Workflow(id="two", steps=[{"id": "a", "sla": "1h"}, {"id": "b", "sla": "1h"}]).save()
+    old = _start(T0)
+    _run(old, T0)  # finished on T0, long before 90 days ago
+    recent = _start(T0)
+    cancel_workflow(recent, "finished now")
+    assert prune_task() == 0  # no OMS_RETENTION: the task prunes nothing
+    oms.configure(database_url=backend.database_url, broker_url=backend.broker_url, home=backend.home,
+                  retention=90 * DAY)
+    try:
+        assert prune_task() == 1
+    finally:
+        oms.configure(database_url=backend.database_url, broker_url=backend.broker_url, home=backend.home)
+    assert set(_rows()) == {recent}

@@ -1,0 +1,148 @@
+"""The HTTP API's factory: routers, error handlers, the body-size limit, and what it checks as it starts.
+
+Every route calls the same public functions Python users call; no rule lives here.
+Starting refuses (and the process exits) when the schema is not this code's, or
+when no token exists and ``--insecure-no-auth`` was not given; insecure mode is
+accepted on a loopback address only, and announced at every start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from .. import db
+from ..db import database
+from ..settings import get_settings
+from . import auth, calendars, errors, health, instances, metrics, page, tasks, workflows
+from .polls import PollHub
+from .revocations import TokenCache
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+#: Room for the envelope around the largest payload (``{"payload": …}``, a result's ``worker_id``).
+ENVELOPE_BYTES = 64 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (``localhost``, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class BodyLimit:
+    """Refuse a request body over ``OMS_MAX_PAYLOAD_BYTES`` (plus its envelope) with 413, before reading it; wait
+    out an unreachable database ``OMS_API_DB_RETRY_SECONDS`` only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # a caller over HTTP hears 503 after a few seconds of database outage, not a worker's minutes
+        waiting = db.retry_seconds.set(get_settings().api_db_retry_seconds)
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            db.retry_seconds.reset(waiting)
+
+    async def _limited(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        limit = get_settings().max_payload_bytes + ENVELOPE_BYTES
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _too_large(limit, scope, receive, send)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise errors.ApiError(413, "PayloadTooLarge", f"the request body is over {limit} bytes "
+                                      "(OMS_MAX_PAYLOAD_BYTES plus 64 KiB)")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _too_large(limit: int, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                     send: Callable[[Message], Awaitable[None]]) -> None:
+    response = errors.body(413, "PayloadTooLarge", f"the request body is over {limit} bytes (OMS_MAX_PAYLOAD_BYTES "
+                           "plus 64 KiB)")
+    await response(scope, receive, send)
+
+
+def _check_start(insecure: bool) -> None:
+    """Refuse to serve a database whose schema is not this code's, or with no token unless insecure."""
+    from .. import tokens
+
+    database()  # raises SchemaBehind / SchemaAhead / ConfigurationError, naming the command
+    if insecure:
+        host = get_settings().api_host
+        if not is_loopback(host):
+            raise errors.ApiError(500, "Refused", f"--insecure-no-auth is accepted on a loopback address only, "
+                                  f"not {host!r}")
+        return
+    if not tokens.any_live():
+        raise errors.ApiError(500, "Refused", "no API token exists: create one with `oms token create --role "
+                              "admin`, or try it out on loopback with --insecure-no-auth")
+
+
+def announce_insecure() -> None:
+    """Say loudly, at every start, that anyone who reaches the port is an admin."""
+    print("WARNING: --insecure-no-auth: the HTTP API accepts every request as an admin, with no token; it listens "
+          "on loopback only", file=sys.stderr, flush=True)
+
+
+def create_app(*, insecure_no_auth: bool | None = None) -> FastAPI:
+    """Build the API. ``insecure_no_auth`` defaults to ``OMS_API_INSECURE_NO_AUTH`` (under ``uvicorn oms.api:app``
+    the loopback check reads ``OMS_API_HOST``, as uvicorn does not tell the application its address)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        insecure = get_settings().api_insecure_no_auth if insecure_no_auth is None else insecure_no_auth
+        await run_in_threadpool(_check_start, insecure)
+        if insecure:
+            announce_insecure()
+        app.state.insecure_no_auth = insecure
+        app.state.polls = PollHub()
+        database_url = get_settings().database_url
+        cache = TokenCache(database_url) if database().dialect == "postgresql" and not insecure else None
+        auth.use_cache(cache)
+        try:
+            yield
+        finally:
+            app.state.polls.close()
+            auth.use_cache(None)
+            if cache is not None:
+                cache.close()
+
+    app = FastAPI(
+        title="HMS-OMS",
+        summary="Workflows with per-step SLAs: define, start, watch, and pull steps over HTTP.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.insecure_no_auth = False
+    errors.install(app)
+    for module in (workflows, calendars, instances, tasks):
+        app.include_router(module.router, prefix="/v1")
+    app.include_router(metrics.router)
+    app.include_router(health.router)
+    app.include_router(page.router)  # the operators' page: GET /, its static files, login/logout, /v1/board
+    app.add_middleware(BodyLimit)
+    return app

@@ -1,0 +1,46 @@
+"""Calendars over HTTP: save one (JSON or YAML), list them, read one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from ..calendars import Calendar, check_calendar_id, list_calendars
+from ..exceptions import InvalidDefinition
+from .workflows import _DEFINITION_BODY, Admin, Reader, read_body
+
+router = APIRouter(tags=["calendars"])
+
+
+def _save(who: Any, calendar_id: str, raw: bytes, media: str) -> dict[str, Any]:
+    who.check()
+    check_calendar_id(calendar_id)
+    data = read_body(raw, media)
+    given = data.setdefault("id", calendar_id)
+    if given != calendar_id:
+        raise InvalidDefinition(f"the calendar's id {given!r} is not the id in the path, {calendar_id!r}")
+    return {"id": calendar_id, "rescheduled": Calendar(**data).save()}
+
+
+@router.put("/calendars/{calendar_id}", openapi_extra=_DEFINITION_BODY)
+async def put_calendar(calendar_id: str, request: Request, who: Admin) -> dict[str, Any]:
+    """Save a calendar (JSON, or YAML with ``Content-Type: application/yaml``). Returns how many open steps'
+    deadlines moved: ``{"id": ..., "rescheduled": n}``."""
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    return await run_in_threadpool(_save, who, calendar_id, await request.body(), media)
+
+
+@router.get("/calendars")
+def get_calendars(who: Reader) -> list[dict[str, Any]]:
+    """Every saved calendar."""
+    who.check()
+    return [c.spec() for c in list_calendars()]
+
+
+@router.get("/calendars/{calendar_id}")
+def get_calendar(calendar_id: str, who: Reader) -> dict[str, Any]:
+    """One calendar, as saved."""
+    who.check()
+    return Calendar.load(calendar_id).spec()

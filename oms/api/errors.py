@@ -1,0 +1,123 @@
+"""Every error as ``{"error": <type>, "detail": <one sentence>}`` with its status: one table, no tracebacks.
+
+The engine's typed exceptions map one to one to statuses (:data:`STATUSES`, the
+first matching class wins); FastAPI's own errors (a body that is not JSON, a
+field of the wrong type) become 400 and 422; an unreachable database or broker
+is 503; anything else is a 500 whose detail says nothing of the internals (the
+traceback goes to the server's log).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kombu.exceptions
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from .. import exceptions as oms_errors
+from ..db import TRANSIENT
+from ..tokens import UnknownToken
+
+logger = logging.getLogger(__name__)
+
+#: Exception class -> HTTP status; the first class that matches wins (subclasses before their bases).
+STATUSES: tuple[tuple[type[BaseException], int], ...] = (
+    (oms_errors.TooManyItems, 422),
+    (oms_errors.InvalidPayload, 422),
+    (oms_errors.InvalidDefinition, 422),
+    (oms_errors.InvalidArgument, 422),
+    (oms_errors.UnknownWorkflow, 404),
+    (oms_errors.UnknownCalendar, 404),
+    (oms_errors.UnknownInstance, 404),
+    (oms_errors.TaskNotFound, 404),
+    (UnknownToken, 404),
+    (oms_errors.LeaseLost, 409),
+    (oms_errors.TaskAlreadyFinished, 409),
+    (oms_errors.TaskNotClaimed, 409),
+    (oms_errors.NotLeaseHolder, 409),
+    (oms_errors.InstanceFinished, 409),
+    (oms_errors.IdempotencyConflict, 409),
+    (oms_errors.Conflict, 409),
+    (oms_errors.InvalidTransition, 409),
+    (oms_errors.BrokerUnavailable, 503),
+    (oms_errors.ConfigurationError, 503),
+)
+#: Names of statuses raised without an exception of the engine.
+NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+         409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "InvalidRequest",
+         503: "Unavailable"}
+
+
+class ApiError(Exception):
+    """An error the API itself raises (no token, wrong role, too large): its status, type and sentence."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+def sentence(text: str) -> str:
+    """The first line of ``text``, whitespace folded: a detail is one sentence, never a traceback."""
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return " ".join(lines[0].split()) if lines else ""
+
+
+def body(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": sentence(detail) or error}, status_code=status, headers=headers)
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The status the table gives ``exc``, or ``None`` when it is not one of the engine's expected errors."""
+    return next((status for kind, status in STATUSES if isinstance(exc, kind)), None)
+
+
+def _validation(exc: RequestValidationError) -> JSONResponse:
+    errors: list[Any] = list(exc.errors())
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return body(400, "MalformedJson", f"the request body is not valid JSON: {first.get('msg', '')}")
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    return body(422, "InvalidRequest", f"{where}: {first.get('msg', 'invalid')}")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every error its JSON body."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return body(exc.status, exc.error, exc.detail, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation(exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return body(exc.status_code, NAMES.get(exc.status_code, "Error"), str(exc.detail),
+                    dict(exc.headers) if exc.headers else None)
+
+    async def _known(request: Request, exc: Exception) -> JSONResponse:
+        status = status_of(exc)
+        if status is not None:
+            return body(status, type(exc).__name__, str(exc))
+        if isinstance(exc, TRANSIENT):
+            logger.warning("database unreachable during %s %s: %s", request.method, request.url.path,
+                           type(exc).__name__)
+            return body(503, "DatabaseUnavailable", "the database cannot be reached; try again later")
+        if isinstance(exc, kombu.exceptions.OperationalError):
+            return body(503, "BrokerUnavailable", "the broker cannot be reached; try again later")
+        return await _unexpected(request, exc)
+
+    # Handled here, not by the catch-all: Starlette re-raises what reaches ``Exception``'s handler.
+    for kind in (oms_errors.OmsError, *TRANSIENT, kombu.exceptions.OperationalError):
+        app.add_exception_handler(kind, _known)  # type: ignore[arg-type]
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unexpected error during %s %s", request.method, request.url.path, exc_info=exc)
+        return body(500, "InternalError", "the server failed to handle this request; see its log")

@@ -1,0 +1,150 @@
+"""Instances over HTTP: start (idempotent with a key), list with a cursor, read, history, cancel, retry; SLA views."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import BaseModel, Field
+
+from .. import engine, queries
+from ..exceptions import InvalidArgument
+from ..queries import Event, InstanceSummary, StepSummary, TaskInfo
+from ..settings import get_settings
+from .auth import READERS, Caller, caller
+from .errors import ApiError
+
+router = APIRouter(tags=["instances"])
+Reader = Annotated[Caller, Depends(caller(*READERS))]
+Starter = Annotated[Caller, Depends(caller("admin", "starter"))]
+Admin = Annotated[Caller, Depends(caller("admin"))]
+
+
+class StartRequest(BaseModel):
+    payload: Any = Field(default_factory=dict, description="A JSON object every step can read.")
+
+
+class CancelRequest(BaseModel):
+    reason: Any = "cancelled by operator"
+
+
+class InstancePage(BaseModel):
+    """One page of instances, newest first; ``next_cursor`` fetches the next page (``None`` on the last)."""
+
+    instances: list[InstanceSummary]
+    next_cursor: str | None
+
+
+def _check_size(payload: Any) -> None:
+    """413 for a payload over ``OMS_MAX_PAYLOAD_BYTES`` (the engine would refuse it as invalid, 422)."""
+    limit = get_settings().max_payload_bytes
+    try:
+        size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    except (TypeError, ValueError, RecursionError):
+        return  # the engine names what is wrong with it
+    if size > limit:
+        raise ApiError(413, "PayloadTooLarge", f"the payload is {size} bytes of JSON, over the limit of {limit} "
+                       "(OMS_MAX_PAYLOAD_BYTES)")
+
+
+@router.post("/workflows/{workflow_id}/instances", status_code=201,
+             responses={200: {"description": "The Idempotency-Key started this instance before."}})
+def start_instance(workflow_id: str, body: StartRequest, response: Response, who: Starter,
+                   idempotency_key: Annotated[str | None, Header()] = None) -> dict[str, str]:
+    """Start the latest version of a workflow: 201 ``{"instance_id": …}``; with a reused ``Idempotency-Key``
+    and the same payload, 200 and the instance it started; with another payload, 409."""
+    who.check()
+    _check_size(body.payload)
+    instance_id, created = engine.start(workflow_id, body.payload, idempotency_key=idempotency_key)
+    if not created:
+        response.status_code = 200
+    return {"instance_id": instance_id}
+
+
+def _cursor(summary: InstanceSummary) -> str:
+    raw = json.dumps([summary.created_at.isoformat(), summary.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        moment, instance_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        found = datetime.fromisoformat(moment)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidArgument(f"cursor {cursor[:40]!r} is not one this API returned") from None
+    return (found if found.tzinfo else found.replace(tzinfo=UTC)), str(instance_id)
+
+
+@router.get("/instances")
+def list_instances(
+    who: Reader,
+    workflow: str | None = None,
+    status: str | None = None,
+    light: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> InstancePage:
+    """Instances, newest first, filtered by workflow, status and worst light; page with ``cursor``."""
+    who.check()
+    found = queries.list_instances(workflow, status, light, limit=limit + 1,
+                                   before=_decode(cursor) if cursor else None)
+    page = found[:limit]
+    return InstancePage(instances=page, next_cursor=_cursor(page[-1]) if len(found) > limit else None)
+
+
+def _task(task: TaskInfo, now: datetime) -> dict[str, Any]:
+    return {**task.model_dump(mode="json"), "light": task.light_now(now), "queue_wait_s": task.queue_wait_s,
+            "run_s": task.run_s, "total_s": task.total_s}
+
+
+@router.get("/instances/{instance_id}")
+def get_instance(instance_id: str, who: Reader) -> dict[str, Any]:
+    """Status, steps with their lights, each attempt with its timings, and the results."""
+    who.check()
+    info = queries.get_instance(instance_id)
+    now = datetime.now(UTC)
+    return {**info.model_dump(mode="json"), "tasks": [_task(t, now) for t in info.tasks]}
+
+
+@router.get("/instances/{instance_id}/history")
+def get_history(instance_id: str, who: Reader) -> list[Event]:
+    """The instance's event log, oldest first."""
+    who.check()
+    return queries.history(instance_id)
+
+
+@router.post("/instances/{instance_id}/cancel")
+def cancel(instance_id: str, who: Admin, body: CancelRequest | None = None) -> dict[str, str]:
+    """Cancel a pending or running instance; its open steps can no longer be completed."""
+    who.check()
+    engine.cancel_workflow(instance_id, (body or CancelRequest()).reason)
+    return {"instance_id": instance_id, "status": queries.get_instance(instance_id).status}
+
+
+@router.post("/instances/{instance_id}/retry")
+def retry(instance_id: str, who: Admin) -> dict[str, str]:
+    """Run a failed instance again from what did not finish."""
+    who.check()
+    engine.retry_workflow(instance_id)
+    return {"instance_id": instance_id, "status": queries.get_instance(instance_id).status}
+
+
+@router.get("/overdue")
+def overdue(who: Reader, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict[str, Any]]:
+    """Open steps whose light is red, most overdue first."""
+    who.check()
+    now = datetime.now(UTC)
+    return [_task(t, now) for t in queries.overdue(limit)]
+
+
+@router.get("/sla/summary")
+def sla_summary(who: Reader, since: datetime | None = None) -> list[StepSummary]:
+    """Per workflow and step: counts by light, p50/p95 queue wait and run time (``since``: ISO 8601)."""
+    who.check()
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return queries.sla_summary(since)

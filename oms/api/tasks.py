@@ -1,0 +1,209 @@
+"""Pull workers over HTTP: fetch (a long poll), complete, fail, extend — the seed's loop for any language.
+
+A fetch claims only while its caller is still connected; a claim made as the
+caller went away is released at once (:func:`oms.door.release`), so a vanished
+client never leaves a step leased to nobody. ``worker_id`` names the lease's
+holder: the fetch's, or one the server makes up and returns in the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import secrets
+import time
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from .. import door
+from ..task import Task
+from .auth import Caller, Principal, caller, require_topic
+
+router = APIRouter(tags=["pull workers"])
+Worker = Annotated[Caller, Depends(caller("admin", "worker"))]
+#: A paused clock runs again when the citizen answers: the portal (a starter) may say so, as may the workers.
+Resumer = Annotated[Caller, Depends(caller("admin", "starter", "worker"))]
+#: The longest a fetch may wait: proxies and load balancers cut idle requests after a minute or so.
+MAX_WAIT_S = 300.0
+
+
+class FetchRequest(BaseModel):
+    """How long to wait for a step, how long to hold it, and who holds it."""
+
+    max_wait: str | float = Field("10s", description="How long to wait for a step: '10s', 2.5, 'PT1M' (at most 5m).")
+    lease: str | float = Field("5m", description="How long the claim lasts unless extended.")
+    worker_id: str | None = Field(None, description="The holder's name; the server makes one up if none is given.")
+
+
+class CompleteRequest(BaseModel):
+    result: dict[str, Any] | None = None
+    worker_id: str
+
+
+class FailRequest(BaseModel):
+    reason: Any = Field(..., description="What went wrong (non-empty text).")
+    worker_id: str
+
+
+class ExtendRequest(BaseModel):
+    lease: str | float = "5m"
+    worker_id: str
+
+
+class PauseRequest(BaseModel):
+    reason: Any = Field(..., description="Why the clock stops: 'waiting for citizen'.")
+    worker_id: str
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """A task as a worker receives it: every field, times in ISO 8601."""
+    data = dataclasses.asdict(task)
+    for key in ("expires_at", "lease_expires_at"):
+        if data[key] is not None:
+            data[key] = data[key].isoformat()
+    return data
+
+
+class _Gone:
+    """Set when the caller disconnects: the request's receive channel says ``http.disconnect``."""
+
+    def __init__(self, request: Request) -> None:
+        self.event = asyncio.Event()
+        self._task = asyncio.ensure_future(self._watch(request))
+
+    async def _watch(self, request: Request) -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                self.event.set()
+                return
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+#: Releases started after their request was cancelled (kept until done, so they are not collected).
+_releasing: set[asyncio.Future[None]] = set()
+
+
+async def _release(task: Task, worker: str) -> None:
+    await run_in_threadpool(door.release, task, worker)
+
+
+def _first_claim(who: Caller, topic: str, worker: str, lease: timedelta) -> tuple[Task | None, Any]:
+    """The caller's check and the first claim attempt, in one thread hop."""
+    require_topic(who.check(), topic)
+    return door.claim_topic(topic, worker, lease)
+
+
+async def _claim(topic: str, worker: str, lease: timedelta, who: Caller | None = None) -> tuple[Task | None, Any]:
+    """One claim attempt (after checking ``who``, when given); if this request is cancelled meanwhile, the claim
+    it made is released."""
+    work = (lambda: _first_claim(who, topic, worker, lease)) if who else (lambda: door.claim_topic(topic, worker,
+                                                                                                  lease))
+    attempt = asyncio.ensure_future(run_in_threadpool(work))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        def give_back(done: asyncio.Future[tuple[Task | None, Any]]) -> None:
+            if not done.cancelled() and done.exception() is None and done.result()[0] is not None:
+                found = done.result()[0]
+                assert found is not None
+                releasing = asyncio.ensure_future(_release(found, worker))
+                _releasing.add(releasing)
+                releasing.add_done_callback(_releasing.discard)
+
+        attempt.add_done_callback(give_back)
+        raise
+
+
+@router.post("/topics/{topic}/fetch", responses={204: {"description": "No step was offered within max_wait."}})
+async def fetch(topic: str, body: FetchRequest, request: Request, who: Worker) -> Response:
+    """Claim the next step on ``topic``, waiting up to ``max_wait``: 200 with the task, or 204."""
+    door.check_topic(topic)
+    wait = door.seconds(body.max_wait, "max_wait")
+    if wait > MAX_WAIT_S:
+        from ..exceptions import InvalidArgument
+
+        raise InvalidArgument(f"max_wait is {wait:g}s, over the limit of {MAX_WAIT_S:g}s: poll again instead")
+    lease = timedelta(seconds=door.seconds(body.lease, "lease", positive=True))
+    worker = door.check_worker_id(body.worker_id) if body.worker_id is not None else f"http-{secrets.token_hex(8)}"
+    deadline = time.monotonic() + wait
+    gone = _Gone(request)
+    checked: Caller | None = who
+    try:
+        while not gone.event.is_set():
+            task, due = await _claim(topic, worker, lease, checked)
+            checked = None  # checked once, with the first attempt
+            if task is not None:
+                if gone.event.is_set():  # claimed as the caller left: nobody would receive it
+                    await _release(task, worker)
+                    break
+                return JSONResponse(task_json(task))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if due is not None:  # a retry's backoff or a lease ends: look again then
+                remaining = min(remaining, max((due - door.utcnow()).total_seconds(), 0.0) + 0.01)
+            if await request.app.state.polls.wait(topic, remaining, gone.event) and gone.event.is_set():
+                request.app.state.polls.pass_on(topic)
+    finally:
+        gone.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+    return Response(status_code=204)
+
+
+def _held(task_id: str, who: Caller) -> None:
+    """401/403 unless the caller may work on the task's topic (404 for an unknown task)."""
+    principal: Principal = who.check()
+    require_topic(principal, door.lookup(task_id).topic)
+
+
+@router.post("/tasks/{task_id}/complete")
+def complete(task_id: str, body: CompleteRequest, who: Worker) -> dict[str, str]:
+    """Mark a fetched task done, storing ``result``; only its lease holder (``worker_id``) may."""
+    _held(task_id, who)
+    door.complete(task_id, body.result, worker_id=door.check_worker_id(body.worker_id))
+    return {"status": "done"}
+
+
+@router.post("/tasks/{task_id}/fail")
+def fail(task_id: str, body: FailRequest, who: Worker) -> dict[str, str]:
+    """Mark a fetched task failed with ``reason``: retried per its step, or the instance fails."""
+    _held(task_id, who)
+    door.fail(task_id, body.reason, worker_id=door.check_worker_id(body.worker_id))
+    return {"status": "failed"}
+
+
+@router.post("/tasks/{task_id}/extend")
+def extend(task_id: str, body: ExtendRequest, who: Worker) -> dict[str, str]:
+    """Keep a fetched task ``lease`` more from now; returns the new expiry."""
+    _held(task_id, who)
+    until = door.extend(task_id, body.lease, worker_id=door.check_worker_id(body.worker_id))
+    return {"lease_expires_at": until.isoformat()}
+
+
+@router.post("/tasks/{task_id}/pause")
+def pause(task_id: str, body: PauseRequest, who: Worker) -> dict[str, bool]:
+    """Stop a fetched task's SLA clock (waiting on the citizen) and park it: it keeps no lease and no holder, so
+    whoever resumes or completes it later may. ``{"paused": false}`` if it was paused already."""
+    _held(task_id, who)
+    return {"paused": door.pause(task_id, door.check_reason(body.reason, "a pause's reason"),
+                                 worker_id=door.check_worker_id(body.worker_id))}
+
+
+@router.post("/tasks/{task_id}/resume")
+def resume(task_id: str, who: Resumer) -> dict[str, bool]:
+    """Run a paused task's clock again (a portal, on the citizen's answer); its deadline moves later by the time
+    paused. ``{"resumed": false}`` if it was not paused."""
+    principal = who.check()
+    if principal.role == "worker":
+        require_topic(principal, door.lookup(task_id).topic)
+    return {"resumed": door.resume(task_id)}

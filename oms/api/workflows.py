@@ -1,0 +1,74 @@
+"""Definitions over HTTP: save one (JSON or YAML), list them, read one version."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from ..db import transaction
+from ..definitions import Workflow, check_workflow_id, load_definition
+from ..exceptions import InvalidDefinition
+from ..files import parse_definition
+from ..queries import WorkflowSummary, list_workflows
+from .auth import READERS, Caller, caller
+from .errors import ApiError
+
+router = APIRouter(tags=["workflows"])
+Reader = Annotated[Caller, Depends(caller(*READERS))]
+Admin = Annotated[Caller, Depends(caller("admin"))]
+#: Media types read as YAML; anything else must be JSON.
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+_DEFINITION_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "example": {"steps": [{"id": "collect_form", "sla": "5m"}]}}},
+    "application/yaml": {"schema": {"type": "string"}},
+}}}
+
+
+def read_body(raw: bytes, media: str) -> dict[str, Any]:
+    """A definition sent as JSON or YAML (by its media type), read as strictly as a file."""
+    if media not in (*YAML_TYPES, "application/json"):
+        raise ApiError(415, "UnsupportedMediaType", f"send the definition as application/json or application/yaml, "
+                       f"not {media}")
+    return parse_definition(raw, "yaml" if media in YAML_TYPES else "json", "the request body")
+
+
+def _save(who: Caller, workflow_id: str, raw: bytes, media: str) -> int:
+    who.check()
+    check_workflow_id(workflow_id)
+    data = read_body(raw, media)
+    given = data.setdefault("id", workflow_id)
+    if given != workflow_id:
+        raise InvalidDefinition(f"the definition's id {given!r} is not the id in the path, {workflow_id!r}")
+    return Workflow(**data).save()
+
+
+@router.put("/workflows/{workflow_id}", openapi_extra=_DEFINITION_BODY)
+async def put_workflow(workflow_id: str, request: Request, who: Admin) -> dict[str, int]:
+    """Save a definition (JSON, or YAML with ``Content-Type: application/yaml``); an unchanged one keeps its
+    version. Returns ``{"version": n}``."""
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    return {"version": await run_in_threadpool(_save, who, workflow_id, await request.body(), media)}
+
+
+@router.get("/workflows")
+def get_workflows(who: Reader) -> list[WorkflowSummary]:
+    """Every saved workflow at its latest version, with its instances by status."""
+    who.check()
+    return list_workflows()
+
+
+def _load(workflow_id: str, version: int | None) -> dict[str, Any]:
+    check_workflow_id(workflow_id)
+    with transaction() as session:
+        definition, found = load_definition(session, workflow_id, version)
+    return {"id": workflow_id, "version": found, "definition": definition.spec()}
+
+
+@router.get("/workflows/{workflow_id}")
+def get_workflow(workflow_id: str, who: Reader,
+                 version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    """A definition, its latest version unless ``version`` is given."""
+    who.check()
+    return _load(workflow_id, version)

@@ -1,0 +1,168 @@
+"""A yellow light that predicts the breach: each topic's pace against each queued step's deadline.
+
+A fixed fraction of the SLA warns too late when a backlog already makes the breach
+certain. Each scan estimates, per topic with queued steps, its recent completion
+rate and the 90th percentile of its run time, from the steps it finished within
+``OMS_PREDICT_WINDOW`` (one query per topic). A queued step's predicted finish is
+``now + position / rate + p90``, its position counted in the topic's queue (oldest
+first). A step predicted to finish after its deadline turns yellow at once; one
+turned yellow by a prediction alone turns green again, once, if a later scan
+predicts it finishing before its warning time. A topic without enough recent
+completions to trust (``OMS_PREDICT_MIN_SAMPLES``) is not predicted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Float, and_, func, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from .models import DefinitionRow, TaskRow
+from .names import SYSTEM_PREFIX
+from .settings import get_settings
+from .states import GREEN, PREDICTED, YELLOW, TaskStatus
+
+#: Queued steps per topic a scan looks at (the oldest): a deeper queue's tail is predicted once the head
+#: moves, and the fraction rule, on its own clock, still warns it.
+MAX_QUEUE = 10_000
+#: Finished steps per topic the estimate reads (the newest in the window).
+MAX_SAMPLES = 2_000
+
+
+@dataclass(frozen=True)
+class Pace:
+    """A topic's recent pace: steps finished per second, and the 90th percentile of their run time."""
+
+    topic: str
+    rate: float
+    p90_s: float
+    samples: int
+    window_s: float
+
+    def finish(self, now: datetime, position: int) -> datetime:
+        """When the step at ``position`` (1: next to be taken) in the queue should be done."""
+        return now + timedelta(seconds=position / self.rate + self.p90_s)
+
+    def inputs(self, position: int) -> dict[str, Any]:
+        """What an escalation says of the estimate."""
+        return {"position": position, "rate_per_s": round(self.rate, 4), "p90_run_s": round(self.p90_s, 3),
+                "samples": self.samples, "window_s": self.window_s}
+
+
+@dataclass(frozen=True)
+class Change:
+    """A light the prediction moves: ``yellow`` (predicted late) or ``green`` (a prediction taken back)."""
+
+    task_id: str
+    light: str
+    predicted_finish: datetime
+    inputs: dict[str, Any]
+
+
+def pace(session: Session, topic: str, now: datetime) -> Pace | None:
+    """The topic's pace over the window before ``now``, or ``None`` with too few finished steps to tell."""
+    settings = get_settings()
+    since = now - timedelta(seconds=settings.predict_window)
+    rows = session.execute(
+        select(TaskRow.started_at, TaskRow.finished_at)
+        .where(TaskRow.topic == topic, TaskRow.status == TaskStatus.DONE.value, TaskRow.finished_at >= since,
+               TaskRow.finished_at <= now)
+        .order_by(TaskRow.finished_at.desc()).limit(MAX_SAMPLES)
+    ).all()
+    if len(rows) < settings.predict_min_samples:
+        return None
+    span = (now - rows[-1].finished_at).total_seconds()
+    if span <= 0:
+        return None
+    runs = sorted((r.finished_at - r.started_at).total_seconds() for r in rows if r.started_at is not None)
+    p90 = runs[min(len(runs) - 1, int(0.9 * len(runs)))] if runs else 0.0
+    # the oldest sample opens the span: n finished in it, the first of them at its start
+    return Pace(topic, (len(rows) - 1) / span if len(rows) > 1 else 0.0, p90, len(rows), settings.predict_window)
+
+
+def changes(session: Session, now: datetime) -> list[Change]:
+    """The lights this scan's prediction moves: per topic, one read of its pace and, if it has one, one of its queue.
+
+    The queue is read in the database, which returns only the steps whose light moves:
+    a step at ``position`` finishes at ``now + position / rate + p90``, so it is late
+    when ``position > (expires_at - now - p90) * rate``, and back on time when
+    ``position < (warn_at - now - p90) * rate``.
+    """
+    if get_settings().predict_window <= 0:
+        return []
+    found: list[Change] = []
+    clock = now.timestamp()
+    for topic in sorted(topics(session)):
+        estimate = pace(session, topic, now)
+        if estimate is None or estimate.rate <= 0:
+            continue
+        # the oldest MAX_QUEUE first (the order claims take, and the index's), numbered after: a window over
+        # the whole queue would read all of it to number the rows that share a ready_at
+        head = (
+            select(TaskRow.id, TaskRow.light, TaskRow.light_reason, TaskRow.warn_at, TaskRow.expires_at,
+                   TaskRow.ready_at)
+            .where(TaskRow.topic == topic, TaskRow.status == TaskStatus.PENDING.value)
+            .order_by(TaskRow.ready_at).limit(MAX_QUEUE).subquery()
+        )
+        queue = select(head, func.row_number().over(order_by=head.c.ready_at).label("position")).subquery()
+        late = queue.c.position > (epoch(queue.c.expires_at) - clock - estimate.p90_s) * estimate.rate
+        on_time = queue.c.position < (epoch(queue.c.warn_at) - clock - estimate.p90_s) * estimate.rate
+        moving = session.execute(
+            select(queue.c.id, queue.c.light, queue.c.position).where(or_(
+                and_(queue.c.light == GREEN, queue.c.light_reason.is_(None), late),
+                and_(queue.c.light == YELLOW, queue.c.light_reason == PREDICTED, on_time),
+            ))
+        ).all()
+        for row in moving:
+            light = YELLOW if row.light == GREEN else GREEN
+            found.append(Change(row.id, light, estimate.finish(now, row.position), estimate.inputs(row.position)))
+    return found
+
+
+class epoch(FunctionElement[float]):
+    """Seconds since 1970 of a UTC timestamp column, in the database's own dialect."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch)
+def _epoch(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"extract(epoch from {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(epoch, "sqlite")
+def _epoch_sqlite(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+
+
+#: Topics of the stored definitions, by database and by what identifies the definitions' table then.
+_topics: dict[str, tuple[tuple[Any, ...], frozenset[str]]] = {}
+
+
+def topics(session: Session) -> frozenset[str]:
+    """The topics of every stored workflow definition but the engine's own (read again when one is saved)."""
+    user = DefinitionRow.workflow_id.not_like(f"{SYSTEM_PREFIX}%")
+    mark = tuple(session.execute(select(func.count(), func.max(DefinitionRow.created_at)).where(user)).one())
+    url = str(session.get_bind().engine.url)
+    cached = _topics.get(url)
+    if cached is not None and cached[0] == mark:
+        return cached[1]
+    specs = session.scalars(select(DefinitionRow.spec).where(user))
+    found = frozenset(topic for spec in specs for topic in _spec_topics(spec))
+    _topics[url] = (mark, found)
+    return found
+
+
+def _spec_topics(spec: Any) -> list[str]:
+    """The topics a stored definition's steps name (none for one that no longer reads: the scan goes on)."""
+    try:
+        return [str(step.get("topic") or step["id"]) for step in spec["steps"]]
+    except (TypeError, KeyError, AttributeError):
+        return []

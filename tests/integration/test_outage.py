@@ -1,0 +1,62 @@
+"""Control operations and prune wait out a database outage, as worker transitions do (issue 12, 4.2 and section 2).
+
+The database is reached through a forwarder the test cuts (every connection
+dropped, new ones refused for 1.5 s), so no other test's connections are touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from act import fail_task, fetch_task
+from oms import UnknownInstance, Workflow, cancel_workflow, get_instance, retry_workflow, start_workflow
+from oms.door import utcnow
+from oms.retention import prune
+
+from ..conftest import Backend, _configure
+from ..cuttable import Cuttable
+from ..services import REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+OUTAGE = 1.5
+
+
+def test_cancel_retry_and_prune_wait_out_a_database_outage(postgres_backend: Backend, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    url = make_url(postgres_backend.database_url)
+    proxy = Cuttable(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    _configure("proxied", proxied, REDIS_URL, tmp_path)
+    caplog.set_level(logging.WARNING, logger="oms")
+    try:
+        Workflow(id="ctl", steps=[{"id": "ctl_step", "sla": "1h"}]).save()
+        failed = start_workflow("ctl", payload={})
+        task = fetch_task("ctl_step", max_wait="5s")
+        assert task is not None and task.instance_id == failed
+        fail_task(task.id, "so that it can be retried")
+        cancelled = start_workflow("ctl", payload={})
+
+        calls: list[tuple[str, Callable[[], object]]] = [
+            ("cancelling a workflow", lambda: cancel_workflow(cancelled, "during an outage")),
+            ("resuming a workflow", lambda: retry_workflow(failed)),
+            ("pruning finished instances", lambda: prune(utcnow(), batch=10)),
+        ]
+        for what, call in calls:
+            get_instance(failed)  # a pooled connection, cut under the call
+            proxy.cut(OUTAGE)
+            started = time.monotonic()
+            call()
+            assert time.monotonic() - started >= OUTAGE * 0.8, what
+            assert any(f"database unavailable while {what}" in r.getMessage() for r in caplog.records), what
+        assert get_instance(failed).status == "running"  # offered again
+        with pytest.raises(UnknownInstance):
+            get_instance(cancelled)  # cancelled, then pruned
+    finally:
+        proxy.close()

@@ -1,0 +1,80 @@
+"""The page's routes without a browser: the token form, its cookies, the Origin and CSRF checks, escaping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib.resources import files
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from oms.api import page
+from oms.api.auth import CSRF_COOKIE, TOKEN_COOKIE, Principal
+
+TOKENS = {"good": Principal(name="<script>alert(1)</script>", role="admin", topics=None)}
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The page's routes alone, in process: no server, no database (tokens from :data:`TOKENS`)."""
+    monkeypatch.setattr(page, "lookup", TOKENS.get)
+    app = FastAPI()
+    app.include_router(page.router)
+    with TestClient(app, follow_redirects=False) as client:
+        yield client
+
+
+def test_the_form_when_signed_out_with_a_strict_content_security_policy(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and 'action="/login"' in response.text
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_an_unknown_token_gets_the_form_again_and_no_cookie(client: TestClient) -> None:
+    response = client.post("/login", data={"token": "bad"})
+    assert response.status_code == 401 and "Unknown or revoked token" in response.text
+    assert "set-cookie" not in response.headers
+
+
+def test_a_good_token_sets_an_httponly_strict_cookie_and_a_readable_csrf_cookie(client: TestClient) -> None:
+    response = client.post("/login", data={"token": "good"})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookies = {c.split("=", 1)[0]: c for c in response.headers.get_list("set-cookie")}
+    assert "HttpOnly" in cookies[TOKEN_COOKIE] and "SameSite=strict" in cookies[TOKEN_COOKIE]
+    assert "HttpOnly" not in cookies[CSRF_COOKIE] and "SameSite=strict" in cookies[CSRF_COOKIE]
+
+
+def test_the_shell_escapes_what_it_shows(client: TestClient) -> None:
+    client.post("/login", data={"token": "good"})
+    response = client.get("/")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text and "<script>alert" not in response.text
+    assert 'data-role="admin"' in response.text and '<script src="/static/page.js">' in response.text
+
+
+def test_another_sites_form_can_neither_sign_in_nor_out(client: TestClient) -> None:
+    evil = {"Origin": "http://evil.example"}
+    assert client.post("/login", data={"token": "good"}, headers=evil).status_code == 403
+    client.post("/login", data={"token": "good"})
+    csrf = client.cookies[CSRF_COOKIE]
+    assert client.post("/logout", data={"csrf": csrf}, headers=evil).status_code == 403
+    assert client.post("/logout", data={"csrf": "guess"}).status_code == 403
+    response = client.post("/logout", data={"csrf": csrf})
+    assert response.status_code == 303
+    assert all("Max-Age=0" in c or "expires=" in c.lower() for c in response.headers.get_list("set-cookie"))
+
+
+def test_only_the_two_static_files_are_served(client: TestClient) -> None:
+    script = client.get("/static/page.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/page.css").headers["content-type"].startswith("text/css")
+    assert client.get("/static/html.py").status_code == 404
+    assert client.get("/static/..%2Fhtml.py").status_code == 404
+
+
+def test_the_script_never_writes_markup() -> None:
+    """Server data reaches the page as text only: no innerHTML, outerHTML, insertAdjacentHTML or document.write."""
+    script = files("oms.api").joinpath("static", "page.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in script
