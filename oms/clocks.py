@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from .db import retrying, transaction
 from .deadlines import calendar_schedule, later, next_check
 from .definitions import Workflow, load_definition
-from .exceptions import NotLeaseHolder, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound, check_id
+from .exceptions import LeaseLost, NotLeaseHolder, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound, check_id
 from .models import InstanceRow, TaskRow
 from .states import TASK_CLOCK_PAUSED, TASK_CLOCK_RESUMED, TaskStatus
 from .transitions import record_event
@@ -57,15 +57,17 @@ def _locked(session: Session, task_id: str) -> tuple[TaskRow, Workflow]:
 def _pause(task_id: str, reason: str, worker_id: str | None, now: datetime) -> bool:
     with transaction() as session:
         task, definition = _locked(session, task_id)
-        if worker_id is not None and task.worker_id is not None and task.worker_id != worker_id:
-            raise NotLeaseHolder(task_id, task.worker_id, worker_id)
         if task.paused_at is not None:
             return False
+        if task.lease_expires_at is not None and task.lease_expires_at < now:
+            raise LeaseLost(task_id)  # the lapse ended the claim, as for complete/fail/extend
+        if worker_id is not None and task.worker_id is not None and task.worker_id != worker_id:
+            raise NotLeaseHolder(task_id, task.worker_id, worker_id)
         task.paused_at, task.pause_reason = now, reason
         task.worker_id, task.lease_expires_at = None, None
         left = budget_left(task, definition)
         # the scanner resumes the clock when the cap is reached; until then it has nothing to look at
-        task.sla_check_at = None if left is None else now + max(left, timedelta(0))
+        task.sla_check_at = None if left is None else cap_at(calendar_schedule(task.calendar_id), now, left)
         record_event(session, TASK_CLOCK_PAUSED, task.instance_id, now, task, reason=reason,
                      max_pause_left_s=None if left is None else max(left.total_seconds(), 0.0))
         return True
@@ -91,9 +93,9 @@ def resume_row(session: Session, task: TaskRow, definition: Workflow, now: datet
     """Run a paused (locked) task's clock again at ``now``, or when its ``max_pause`` ran out if earlier."""
     assert task.paused_at is not None
     left = budget_left(task, definition)
-    end = now if left is None else min(now, task.paused_at + max(left, timedelta(0)))
-    end = max(end, task.paused_at)
     hours = calendar_schedule(task.calendar_id)
+    end = now if left is None else min(now, cap_at(hours, task.paused_at, left))
+    end = max(end, task.paused_at)
     paused = paused_time(hours, task.paused_at, end)
     task.warn_at = later(hours, task.warn_at, paused)
     task.expires_at = later(hours, task.expires_at, paused)
@@ -102,6 +104,12 @@ def resume_row(session: Session, task: TaskRow, definition: Workflow, now: datet
                  reason=task.pause_reason, capped=end < now or None, expires_at=task.expires_at.isoformat())
     task.paused_at, task.pause_reason = None, None
     task.sla_check_at = next_check(task.light, task.warn_at, task.expires_at)
+
+
+def cap_at(hours: Schedule | None, paused_at: datetime, left: timedelta) -> datetime:
+    """When a pause from ``paused_at`` uses up ``left`` of ``max_pause``, counted as ``paused_s`` is (working time
+    under a calendar, else wall time)."""
+    return later(hours, paused_at, max(left, timedelta(0)))
 
 
 def paused_time(hours: Schedule | None, start: datetime, end: datetime) -> timedelta:

@@ -15,6 +15,7 @@ from .lights import seen_light, seen_rank, worst
 from .models import DefinitionRow, EventRow, InstanceRow, TaskRow
 from .states import LIGHTS, RED, InstanceStatus, TaskStatus, is_ended_with_instance
 from .transitions import get_instance_row
+from .worktime import format_sla
 
 
 class Clock(BaseModel):
@@ -78,7 +79,8 @@ class TaskInfo(BaseModel):
 
         hours = schedule(self.calendar_id) if self.calendar_id else None
         moment = self.paused_at or self.finished_at or now
-        pausing = paused_time(hours, self.paused_at, now) if self.paused_at and not self.finished_at else None
+        # a step finished while parked keeps ``paused_at``: that last pause counts up to when it finished
+        pausing = paused_time(hours, self.paused_at, self.finished_at or now) if self.paused_at else None
         paused = (self.paused_s or 0.0) + (pausing.total_seconds() if pausing else 0.0)
         span = paused_time(hours, self.ready_at, moment).total_seconds()
         left = (paused_time(hours, moment, self.expires_at).total_seconds() if moment < self.expires_at
@@ -122,6 +124,8 @@ class StepInfo(BaseModel):
     light: str
     #: Attempts so far (all items' for a mapped step).
     attempts: int
+    #: Its SLA as defined (``"5m"``, ``"2bd"``; working time under a calendar), not the wall span it spans.
+    sla: str | None = None
     #: A mapped step's items by the status of their latest attempt, and how many there are.
     items: dict[str, int] | None = None
     item_count: int | None = None
@@ -143,6 +147,7 @@ def _steps(definition: Workflow, tasks: list[TaskInfo], results: dict[str, Any],
         steps.append(StepInfo(
             id=step.id, index=index, after=[definition.steps[p].id for p in graph.predecessors[index]], map=step.map,
             status=status, light=worst(*(t.light_now(now) for t in mine)), attempts=len(mine),
+            sla=format_sla(step.sla),
             items={s: states.count(s) for s in ("done", "running", "pending", "failed")} if step.map else None,
             item_count=len(latest) if step.map else None,
         ))

@@ -99,7 +99,7 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
             counts = step.items or {}
             note = (f"{step.item_count} items: " + ", ".join(f"{n} {s}" for s, n in counts.items())
                     if step.item_count else f"map {step.map}")
-            rows.append([step.id, "-", render.status(step.status), render.light(step.light), _sla(attempts),
+            rows.append([step.id, "-", render.status(step.status), render.light(step.light), step.sla or "-",
                          "-", "-", "-", "-", after, note])
             if not items:
                 continue
@@ -109,15 +109,11 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
         for task in attempts:
             label = step.id if task.item_index is None else f"  {step.id}[{task.item_index}]"
             rows.append([label, str(task.attempt), render.status(task.status), _light(task, now),
-                         _sla([task]), render.seconds(task.queue_wait_s), render.seconds(task.run_s),
+                         step.sla or "-", render.seconds(task.queue_wait_s), render.seconds(task.run_s),
                          render.seconds(task.total_s), task.worker_id or "-", after if task.item_index is None else "",
                          _note(task, now)])
     render.table(["step", "attempt", "status", "light", "sla", "queue wait", "run", "total", "worker", "after",
                   "note"], rows)
-
-
-def _sla(tasks: list[TaskInfo]) -> str:
-    return render.seconds((tasks[0].expires_at - tasks[0].ready_at).total_seconds()) if tasks else "-"
 
 
 def _light(task: TaskInfo, now: datetime) -> render.Cell:
@@ -127,7 +123,7 @@ def _light(task: TaskInfo, now: datetime) -> render.Cell:
 
 
 def _note(task: TaskInfo, now: datetime) -> str:
-    if task.finished_at is not None and not task.paused_s:
+    if task.finished_at is not None and not task.paused_s and not task.paused_at:
         return task.error or ""
     clock = task.clock(now)
     parts = [f"used {render.seconds(clock.used_s)}"]

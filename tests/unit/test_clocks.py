@@ -11,7 +11,7 @@ import pytest
 from oms import Calendar, InvalidDefinition, Workflow, door, get_instance, history, scan_sla
 from oms.calendars import list_calendars
 from oms.door import Task
-from oms.exceptions import NotLeaseHolder, TaskAlreadyFinished, UnknownCalendar
+from oms.exceptions import LeaseLost, NotLeaseHolder, TaskAlreadyFinished, UnknownCalendar
 
 from ..conftest import EPA, Backend
 from .test_worktime import FEDERAL, ny
@@ -141,8 +141,29 @@ def test_a_pause_under_a_calendar_moves_the_deadline_by_working_time(backend: Ba
     iid = _start({"id": "w", "steps": [{"id": "review", "sla": "4h", "calendar": "us_federal"}]},
                  ny(2026, 11, 20, 14))  # Friday 14:00: 3 h on Friday, 1 h on Monday
     assert _task(iid, "review").expires_at == ny(2026, 11, 23, 10)
-    task = _claim("review", ny(2026, 11, 20, 14))
+    task = _claim("review", ny(2026, 11, 20, 15, 30))  # leased until 16:30: the holder pauses within its lease
     door.pause(task.id, "waiting for citizen", now=ny(2026, 11, 20, 16))  # 1 working hour paused on Friday,
     door.resume(task.id, now=ny(2026, 11, 23, 9, 30))                     # 30 minutes on Monday
     assert _task(iid, "review").expires_at == ny(2026, 11, 23, 11, 30)
     assert _task(iid, "review").paused_s == 5400.0
+
+
+def test_a_lapsed_claim_cannot_pause(backend: Backend) -> None:
+    iid = _start({"id": "w", "steps": [{"id": "review", "sla": "4h"}]}, T0)
+    task = _claim("review", T0)
+    with pytest.raises(LeaseLost):
+        door.pause(task.id, "waiting for citizen", worker_id="w1", now=T0 + LEASE + M)  # not swept yet
+    assert _task(iid, "review").paused_at is None
+
+
+def test_max_pause_counts_the_calendars_working_time(backend: Backend) -> None:
+    FEDERAL.save()
+    iid = _start({"id": "w", "max_pause": "8h", "steps": [{"id": "review", "sla": "2bd", "calendar": "us_federal"}]},
+                 ny(2026, 11, 20, 14))
+    task = _claim("review", ny(2026, 11, 20, 15, 30))
+    door.pause(task.id, "waiting for citizen", now=ny(2026, 11, 20, 16))  # Friday 16:00: 1 h, then Monday
+    scan_sla(ny(2026, 11, 21, 23, 59))  # 8 hours of wall time, 1 of working time: still paused
+    assert _task(iid, "review").paused_at is not None
+    scan_sla(ny(2026, 11, 23, 16, 1))  # Monday 16:00 ends 8 working hours (the calendar opens at 09:00)
+    assert _task(iid, "review").paused_at is None
+    assert _task(iid, "review").paused_s == 8 * 3600.0
