@@ -148,7 +148,8 @@ def _steps(definition: Workflow, tasks: list[TaskInfo], results: dict[str, Any],
             id=step.id, index=index, after=[definition.steps[p].id for p in graph.predecessors[index]], map=step.map,
             status=status, light=worst(*(t.light_now(now) for t in mine)), attempts=len(mine),
             sla=format_sla(step.sla),
-            items={s: states.count(s) for s in ("done", "running", "pending", "failed")} if step.map else None,
+            items={s: states.count(s) for s in ("done", "running", "pending", "failed", "cancelled")}
+            if step.map else None,
             item_count=len(latest) if step.map else None,
         ))
     return steps

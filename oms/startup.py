@@ -32,7 +32,21 @@ def check_database(**_: Any) -> None:
         logger.warning("%s; steps wait until it is back", exc)
 
 
+def check_beat_database(**kwargs: Any) -> None:
+    """:func:`check_database` for a standalone beat; a worker's embedded beat (``-B``) was checked by its worker.
+
+    Celery forks the embedded beat and closes every inherited file descriptor, the
+    worker's SQLite connections among them, while SQLite's in-process state still
+    refers to them: reopening the file there fails after ten seconds with
+    "locking protocol", logged as an unreachable database.
+    """
+    from billiard.process import current_process
+
+    if current_process().name == "MainProcess":
+        check_database(**kwargs)
+
+
 def connect() -> None:
-    """Run :func:`check_database` when a worker or a beat starts."""
+    """Run :func:`check_database` when a worker or a (standalone) beat starts."""
     signals.worker_init.connect(check_database, weak=False)
-    signals.beat_init.connect(check_database, weak=False)
+    signals.beat_init.connect(check_beat_database, weak=False)

@@ -61,8 +61,8 @@ def start(workflow: str, payload: str) -> None:
 def status(instance_id: str, as_json: bool, items: bool) -> None:
     """Show an instance: status, light, and its steps with what they wait for and every attempt's timings.
 
-    A mapped step is one line with its items' counts (done, running, pending, failed)
-    and worst light; --items lists each item. The light of an open step is read from
+    A mapped step is one line with its items' counts (done, running, pending, failed,
+    cancelled) and worst light; --items lists each item. The light of an open step is read from
     its clock too, so it does not wait for the next SLA scan.
 
     \b
@@ -97,7 +97,8 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
         attempts = [t for t in info.tasks if t.step_index == step.index]
         if step.map is not None:
             counts = step.items or {}
-            note = (f"{step.item_count} items: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+            noun = "item" if step.item_count == 1 else "items"
+            note = (f"{step.item_count} {noun}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
                     if step.item_count else f"map {step.map}")
             rows.append([step.id, "-", render.status(step.status), render.light(step.light), step.sla or "-",
                          "-", "-", "-", "-", after, note])
