@@ -15,9 +15,9 @@ topic="${TOPIC:-validate_tax_id}"
 worker_id="${WORKER_ID:-tax-validator-sh-$$}"
 auth="Authorization: Bearer ${OMS_TOKEN:?set OMS_TOKEN to a worker token for $topic}"
 
-post() {  # post PATH JSON -> prints the body; the HTTP status goes to the file $status_file
+post() {  # post PATH JSON -> prints the body; the HTTP status goes to the file $status_file; fails with no answer
     curl --silent --show-error --max-time 40 -o "$body_file" -w '%{http_code}' \
-        -H "$auth" -H 'Content-Type: application/json' -X POST "$api$1" -d "$2" > "$status_file"
+        -H "$auth" -H 'Content-Type: application/json' -X POST "$api$1" -d "$2" > "$status_file" || return
     cat "$body_file"
 }
 
@@ -42,9 +42,9 @@ while true; do
     id=$(jq -r .id <<<"$task")
     form_id=$(jq -r '.payload.form_id' <<<"$task")
     if external_irs_api "$form_id"; then
-        post "/v1/tasks/$id/complete" "$(jq -nc --arg w "$worker_id" '{worker_id: $w}')" >/dev/null
+        post "/v1/tasks/$id/complete" "$(jq -nc --arg w "$worker_id" '{worker_id: $w}')" >/dev/null || true
     else
-        post "/v1/tasks/$id/fail" "$(jq -nc --arg w "$worker_id" '{reason: "IRS mismatch", worker_id: $w}')" >/dev/null
+        post "/v1/tasks/$id/fail" "$(jq -nc --arg w "$worker_id" '{reason: "IRS mismatch", worker_id: $w}')" >/dev/null || true
     fi
     echo "$(cat "$status_file") $id $form_id"
 done

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from .. import db
@@ -131,7 +132,8 @@ def create_app(*, insecure_no_auth: bool | None = None) -> FastAPI:
             if cache is not None:
                 cache.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs loads its scripts from this server, not a CDN
+        redoc_url=None,  # ReDoc's page shows its maker's logo from a CDN: /docs is the one
         title="HMS-OMS",
         summary="Workflows with per-step SLAs: define, start, watch, and pull steps over HTTP.",
         version="1",

@@ -47,7 +47,8 @@ STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (oms_errors.ConfigurationError, 503),
 )
 #: Names of statuses raised without an exception of the engine.
-NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+#: (FastAPI's own 400 is a body it could not parse as JSON: not UTF-8, or nested past the parser's limit.)
+NAMES = {400: "MalformedJson", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
          409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "InvalidRequest",
          503: "Unavailable"}
 
@@ -75,9 +76,20 @@ def status_of(exc: BaseException) -> int | None:
     return next((status for kind, status in STATUSES if isinstance(exc, kind)), None)
 
 
-def _validation(exc: RequestValidationError) -> JSONResponse:
+def _media_type(request: Request) -> str:
+    """The request's media type, lower-case, without parameters ("" when none was sent)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _validation(exc: RequestValidationError, request: Request) -> JSONResponse:
     errors: list[Any] = list(exc.errors())
     first = errors[0] if errors else {}
+    media = _media_type(request)
+    if (first.get("loc", ())[:1] == ("body",) and media and media != "application/json"
+            and not media.endswith("+json") and request.headers.get("content-length", "0") != "0"):
+        # FastAPI hands a body of another type (curl -d sends a form) to the model as bytes: say so
+        return body(415, "UnsupportedMediaType", f"send the body as JSON with Content-Type: application/json, "
+                    f"not {media}")
     if first.get("type") == "json_invalid":
         return body(400, "MalformedJson", f"the request body is not valid JSON: {first.get('msg', '')}")
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
@@ -93,8 +105,8 @@ def install(app: FastAPI) -> None:
         return body(exc.status, exc.error, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation(exc)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation(exc, request)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .. import engine, queries
 from ..exceptions import InvalidArgument
+from ..lights import seen_light, worst
 from ..queries import Event, InstanceSummary, StepSummary, TaskInfo
 from ..settings import get_settings
 from .auth import READERS, Caller, caller
@@ -25,10 +26,14 @@ Admin = Annotated[Caller, Depends(caller("admin"))]
 
 
 class StartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # {"form_id": …} without "payload" is refused, not started with {}
+
     payload: Any = Field(default_factory=dict, description="A JSON object every step can read.")
 
 
 class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason: Any = "cancelled by operator"
 
 
@@ -107,7 +112,10 @@ def get_instance(instance_id: str, who: Reader) -> dict[str, Any]:
     who.check()
     info = queries.get_instance(instance_id)
     now = datetime.now(UTC)
-    return {**info.model_dump(mode="json"), "tasks": [_task(t, now) for t in info.tasks]}
+    tasks = [_task(t, now) for t in info.tasks]
+    # ``light`` is the instance's own SLA; ``worst_light`` is what the list, `oms list` and `oms status` show
+    own = seen_light(info.light, info.warn_at, info.expires_at, info.finished_at, now)
+    return {**info.model_dump(mode="json"), "worst_light": worst(own, *(t["light"] for t in tasks)), "tasks": tasks}
 
 
 @router.get("/instances/{instance_id}/history")

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from .. import door
@@ -36,27 +36,37 @@ MAX_WAIT_S = 300.0
 class FetchRequest(BaseModel):
     """How long to wait for a step, how long to hold it, and who holds it."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt field ("maxWait") is refused, not ignored
+
     max_wait: str | float = Field("10s", description="How long to wait for a step: '10s', 2.5, 'PT1M' (at most 5m).")
     lease: str | float = Field("5m", description="How long the claim lasts unless extended.")
     worker_id: str | None = Field(None, description="The holder's name; the server makes one up if none is given.")
 
 
 class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     result: dict[str, Any] | None = None
     worker_id: str
 
 
 class FailRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason: Any = Field(..., description="What went wrong (non-empty text).")
     worker_id: str
 
 
 class ExtendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     lease: str | float = "5m"
     worker_id: str
 
 
 class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason: Any = Field(..., description="Why the clock stops: 'waiting for citizen'.")
     worker_id: str
 

@@ -263,3 +263,14 @@ def test_an_admin_retries_a_failed_instance_from_the_page(api: ApiProcess, admin
     wait_for(page, "#instance-status", "running")
     wait_for(page, "#timeline [data-step='collect_form']", "2 attempt(s)")
     assert get_instance(instance_id).status == "running"
+
+
+def test_the_interactive_docs_render_from_the_server_alone(api: ApiProcess, browser: WebDriver) -> None:
+    """``/docs`` (Swagger UI) loads its scripts from the API itself, not a CDN: every resource the browser fetched
+    is the API's, and Swagger UI draws the operations of the OpenAPI 3.1 schema."""
+    browser.get(api.url + "/docs")
+    operations = WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock"))
+    assert len(operations) > 20
+    assert "/v1/topics/{topic}/fetch" in browser.find_element(By.TAG_NAME, "body").text
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert fetched and all(url.startswith(api.url) for url in fetched), fetched

@@ -195,6 +195,13 @@ def test_errors_map_to_statuses_with_one_sentence(client: TestClient, keys: dict
     admin = keys["admin"]
     _error(client.post("/v1/workflows/epa_waste_reg/instances", content=b'{"payload": ', headers={
         **admin, "content-type": "application/json"}), 400, "MalformedJson")
+    _error(client.post("/v1/workflows/epa_waste_reg/instances", content=b'{"payload": {"a": "\xff"}}', headers={
+        **admin, "content-type": "application/json"}), 400, "MalformedJson")  # not UTF-8
+    _error(client.post("/v1/workflows/epa_waste_reg/instances", content=b'{"payload": {}}', headers={
+        **admin, "content-type": "application/x-www-form-urlencoded"}), 415, "UnsupportedMediaType")  # curl -d
+    _error(client.post("/v1/workflows/epa_waste_reg/instances", json={"form_id": "F1"}, headers=admin),
+           422, "InvalidRequest")  # the payload without its "payload" key: refused, not started with {}
+    _error(client.post(f"/v1/topics/{TOPIC}/fetch", json={"maxWait": "1s"}, headers=admin), 422, "InvalidRequest")
     _error(client.post("/v1/workflows/epa_waste_reg/instances", json={"payload": [1]}, headers=admin),
            422, "InvalidPayload")
     _error(client.post("/v1/workflows/epa_waste_reg/instances", json={"payload": {"a": "\x00"}}, headers=admin),
