@@ -61,6 +61,11 @@ class TaskInfo(BaseModel):
     light_reason: str | None = None
     predicted_finish: datetime | None = None
 
+    @property
+    def state(self) -> str:
+        """``status``, or ``cancelled`` for an attempt its instance's end cancelled (stored as failed)."""
+        return "cancelled" if is_ended_with_instance(self.error) else self.status
+
     def light_now(self, now: datetime) -> str:
         """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`);
         a paused clock is read when it paused."""
@@ -137,7 +142,7 @@ def _steps(definition: Workflow, tasks: list[TaskInfo], results: dict[str, Any],
     for index, step in enumerate(definition.steps):
         mine = [t for t in tasks if t.step_index == index]
         latest = {t.item_index: t for t in sorted(mine, key=lambda t: t.attempt)}  # the last attempt of each item
-        states = [_state(t) for t in latest.values()]
+        states = [t.state for t in latest.values()]
         if not states:
             status = "done" if step.map and step.id in results else "waiting"  # a map over nothing is done
         elif all(s == "done" for s in states):
@@ -153,10 +158,6 @@ def _steps(definition: Workflow, tasks: list[TaskInfo], results: dict[str, Any],
             item_count=len(latest) if step.map else None,
         ))
     return steps
-
-
-def _state(task: TaskInfo) -> str:
-    return "cancelled" if is_ended_with_instance(task.error) else task.status
 
 
 class InstanceInfo(BaseModel):

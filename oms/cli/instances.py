@@ -109,7 +109,7 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
             continue
         for task in attempts:
             label = step.id if task.item_index is None else f"  {step.id}[{task.item_index}]"
-            rows.append([label, str(task.attempt), render.status(task.status), _light(task, now),
+            rows.append([label, str(task.attempt), render.status(task.state), _light(task, now),
                          step.sla or "-", render.seconds(task.queue_wait_s), render.seconds(task.run_s),
                          render.seconds(task.total_s), task.worker_id or "-", after if task.item_index is None else "",
                          _note(task, now)])
@@ -233,6 +233,10 @@ def retry(instance_id: str) -> None:
     from ..queries import get_instance
 
     retry_workflow(instance_id)
-    info = get_instance(instance_id)
-    attempt = info.tasks[-1].attempt if info.tasks else 1
-    click.echo(f"resumed {instance_id} at step {info.current_step} (attempt {attempt})")
+    offered: dict[str, list[int]] = {}  # step id -> attempts offered again (one per item of a mapped step)
+    for task in get_instance(instance_id).tasks:
+        if task.status == "pending":
+            offered.setdefault(task.step_id, []).append(task.attempt)
+    steps = ", ".join(f"{step} (attempt {max(attempts)})" if len(attempts) == 1 else f"{step} ({len(attempts)} items)"
+                      for step, attempts in offered.items())
+    click.echo(f"resumed {instance_id}: {steps or 'nothing left to offer'}")

@@ -92,7 +92,7 @@ def test_register_start_watch_cancel_retry(backend: Backend, tmp_path: Path) -> 
     assert re.search(r"validate_tax_id\s+1\s+failed\s+green", status)
     failed = json.loads(oms(backend, tmp_path, "list", "--status", "failed", "--json").stdout)
     assert [i["id"] for i in failed] == [first]
-    assert oms(backend, tmp_path, "retry", first).stdout.strip() == f"resumed {first} at step validate_tax_id (attempt 2)"
+    assert oms(backend, tmp_path, "retry", first).stdout.strip() == f"resumed {first}: validate_tax_id (attempt 2)"
     for topic in ("validate_tax_id", "charge_fee", "assign_inspector"):
         _pull(topic)
     assert wait_finished([first]) == {first: "done"}
