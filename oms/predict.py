@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, and_, func, or_, select
+from sqlalchemy import ColumnElement, Float, Integer, and_, bindparam, func, literal_column, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -65,6 +65,24 @@ class Change:
     inputs: dict[str, Any]
 
 
+class epoch(FunctionElement[float]):
+    """Seconds since 1970 of a UTC timestamp column, in the database's own dialect."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch)
+def _epoch(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # date_part, not extract: since PostgreSQL 14 extract gives numeric, ten times slower to compute with
+    return f"date_part('epoch', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(epoch, "sqlite")
+def _epoch_sqlite(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+
+
 def pace(session: Session, topic: str, now: datetime) -> Pace | None:
     """The topic's pace over the window before ``now``, or ``None`` with too few finished steps to tell.
 
@@ -73,16 +91,8 @@ def pace(session: Session, topic: str, now: datetime) -> Pace | None:
     reading those rows into Python cost a no-news scan more than all its queries.
     """
     settings = get_settings()
-    since = now - timedelta(seconds=settings.predict_window)
-    recent = (
-        select(TaskRow.started_at, TaskRow.finished_at)
-        .where(TaskRow.topic == topic, TaskRow.status == TaskStatus.DONE.value, TaskRow.finished_at >= since,
-               TaskRow.finished_at <= now)
-        .order_by(TaskRow.finished_at.desc()).limit(MAX_SAMPLES).subquery()
-    )
-    count, timed, oldest = session.execute(
-        select(func.count(), func.count(recent.c.started_at), func.min(recent.c.finished_at))
-    ).one()
+    window = {"topic": topic, "since": now - timedelta(seconds=settings.predict_window), "now": now}
+    count, timed, oldest = session.execute(_COUNTS, window).one()
     if count < settings.predict_min_samples or oldest is None:
         return None
     span = (now - oldest).total_seconds()
@@ -90,9 +100,7 @@ def pace(session: Session, topic: str, now: datetime) -> Pace | None:
         return None
     p90 = 0.0
     if timed:  # the run time at the 90th percentile, among the steps whose start is known
-        run = epoch(recent.c.finished_at) - epoch(recent.c.started_at)
-        p90 = float(session.scalar(select(run).where(recent.c.started_at.is_not(None)).order_by(run)
-                                   .limit(1).offset(min(timed - 1, int(0.9 * timed)))) or 0.0)
+        p90 = float(session.scalar(_P90, {**window, "k": min(timed - 1, int(0.9 * timed))}) or 0.0)
     # the oldest sample opens the span: n finished in it, the first of them at its start
     return Pace(topic, (count - 1) / span if count > 1 else 0.0, p90, count, settings.predict_window)
 
@@ -108,51 +116,55 @@ def changes(session: Session, now: datetime) -> list[Change]:
     if get_settings().predict_window <= 0:
         return []
     found: list[Change] = []
-    clock = now.timestamp()
     for topic in sorted(topics(session)):
         estimate = pace(session, topic, now)
         if estimate is None or estimate.rate <= 0:
             continue
-        # the oldest MAX_QUEUE first (the order claims take, and the index's), numbered after: a window over
-        # the whole queue would read all of it to number the rows that share a ready_at
-        head = (
-            select(TaskRow.id, TaskRow.light, TaskRow.light_reason, TaskRow.warn_at, TaskRow.expires_at,
-                   TaskRow.ready_at)
-            .where(TaskRow.topic == topic, TaskRow.status == TaskStatus.PENDING.value)
-            .order_by(TaskRow.ready_at).limit(MAX_QUEUE).subquery()
-        )
-        # counted ROWS, not RANGE: a RANGE window spools every run of equal ready_at (a start of many at once)
-        position = func.row_number().over(order_by=head.c.ready_at, rows=(None, 0))
-        queue = select(head, position.label("position")).subquery()
-        late = queue.c.position > (epoch(queue.c.expires_at) - clock - estimate.p90_s) * estimate.rate
-        on_time = queue.c.position < (epoch(queue.c.warn_at) - clock - estimate.p90_s) * estimate.rate
-        moving = session.execute(
-            select(queue.c.id, queue.c.light, queue.c.position).where(or_(
-                and_(queue.c.light == GREEN, queue.c.light_reason.is_(None), late),
-                and_(queue.c.light == YELLOW, queue.c.light_reason == PREDICTED, on_time),
-            ))
-        ).all()
+        moving = session.execute(_MOVING, {"topic": topic, "clock": now.timestamp(), "p90": estimate.p90_s,
+                                           "rate": estimate.rate}).all()
         for row in moving:
             light = YELLOW if row.light == GREEN else GREEN
             found.append(Change(row.id, light, estimate.finish(now, row.position), estimate.inputs(row.position)))
     return found
 
 
-class epoch(FunctionElement[float]):
-    """Seconds since 1970 of a UTC timestamp column, in the database's own dialect."""
 
-    type = Float()
-    inherit_cache = True
+# -- the statements, built once (a scan runs them per topic; building them anew cost more than running them) --
 
+#: Literals, not parameters: a prepared statement's generic plan then uses the partial indexes on status.
+_PENDING: ColumnElement[str] = literal_column(f"'{TaskStatus.PENDING.value}'")
+_DONE: ColumnElement[str] = literal_column(f"'{TaskStatus.DONE.value}'")
 
-@compiles(epoch)
-def _epoch(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"extract(epoch from {compiler.process(element.clauses, **kw)})"
+#: The newest finished steps of a topic in the window.
+_RECENT = (
+    select(TaskRow.started_at, TaskRow.finished_at)
+    .where(TaskRow.topic == bindparam("topic"), TaskRow.status == _DONE, TaskRow.finished_at >= bindparam("since"),
+           TaskRow.finished_at <= bindparam("now"))
+    .order_by(TaskRow.finished_at.desc()).limit(MAX_SAMPLES).subquery()
+)
+_COUNTS = select(func.count(), func.count(_RECENT.c.started_at), func.min(_RECENT.c.finished_at))
+_RUN = epoch(_RECENT.c.finished_at) - epoch(_RECENT.c.started_at)
+_P90 = (select(_RUN).where(_RECENT.c.started_at.is_not(None)).order_by(_RUN)
+        .limit(1).offset(bindparam("k", type_=Integer)))
 
-
-@compiles(epoch, "sqlite")
-def _epoch_sqlite(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+#: The oldest MAX_QUEUE queued steps of a topic (the order claims take, and the index's), numbered after: a
+#: window over the whole queue would read all of it to number the rows that share a ready_at. Counted ROWS,
+#: not RANGE: a RANGE window spools every run of equal ready_at (a start of many at once).
+_HEAD = (
+    select(TaskRow.id, TaskRow.light, TaskRow.light_reason, TaskRow.warn_at, TaskRow.expires_at, TaskRow.ready_at)
+    .where(TaskRow.topic == bindparam("topic"), TaskRow.status == _PENDING)
+    .order_by(TaskRow.ready_at).limit(MAX_QUEUE).subquery()
+)
+_QUEUE = select(_HEAD, func.row_number().over(order_by=_HEAD.c.ready_at, rows=(None, 0)).label("position")
+                ).subquery()
+_AHEAD = bindparam("clock", type_=Float()) + bindparam("p90", type_=Float())
+_LATE = _QUEUE.c.position > (epoch(_QUEUE.c.expires_at) - _AHEAD) * bindparam("rate", type_=Float())
+_ON_TIME = _QUEUE.c.position < (epoch(_QUEUE.c.warn_at) - _AHEAD) * bindparam("rate", type_=Float())
+#: The queued steps whose light the prediction moves.
+_MOVING = select(_QUEUE.c.id, _QUEUE.c.light, _QUEUE.c.position).where(or_(
+    and_(_QUEUE.c.light == GREEN, _QUEUE.c.light_reason.is_(None), _LATE),
+    and_(_QUEUE.c.light == YELLOW, _QUEUE.c.light_reason == PREDICTED, _ON_TIME),
+))
 
 
 #: Topics of the stored definitions, by database and by what identifies the definitions' table then.
