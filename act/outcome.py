@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from oms import InvalidPayload, door
-from oms.exceptions import InvalidArgument
-from oms.jsonvalue import storable_text
-from oms.settings import get_settings
+
+from .exceptions import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -21,12 +20,8 @@ class Outcome:
 
 
 def failure(reason: str) -> Outcome:
-    """A failed attempt whose reason can always be recorded: cut to ``OMS_MAX_REASON_CHARS``, made storable.
-
-    A handler's error text is the handler's (an exception message with a NUL in it,
-    a 20 MB repr): the attempt fails once with it, rather than not at all.
-    """
-    return Outcome(False, reason=storable_text(reason, get_settings().max_reason_chars) or "(no reason given)")
+    """A failed attempt whose reason can always be recorded (see :func:`oms.door.storable_reason`)."""
+    return Outcome(False, reason=door.storable_reason(reason))
 
 
 def interpret(value: Any) -> Outcome:

@@ -20,9 +20,7 @@ from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 
 from oms import app, door
-from oms.door import Task
-from oms.forks import forget
-from oms.runs import ScanWatch
+from oms.door import ScanWatch, Task, forget
 
 _local = threading.local()
 #: Warns, at most once a minute, while no SLA scan runs (lapsed claims are then never re-offered).

@@ -40,8 +40,10 @@ from .exceptions import (
     TaskNotFound,
     check_id,
 )
-from .jsonvalue import check_text, json_object
+from .forks import forget
+from .jsonvalue import check_text, json_object, storable_text
 from .names import check_worker_id, user_name
+from .runs import ScanWatch
 from .settings import get_settings
 from .states import LEASE_EXPIRED, WORKER_LOST, InstanceStatus, TaskStatus, is_ended_with_instance
 from .task import Task
@@ -51,7 +53,9 @@ __all__ = [
     "heartbeat", "breach",
     "sweep",
     "check_result", "check_topic", "check_reason", "check_worker_id", "default_worker_id", "seconds", "task_name",
-    "utcnow",
+    "storable_reason", "utcnow",
+    # a pull worker's upkeep: the missing-scan warning, and the parent's connections left alone after a fork
+    "ScanWatch", "forget",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +78,15 @@ def check_topic(topic: str) -> str:
 def check_reason(reason: object, what: str = "a failure's reason") -> str:
     """A reason as stored: non-empty, storable, at most ``OMS_MAX_REASON_CHARS``; else :class:`InvalidArgument`."""
     return check_text(reason, what, get_settings().max_reason_chars, "OMS_MAX_REASON_CHARS")
+
+
+def storable_reason(text: str) -> str:
+    """A handler's failure text as it can always be recorded: cut to ``OMS_MAX_REASON_CHARS``, made storable.
+
+    A handler's error text is the handler's (an exception message with a NUL in it,
+    a 20 MB repr): the attempt fails once with it, rather than not at all.
+    """
+    return storable_text(text, get_settings().max_reason_chars) or "(no reason given)"
 
 
 def seconds(value: str | float | timedelta, what: str, *, positive: bool = False) -> float:

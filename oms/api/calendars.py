@@ -8,8 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..calendars import Calendar, check_calendar_id, list_calendars
-from ..exceptions import InvalidDefinition
-from .workflows import _DEFINITION_BODY, Admin, Reader, read_body
+from .workflows import _DEFINITION_BODY, Admin, Reader, body_for
 
 router = APIRouter(tags=["calendars"])
 
@@ -17,11 +16,7 @@ router = APIRouter(tags=["calendars"])
 def _save(who: Any, calendar_id: str, raw: bytes, media: str) -> dict[str, Any]:
     who.check()
     check_calendar_id(calendar_id)
-    data = read_body(raw, media)
-    given = data.setdefault("id", calendar_id)
-    if given != calendar_id:
-        raise InvalidDefinition(f"the calendar's id {given!r} is not the id in the path, {calendar_id!r}")
-    return {"id": calendar_id, "rescheduled": Calendar(**data).save()}
+    return {"id": calendar_id, "rescheduled": Calendar(**body_for(calendar_id, raw, media, "calendar")).save()}
 
 
 @router.put("/calendars/{calendar_id}", openapi_extra=_DEFINITION_BODY)

@@ -34,14 +34,19 @@ def read_body(raw: bytes, media: str) -> dict[str, Any]:
     return parse_definition(raw, "yaml" if media in YAML_TYPES else "json", "the request body")
 
 
+def body_for(path_id: str, raw: bytes, media: str, what: str) -> dict[str, Any]:
+    """A definition read from the body (see :func:`read_body`), its ``id`` the path's, given or not."""
+    data = read_body(raw, media)
+    given = data.setdefault("id", path_id)
+    if given != path_id:
+        raise InvalidDefinition(f"the {what}'s id {given!r} is not the id in the path, {path_id!r}")
+    return data
+
+
 def _save(who: Caller, workflow_id: str, raw: bytes, media: str) -> int:
     who.check()
     check_workflow_id(workflow_id)
-    data = read_body(raw, media)
-    given = data.setdefault("id", workflow_id)
-    if given != workflow_id:
-        raise InvalidDefinition(f"the definition's id {given!r} is not the id in the path, {workflow_id!r}")
-    return Workflow(**data).save()
+    return Workflow(**body_for(workflow_id, raw, media, "definition")).save()
 
 
 @router.put("/workflows/{workflow_id}", openapi_extra=_DEFINITION_BODY)
