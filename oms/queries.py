@@ -391,6 +391,23 @@ class WorkflowSummary(BaseModel):
     saved_at: datetime
     #: Instances of any version, by status.
     instances: dict[str, int]
+    #: The steps in the order they can run, those that run together in braces:
+    #: ``collect_form > {charge_fee, check_permits} > inspect_site``.
+    flow: str = ""
+
+
+def flow(spec_steps: list[dict[str, Any]]) -> str:
+    """A definition's steps by stage: a step runs one stage after the latest of those it waits for (``after``,
+    by default the step listed before it); steps of one stage, in braces, can run at the same time."""
+    stage: dict[str, int] = {}
+    for n, step in enumerate(spec_steps):
+        after = step.get("after")
+        waits = after if after is not None else [spec_steps[n - 1]["id"]] if n else []
+        stage[step["id"]] = 1 + max((stage.get(a, 0) for a in waits), default=-1)
+    stages: dict[int, list[str]] = {}
+    for step_id, k in stage.items():
+        stages.setdefault(k, []).append(step_id)
+    return " > ".join(ids[0] if len(ids) == 1 else "{" + ", ".join(ids) + "}" for _, ids in sorted(stages.items()))
 
 
 def list_workflows(include_system: bool = False) -> list[WorkflowSummary]:
@@ -418,6 +435,7 @@ def list_workflows(include_system: bool = False) -> list[WorkflowSummary]:
     return [
         WorkflowSummary(
             id=row.workflow_id, latest_version=row.version, steps=[s["id"] for s in row.spec["steps"]],
+            flow=flow(row.spec["steps"]),
             description=row.spec.get("description", ""), saved_at=row.created_at,
             instances=counts.get(row.workflow_id, {}),
         )

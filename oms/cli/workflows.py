@@ -91,7 +91,7 @@ def list_(include_system: bool, as_json: bool) -> None:
         click.echo("(no workflows: oms workflow register FILE)", err=True)
         return
     rows = [
-        [w.id, str(w.latest_version), " > ".join(w.steps), render.moment(w.saved_at),
+        [w.id, str(w.latest_version), w.flow, render.moment(w.saved_at),
          ", ".join(f"{n} {s}" for s, n in sorted(w.instances.items())) or "none"]
         for w in found
     ]
