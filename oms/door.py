@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from .advance import Outcome, Plan
+from .advance import LAPSED, Outcome, Plan
 from .compiler import task_name
 from .db import TRANSIENT, Database, database, retrying
 from .definitions import Workflow, load_definition
@@ -339,7 +339,6 @@ def release(task: Task, worker_id: str, *, now: datetime | None = None) -> list[
     once, without counting against ``max_deliveries`` (the worker never saw the step).
     Only ``worker_id``'s live claim is released; returns what was published.
     """
-    from .advance import LAPSED, Outcome
     from .models import TaskRow
 
     now = now or utcnow()

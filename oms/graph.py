@@ -100,6 +100,21 @@ class Graph:
         graph._check_maps()
         return graph
 
+    def stages(self) -> list[list[int]]:
+        """The steps by stage: a step runs one stage after the latest of its predecessors, so the steps of one
+        stage can run at the same time (``oms workflow list``)."""
+        depth: dict[int, int] = {}
+
+        def of(i: int) -> int:
+            if i not in depth:
+                depth[i] = 1 + max((of(p) for p in self.predecessors[i]), default=-1)
+            return depth[i]
+
+        grouped: dict[int, list[int]] = {}
+        for i in range(len(self.ids)):
+            grouped.setdefault(of(i), []).append(i)
+        return [grouped[k] for k in sorted(grouped)]
+
     def _check_acyclic(self) -> None:
         state = [0] * len(self.ids)  # 0 unseen, 1 on the path, 2 finished
         path: list[int] = []

@@ -11,6 +11,7 @@ from sqlalchemy import and_, case, func, or_, select
 from .db import transaction
 from .definitions import SYSTEM_PREFIX, Workflow, load_definition
 from .exceptions import InvalidArgument
+from .graph import Graph
 from .lights import seen_light, seen_rank, worst
 from .models import DefinitionRow, EventRow, InstanceRow, TaskRow
 from .states import LIGHTS, RED, InstanceStatus, TaskStatus, is_ended_with_instance
@@ -396,18 +397,10 @@ class WorkflowSummary(BaseModel):
     flow: str = ""
 
 
-def flow(spec_steps: list[dict[str, Any]]) -> str:
-    """A definition's steps by stage: a step runs one stage after the latest of those it waits for (``after``,
-    by default the step listed before it); steps of one stage, in braces, can run at the same time."""
-    stage: dict[str, int] = {}
-    for n, step in enumerate(spec_steps):
-        after = step.get("after")
-        waits = after if after is not None else [spec_steps[n - 1]["id"]] if n else []
-        stage[step["id"]] = 1 + max((stage.get(a, 0) for a in waits), default=-1)
-    stages: dict[int, list[str]] = {}
-    for step_id, k in stage.items():
-        stages.setdefault(k, []).append(step_id)
-    return " > ".join(ids[0] if len(ids) == 1 else "{" + ", ".join(ids) + "}" for _, ids in sorted(stages.items()))
+def flow(graph: Graph) -> str:
+    """A graph's steps by stage, the steps of one stage (which can run at the same time) in braces."""
+    names = [[graph.ids[i] for i in stage] for stage in graph.stages()]
+    return " > ".join(ids[0] if len(ids) == 1 else "{" + ", ".join(ids) + "}" for ids in names)
 
 
 def list_workflows(include_system: bool = False) -> list[WorkflowSummary]:
@@ -427,6 +420,7 @@ def list_workflows(include_system: bool = False) -> list[WorkflowSummary]:
     counts: dict[str, dict[str, int]] = {}
     with transaction() as session:
         rows = session.scalars(query).all()
+        graphs = {row.workflow_id: load_definition(session, row.workflow_id, row.version)[0].graph for row in rows}
         tally = select(InstanceRow.workflow_id, InstanceRow.status, func.count()).group_by(
             InstanceRow.workflow_id, InstanceRow.status
         )
@@ -435,7 +429,7 @@ def list_workflows(include_system: bool = False) -> list[WorkflowSummary]:
     return [
         WorkflowSummary(
             id=row.workflow_id, latest_version=row.version, steps=[s["id"] for s in row.spec["steps"]],
-            flow=flow(row.spec["steps"]),
+            flow=flow(graphs[row.workflow_id]),
             description=row.spec.get("description", ""), saved_at=row.created_at,
             instances=counts.get(row.workflow_id, {}),
         )

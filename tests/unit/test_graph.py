@@ -231,10 +231,13 @@ def test_a_failed_item_is_retried_as_itself(backend: Backend) -> None:
 def test_workflow_list_shows_the_steps_by_stage_with_parallel_ones_together() -> None:
     from oms.queries import flow
 
-    assert flow([{"id": "a"}, {"id": "b"}, {"id": "c"}]) == "a > b > c"
+    def of(steps: list[dict[str, Any]]) -> str:
+        return flow(Workflow(id="w", steps=[{"sla": "1m", **s} for s in steps]).graph)
+
+    assert of([{"id": "a"}, {"id": "b"}, {"id": "c"}]) == "a > b > c"
     site = [{"id": "collect_form"}, {"id": "charge_fee", "after": ["collect_form"]},
             {"id": "check_permits", "after": ["collect_form"]},
             {"id": "inspect_site", "after": ["charge_fee", "check_permits"], "map": "payload.sites"},
             {"id": "issue_permit"}]
-    assert flow(site) == "collect_form > {charge_fee, check_permits} > inspect_site > issue_permit"
-    assert flow([{"id": "a", "after": []}, {"id": "b", "after": []}, {"id": "c", "after": ["a", "b"]}]) == "{a, b} > c"
+    assert of(site) == "collect_form > {charge_fee, check_permits} > inspect_site > issue_permit"
+    assert of([{"id": "a", "after": []}, {"id": "b", "after": []}, {"id": "c", "after": ["a", "b"]}]) == "{a, b} > c"
