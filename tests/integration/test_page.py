@@ -15,9 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -80,7 +81,19 @@ def sign_in(driver: WebDriver, secret: str) -> None:
     form = driver.find_element(By.ID, "login-form")
     driver.find_element(By.ID, "token").send_keys(secret)
     driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
-    WebDriverWait(driver, 20).until(staleness_of(form))
+    WebDriverWait(driver, 20).until(lambda _: gone(form))
+
+
+def gone(element: WebElement) -> bool:
+    """Whether ``element``'s document was replaced. Selenium's ``staleness_of`` misses one way Chromium says so:
+    asked about a node while the new document loads, it answers "Node with given id does not belong to the
+    document" as an unknown error, not a stale element."""
+    try:
+        return staleness_of(element)(None)
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
 
 
 def wait_for(driver: WebDriver, css: str, text: str | None = None, timeout: float = 20) -> str:
