@@ -8,7 +8,7 @@ Celery way, with your own module named by ``CELERY_CONFIG_MODULE``.
 
 from __future__ import annotations
 
-from oms.config import broker_settings
+from oms.celery.config import broker_settings
 from oms.settings import ENGINE_QUEUE, get_settings
 
 _settings = get_settings()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oms.door import Task
+from oms.engine.door import Task
 
 from .clocks import pause_clock, resume_clock
 from .exceptions import (

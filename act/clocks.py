@@ -8,7 +8,7 @@ with :func:`act.complete_task`. A push handler pauses its step by returning
 
 from __future__ import annotations
 
-from oms import door
+from oms.engine import door
 
 
 def pause_clock(task_id: str, reason: str, worker_id: str | None = None) -> bool:

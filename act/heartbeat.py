@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from oms import door
+from oms.engine import door
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from oms import InvalidPayload, door
+from oms import InvalidPayload
+from oms.engine import door
 
 from .exceptions import InvalidArgument
 

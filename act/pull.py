@@ -19,8 +19,9 @@ from typing import Any
 from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 
-from oms import app, door
-from oms.door import ScanWatch, Task, forget
+from oms import app
+from oms.engine import door
+from oms.engine.door import ScanWatch, Task, forget
 
 _local = threading.local()
 #: Warns, at most once a minute, while no SLA scan runs (lapsed claims are then never re-offered).

@@ -16,8 +16,9 @@ from celery import Celery
 from celery import Task as CeleryTask
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from oms import OmsError, door
-from oms.door import Task
+from oms import OmsError
+from oms.engine import door
+from oms.engine.door import Task
 
 from .heartbeat import beating
 from .outcome import failure, interpret

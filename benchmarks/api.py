@@ -137,7 +137,7 @@ class Api:
     """``oms api`` in a subprocess, with an admin token."""
 
     def __init__(self, database_url: str, broker_url: str, port: int) -> None:
-        from oms import tokens
+        from oms.store import tokens
 
         self.token, _ = tokens.create("admin", name=f"bench-{os.getpid()}-{port}")
         self.url = f"http://127.0.0.1:{port}"
@@ -260,8 +260,8 @@ def _fill(rows: int) -> None:
     leaves them; the event log then counted as rolled up (a scrape reads only what came after)."""
     from sqlalchemy import text
 
-    from oms.db import transaction
-    from oms.metrics import WATERMARK
+    from oms.ops.metrics import WATERMARK
+    from oms.store.db import transaction
 
     instances = rows // 4
     with transaction() as s:
@@ -293,7 +293,7 @@ def _fill(rows: int) -> None:
 def scrape(api: Api, rows: int, samples: int) -> None:
     import httpx2 as httpx
 
-    from oms import metrics
+    from oms.ops import metrics
 
     _fill(rows)
     metrics.snapshot()  # warm
@@ -313,7 +313,7 @@ def scrape(api: Api, rows: int, samples: int) -> None:
           f"{statistics.median(timings):.1f} ms, max {max(timings):.1f} ms; the snapshot's queries alone p50 "
           f"{statistics.median(inside):.1f} ms (target <= 50 ms)", flush=True)
     from oms import Workflow
-    from oms.board import board
+    from oms.ops.board import board
 
     Workflow(id="bench_metrics", steps=[{"id": f"step{k}", "sla": "1h"} for k in range(4)]).save()
     boards = []
@@ -354,7 +354,7 @@ def main() -> None:
     finally:
         if api is not None:
             api.stop()
-        from oms.db import dispose_all
+        from oms.store.db import dispose_all
 
         dispose_all()
         drop_database(database_url)

@@ -20,7 +20,7 @@ from celery.canvas import Signature
 from celery.signals import worker_ready
 
 from oms import app
-from oms.compiler import time_limits
+from oms.celery.compiler import time_limits
 
 QUEUES = ("bench_bare_1", "bench_bare_2", "bench_bare_3", "bench_bare_4")
 TASK_NAMES = tuple(f"bench.bare.{queue}" for queue in QUEUES)

@@ -122,7 +122,7 @@ def main() -> None:
               + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" (sum {sum(parts.values()):.2f})")
     finally:
         worker.stop()
-        from oms.db import dispose_all
+        from oms.store.db import dispose_all
 
         dispose_all()
         drop_database(database_url)

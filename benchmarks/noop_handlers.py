@@ -17,7 +17,7 @@ from typing import Any
 from celery.signals import worker_process_init, worker_ready
 
 from act import Task, subscribe
-from oms import door
+from oms.engine import door
 
 #: The benchmark workflow's steps; each step's topic is its id, and so is its queue.
 TOPICS = ("bench_noop_1", "bench_noop_2", "bench_noop_3", "bench_noop_4")

@@ -116,7 +116,7 @@ def _raw_rows(database_url: str, topic: str, n: int) -> None:
     """N pending rows on ``topic`` in the same table, inserted directly (no messages)."""
     from sqlalchemy import text
 
-    from oms.db import transaction
+    from oms.store.db import transaction
 
     now = datetime.now(UTC)
     with transaction() as s:
@@ -199,7 +199,7 @@ def main() -> None:
         print(f"wake-up latency over {len(latencies)} steps: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, "
               f"max {max(latencies):.1f} ms")
     finally:
-        from oms.db import dispose_all
+        from oms.store.db import dispose_all
 
         dispose_all()
         drop_database(database_url)

@@ -22,8 +22,8 @@ def create_database(admin_url: str = POSTGRES_ADMIN, prefix: str = "oms_bench") 
     """Create a database beside ``admin_url``'s, its schema at the newest revision, and return its URL."""
     from sqlalchemy.engine import make_url
 
-    from oms.db import connect
-    from oms.schema import upgrade
+    from oms.store.db import connect
+    from oms.store.schema import upgrade
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     _admin_execute(admin_url, f'CREATE DATABASE "{name}"')

@@ -36,7 +36,7 @@ def _fill(upto: int, have: int, instance_id: str) -> None:
     """Grow the task table to ``upto`` rows: 2% red and done with, 98% green and not yet due."""
     from sqlalchemy import text
 
-    from oms.db import transaction
+    from oms.store.db import transaction
 
     now = datetime.now(UTC)
     with transaction() as s:
@@ -57,7 +57,7 @@ def _pace(n: int) -> None:
     its queue (the oldest 10,000 of the table's pending rows), all of it on time: no news."""
     from sqlalchemy import text
 
-    from oms.db import transaction
+    from oms.store.db import transaction
 
     now = datetime.now(UTC)
     with transaction() as s:
@@ -90,7 +90,7 @@ def _fresh_breaches(n: int, broker_url: str) -> float:
     from sqlalchemy import text
 
     from oms import scan_sla
-    from oms.db import transaction
+    from oms.store.db import transaction
 
     now = datetime.now(UTC)
     with transaction() as s:
@@ -111,8 +111,8 @@ def _lateness(env: dict[str, str], workflows: int) -> list[float]:
     from sqlalchemy import select
 
     from oms import Workflow, start_workflow
-    from oms.db import transaction
-    from oms.models import EventRow, TaskRow
+    from oms.store.db import transaction
+    from oms.store.tables import EventRow, TaskRow
 
     Workflow(id="bench_late", steps=[{"id": "bench_late", "sla": "2s", "warn_at": "1s"}]).save()
     tmp = Path(tempfile.mkdtemp())
@@ -161,7 +161,7 @@ def main() -> None:
 
     import oms
     from oms import Workflow
-    from oms.db import dispose_all, transaction
+    from oms.store.db import dispose_all, transaction
 
     database_url = create_database(prefix="oms_bench_sla")
     redis.Redis.from_url(args.broker_url).flushdb()

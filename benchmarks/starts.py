@@ -60,7 +60,7 @@ def main() -> None:
 
     import oms
     from oms import Workflow, start_workflow, start_workflows
-    from oms.compiler import compile_chain
+    from oms.celery.compiler import compile_chain
 
     database_url = create_database(prefix="oms_bench_starts")
     broker = redis.Redis.from_url(args.broker_url)
@@ -91,7 +91,7 @@ def main() -> None:
               f" ({statistics.median(c for _, c in bulk):.3f} ms CPU each; target >= 2000/s)")
     finally:
         broker.flushdb()
-        from oms.db import dispose_all
+        from oms.store.db import dispose_all
 
         dispose_all()
         drop_database(database_url)

@@ -701,8 +701,8 @@ def main(argv: list[str] | None = None) -> int:
             worker.stop()
         for state in _STATE:
             state.close()
-        if "oms.db" in sys.modules:
-            sys.modules["oms.db"].dispose_all()
+        if "oms.store.db" in sys.modules:
+            sys.modules["oms.store.db"].dispose_all()
         if created_db is not None:
             try:
                 drop_database(created_db, args.postgres_admin_url)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from .calendars import Calendar
-from .celery import app
-from .config import configure
-from .definitions import Step, Workflow
-from .engine import cancel_workflow, retry_workflow, start_workflow, start_workflows
+from .celery.app import app
+from .celery.config import configure
+from .engine.starts import cancel_workflow, retry_workflow, start_workflow, start_workflows
 from .exceptions import (
     IdempotencyConflict,
     InvalidDefinition,
@@ -17,8 +15,10 @@ from .exceptions import (
     UnknownInstance,
     UnknownWorkflow,
 )
-from .queries import Event, InstanceInfo, get_instance, history, overdue, sla_summary
-from .sla import scan_sla
+from .model.calendars import Calendar
+from .model.definitions import Step, Workflow
+from .reads.instances import Event, InstanceInfo, get_instance, history, overdue, sla_summary
+from .sla.scanner import scan_sla
 
 __all__ = [
     # defining and running workflows

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 
 import oms
-from oms.db import dispose_all, transaction
-from oms.definitions import clear_cache
+from oms.model.definitions import clear_cache
+from oms.store.db import dispose_all, transaction
 
 from . import services
 

@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 
 from sqlalchemy import select
 
-from oms.db import transaction
-from oms.models import EventRow, InstanceRow, TaskRow
+from oms.store.db import transaction
+from oms.store.tables import EventRow, InstanceRow, TaskRow
 
 #: Event kinds that create a task row, and those that finish one.
 CREATES = {"task.queued", "task.retried"}

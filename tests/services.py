@@ -34,8 +34,8 @@ def create_postgres_database(*, upgrade: bool = True) -> str:
 
 def upgrade_schema(url: str) -> None:
     """What ``oms db upgrade`` does, for a database the tests made."""
-    from oms.db import connect
-    from oms.schema import upgrade
+    from oms.store.db import connect
+    from oms.store.schema import upgrade
 
     engine = connect(url)
     try:

@@ -95,8 +95,8 @@ def wait_finished(
     from sqlalchemy import select
     from sqlalchemy.exc import OperationalError
 
-    from oms.db import transaction
-    from oms.models import InstanceRow
+    from oms.store.db import transaction
+    from oms.store.tables import InstanceRow
 
     deadline = time.monotonic() + timeout
     wanted = set(instance_ids)

@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from .. import db
-from ..db import database
 from ..settings import get_settings
+from ..store import db
+from ..store.db import database
 from . import auth, calendars, errors, health, instances, metrics, page, tasks, workflows
 from .polls import PollHub
 from .revocations import TokenCache
@@ -89,7 +89,7 @@ async def _too_large(limit: int, scope: Scope, receive: Callable[[], Awaitable[M
 
 def _check_start(insecure: bool) -> None:
     """Refuse to serve a database whose schema is not this code's, or with no token unless insecure."""
-    from .. import tokens
+    from ..store import tokens
 
     database()  # raises SchemaBehind / SchemaAhead / ConfigurationError, naming the command
     if insecure:

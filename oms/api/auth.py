@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from .. import tokens
+from ..store import tokens
 from .errors import ApiError
 from .revocations import TokenCache
 

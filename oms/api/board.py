@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from ..board import BoardWorkflow, board
+from ..ops.board import BoardWorkflow, board
 from .auth import READERS, Caller, caller
 
 router = APIRouter(prefix="/v1", tags=["page"])

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .. import exceptions as oms_errors
-from ..db import TRANSIENT
-from ..tokens import UnknownToken
+from ..store.db import TRANSIENT
+from ..store.tokens import UnknownToken
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from .. import doctor
-from ..runs import missing_scan
+from ..ops import doctor
+from ..store.runs import missing_scan
 from .errors import body
 
 router = APIRouter(tags=["operations"])

@@ -11,11 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import engine, queries
+from ..engine import starts as engine
 from ..exceptions import InvalidArgument
-from ..lights import seen_light, worst
-from ..queries import Event, InstanceSummary, StepSummary, TaskInfo
+from ..reads import instances as queries
+from ..reads.instances import Event, InstanceSummary, StepSummary, TaskInfo
 from ..settings import get_settings
+from ..store.lights import seen_light, worst
 from .auth import READERS, Caller, caller
 from .errors import ApiError
 

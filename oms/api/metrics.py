@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .. import metrics
+from ..ops import metrics
 from .auth import Caller, caller
 
 router = APIRouter(tags=["operations"])

@@ -21,7 +21,7 @@ from collections import deque
 
 from kombu.simple import SimpleQueue
 
-from ..celery import app
+from ..celery.app import app
 
 logger = logging.getLogger(__name__)
 

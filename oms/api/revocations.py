@@ -20,7 +20,7 @@ import time
 import psycopg
 from sqlalchemy.engine import make_url
 
-from ..tokens import CHANNEL, TokenInfo
+from ..store.tokens import CHANNEL, TokenInfo
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from .. import door
-from ..task import Task
+from ..engine import door
+from ..engine.task import Task
 from .auth import Caller, Principal, caller, require_topic
 
 router = APIRouter(tags=["pull workers"])

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..db import transaction
-from ..definitions import Workflow, check_workflow_id, load_definition
 from ..exceptions import InvalidDefinition
-from ..files import parse_definition
-from ..queries import WorkflowSummary, list_workflows
+from ..model.definitions import Workflow, check_workflow_id, load_definition
+from ..model.files import parse_definition
+from ..reads.instances import WorkflowSummary, list_workflows
+from ..store.db import transaction
 from .auth import READERS, Caller, caller
 from .errors import ApiError
 

@@ -29,10 +29,10 @@ def api(host: str, port: int, insecure_no_auth: bool, access_log: bool) -> None:
     """
     import uvicorn
 
-    from .. import tokens
     from ..api.app import create_app, is_loopback
-    from ..config import configure
-    from ..db import database
+    from ..celery.config import configure
+    from ..store import tokens
+    from ..store.db import database
 
     configure(api_host=host, api_port=port, api_insecure_no_auth=insecure_no_auth)
     database()  # a schema behind or ahead is refused here, in one line
@@ -75,7 +75,7 @@ def create(role: str, topics: str | None, name: str | None) -> None:
       oms token create --role admin --name ops
       oms token create --role worker --topics validate_tax_id --name irs-bot
     """
-    from .. import tokens
+    from ..store import tokens
 
     secret, info = tokens.create(role, name=name, topics=[t.strip() for t in topics.split(",")] if topics else None)
     click.echo(f"created token {info.name!r} ({info.role}); it is shown once, keep it:", err=True)
@@ -90,7 +90,7 @@ def list_() -> None:
     Examples:
       oms token list
     """
-    from .. import tokens
+    from ..store import tokens
 
     for info in tokens.list_tokens():
         state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "live"
@@ -107,7 +107,7 @@ def revoke(name: str) -> None:
     Examples:
       oms token revoke portal
     """
-    from .. import tokens
+    from ..store import tokens
 
     tokens.revoke(name)
     click.echo(f"revoked {name}")

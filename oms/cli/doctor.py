@@ -31,7 +31,7 @@ def doctor(timeout: float, as_json: bool) -> None:
       oms doctor
       oms doctor --json | jq '.[] | select(.status == "fail")'
     """
-    from ..doctor import FAIL, diagnose
+    from ..ops.doctor import FAIL, diagnose
 
     checks = diagnose(timeout)
     if as_json:

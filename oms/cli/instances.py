@@ -13,12 +13,12 @@ from . import render
 from .base import CONTEXT, die, env_option
 
 if TYPE_CHECKING:
-    from ..queries import TaskInfo
+    from ..reads.instances import TaskInfo
 
 
 def warn_if_no_scan() -> None:
     """Say so above the output when no SLA scan has run lately: lights and lapsed claims are then stale."""
-    from ..runs import missing_scan
+    from ..store.runs import missing_scan
 
     warning = missing_scan()
     if warning:
@@ -49,7 +49,7 @@ def start(workflow: str, payload: str) -> None:
       oms start epa_waste_reg --payload '{"form_id": "F8700-12-42"}'
       id=$(oms start epa_waste_reg --payload '{"form_id": "F1"}') && oms status "$id"
     """
-    from ..engine import start_workflow
+    from ..engine.starts import start_workflow
 
     click.echo(start_workflow(workflow, payload=_json_object(payload)))
 
@@ -71,8 +71,8 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
       oms status wf-9b2f... --items
       oms status wf-9b2f... --json | jq .results
     """
-    from ..lights import seen_light
-    from ..queries import get_instance
+    from ..reads.instances import get_instance
+    from ..store.lights import seen_light
 
     info = get_instance(instance_id)
     warn_if_no_scan()
@@ -149,7 +149,7 @@ def history(instance_id: str, as_json: bool) -> None:
       oms history wf-9b2f...
       oms history wf-9b2f... | grep sla_
     """
-    from ..queries import history as events
+    from ..reads.instances import history as events
 
     log = events(instance_id)
     if as_json:
@@ -181,7 +181,7 @@ def list_(workflow: str | None, status: str | None, light: str | None, limit: in
       oms list --workflow epa_waste_reg --status running
       oms list --light red             # every instance with a late step
     """
-    from ..queries import list_instances
+    from ..reads.instances import list_instances
 
     found = list_instances(workflow, status, light, limit)
     warn_if_no_scan()
@@ -213,7 +213,7 @@ def cancel(instance_id: str, reason: str) -> None:
       oms cancel wf-9b2f...
       oms cancel wf-9b2f... --reason "duplicate registration"
     """
-    from ..engine import cancel_workflow
+    from ..engine.starts import cancel_workflow
 
     cancel_workflow(instance_id, reason)
     click.echo(f"cancelled {instance_id}")
@@ -229,8 +229,8 @@ def retry(instance_id: str) -> None:
       oms retry wf-9b2f...
       oms list --status failed --json | jq -r '.[].id' | xargs -n1 oms retry
     """
-    from ..engine import retry_workflow
-    from ..queries import get_instance
+    from ..engine.starts import retry_workflow
+    from ..reads.instances import get_instance
 
     retry_workflow(instance_id)
     offered: dict[str, list[int]] = {}  # step id -> attempts offered again (one per item of a mapped step)

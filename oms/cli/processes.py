@@ -27,8 +27,8 @@ def _exec_celery(*args: str) -> NoReturn:
 
 def subscribed_topics(modules: list[str]) -> list[str]:
     """Import the handler modules and return the topics they ``@subscribe`` to, in order."""
-    from ..celery import app
-    from ..compiler import task_name
+    from ..celery.app import app
+    from ..celery.compiler import task_name
 
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as celery -I does: modules are found from the working directory

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from ..durations import format_duration
 
 if TYPE_CHECKING:
-    from ..definitions import Workflow
+    from ..model.definitions import Workflow
 
 #: Colours of the lights and of the statuses that need attention.
 COLOURS = {"green": "green", "yellow": "yellow", "red": "red", "failed": "red", "cancelled": "magenta"}

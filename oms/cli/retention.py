@@ -46,7 +46,7 @@ def prune(finished_before: str, batch: int, dry_run: bool) -> None:
       oms prune --finished-before 90d
       oms prune --finished-before 2026-01-01 --batch 1000
     """
-    from ..retention import prune as run_prune
+    from ..ops.retention import prune as run_prune
 
     report = run_prune(_moment(finished_before), batch=batch, dry_run=dry_run)
     before = report.finished_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

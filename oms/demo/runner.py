@@ -9,11 +9,11 @@ from rich.console import Console
 from rich.live import Live
 from sqlalchemy import select
 
-from ..db import transaction
-from ..engine import start_workflow, utcnow
-from ..models import InstanceRow
-from ..queries import get_instance, history, sla_summary
+from ..engine.starts import start_workflow, utcnow
+from ..reads.instances import get_instance, history, sla_summary
 from ..settings import get_settings
+from ..store.db import transaction
+from ..store.tables import InstanceRow
 from .processes import DemoError, start_processes, stop_processes
 from .view import FINAL, Escalation, Snapshot, live_table, summary
 from .workflow import EPA_DEMO, LATE_IRS_SECONDS, PULL_TOPIC, payload

@@ -8,9 +8,9 @@ from datetime import datetime
 from rich.console import Console, Group
 from rich.table import Table
 
-from ..lights import light_at
-from ..queries import InstanceInfo, StepSummary, TaskInfo
-from ..worktime import format_sla
+from ..model.worktime import format_sla
+from ..reads.instances import InstanceInfo, StepSummary, TaskInfo
+from ..store.lights import light_at
 from .workflow import EPA_DEMO
 
 #: Instance statuses after which nothing changes.

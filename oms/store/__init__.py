@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..states import TaskStatus
 
 if TYPE_CHECKING:
-    from ..advance import Offered, Plan
-    from ..db import Database
-    from ..task import Task
+    from ..engine.plan import Offered, Plan
+    from ..engine.task import Task
+    from .db import Database
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Row, Table, func, insert, or_, select, update
 
-from ..db import Database
-from ..models import DefinitionRow, EventRow, InstanceRow, TaskRow
-from ..rows import task_event_row
+from ..engine.rows import task_event_row
+from ..engine.task import Task
 from ..states import TaskStatus, task_event
-from ..task import Task
+from .db import Database
+from .tables import DefinitionRow, EventRow, InstanceRow, TaskRow
 
 if TYPE_CHECKING:
-    from ..advance import Offered, Plan
+    from ..engine.plan import Offered, Plan
 from . import Started, State
 
 tasks = cast(Table, TaskRow.__table__)
@@ -110,7 +110,7 @@ class PortableStore:
         return Task(**{**task.__dict__, "lease_expires_at": lease_until, "worker_id": worker_id})
 
     def finish(self, plan: Plan) -> list[Offered] | None:
-        from ..advance import apply
+        from ..engine.plan import apply
 
         with self.engine.begin() as conn:
             return apply(conn, plan)

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import namedtuple_row
 
-from ..db import Database
+from ..engine.task import Task
 from ..settings import get_settings
 from ..states import InstanceStatus, TaskStatus, instance_event, task_event
-from ..task import Task
 from . import Started, State
+from .db import Database
 
 if TYPE_CHECKING:
-    from ..advance import Offered, Plan
+    from ..engine.plan import Offered, Plan
 
 PENDING, RUNNING = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
 FAILED = TaskStatus.FAILED.value
@@ -297,7 +297,7 @@ class PostgresStore:
         return as_task(row), None
 
     def finish(self, plan: Plan) -> list[Offered] | None:
-        from ..advance import apply
+        from ..engine.plan import apply
 
         move = plan.statement()
         if move is None:  # a map is involved: its items' results or its list are read under the lock

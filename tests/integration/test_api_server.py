@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import oms
-from oms import tokens
+from oms.store import tokens
 
 from ..conftest import EPA, Backend
 from ..workers import ROOT
@@ -252,16 +252,16 @@ def test_insecure_mode_is_announced_at_every_start(postgres_backend: Backend, tm
 def test_metrics_on_postgres_read_open_rows_through_partial_indexes(api: ApiProcess, admin: dict[str, str]) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from oms import metrics
-    from oms.db import transaction
+    from oms.ops import metrics
     from oms.states import TaskStatus
+    from oms.store.db import transaction
 
     httpx.put(f"{api.url}/v1/workflows/epa_waste_reg", json=EPA, headers=admin)
     instance = _start(api, admin, {"form_id": "F1"})
     task = httpx.post(f"{api.url}/v1/topics/collect_form/fetch", json={"max_wait": "5s", "worker_id": "w"},
                       headers=admin, timeout=10).json()
     httpx.post(f"{api.url}/v1/tasks/{task['id']}/complete", json={"worker_id": "w"}, headers=admin)
-    metrics.roll_up(oms.door.utcnow() + metrics.SETTLE * 2)
+    metrics.roll_up(oms.engine.door.utcnow() + metrics.SETTLE * 2)
     reader, _ = tokens.create("reader", name="prometheus")
     scraped = httpx.get(f"{api.url}/metrics", headers={"Authorization": f"Bearer {reader}"})
     assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
@@ -273,8 +273,8 @@ def test_metrics_on_postgres_read_open_rows_through_partial_indexes(api: ApiProc
     # a scrape must not read finished rows: the gauges' queries are served by the partial indexes
     with transaction() as session:
         session.execute(text("SET LOCAL enable_seqscan = off"))
-        for query, index in ((metrics.open_steps(TaskStatus.PENDING, oms.door.utcnow()), "ix_oms_tasks_pending"),
-                             (metrics.open_steps(TaskStatus.RUNNING, oms.door.utcnow()), "ix_oms_tasks_lease"),
+        for query, index in ((metrics.open_steps(TaskStatus.PENDING, oms.engine.door.utcnow()), "ix_oms_tasks_pending"),
+                             (metrics.open_steps(TaskStatus.RUNNING, oms.engine.door.utcnow()), "ix_oms_tasks_lease"),
                              (metrics.unfinished_instances(), "ix_oms_instances_unfinished")):
             compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
             plan = "\n".join(r[0] for r in session.execute(text(f"EXPLAIN {compiled}")))
@@ -310,7 +310,7 @@ def test_a_long_poll_is_woken_on_rabbitmq(postgres_url: str, tmp_path: Path) -> 
     from ..services import RABBITMQ_URL
 
     backend = _configure("rabbitmq", postgres_url, RABBITMQ_URL, tmp_path)
-    from oms.db import transaction
+    from oms.store.db import transaction
 
     with transaction() as session:
         session.execute(text("TRUNCATE oms_events, oms_tasks, oms_instances, oms_definitions, oms_api_tokens"))
@@ -339,7 +339,7 @@ def test_a_long_poll_is_woken_on_rabbitmq(postgres_url: str, tmp_path: Path) -> 
                 thread.join(15)
     finally:
         api.stop()
-        from oms.db import dispose_all
+        from oms.store.db import dispose_all
 
         dispose_all()
     assert sorted(results) == [200, 204, 204]

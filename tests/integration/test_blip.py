@@ -25,8 +25,8 @@ import redis
 from sqlalchemy import select
 
 from oms import Workflow, start_workflow
-from oms.db import transaction
-from oms.models import EventRow, TaskRow
+from oms.store.db import transaction
+from oms.store.tables import EventRow, TaskRow
 
 from ..conftest import Backend, _configure
 from ..invariants import assert_consistent

@@ -19,8 +19,8 @@ import yaml
 from act import complete_task, fail_task, fetch_task
 from oms import Workflow
 from oms.cli import main
-from oms.engine import utcnow
-from oms.sla import scan_sla
+from oms.engine.starts import utcnow
+from oms.sla.scanner import scan_sla
 
 from ..conftest import EPA, Backend
 from ..workers import ROOT, wait_finished

@@ -23,8 +23,8 @@ from sqlalchemy import text
 
 from act import complete_task, fail_task, fetch_task
 from oms import Workflow, scan_sla, start_workflow
-from oms.db import transaction
-from oms.engine import utcnow
+from oms.engine.starts import utcnow
+from oms.store.db import transaction
 
 from ..conftest import EPA, Backend
 from ..workers import ROOT

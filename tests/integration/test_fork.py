@@ -29,11 +29,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-import oms.db
+import oms.store.db
 from act import complete_task, fetch_task
 from oms import Workflow, app, get_instance, start_workflow
-from oms.db import database, transaction
-from oms.models import EventRow
+from oms.store.db import database, transaction
+from oms.store.tables import EventRow
 
 from ..conftest import Backend, _configure
 from ..invariants import assert_consistent
@@ -172,12 +172,12 @@ def test_four_forked_pull_workers_finish_200_steps_on_rabbitmq(postgres_backend:
 
 def test_a_child_forked_while_a_thread_opens_a_database_can_open_it(backend: Backend) -> None:
     """A lock held by a thread the child does not have is never released there: it is made anew."""
-    oms.db.dispose_all()
+    oms.store.db.dispose_all()
     opened = threading.Event()
     release = threading.Event()
 
     def opening() -> None:  # a thread in the middle of ``database()``: connecting, checking the schema
-        with oms.db._lock:
+        with oms.store.db._lock:
             opened.set()
             release.wait(10)
 

@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 
 import oms
 from oms import get_instance, history
-from oms.db import database, dispose_all, transaction
-from oms.models import EventRow, InstanceRow, TaskRow
-from oms.schema import head
+from oms.store.db import database, dispose_all, transaction
+from oms.store.schema import head
+from oms.store.tables import EventRow, InstanceRow, TaskRow
 
 from .. import services
 from ..conftest import Backend, _configure
@@ -73,7 +73,7 @@ def test_workers_beat_and_the_cli_refuse_a_database_without_the_schema(fresh_pos
 def test_many_processes_using_a_fresh_database_at_once_all_succeed(fresh_postgres: str, tmp_path: Path) -> None:
     """Ten `oms db upgrade` and ten processes allowed to upgrade on first use, all at once: none fails."""
     env = {**os.environ, "OMS_DATABASE_URL": fresh_postgres, "PYTHONPATH": str(ROOT)}
-    first_use = "import oms.queries as q; print(len(q.list_instances()))"
+    first_use = "import oms.reads.instances as q; print(len(q.list_instances()))"
     processes = [subprocess.Popen([str(OMS), "db", "upgrade"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(10)]
     processes += [subprocess.Popen([sys.executable, "-c", first_use], env={**env, "OMS_AUTO_UPGRADE": "always"},

@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 import oms
 from oms import Workflow, get_instance, history, retry_workflow, scan_sla, start_workflow
-from oms.db import transaction
-from oms.models import EventRow, TaskRow
-from oms.reconcile import reconcile
+from oms.ops.reconcile import reconcile
+from oms.store.db import transaction
+from oms.store.tables import EventRow, TaskRow
 
 from ..conftest import Backend
 from ..workers import WorkerProcess, wait_finished

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from act import LeaseLost, TaskAlreadyFinished, complete_task, extend_lease, fail_task, fetch_task
 from oms import Workflow, get_instance, history, start_workflow
-from oms.db import transaction
-from oms.models import EventRow
+from oms.store.db import transaction
+from oms.store.tables import EventRow
 
 from ..conftest import EPA, Backend
 from ..workers import ROOT, WorkerProcess, wait_finished

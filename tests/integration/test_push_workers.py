@@ -11,7 +11,7 @@ import pytest
 
 import oms
 from oms import Workflow, get_instance, history, start_workflow
-from oms.compiler import compile_chain
+from oms.celery.compiler import compile_chain
 
 from ..conftest import EPA, Backend, _configure
 from ..handlers import EPA_STEPS
@@ -58,7 +58,7 @@ def test_the_epa_workflow_runs_on_rabbitmq(postgres_url: str, tmp_path: Path) ->
     backend = _configure("rabbitmq", postgres_url, RABBITMQ_URL, tmp_path)
     from sqlalchemy import text
 
-    from oms.db import transaction
+    from oms.store.db import transaction
 
     with transaction() as session:
         session.execute(text("TRUNCATE oms_events, oms_tasks, oms_instances, oms_definitions"))

@@ -19,9 +19,10 @@ import psycopg
 import pytest
 from sqlalchemy import event
 
-from oms import Workflow, door, start_workflow, start_workflows
-from oms.db import database
+from oms import Workflow, start_workflow, start_workflows
+from oms.engine import door
 from oms.exceptions import InstanceFinished
+from oms.store.db import database
 
 from ..conftest import Backend
 

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 import oms
 from oms import Workflow, start_workflow
-from oms.db import transaction
 from oms.exceptions import BrokerUnavailable, ConfigurationError
-from oms.models import InstanceRow, TaskRow
+from oms.store.db import transaction
+from oms.store.tables import InstanceRow, TaskRow
 
 from ..conftest import EPA, Backend, _configure
 from ..workers import ROOT, WorkerProcess, wait_finished
@@ -36,11 +36,11 @@ def test_a_pickled_message_is_refused_by_workers(backend: Backend, tmp_path: Pat
             time.sleep(0.05)
         # a second instance, offered by a hand-made pickled message only
         with transaction() as s:
-            from oms.definitions import load_definition
-            from oms.transitions import start_instance
+            from oms.engine.control import start_instance
+            from oms.model.definitions import load_definition
 
             definition, version = load_definition(s, "epa_waste_reg")
-            instance, _ = start_instance(s, definition, version, {"form_id": "F-2"}, oms.engine.utcnow())
+            instance, _ = start_instance(s, definition, version, {"form_id": "F-2"}, oms.engine.starts.utcnow())
         oms.app.send_task("act.collect_form", kwargs={"instance_id": instance.id, "index": 0},
                           queue="collect_form", serializer="pickle")
         deadline = time.monotonic() + 10

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from oms import Workflow, get_instance, history, scan_sla, start_workflow
-from oms.db import transaction
-from oms.engine import utcnow
-from oms.models import EventRow, InstanceRow, TaskRow
+from oms.engine.starts import utcnow
+from oms.store.db import transaction
+from oms.store.tables import EventRow, InstanceRow, TaskRow
 
 from ..conftest import Backend
 from ..workers import BeatProcess, WorkerProcess, wait_finished

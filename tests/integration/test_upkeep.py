@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from oms import Workflow, start_workflow
-from oms.db import transaction
-from oms.models import EventRow, InstanceRow, TaskRow
-from oms.retention import prune
+from oms.ops.retention import prune
+from oms.store.db import transaction
+from oms.store.tables import EventRow, InstanceRow, TaskRow
 
 from ..conftest import Backend
 from ..invariants import assert_consistent

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import oms
-from oms import tokens
 from oms.api import create_app
 from oms.api.auth import CSRF_COOKIE, CSRF_HEADER, TOKEN_COOKIE, Principal, authenticate
 from oms.states import LEASE_EXPIRED
+from oms.store import tokens
 
 from ..conftest import EPA, Backend
 
@@ -142,8 +142,8 @@ def test_a_revoked_token_stops_at_once(client: TestClient, epa: str) -> None:
 def test_tokens_are_stored_hashed_and_listed_without_secrets(backend: Backend) -> None:
     secret, info = tokens.create("worker", name="irs", topics=["b", "a"])
     assert info.topics == frozenset({"a", "b"}) and len(secret) >= 40
-    from oms.db import transaction
-    from oms.models import TokenRow
+    from oms.store.db import transaction
+    from oms.store.tables import TokenRow
 
     with transaction() as session:
         row = session.get_one(TokenRow, "irs")
@@ -338,8 +338,8 @@ def test_a_long_poll_is_woken_when_a_step_is_offered(client: TestClient, keys: d
 def test_a_claim_made_as_the_caller_left_is_released(client: TestClient, keys: dict[str, dict[str, str]],
                                                      epa: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The caller disconnects while the claim is being made: the step goes back to pending at once."""
-    from oms import door
     from oms.api import tasks as api_tasks
+    from oms.engine import door
 
     gone = asyncio.Event()
     real = door.claim_topic
@@ -397,9 +397,9 @@ def test_metrics_parse_and_count_from_the_database(client: TestClient, keys: dic
     admin = keys["admin"]
     task = _fetch(client, admin, worker_id="w1")
     client.post(f"/v1/tasks/{task['id']}/complete", json={"worker_id": "w1"}, headers=admin)
-    from oms import metrics
+    from oms.ops import metrics
 
-    metrics.roll_up(oms.door.utcnow() + metrics.SETTLE * 2)  # what a scrape a few seconds later rolls up
+    metrics.roll_up(oms.engine.door.utcnow() + metrics.SETTLE * 2)  # what a scrape a few seconds later rolls up
     text = client.get("/metrics", headers=keys["reader"]).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     open_steps = {(s.labels["step"], s.labels["light"]): s.value for s in families["oms_open_steps"].samples}
@@ -417,14 +417,14 @@ def test_metrics_parse_and_count_from_the_database(client: TestClient, keys: dic
         assert name in families, name
     other = oms.start_workflow("epa_waste_reg", {"form_id": "F9"})
     oms.cancel_workflow(other)
-    metrics.roll_up(oms.door.utcnow() + metrics.SETTLE * 2)
+    metrics.roll_up(oms.engine.door.utcnow() + metrics.SETTLE * 2)
     text = client.get("/metrics", headers=keys["reader"]).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert [(s.labels, s.value) for s in families["oms_instances"].samples] == [
         ({"workflow": "epa_waste_reg", "status": "running"}, 1.0)]  # the cancelled one is counted as it ended
     assert [(s.labels, s.value) for s in families["oms_workflows_finished"].samples
             if s.name.endswith("_total")] == [({"workflow": "epa_waste_reg", "status": "cancelled"}, 1.0)]
-    metrics.roll_up(oms.door.utcnow() + metrics.SETTLE * 2)  # nothing new: counted once
+    metrics.roll_up(oms.engine.door.utcnow() + metrics.SETTLE * 2)  # nothing new: counted once
     again = {f.name: f for f in text_string_to_metric_families(client.get("/metrics", headers=admin).text)}
     assert [s.value for s in again["oms_steps_done"].samples if s.name == "oms_steps_done_total"] == [1.0]
 
@@ -515,8 +515,8 @@ def test_a_database_outage_is_503_after_a_few_seconds_not_a_workers_minutes(
     from sqlalchemy.exc import OperationalError
 
     from oms.api import instances as api_instances
-    from oms.config import configure
-    from oms.db import retrying
+    from oms.celery.config import configure
+    from oms.store.db import retrying
 
     attempts = []
 

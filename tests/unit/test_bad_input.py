@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 
 import oms
 from act import complete_task, extend_lease, fail_task, fetch_task, subscribe
-from oms import InvalidDefinition, InvalidPayload, Workflow, cancel_workflow, door, get_instance, start_workflow
-from oms.db import transaction
+from oms import InvalidDefinition, InvalidPayload, Workflow, cancel_workflow, get_instance, start_workflow
+from oms.engine import door
 from oms.exceptions import InvalidArgument
-from oms.models import DefinitionRow, EventRow, InstanceRow
+from oms.store.db import transaction
+from oms.store.tables import DefinitionRow, EventRow, InstanceRow
 
 from ..conftest import Backend
 

@@ -7,13 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from oms import Workflow, door, scan_sla, tokens
+from oms import Workflow, scan_sla
 from oms.api import board as board_api
 from oms.api import create_app
-from oms.board import board
-from oms.db import transaction
-from oms.definitions import load_definition
-from oms.transitions import start_instance
+from oms.engine import door
+from oms.engine.control import start_instance
+from oms.model.definitions import load_definition
+from oms.ops.board import board
+from oms.store import tokens
+from oms.store.db import transaction
 
 from ..conftest import Backend
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from oms import Calendar, InvalidDefinition, Workflow, door, get_instance, history, scan_sla
-from oms.calendars import list_calendars
-from oms.door import Task
+from oms import Calendar, InvalidDefinition, Workflow, get_instance, history, scan_sla
+from oms.engine import door
+from oms.engine.door import Task
 from oms.exceptions import LeaseLost, NotLeaseHolder, TaskAlreadyFinished, UnknownCalendar
+from oms.model.calendars import list_calendars
 
 from ..conftest import EPA, Backend
 from .test_worktime import FEDERAL, ny
@@ -31,9 +32,9 @@ def _claim(topic: str, now: datetime, worker: str = "w1") -> Task:
 
 
 def _start(spec: dict[str, Any], now: datetime) -> str:
-    from oms.db import transaction
-    from oms.definitions import load_definition
-    from oms.transitions import start_instance
+    from oms.engine.control import start_instance
+    from oms.model.definitions import load_definition
+    from oms.store.db import transaction
 
     Workflow(**spec).save()
     with transaction() as s:

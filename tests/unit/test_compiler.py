@@ -3,7 +3,7 @@ from celery.canvas import _chain
 
 import oms
 from oms import Workflow
-from oms.compiler import compile_chain
+from oms.celery.compiler import compile_chain
 
 from ..conftest import EPA
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 import oms
-from oms import InvalidDefinition, InvalidPayload, Workflow, door, get_instance, history, retry_workflow, start_workflow
-from oms.compiler import compile_chain
+from oms import InvalidDefinition, InvalidPayload, Workflow, get_instance, history, retry_workflow, start_workflow
+from oms.celery.compiler import compile_chain
+from oms.engine import door
 from oms.exceptions import InstanceFinished, TooManyItems
 
 from ..conftest import Backend
@@ -229,7 +230,7 @@ def test_a_failed_item_is_retried_as_itself(backend: Backend) -> None:
 
 
 def test_workflow_list_shows_the_steps_by_stage_with_parallel_ones_together() -> None:
-    from oms.queries import flow
+    from oms.reads.instances import flow
 
     def of(steps: list[dict[str, Any]]) -> str:
         return flow(Workflow(id="w", steps=[{"sla": "1m", **s} for s in steps]).graph)

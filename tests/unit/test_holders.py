@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from act import complete_task, extend_lease, fail_task, fetch_task
-from oms import Workflow, door, get_instance, history, start_workflow
+from oms import Workflow, get_instance, history, start_workflow
+from oms.engine import door
 from oms.exceptions import NotLeaseHolder
 
 from ..conftest import Backend

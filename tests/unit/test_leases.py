@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from oms import Workflow, door, history
-from oms.db import transaction
-from oms.definitions import load_definition
+from oms import Workflow, history
+from oms.engine import door
+from oms.engine.control import start_instance
 from oms.exceptions import LeaseLost
-from oms.transitions import start_instance
+from oms.model.definitions import load_definition
+from oms.store.db import transaction
 
 from ..conftest import Backend
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from oms import door, history, predict, scan_sla
-from oms.db import transaction
-from oms.definitions import Workflow, load_definition
-from oms.transitions import start_instances
+from oms import history, scan_sla
+from oms.engine import door
+from oms.engine.control import start_instances
+from oms.model.definitions import Workflow, load_definition
+from oms.sla import predict
+from oms.store.db import transaction
 
 from ..conftest import Backend
 from .test_sla import _escalations

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from oms import InvalidDefinition, InvalidPayload, Workflow, get_instance, start_workflow
-from oms.db import transaction
-from oms.models import EventRow
-from oms.names import reserved
+from oms.model.names import reserved
+from oms.store.db import transaction
+from oms.store.tables import EventRow
 
 from ..conftest import Backend
 

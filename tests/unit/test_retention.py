@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from oms import Workflow, cancel_workflow, door
-from oms.db import transaction
-from oms.definitions import load_definition
-from oms.models import EventRow, InstanceRow, TaskRow
-from oms.retention import prune
-from oms.runs import PRUNE, last_run
-from oms.transitions import start_instance
+from oms import Workflow, cancel_workflow
+from oms.engine import door
+from oms.engine.control import start_instance
+from oms.model.definitions import load_definition
+from oms.ops.retention import prune
+from oms.store.db import transaction
+from oms.store.runs import PRUNE, last_run
+from oms.store.tables import EventRow, InstanceRow, TaskRow
 
 from ..conftest import Backend
 
@@ -89,7 +90,7 @@ def test_beat_prunes_every_hour_when_oms_retention_is_set(backend: Backend) -> N
     import sys
 
     import oms
-    from oms.tasks import prune_task
+    from oms.ops.tasks import prune_task
 
     def schedule(**env: str) -> str:
         code = "import celeryconfig as c; print(c.beat_schedule.get('oms-prune'))"

@@ -19,10 +19,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 import oms
-from oms.db import connect, database, dispose_all
 from oms.exceptions import SchemaAhead, SchemaBehind, SchemaError
-from oms.models import Base
-from oms.schema import VERSION_TABLE, alembic_config, head, history, upgrade
+from oms.store.db import connect, database, dispose_all
+from oms.store.schema import VERSION_TABLE, alembic_config, head, history, upgrade
+from oms.store.tables import Base
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,8 +107,8 @@ def test_tables_not_made_by_release_0_1_0_are_not_adopted(sqlite_url: str) -> No
 def test_several_processes_using_a_fresh_database_at_once_all_succeed(tmp_path: Path) -> None:
     """Eight processes open one empty SQLite database at once: one creates the schema, none fails."""
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    script = ("import sys, oms; from oms.db import database; oms.configure(database_url=sys.argv[1]); "
-              "print(len(oms.queries.list_instances()))")
+    script = ("import sys, oms; oms.configure(database_url=sys.argv[1]); "
+              "print(len(oms.reads.instances.list_instances()))")
     processes = [subprocess.Popen([sys.executable, "-c", script, url], cwd=ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(8)]
     results = [(p.wait(60), *p.communicate()) for p in processes]

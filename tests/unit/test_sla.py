@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from oms import Workflow, door, get_instance, history, overdue, scan_sla, sla_summary
-from oms.db import database, transaction
-from oms.definitions import load_definition
-from oms.models import DefinitionRow, InstanceRow, TaskRow
-from oms.transitions import start_instance
+from oms import Workflow, get_instance, history, overdue, scan_sla, sla_summary
+from oms.engine import door
+from oms.engine.control import start_instance
+from oms.model.definitions import load_definition
+from oms.store.db import database, transaction
+from oms.store.tables import DefinitionRow, InstanceRow, TaskRow
 
 from ..conftest import Backend
 
@@ -216,7 +217,7 @@ def test_a_row_that_fails_is_recorded_and_never_stops_the_scan(backend: Backend)
 
 
 def test_every_scan_is_recorded(backend: Backend) -> None:
-    from oms.runs import SCAN, last_run, missing_scan
+    from oms.store.runs import SCAN, last_run, missing_scan
 
     assert last_run(SCAN) is None and "no SLA scan has run yet" in (missing_scan() or "")
     _start([{"id": "s", "sla": "1m"}])
@@ -229,7 +230,7 @@ def test_every_scan_is_recorded(backend: Backend) -> None:
 
 def test_long_retry_backoffs_are_capped_and_fit_the_broker(backend: Backend) -> None:
     """Regression (issue 12, 4.1): ``base * 2**n`` overflowed: retries 60 could not be saved on Redis."""
-    from oms.limits import check_fits_broker
+    from oms.model.limits import check_fits_broker
     from oms.settings import OmsSettings
 
     wf = Workflow(id="patient", steps=[{"id": "s", "sla": "1m", "retries": 60, "retry_backoff": "1s"}])
@@ -255,8 +256,8 @@ def start_instance_of(workflow_id: str) -> str:
 
 def test_list_and_status_read_the_same_light_before_the_scanner_has_seen_it(backend: Backend) -> None:
     """Regression (issue 12, 3): `oms status` showed an overdue step red while `oms list` showed it green."""
-    from oms.lights import seen_light
-    from oms.queries import list_instances
+    from oms.reads.instances import list_instances
+    from oms.store.lights import seen_light
 
     late = _start([{"id": "s", "sla": "1m"}])
     done_late = _start([{"id": "s", "sla": "1m"}])

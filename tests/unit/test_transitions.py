@@ -5,14 +5,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from oms import InvalidPayload, UnknownInstance, UnknownWorkflow, Workflow, door, get_instance, history, start_workflow
-from oms.db import transaction
-from oms.definitions import load_definition
-from oms.door import Task
+from oms import InvalidPayload, UnknownInstance, UnknownWorkflow, Workflow, get_instance, history, start_workflow
+from oms.engine import door
+from oms.engine.control import get_instance_row, move_task, start_instance
+from oms.engine.door import Task
 from oms.exceptions import InvalidArgument, InvalidTransition, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
-from oms.models import EventRow, TaskRow
+from oms.model.definitions import load_definition
 from oms.states import TaskStatus
-from oms.transitions import get_instance_row, move_task, start_instance
+from oms.store.db import transaction
+from oms.store.tables import EventRow, TaskRow
 
 from ..conftest import EPA, Backend
 
@@ -196,14 +197,14 @@ def test_retry_resumes_a_failed_instance_from_its_failed_step(backend: Backend) 
     assert _kinds(iid)[-3:] == [("workflow.resumed", None, None), ("task.retried", "validate_tax_id", 2),
                                 ("task.started", "validate_tax_id", 2)]
     with pytest.raises(InvalidTransition), transaction() as s:
-        from oms.transitions import resume
+        from oms.engine.control import resume
 
         resume(s, iid, T0)
 
 
 def test_an_idempotency_key_returns_the_instance_it_started(backend: Backend) -> None:
     from oms import start_workflows
-    from oms.engine import start
+    from oms.engine.starts import start
     from oms.exceptions import IdempotencyConflict
 
     Workflow(**EPA).save()
@@ -224,7 +225,7 @@ def test_an_idempotency_key_returns_the_instance_it_started(backend: Backend) ->
 def test_concurrent_starts_with_one_key_start_one_instance(backend: Backend) -> None:
     import threading
 
-    from oms.engine import start
+    from oms.engine.starts import start
 
     Workflow(**EPA).save()
     barrier, found = threading.Barrier(4), []

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from oms import Calendar, InvalidDefinition, Workflow
-from oms.worktime import BusinessDays, parse_sla
+from oms.model.worktime import BusinessDays, parse_sla
 
 NY = ZoneInfo("America/New_York")
 H = timedelta(hours=1)

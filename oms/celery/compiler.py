@@ -1,0 +1,68 @@
+"""Compile a definition into the Celery chain of one instance, from any step onward.
+
+The chain is derived data: starting an instance, resuming after a pull step,
+retrying a step, offering the branches of a fan-out or a join, and re-publishing a
+lost message all call :func:`compile_chain`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, chain
+from celery.canvas import Signature
+
+from ..model.definitions import Step, Workflow
+from ..model.limits import time_limits, wall_sla
+
+__all__ = ["task_name", "time_limits", "step_signature", "compile_chain"]
+
+
+def task_name(topic: str) -> str:
+    """The Celery task name that runs a topic's handler (what Flower shows)."""
+    return f"act.{topic}"
+
+
+def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int,
+                   item_index: int | None = None) -> Signature:
+    """One step (one item of a mapped step) as an immutable signature routed to its topic's queue.
+
+    ``kwargsrepr`` (what Flower shows) is given, not left to Celery's ``saferepr``,
+    which costs a quarter of a publish for these few plain values.
+    """
+    step: Step = workflow.steps[index]
+    # under a calendar the deadline moves with opening hours and pauses: the scanner breaches, not Celery
+    soft, hard = (None, None) if workflow.calendar_of(index) else time_limits(wall_sla(step))
+    kwargs: dict[str, Any] = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
+    if item_index is not None:
+        kwargs["item"] = item_index
+    return app.signature(
+        task_name(step.topic),
+        kwargs=kwargs,
+        queue=step.topic,
+        immutable=True,
+        soft_time_limit=soft,
+        time_limit=hard,
+        argsrepr="()",
+        kwargsrepr=repr(kwargs),
+    )
+
+
+def compile_chain(app: Celery, workflow: Workflow, instance_id: str, from_step: int = 0, *,
+                  item_index: int | None = None) -> Signature:
+    """The chain of one instance from ``from_step`` to the end of its straight run.
+
+    A straight run is a line of steps each the only successor of the one before (the
+    whole workflow, when it is a plain list). A fan-out, a join or a mapped step ends
+    it: the engine publishes what follows when the database says it is ready. The
+    last step of a run alone is its own signature, as is a mapped step's item: a chain
+    of one says nothing more and costs a fifth more to publish.
+    """
+    if not 0 <= from_step < len(workflow.steps):
+        raise IndexError(f"workflow {workflow.id!r} has no step {from_step}")
+    if item_index is not None:
+        return step_signature(app, workflow, instance_id, from_step, item_index)
+    run = workflow.graph.run(from_step)
+    if len(run) == 1:
+        return step_signature(app, workflow, instance_id, from_step)
+    return chain(*(step_signature(app, workflow, instance_id, i) for i in run))

@@ -1,0 +1,56 @@
+"""Settings that reach Celery (the broker, from :class:`~oms.settings.OmsSettings`), and switching them at run time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kombu.pools
+
+from ..model.limits import REDIS_SCHEMES
+from ..settings import OmsSettings, set_settings
+
+
+def broker_settings(settings: OmsSettings) -> dict[str, Any]:
+    """``broker_url`` and ``broker_transport_options`` for Celery."""
+    url = settings.broker_url
+    options: dict[str, Any] = {}
+    transport = None  # from the URL's scheme
+    if url.startswith("filesystem://"):
+        transport = "oms.celery.fsbroker:Transport"  # kombu's, with atomic writes
+        folder = settings.broker_folder.resolve()
+        for sub in ("queue", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        url = "filesystem://localhost//"
+        options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.05,
+        }
+    elif url.startswith(REDIS_SCHEMES):
+        # An unacknowledged message (acks_late) is redelivered after this long: it
+        # must outlast every step, or a long step would run twice. See check_fits_broker.
+        options = {"visibility_timeout": settings.visibility_timeout}
+    return {"broker_url": url, "broker_transport": transport, "broker_transport_options": options}
+
+
+def configure(**overrides: Any) -> OmsSettings:
+    """Change settings at run time (``database_url=``, ``broker_url=``, …) for this process.
+
+    Environment variables are the usual way; this is for programs and tests that
+    switch backends without restarting.
+    """
+    from ..store.db import dispose_all
+    from .app import app
+
+    settings = set_settings(**overrides)
+    app.conf.update(broker_settings(settings))
+    # Drop pooled broker connections so the next publish connects to the new broker.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+    kombu.pools.reset()  # type: ignore[no-untyped-call]
+    dispose_all()
+    return settings

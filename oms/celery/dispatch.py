@@ -1,0 +1,91 @@
+"""Publishing steps once their rows are committed: what a transition asks the broker for.
+
+A transition never publishes inside its transaction. It returns a :class:`Dispatch`
+and the caller publishes it after the commit, so a crash in between leaves a
+queued row that the reconciler publishes again, never a message about a row that
+does not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+from celery.canvas import _chain
+from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.messaging import Producer
+from kombu.utils.url import maybe_sanitize_url
+
+from ..exceptions import BrokerUnavailable
+from ..model.definitions import load_definition
+from ..store.db import database
+from .app import app
+from .compiler import compile_chain
+
+logger = logging.getLogger(__name__)
+
+
+def _batched(producer: Producer) -> AbstractContextManager[object]:
+    """``producer.batch()`` where kombu has it (5.7+), else nothing: each message goes out at once."""
+    batch = getattr(producer, "batch", None)
+    return batch() if batch is not None else nullcontext()
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Publish the chain of ``instance_id`` from step ``from_step`` (or one item of a mapped step),
+    after ``countdown`` seconds."""
+
+    instance_id: str
+    workflow_id: str
+    version: int
+    from_step: int
+    countdown: float = 0.0
+    item_index: int | None = None
+
+
+def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None:
+    """Publish the chain a committed transition asked for (nothing for ``None``).
+
+    Raises:
+        BrokerUnavailable: the broker refused the message; the row stays queued and
+            the reconciler will publish it.
+    """
+    if dispatch is None:
+        return
+    db = database()
+    workflow = db.definitions.get((dispatch.workflow_id, dispatch.version))
+    if workflow is None:
+        with db.sessions.begin() as session:
+            workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
+    compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index)
+    first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)
+    try:
+        # The message chain.apply_async would send, without re-cloning and freezing
+        # every signature of the canvas (a third of a start): the first step, carrying
+        # the rest in ``chain`` (next step last), as the worker's tracer expects.
+        app.send_task(first.task, kwargs=first.kwargs, chain=[dict(s) for s in reversed(rest)] or None,
+                      countdown=dispatch.countdown or None, producer=producer, **first.options)
+    except (KombuOperationalError, OSError) as exc:
+        raise BrokerUnavailable(maybe_sanitize_url(app.conf.broker_url), dispatch.instance_id, exc) from None
+
+
+def publish_all(dispatches: list[Dispatch]) -> None:
+    """Publish each dispatch through one producer; one the broker refuses is left to the reconciler.
+
+    Where the transport can (Redis), the messages go out in pipelined batches
+    (kombu's ``Producer.batch``): one round trip per thousand, not one each.
+    """
+    if not dispatches:
+        return
+    try:
+        with app.producer_or_acquire() as producer, _batched(producer):
+            for dispatch in dispatches:
+                try:
+                    publish(dispatch, producer)
+                except BrokerUnavailable as exc:
+                    logger.warning("%s", exc)
+    except (KombuOperationalError, OSError) as exc:
+        logger.warning("cannot reach the broker at %s (%s); %d recorded step(s) are left to the reconciler",
+                       maybe_sanitize_url(app.conf.broker_url), exc, len(dispatches))

@@ -1,0 +1,1 @@
+"""The engine's moves: starting instances, the workers' door, what an ended attempt makes happen, control operations."""

@@ -1,0 +1,143 @@
+"""Row builders: the values of new instance, task and event rows, computed in Python.
+
+Every path that writes rows (the ORM's control operations, the portable store,
+PostgreSQL's one-statement transitions, the scanner's bulk escalations) takes its
+values from here, so the rows cannot drift apart. Clocks are computed here too:
+a step's SLA clock starts when its row is created (``ready_at``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..model.deadlines import step_clock, workflow_clock
+from ..model.definitions import Workflow
+from ..states import GREEN, InstanceStatus, TaskStatus, instance_event, task_event
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id: ``wf-`` for instances, ``tk-`` for tasks, then 32 hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def _event(kind: str, instance_id: str, now: datetime, task_id: str | None, step_id: str | None,
+           attempt: int | None, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "task_id": task_id,
+        "step_id": step_id,
+        "attempt": attempt,
+        "kind": kind,
+        "at": now,
+        "data": {k: v for k, v in data.items() if v is not None},
+    }
+
+
+def event(kind: str, instance_id: str, now: datetime, **data: Any) -> dict[str, Any]:
+    """An event of an instance; ``data`` keys whose value is ``None`` are left out."""
+    return _event(kind, instance_id, now, None, None, None, data)
+
+
+def step_event(kind: str, instance_id: str, now: datetime, step_id: str, **data: Any) -> dict[str, Any]:
+    """An event of a step as a whole (a mapped step expanding into its items)."""
+    return _event(kind, instance_id, now, None, step_id, None, data)
+
+
+def task_event_row(kind: str, task: Any, now: datetime, **data: Any) -> dict[str, Any]:
+    """An event of ``task`` (a row object or a dict of task values); a mapped step's carries its item index."""
+    def get(name: str) -> Any:
+        return task.get(name) if isinstance(task, dict) else getattr(task, name, None)
+
+    return _event(kind, get("instance_id"), now, get("id"), get("step_id"), get("attempt"),
+                  {**data, "item_index": get("item_index")})
+
+
+def instance_row(definition: Workflow, version: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A running instance; its own SLA clock (the workflow's ``sla``) starts now."""
+    warn_at, expires_at = workflow_clock(definition, now) or (None, None)
+    return {
+        "id": new_id("wf"),
+        "workflow_id": definition.id,
+        "version": version,
+        "status": InstanceStatus.RUNNING.value,
+        "current_step": 0,
+        "payload": payload,
+        "results": {},
+        "created_at": now,
+        "updated_at": now,
+        "warn_at": warn_at,
+        "expires_at": expires_at,
+        "light": GREEN,
+        "sla_check_at": warn_at,
+        "steps_left": len(definition.steps),
+        "waiting": {str(j): len(before) for j, before in enumerate(definition.graph.predecessors)
+                    if definition.graph.is_join(j)},
+        "idempotency_key": None,
+        "calendar_id": definition.calendar if warn_at else None,
+    }
+
+
+def started_event(instance: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return event(instance_event(None, InstanceStatus.RUNNING), instance["id"], now, version=instance["version"])
+
+
+def task_row(
+    instance_id: str,
+    payload: dict[str, Any] | None,
+    definition: Workflow,
+    index: int,
+    now: datetime,
+    *,
+    attempt: int = 1,
+    failures: int = 0,
+    lost: int = 0,
+    delay: timedelta = timedelta(0),
+    item_index: int | None = None,
+    item: Any = None,
+) -> dict[str, Any]:
+    """The pending row for step ``index``: the step becomes ready and its SLA clock starts.
+
+    ``attempt`` counts offers of the step, ``failures`` the failed attempts (against
+    ``retries``), ``lost`` the lapsed claims (against ``max_deliveries``). A ``None``
+    payload is the instance's, filled in by the store that inserts the row. A mapped
+    step has one row per item, with its ``item_index`` and ``item``.
+    """
+    step = definition.steps[index]
+    ready_at = now + delay
+    warn_at, expires_at = step_clock(definition, index, ready_at)
+    return {
+        "id": new_id("tk"),
+        "instance_id": instance_id,
+        "workflow_id": definition.id,
+        "step_id": step.id,
+        "step_index": index,
+        "topic": step.topic,
+        "attempt": attempt,
+        "failures": failures,
+        "lost": lost,
+        "status": TaskStatus.PENDING.value,
+        "payload": payload,
+        "created_at": now,
+        "ready_at": ready_at,
+        "warn_at": warn_at,
+        "expires_at": expires_at,
+        "light": GREEN,
+        "sla_check_at": None if definition.is_system else warn_at,
+        "dispatched_at": ready_at,
+        "item_index": item_index,
+        "item": item,
+        "calendar_id": definition.calendar_of(index),
+        "paused_s": 0.0,
+    }
+
+
+_QUEUED = task_event(None, TaskStatus.PENDING, "task.queued")
+_RETRIED = task_event(None, TaskStatus.PENDING, "task.retried")
+
+
+def queued_event(task: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """``task.queued`` for a first attempt, ``task.retried`` for a later one (with a mapped step's item index)."""
+    return task_event_row(_QUEUED if task["attempt"] == 1 else _RETRIED, task, now, topic=task["topic"],
+                          expires_at=task["expires_at"].isoformat())

@@ -1,0 +1,204 @@
+"""Starting, cancelling and resuming workflows: the write side of the public API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from ..celery.dispatch import Dispatch, publish, publish_all
+from ..exceptions import ConfigurationError, IdempotencyConflict, InvalidArgument, InvalidPayload
+from ..model.definitions import Workflow, load_definition
+from ..model.jsonvalue import json_object
+from ..model.limits import check_fits_broker
+from ..model.names import user_name
+from ..settings import get_settings
+from ..states import InstanceStatus, instance_event
+from ..store.db import Database, database, retrying, transaction
+from .control import cancel, resume
+from .door import check_reason, utcnow
+from .plan import MapError, start_progress
+from .rows import event, instance_row, started_event
+
+__all__ = ["start", "start_workflow", "start_workflows", "cancel_workflow", "retry_workflow", "utcnow"]
+
+
+def _latest(db: Database, workflow_id: str) -> tuple[Workflow, int]:
+    """The newest definition of ``workflow_id`` as this process last saw it (read once, then cached).
+
+    The start statement checks that no newer version was saved since; if one was,
+    the cache is dropped and the start built again.
+    """
+    version = db.latest.get(workflow_id)
+    if version is not None and (definition := db.definitions.get((workflow_id, version))):
+        return definition, version
+    with db.sessions.begin() as session:
+        definition, version = load_definition(session, workflow_id)
+    check_fits_broker(definition)
+    db.latest[workflow_id] = version
+    return definition, version
+
+
+#: Tries at starting the newest version while new versions keep being saved.
+_START_ATTEMPTS = 5
+
+
+def _rows(definition: Workflow, version: int, payloads: list[dict[str, Any]], now: datetime,
+          key: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """New instances with their first steps queued (mapped ones expanded from the payload), and the events.
+
+    Raises the payload's error, naming its position when there are several: a mapped
+    step's list missing from it, or over ``OMS_MAX_MAP_ITEMS``.
+    """
+    instances, tasks, events = [], [], []
+    for position, payload in enumerate(payloads):
+        instance = instance_row(definition, version, payload, now)
+        try:
+            progress = start_progress(definition, instance, now)
+        except MapError as exc:
+            error = exc.cause or InvalidPayload(f"payload: {exc}")
+            if len(payloads) > 1:
+                error.args = (f"payloads[{position}]: {error}",)
+            raise error from None
+        instance.update(results=progress.results, waiting=progress.waiting, steps_left=progress.steps_left,
+                        current_step=progress.current_step, idempotency_key=key)
+        events += [started_event(instance, now), *progress.events]
+        if progress.steps_left == 0:  # every step a map over an empty list: done as it starts
+            instance.update(status=InstanceStatus.DONE.value, finished_at=now, sla_check_at=None)
+            events.append(event(instance_event(InstanceStatus.RUNNING, InstanceStatus.DONE), instance["id"], now))
+        instances.append(instance)
+        tasks += progress.offered
+    return instances, tasks, events
+
+
+#: Tries at starting the newest version while new versions keep being saved.
+_START_ATTEMPTS = 5
+
+
+def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime,
+           key: str | None = None) -> tuple[list[str], list[Dispatch]]:
+    """Record one instance per payload, each with its first steps queued, in one statement.
+
+    Returns the ids of the instances started, in order, and their first steps to
+    publish; none when ``key`` started an instance before (see :func:`start`).
+    """
+    db = database()
+    for _ in range(_START_ATTEMPTS):
+        definition, version = _latest(db, workflow_id)
+        instances, tasks, events = _rows(definition, version, payloads, now, key)
+        started = db.store.start(workflow_id, version, instances, tasks, events)
+        if started.latest != version:
+            db.latest.pop(workflow_id, None)  # a newer version was saved: start that one
+            continue
+        if not started.inserted:
+            return [], []
+        return [i["id"] for i in instances], [
+            Dispatch(t["instance_id"], workflow_id, version, t["step_index"], 0.0, t["item_index"]) for t in tasks
+        ]
+    raise ConfigurationError(f"workflow {workflow_id!r} kept getting new versions while starting; try again")
+
+
+def _payload(payload: Any) -> dict[str, Any]:
+    settings = get_settings()
+    return json_object({} if payload is None else payload, what="payload", max_bytes=settings.max_payload_bytes,
+                       max_depth=settings.max_payload_depth)
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str) or not key.strip() or len(key) > 255 or "\x00" in key:
+        raise InvalidArgument(f"idempotency key {key!r:.80}: expected a non-empty string of at most 255 characters")
+    return key
+
+
+def start(workflow_id: str, payload: dict[str, Any] | None = None, *,
+          idempotency_key: str | None = None) -> tuple[str, bool]:
+    """Start an instance; return its id and whether this call created it.
+
+    With an ``idempotency_key``, a retried call (the same workflow, key and payload)
+    returns the instance the first one started, and starts nothing.
+
+    Raises:
+        IdempotencyConflict: the key started an instance of this workflow with another payload.
+    """
+    user_name(workflow_id, "workflow id")
+    data = _payload(payload)
+    key = None if idempotency_key is None else _key(idempotency_key)
+    ids, dispatches = _start(workflow_id, [data], utcnow(), key)
+    if not ids:
+        assert key is not None
+        found = retrying(partial(database().store.started_with, workflow_id, key), "reading a started instance")
+        assert found is not None, "an idempotency key that inserted nothing started an instance"
+        instance_id, stored = found
+        if stored != data:
+            raise IdempotencyConflict(workflow_id, key, instance_id)
+        return instance_id, False
+    if len(dispatches) == 1:
+        publish(dispatches[0])  # its own error: the instance is recorded, the reconciler will publish
+    else:
+        publish_all(dispatches)  # the first steps of a graph, or a map's items, through one producer
+    return ids[0], True
+
+
+def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None, *,
+                   idempotency_key: str | None = None) -> str:
+    """Start the latest version of ``workflow_id`` with ``payload``; return the instance id.
+
+    ``idempotency_key``: a retried call with the same key and payload returns the
+    instance the first call started instead of starting another (what a portal needs
+    when its request timed out).
+
+    Raises:
+        InvalidArgument: ``workflow_id`` cannot be a workflow id (or is the engine's).
+        InvalidPayload: ``payload`` is not a JSON object, is over ``OMS_MAX_PAYLOAD_BYTES``, nested deeper
+            than ``OMS_MAX_PAYLOAD_DEPTH`` or holds text that cannot be stored (NUL, lone surrogates).
+        UnknownWorkflow: no definition of ``workflow_id`` has been saved.
+        IdempotencyConflict: ``idempotency_key`` already started an instance with another payload.
+        BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
+            first step could not be published; the reconciler will publish it.
+    """
+    return start(workflow_id, payload, idempotency_key=idempotency_key)[0]
+
+
+def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[str]:
+    """Start one instance of ``workflow_id`` per payload, in one statement; return their ids in order.
+
+    Every payload is checked before anything is stored. The first steps are published
+    through one producer; one the broker refuses is published by the reconciler.
+
+    Raises:
+        InvalidPayload: a payload is not a JSON object (its position is named).
+        UnknownWorkflow: no definition of ``workflow_id`` has been saved.
+    """
+    user_name(workflow_id, "workflow id")
+    checked = []
+    for position, payload in enumerate(payloads):
+        try:
+            checked.append(_payload(payload))
+        except ValueError as exc:
+            raise type(exc)(f"payloads[{position}]: {exc}") from None
+    if not checked:
+        return []
+    ids, dispatches = _start(workflow_id, checked, utcnow())
+    publish_all(dispatches)
+    return ids
+
+
+def cancel_workflow(instance_id: str, reason: str = "cancelled by operator") -> None:
+    """Cancel a pending or running instance (see :func:`oms.transitions.cancel`)."""
+    check_reason(reason, "a cancellation's reason")
+
+    def work() -> None:
+        with transaction() as session:
+            cancel(session, instance_id, utcnow(), reason)
+
+    retrying(work, "cancelling a workflow")
+
+
+def retry_workflow(instance_id: str) -> None:
+    """Resume a failed instance from its failed step."""
+
+    def work() -> list[Dispatch]:
+        with transaction() as session:
+            return resume(session, instance_id, utcnow())
+
+    publish_all(retrying(work, "resuming a workflow"))

@@ -1,0 +1,1 @@
+"""Operating the engine: the reconciler, retention, the doctor, metrics, the board, and beat's upkeep tasks."""

@@ -1,0 +1,182 @@
+"""``oms doctor``: is this deployment able to run its workflows? Each check says ok, warn or fail, and why.
+
+It checks the database (reachable, schema at this code's revision), the broker,
+the upkeep (the newest SLA scan and reconciler pass), the Celery workers that
+answer a broadcast, and every topic: messages queued, steps waiting in the
+database, who consumes it. A topic whose steps have waited longer than
+``OMS_RECONCILE_AFTER`` with no live consumer fails; one with nothing waiting and
+no consumer only warns. Pull workers are seen on RabbitMQ (they are the queue's
+consumers while they wait) but not on Redis, where only their claims show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ..durations import format_duration
+from ..settings import ENGINE_QUEUE, get_settings
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``oms doctor``."""
+
+    name: str
+    status: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    return format_duration(timedelta(seconds=round(max((now - moment).total_seconds(), 0))))
+
+
+def database_check() -> Check:
+    """Is the database reachable, and its schema this code's (or one it upgrades itself to)?"""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..store.db import connect, safe_url
+    from ..store.schema import auto_upgrades, current, has_tables, head
+
+    url = get_settings().database_url
+    shown = safe_url(url)
+    try:
+        engine = connect(url)
+        try:
+            dialect = engine.dialect.name
+            with engine.connect() as connection:
+                found = current(connection)
+                unversioned = found is None and has_tables(connection)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        return Check("database", FAIL, f"cannot reach {shown}: {str(getattr(exc, 'orig', exc)).strip()}")
+    newest = head()
+    if found == newest:
+        return Check("database", OK, f"{shown}: reachable, schema at revision {found} (the newest)")
+    what = ("release 0.1.0's tables, no revision" if unversioned else "no schema") if found is None else \
+        f"schema at revision {found}, this oms needs {newest}"
+    if auto_upgrades(dialect):
+        return Check("database", WARN, f"{shown}: {what}; it upgrades itself on first use (OMS_AUTO_UPGRADE)")
+    return Check("database", FAIL, f"{shown}: {what}: run `oms db upgrade`")
+
+
+def broker_check() -> Check:
+    """Can the broker be reached?"""
+    from kombu.utils.url import maybe_sanitize_url
+
+    from ..celery.app import app
+
+    shown = maybe_sanitize_url(app.conf.broker_url)
+    try:
+        with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        return Check("broker", FAIL, f"cannot reach {shown}: {exc}")
+    return Check("broker", OK, f"{shown}: reachable")
+
+
+def _upkeep(now: datetime) -> list[Check]:
+    from ..store.runs import MISSED_SCANS, RECONCILE, SCAN, last_run, missing_scan
+
+    settings = get_settings()
+    checks = []
+    scan = last_run(SCAN)
+    warning = missing_scan(now)
+    if warning:
+        checks.append(Check("SLA scan", FAIL, warning))
+    elif scan is not None and scan.errors:
+        checks.append(Check("SLA scan", FAIL, f"the last scan ({_ago(scan.finished_at, now)} ago) could not handle "
+                            f"{scan.errors} row(s): see the log, and the task.scan_failed events"))
+    elif scan is not None:
+        took = (scan.finished_at - scan.started_at).total_seconds()
+        checks.append(Check("SLA scan", OK, f"last ran {_ago(scan.finished_at, now)} ago on {scan.host}, took "
+                            f"{took:.2f}s, moved {scan.rows} row(s)"))
+    every = max(settings.reconcile_after / 3, 1.0)  # celeryconfig's schedule
+    reconciled = last_run(RECONCILE)
+    if reconciled is None:
+        checks.append(Check("reconciler", FAIL, "the reconciler has not run yet: is `celery -A oms beat` running?"))
+    elif (now - reconciled.finished_at).total_seconds() > MISSED_SCANS * every:
+        checks.append(Check("reconciler", FAIL, f"no reconciler pass for {_ago(reconciled.finished_at, now)}: is "
+                            "`celery -A oms beat` running (and a worker on the `oms` queue)?"))
+    else:
+        checks.append(Check("reconciler", OK, f"last ran {_ago(reconciled.finished_at, now)} ago, published "
+                            f"{reconciled.rows} lost step(s) again"))
+    return checks
+
+
+def _consumers(timeout: float) -> tuple[Check, dict[str, list[str]]]:
+    """The Celery workers that answer, and the queues each consumes: ``{queue: [worker, …]}``."""
+    from ..celery.app import app
+
+    try:
+        answers = app.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception as exc:
+        return Check("workers", FAIL, f"cannot ask the workers: {exc}"), {}
+    serving: dict[str, list[str]] = {}
+    for worker, queues in answers.items():
+        for queue in queues or []:
+            serving.setdefault(queue["name"], []).append(worker)
+    if not answers:
+        return Check("workers", WARN, f"no Celery worker answered within {timeout:g}s"), serving
+    return Check("workers", OK, f"{len(answers)} Celery worker(s) answered: {', '.join(sorted(answers))}"), serving
+
+
+def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
+    from ..model.definitions import load_definition
+    from ..states import TaskStatus
+    from ..store.db import transaction
+    from ..store.tables import DefinitionRow, TaskRow
+    from .reconcile import queue_state
+
+    with transaction() as session:
+        waiting = {topic: (count, oldest) for topic, count, oldest in session.execute(
+            select(TaskRow.topic, func.count(), func.min(TaskRow.ready_at))
+            .where(TaskRow.status == TaskStatus.PENDING.value, TaskRow.ready_at <= now).group_by(TaskRow.topic))}
+        topics = set(waiting)
+        for (workflow_id,) in session.execute(select(DefinitionRow.workflow_id).distinct()):
+            definition, _ = load_definition(session, workflow_id)
+            topics.update(step.topic for step in definition.steps)
+    patience = get_settings().reconcile_after
+    checks = []
+    for topic in sorted(topics | {ENGINE_QUEUE}):
+        count, oldest = waiting.get(topic, (0, None))
+        state = queue_state(topic)
+        queued = None if state is None else state[0]
+        consumers = list(serving.get(topic, []))
+        if state is not None and state[1] > len(consumers):  # RabbitMQ counts pull workers waiting on the queue
+            consumers.append(f"{state[1] - len(consumers)} other consumer(s) on the broker")
+        waited = (now - oldest).total_seconds() if oldest else 0.0
+        detail = (f"{'?' if queued is None else queued} message(s) queued, {count} step(s) waiting"
+                  + (f", the oldest for {_ago(oldest, now)}" if oldest else "")
+                  + (f"; consumed by {', '.join(sorted(consumers))}" if consumers else "; no live consumer"))
+        if consumers:
+            status = OK
+        elif count and waited > patience:
+            status = FAIL
+            detail += " (no Celery worker serves it; pull workers show only on RabbitMQ)"
+        else:
+            status = WARN
+        checks.append(Check(f"topic {topic}", status, detail))
+    return checks
+
+
+def diagnose(timeout: float = 2.0, now: datetime | None = None) -> list[Check]:
+    """Every check, in order; those that need the database are skipped when it cannot be used."""
+    now = now or datetime.now(UTC)
+    checks = [database_check(), broker_check()]
+    if checks[0].status == FAIL:
+        return [*checks, Check("upkeep", FAIL, "not checked: the database cannot be used")]
+    checks += _upkeep(now)
+    if checks[1].status != OK:
+        return [*checks, Check("topics", FAIL, "not checked: the broker cannot be reached")]
+    workers, serving = _consumers(timeout)
+    return [*checks, workers, *_topics(now, serving)]

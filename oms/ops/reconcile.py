@@ -1,0 +1,87 @@
+"""The reconciler: publish again the steps whose message the broker lost.
+
+The database says a step is queued; if it has waited longer than
+``OMS_RECONCILE_AFTER`` since it was last published and its topic's queue is
+empty, no message can still be on its way (a broker restarted without
+persistence, a crash between commit and publish, a worker that dropped it). The
+step is published again from its definition and the event log says so
+(``task.redispatched``). A step still in a backlog is left alone, and a message
+that does arrive twice is a no-op: the second claim finds nothing pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from kombu.exceptions import ChannelError, OperationalError
+from sqlalchemy import or_, select
+
+from ..celery.app import app
+from ..celery.dispatch import Dispatch, publish_all
+from ..engine import control as transitions
+from ..engine.door import utcnow
+from ..settings import get_settings
+from ..states import TASK_REDISPATCHED, InstanceStatus, TaskStatus
+from ..store import runs
+from ..store.db import transaction
+from ..store.tables import InstanceRow, TaskRow
+
+logger = logging.getLogger(__name__)
+
+
+def queue_state(topic: str) -> tuple[int, int] | None:
+    """``(messages waiting, consumers)`` of a topic's queue; zeros if it does not exist; ``None`` if the broker is down.
+
+    Only RabbitMQ counts consumers; Redis and the filesystem transport say 0.
+    """
+    try:
+        with app.connection_for_read() as conn:
+            _, count, consumers = conn.default_channel.queue_declare(queue=topic, passive=True)
+            return int(count), int(consumers or 0)
+    except ChannelError:
+        return 0, 0
+    except (OperationalError, OSError):
+        return None
+
+
+def queue_size(topic: str) -> int | None:
+    """Messages waiting on a topic's queue; 0 if it does not exist; ``None`` if the broker is down."""
+    state = queue_state(topic)
+    return None if state is None else state[0]
+
+
+def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
+    """Re-publish queued steps that no message serves any more; return how many."""
+    started = runs.utcnow()
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=get_settings().reconcile_after)
+    with transaction() as session:
+        rows = session.execute(
+            select(TaskRow, InstanceRow.version)
+            .join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
+            .where(
+                TaskRow.status == TaskStatus.PENDING.value,
+                TaskRow.ready_at <= cutoff,
+                or_(TaskRow.dispatched_at.is_(None), TaskRow.dispatched_at <= cutoff),
+                InstanceRow.status == InstanceStatus.RUNNING.value,
+            )
+            .order_by(TaskRow.ready_at)
+            .with_for_update(of=TaskRow, skip_locked=True)
+            .limit(batch)
+        ).all()
+        sizes = {topic: queue_size(topic) for topic in {task.topic for task, _ in rows}}
+        dispatches = []
+        for task, version in rows:
+            if sizes[task.topic] != 0:  # a backlog may still hold its message; or the broker is down
+                continue
+            task.dispatched_at = now
+            transitions.record_event(session, TASK_REDISPATCHED, task.instance_id, now, task,
+                                     waited_s=round((now - task.ready_at).total_seconds(), 3))
+            dispatches.append(Dispatch(task.instance_id, task.workflow_id, version, task.step_index, 0.0,
+                                       task.item_index))
+    publish_all(dispatches)
+    if dispatches:
+        logger.info("reconciler re-published %d step(s)", len(dispatches))
+    runs.record(runs.RECONCILE, started, len(dispatches), details={"republished": len(dispatches)})
+    return len(dispatches)

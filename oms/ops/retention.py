@@ -1,0 +1,99 @@
+"""Retention: delete finished instances with their tasks and events, in short batches (``oms prune``).
+
+Each batch is one short transaction: it takes up to ``batch`` instances finished
+before the cutoff, oldest first, locking them with ``SKIP LOCKED`` (an instance
+another transaction holds is left for the next run), then deletes their tasks,
+their events and the instances, in the engine's lock order (instance, then its
+tasks). Running instances are never touched, and nothing waits on a hot row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from sqlalchemy import ColumnElement, Delete, delete, func, select
+from sqlalchemy.orm import Session
+
+from ..states import FINISHED_INSTANCE
+from ..store import runs
+from ..store.db import retrying, transaction
+from ..store.tables import EventRow, InstanceRow, TaskRow
+
+logger = logging.getLogger(__name__)
+
+_FINISHED = [status.value for status in FINISHED_INSTANCE]
+
+
+@dataclass
+class PruneReport:
+    """What a prune removed (or, in a dry run, would remove)."""
+
+    finished_before: datetime
+    instances: int = 0
+    tasks: int = 0
+    events: int = 0
+    batches: int = 0
+    dry_run: bool = False
+
+
+def _due(cutoff: datetime) -> list[ColumnElement[bool]]:
+    return [InstanceRow.finished_at < cutoff, InstanceRow.status.in_(_FINISHED)]
+
+
+def _deleted(session: Session, statement: Delete) -> int:
+    result = session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _prune_batch(cutoff: datetime, batch: int) -> tuple[int, int, int]:
+    """One transaction: up to ``batch`` instances, then their tasks and events; return how many of each."""
+    with transaction() as session:
+        ids = list(session.scalars(select(InstanceRow.id).where(*_due(cutoff)).order_by(InstanceRow.finished_at)
+                                   .limit(batch).with_for_update(skip_locked=True)))
+        if not ids:
+            return 0, 0, 0
+        tasks = _deleted(session, delete(TaskRow).where(TaskRow.instance_id.in_(ids)))
+        events = _deleted(session, delete(EventRow).where(EventRow.instance_id.in_(ids)))
+        return _deleted(session, delete(InstanceRow).where(InstanceRow.id.in_(ids))), tasks, events
+
+
+def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: bool = False,
+          now: datetime | None = None) -> PruneReport:
+    """Delete the instances finished before a moment (or longer than a duration ago), with their tasks and events.
+
+    Args:
+        finished_before: a moment, or how long ago (``timedelta(days=90)``).
+        batch: instances per transaction.
+        dry_run: count what would be deleted; delete nothing.
+    """
+    started = runs.utcnow()
+    now = now or datetime.now(UTC)
+    cutoff = now - finished_before if isinstance(finished_before, timedelta) else finished_before
+    report = PruneReport(cutoff, dry_run=dry_run)
+    if dry_run:
+        with transaction() as session:
+            doomed = select(InstanceRow.id).where(*_due(cutoff)).scalar_subquery()
+            report.instances = session.scalar(select(func.count()).select_from(InstanceRow).where(*_due(cutoff))) or 0
+            report.tasks = session.scalar(select(func.count()).select_from(TaskRow)
+                                          .where(TaskRow.instance_id.in_(doomed))) or 0
+            report.events = session.scalar(select(func.count()).select_from(EventRow)
+                                           .where(EventRow.instance_id.in_(doomed))) or 0
+        return report
+    while True:
+        ids, tasks, events = retrying(partial(_prune_batch, cutoff, batch), "pruning finished instances")
+        if not ids:
+            break
+        report.instances += ids
+        report.tasks += tasks
+        report.events += events
+        report.batches += 1
+        logger.info("pruned %d finished instance(s) (batch %d)", ids, report.batches)
+        if ids < batch:
+            break
+    runs.record(runs.PRUNE, started, report.instances, details={
+        "finished_before": cutoff.isoformat(), "instances": report.instances, "tasks": report.tasks,
+        "events": report.events, "batches": report.batches})
+    return report

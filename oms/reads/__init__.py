@@ -1,0 +1,1 @@
+"""Reading instances, their event log and SLA figures: the read side of the public API."""

@@ -1,0 +1,437 @@
+"""Reading instances and their event log: the read side of the public API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, computed_field
+from sqlalchemy import and_, case, func, or_, select
+
+from ..engine.control import get_instance_row
+from ..exceptions import InvalidArgument
+from ..model.definitions import SYSTEM_PREFIX, Workflow, load_definition
+from ..model.graph import Graph
+from ..model.worktime import format_sla
+from ..states import LIGHTS, RED, InstanceStatus, TaskStatus, is_ended_with_instance
+from ..store.db import transaction
+from ..store.lights import seen_light, seen_rank, worst
+from ..store.tables import DefinitionRow, EventRow, InstanceRow, TaskRow
+
+
+class Clock(BaseModel):
+    """A step's SLA clock: seconds used, paused and left (negative: overdue), on its calendar if it has one."""
+
+    used_s: float
+    paused_s: float
+    left_s: float
+    paused: bool
+    calendar: str | None
+
+
+class TaskInfo(BaseModel):
+    """One attempt at one step, as stored."""
+
+    id: str
+    instance_id: str
+    workflow_id: str
+    step_id: str
+    step_index: int
+    topic: str
+    attempt: int
+    status: str
+    worker_id: str | None
+    error: str | None
+    result: dict[str, Any] | None
+    light: str
+    ready_at: datetime
+    warn_at: datetime
+    expires_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    #: A mapped step's item: its position in the list, and its value.
+    item_index: int | None = None
+    item: Any = None
+    #: The calendar its SLA counts in (``None``: wall time).
+    calendar_id: str | None = None
+    #: Since when its clock is paused, and why (``None`` while it runs); the time paused before, in seconds.
+    paused_at: datetime | None = None
+    pause_reason: str | None = None
+    paused_s: float | None = None
+    #: ``predicted``: yellow because the topic's pace will make it late; ``cleared``: a prediction taken back.
+    light_reason: str | None = None
+    predicted_finish: datetime | None = None
+
+    @property
+    def state(self) -> str:
+        """``status``, or ``cancelled`` for an attempt its instance's end cancelled (stored as failed)."""
+        return "cancelled" if is_ended_with_instance(self.error) else self.status
+
+    def light_now(self, now: datetime) -> str:
+        """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`);
+        a paused clock is read when it paused."""
+        return seen_light(self.light, self.warn_at, self.expires_at, self.paused_at or self.finished_at, now)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sla_clock(self) -> Clock:
+        """The step's SLA clock now (what ``oms status --json`` and the HTTP API show)."""
+        return self.clock(datetime.now(UTC))
+
+    def clock(self, now: datetime) -> Clock:
+        """Time used, paused and left on the step's SLA clock, in its calendar's working time if it has one."""
+        from ..engine.pauses import paused_time
+        from ..model.calendars import schedule
+
+        hours = schedule(self.calendar_id) if self.calendar_id else None
+        moment = self.paused_at or self.finished_at or now
+        # a step finished while parked keeps ``paused_at``: that last pause counts up to when it finished
+        pausing = paused_time(hours, self.paused_at, self.finished_at or now) if self.paused_at else None
+        paused = (self.paused_s or 0.0) + (pausing.total_seconds() if pausing else 0.0)
+        span = paused_time(hours, self.ready_at, moment).total_seconds()
+        left = (paused_time(hours, moment, self.expires_at).total_seconds() if moment < self.expires_at
+                else -paused_time(hours, self.expires_at, moment).total_seconds())
+        return Clock(used_s=max(span - (self.paused_s or 0.0), 0.0), paused_s=paused, left_s=left,
+                     paused=self.paused_at is not None and self.finished_at is None, calendar=self.calendar_id)
+
+
+    @property
+    def queue_wait_s(self) -> float | None:
+        """Seconds from ready (queued) to started (claimed)."""
+        return _seconds(self.ready_at, self.started_at)
+
+    @property
+    def run_s(self) -> float | None:
+        """Seconds from started to finished."""
+        return _seconds(self.started_at, self.finished_at)
+
+    @property
+    def total_s(self) -> float | None:
+        """Seconds from ready to finished: what the SLA measures."""
+        return _seconds(self.ready_at, self.finished_at)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+class StepInfo(BaseModel):
+    """One step of an instance's graph: what it waits for, where it stands, its worst light."""
+
+    id: str
+    index: int
+    #: The steps it waits for.
+    after: list[str]
+    #: A mapped step's path (``None`` for a plain step).
+    map: str | None
+    #: ``waiting`` (for its predecessors), ``pending``, ``running``, ``done``, ``failed`` or ``cancelled``.
+    status: str
+    #: The worst light of its attempts (its items', for a mapped step), read from their clocks while open.
+    light: str
+    #: Attempts so far (all items' for a mapped step).
+    attempts: int
+    #: Its SLA as defined (``"5m"``, ``"2bd"``; working time under a calendar), not the wall span it spans.
+    sla: str | None = None
+    #: A mapped step's items by the status of their latest attempt, and how many there are.
+    items: dict[str, int] | None = None
+    item_count: int | None = None
+
+
+def _steps(definition: Workflow, tasks: list[TaskInfo], results: dict[str, Any], now: datetime) -> list[StepInfo]:
+    graph = definition.graph
+    steps = []
+    for index, step in enumerate(definition.steps):
+        mine = [t for t in tasks if t.step_index == index]
+        latest = {t.item_index: t for t in sorted(mine, key=lambda t: t.attempt)}  # the last attempt of each item
+        states = [t.state for t in latest.values()]
+        if not states:
+            status = "done" if step.map and step.id in results else "waiting"  # a map over nothing is done
+        elif all(s == "done" for s in states):
+            status = "done"
+        else:
+            status = next(s for s in ("failed", "cancelled", "running", "pending", "done") if s in states)
+        steps.append(StepInfo(
+            id=step.id, index=index, after=[definition.steps[p].id for p in graph.predecessors[index]], map=step.map,
+            status=status, light=worst(*(t.light_now(now) for t in mine)), attempts=len(mine),
+            sla=format_sla(step.sla),
+            items={s: states.count(s) for s in ("done", "running", "pending", "failed", "cancelled")}
+            if step.map else None,
+            item_count=len(latest) if step.map else None,
+        ))
+    return steps
+
+
+class InstanceInfo(BaseModel):
+    """A workflow instance: status, where it is, what its steps returned."""
+
+    id: str
+    workflow_id: str
+    version: int
+    status: str
+    #: Id of the step the instance is at (the last one once it is done).
+    current_step: str
+    payload: dict[str, Any]
+    results: dict[str, Any]
+    error: str | None
+    #: The instance's own SLA light (green when the workflow has no ``sla``), as last recorded by the scanner.
+    light: str
+    warn_at: datetime | None
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    tasks: list[TaskInfo]
+    #: The graph: each step with its predecessors, status and worst light (a mapped step as one entry).
+    steps: list[StepInfo]
+
+
+class Event(BaseModel):
+    """One row of the event log."""
+
+    id: int
+    kind: str
+    at: datetime
+    instance_id: str
+    task_id: str | None
+    step_id: str | None
+    attempt: int | None
+    data: dict[str, Any]
+
+
+def get_instance(instance_id: str) -> InstanceInfo:
+    """The instance with its tasks in order. Raises ``UnknownInstance``."""
+    with transaction() as session:
+        row = get_instance_row(session, instance_id)
+        definition, _ = load_definition(session, row.workflow_id, row.version)
+        rows = session.scalars(
+            select(TaskRow).where(TaskRow.instance_id == instance_id)
+            .order_by(TaskRow.step_index, TaskRow.item_index, TaskRow.attempt)
+        ).all()
+        tasks = [TaskInfo.model_validate(t, from_attributes=True) for t in rows]
+        return InstanceInfo(
+            id=row.id,
+            workflow_id=row.workflow_id,
+            version=row.version,
+            status=row.status,
+            current_step=definition.steps[row.current_step].id,
+            payload=row.payload,
+            results=row.results,
+            error=row.error,
+            light=row.light,
+            warn_at=row.warn_at,
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            finished_at=row.finished_at,
+            tasks=tasks,
+            steps=_steps(definition, tasks, row.results, datetime.now(UTC)),
+        )
+
+
+def history(instance_id: str) -> list[Event]:
+    """The instance's events, oldest first. Raises ``UnknownInstance``."""
+    with transaction() as session:
+        get_instance_row(session, instance_id)
+        rows = session.scalars(select(EventRow).where(EventRow.instance_id == instance_id).order_by(EventRow.id))
+        return [Event.model_validate(r, from_attributes=True) for r in rows]
+
+
+def overdue(limit: int = 1000) -> list[TaskInfo]:
+    """Open tasks (pending or running) whose light is red, most overdue first (a paused clock is not overdue)."""
+    with transaction() as session:
+        rows = session.scalars(
+            select(TaskRow)
+            .where(TaskRow.light == RED, TaskRow.status.in_((TaskStatus.PENDING.value, TaskStatus.RUNNING.value)),
+                   TaskRow.paused_at.is_(None))
+            .order_by(TaskRow.expires_at)
+            .limit(limit)
+        )
+        return [TaskInfo.model_validate(r, from_attributes=True) for r in rows]
+
+
+class StepSummary(BaseModel):
+    """SLA figures for one step of one workflow."""
+
+    workflow_id: str
+    step_id: str
+    green: int = 0
+    yellow: int = 0
+    red: int = 0
+    queue_wait_p50_s: float | None = None
+    queue_wait_p95_s: float | None = None
+    run_p50_s: float | None = None
+    run_p95_s: float | None = None
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(round(fraction * (len(ordered) - 1)), len(ordered) - 1)]
+
+
+def sla_summary(since: datetime | None = None) -> list[StepSummary]:
+    """Counts by light and p50/p95 queue wait and run time, per workflow and step.
+
+    Args:
+        since: only attempts that became ready at or after this moment (default: all).
+    """
+    query = select(
+        TaskRow.workflow_id, TaskRow.step_id, TaskRow.light, TaskRow.ready_at, TaskRow.started_at, TaskRow.finished_at
+    ).where(~TaskRow.workflow_id.startswith(SYSTEM_PREFIX))
+    if since is not None:
+        query = query.where(TaskRow.ready_at >= since)
+    summaries: dict[tuple[str, str], StepSummary] = {}
+    waits: dict[tuple[str, str], list[float]] = {}
+    runs: dict[tuple[str, str], list[float]] = {}
+    with transaction() as session:
+        for workflow_id, step_id, light, ready, started, finished in session.execute(query):
+            key = (workflow_id, step_id)
+            summary = summaries.setdefault(key, StepSummary(workflow_id=workflow_id, step_id=step_id))
+            setattr(summary, light, getattr(summary, light) + 1)
+            if (wait := _seconds(ready, started)) is not None:
+                waits.setdefault(key, []).append(wait)
+            if (run := _seconds(started, finished)) is not None:
+                runs.setdefault(key, []).append(run)
+    for key, summary in summaries.items():
+        summary.queue_wait_p50_s = _percentile(waits.get(key, []), 0.5)
+        summary.queue_wait_p95_s = _percentile(waits.get(key, []), 0.95)
+        summary.run_p50_s = _percentile(runs.get(key, []), 0.5)
+        summary.run_p95_s = _percentile(runs.get(key, []), 0.95)
+    return sorted(summaries.values(), key=lambda s: (s.workflow_id, s.step_id))
+
+
+class InstanceSummary(BaseModel):
+    """One line of ``oms list``: an instance and the worst light it has seen."""
+
+    id: str
+    workflow_id: str
+    version: int
+    status: str
+    #: Id of the step the instance is at (the last one once it is done).
+    current_step: str | None
+    #: The worst of the instance's own light and its steps' lights.
+    light: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+def list_instances(
+    workflow_id: str | None = None, status: str | None = None, light: str | None = None, limit: int = 50,
+    now: datetime | None = None, before: tuple[datetime, str] | None = None,
+) -> list[InstanceSummary]:
+    """The newest instances, filtered by workflow, status and worst light.
+
+    ``before``: only instances after this ``(created_at, id)`` in the order (newest
+    first): the last line of the previous page, for paging through a long list.
+
+    An instance's light is the worst of its own and its steps', each read as
+    :mod:`oms.lights` reads it (the clock at ``now`` too: an overdue step is red before
+    the scanner has seen it), as ``oms status`` shows them.
+    """
+    if light is not None and light not in LIGHTS:
+        raise InvalidArgument(f"unknown light {light!r}: expected one of {', '.join(LIGHTS)}")
+    if status is not None and status not in {s.value for s in InstanceStatus}:
+        expected = ", ".join(s.value for s in InstanceStatus)
+        raise InvalidArgument(f"unknown status {status!r}: expected one of {expected}")
+    now = now or datetime.now(UTC)
+    steps = (
+        select(
+            TaskRow.instance_id,
+            func.max(seen_rank(TaskRow.light, TaskRow.warn_at, TaskRow.expires_at,
+                               func.coalesce(TaskRow.paused_at, TaskRow.finished_at), now))
+            .label("rank"),
+        )
+        .group_by(TaskRow.instance_id)
+        .subquery()
+    )
+    current = (
+        select(TaskRow.step_id)
+        .where(TaskRow.instance_id == InstanceRow.id, TaskRow.step_index == InstanceRow.current_step)
+        .limit(1)
+        .scalar_subquery()
+    )
+    rank = func.coalesce(steps.c.rank, 0)
+    own = seen_rank(InstanceRow.light, InstanceRow.warn_at, InstanceRow.expires_at, InstanceRow.finished_at, now)
+    worst = case((own > rank, own), else_=rank)
+    query = (
+        select(InstanceRow, current, worst)
+        .outerjoin(steps, steps.c.instance_id == InstanceRow.id)
+        .order_by(InstanceRow.created_at.desc(), InstanceRow.id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        moment, last_id = before
+        query = query.where(or_(InstanceRow.created_at < moment,
+                                and_(InstanceRow.created_at == moment, InstanceRow.id < last_id)))
+    if workflow_id is not None:
+        query = query.where(InstanceRow.workflow_id == workflow_id)
+    if status is not None:
+        query = query.where(InstanceRow.status == status)
+    if light is not None:
+        query = query.where(worst == LIGHTS.index(light))
+    with transaction() as session:
+        return [
+            InstanceSummary(
+                id=row.id, workflow_id=row.workflow_id, version=row.version, status=row.status,
+                current_step=step_id, light=LIGHTS[rank_value], created_at=row.created_at,
+                finished_at=row.finished_at, error=row.error,
+            )
+            for row, step_id, rank_value in session.execute(query)
+        ]
+
+
+class WorkflowSummary(BaseModel):
+    """One line of ``oms workflow list``: a definition's latest version and its instances."""
+
+    id: str
+    latest_version: int
+    steps: list[str]
+    description: str
+    saved_at: datetime
+    #: Instances of any version, by status.
+    instances: dict[str, int]
+    #: The steps in the order they can run, those that run together in braces:
+    #: ``collect_form > {charge_fee, check_permits} > inspect_site``.
+    flow: str = ""
+
+
+def flow(graph: Graph) -> str:
+    """A graph's steps by stage, the steps of one stage (which can run at the same time) in braces."""
+    names = [[graph.ids[i] for i in stage] for stage in graph.stages()]
+    return " > ".join(ids[0] if len(ids) == 1 else "{" + ", ".join(ids) + "}" for ids in names)
+
+
+def list_workflows(include_system: bool = False) -> list[WorkflowSummary]:
+    """Every saved workflow at its latest version (the engine's own ``oms.*`` ones on request)."""
+    latest = (
+        select(DefinitionRow.workflow_id, func.max(DefinitionRow.version).label("version"))
+        .group_by(DefinitionRow.workflow_id)
+        .subquery()
+    )
+    query = (
+        select(DefinitionRow)
+        .join(latest, (latest.c.workflow_id == DefinitionRow.workflow_id) & (latest.c.version == DefinitionRow.version))
+        .order_by(DefinitionRow.workflow_id)
+    )
+    if not include_system:
+        query = query.where(~DefinitionRow.workflow_id.startswith(SYSTEM_PREFIX))
+    counts: dict[str, dict[str, int]] = {}
+    with transaction() as session:
+        rows = session.scalars(query).all()
+        graphs = {row.workflow_id: load_definition(session, row.workflow_id, row.version)[0].graph for row in rows}
+        tally = select(InstanceRow.workflow_id, InstanceRow.status, func.count()).group_by(
+            InstanceRow.workflow_id, InstanceRow.status
+        )
+        for workflow_id, status, count in session.execute(tally):
+            counts.setdefault(workflow_id, {})[status] = count
+    return [
+        WorkflowSummary(
+            id=row.workflow_id, latest_version=row.version, steps=[s["id"] for s in row.spec["steps"]],
+            flow=flow(graphs[row.workflow_id]),
+            description=row.spec.get("description", ""), saved_at=row.created_at,
+            instances=counts.get(row.workflow_id, {}),
+        )
+        for row in rows
+    ]

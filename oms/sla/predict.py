@@ -1,0 +1,193 @@
+"""A yellow light that predicts the breach: each topic's pace against each queued step's deadline.
+
+A fixed fraction of the SLA warns too late when a backlog already makes the breach
+certain. Each scan estimates, per topic with queued steps, its recent completion
+rate and the 90th percentile of its run time, from the steps it finished within
+``OMS_PREDICT_WINDOW`` (one query per topic). A queued step's predicted finish is
+``now + position / rate + p90``, its position counted in the topic's queue (oldest
+first). A step predicted to finish after its deadline turns yellow at once; one
+turned yellow by a prediction alone turns green again, once, if a later scan
+predicts it finishing before its warning time. A topic without enough recent
+completions to trust (``OMS_PREDICT_MIN_SAMPLES``) is not predicted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, Integer, and_, bindparam, func, literal_column, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from ..model.names import SYSTEM_PREFIX
+from ..settings import get_settings
+from ..states import GREEN, PREDICTED, YELLOW, TaskStatus
+from ..store.tables import DefinitionRow, TaskRow
+
+#: Queued steps per topic a scan looks at (the oldest): a deeper queue's tail is predicted once the head
+#: moves, and the fraction rule, on its own clock, still warns it.
+MAX_QUEUE = 10_000
+#: Finished steps per topic the estimate reads (the newest in the window).
+MAX_SAMPLES = 2_000
+
+
+@dataclass(frozen=True)
+class Pace:
+    """A topic's recent pace: steps finished per second, and the 90th percentile of their run time."""
+
+    topic: str
+    rate: float
+    p90_s: float
+    samples: int
+    window_s: float
+
+    def finish(self, now: datetime, position: int) -> datetime:
+        """When the step at ``position`` (1: next to be taken) in the queue should be done."""
+        return now + timedelta(seconds=position / self.rate + self.p90_s)
+
+    def inputs(self, position: int) -> dict[str, Any]:
+        """What an escalation says of the estimate."""
+        return {"position": position, "rate_per_s": round(self.rate, 4), "p90_run_s": round(self.p90_s, 3),
+                "samples": self.samples, "window_s": self.window_s}
+
+
+@dataclass(frozen=True)
+class Change:
+    """A light the prediction moves: ``yellow`` (predicted late) or ``green`` (a prediction taken back)."""
+
+    task_id: str
+    light: str
+    predicted_finish: datetime
+    inputs: dict[str, Any]
+
+
+class epoch(FunctionElement[float]):
+    """Seconds since 1970 of a UTC timestamp column, in the database's own dialect."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch)
+def _epoch(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # date_part, not extract: since PostgreSQL 14 extract gives numeric, ten times slower to compute with
+    return f"date_part('epoch', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(epoch, "sqlite")
+def _epoch_sqlite(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+
+
+def pace(session: Session, topic: str, now: datetime) -> Pace | None:
+    """The topic's pace over the window before ``now``, or ``None`` with too few finished steps to tell.
+
+    Counted in the database (two small aggregates over the newest ``MAX_SAMPLES``
+    finished steps, read through the partial index on finished steps by topic):
+    reading those rows into Python cost a no-news scan more than all its queries.
+    """
+    settings = get_settings()
+    window = {"topic": topic, "since": now - timedelta(seconds=settings.predict_window), "now": now}
+    count, timed, oldest = session.execute(_COUNTS, window).one()
+    if count < settings.predict_min_samples or oldest is None:
+        return None
+    span = (now - oldest).total_seconds()
+    if span <= 0:
+        return None
+    p90 = 0.0
+    if timed:  # the run time at the 90th percentile, among the steps whose start is known
+        p90 = float(session.scalar(_P90, {**window, "k": min(timed - 1, int(0.9 * timed))}) or 0.0)
+    # the oldest sample opens the span: n finished in it, the first of them at its start
+    return Pace(topic, (count - 1) / span if count > 1 else 0.0, p90, count, settings.predict_window)
+
+
+def changes(session: Session, now: datetime) -> list[Change]:
+    """The lights this scan's prediction moves: per topic, one read of its pace and, if it has one, one of its queue.
+
+    The queue is read in the database, which returns only the steps whose light moves:
+    a step at ``position`` finishes at ``now + position / rate + p90``, so it is late
+    when ``position > (expires_at - now - p90) * rate``, and back on time when
+    ``position < (warn_at - now - p90) * rate``.
+    """
+    if get_settings().predict_window <= 0:
+        return []
+    found: list[Change] = []
+    for topic in sorted(topics(session)):
+        estimate = pace(session, topic, now)
+        if estimate is None or estimate.rate <= 0:
+            continue
+        moving = session.execute(_MOVING, {"topic": topic, "clock": now.timestamp(), "p90": estimate.p90_s,
+                                           "rate": estimate.rate}).all()
+        for row in moving:
+            light = YELLOW if row.light == GREEN else GREEN
+            found.append(Change(row.id, light, estimate.finish(now, row.position), estimate.inputs(row.position)))
+    return found
+
+
+
+# -- the statements, built once (a scan runs them per topic; building them anew cost more than running them) --
+
+#: Literals, not parameters: a prepared statement's generic plan then uses the partial indexes on status.
+_PENDING: ColumnElement[str] = literal_column(f"'{TaskStatus.PENDING.value}'")
+_DONE: ColumnElement[str] = literal_column(f"'{TaskStatus.DONE.value}'")
+
+#: The newest finished steps of a topic in the window.
+_RECENT = (
+    select(TaskRow.started_at, TaskRow.finished_at)
+    .where(TaskRow.topic == bindparam("topic"), TaskRow.status == _DONE, TaskRow.finished_at >= bindparam("since"),
+           TaskRow.finished_at <= bindparam("now"))
+    .order_by(TaskRow.finished_at.desc()).limit(MAX_SAMPLES).subquery()
+)
+_COUNTS = select(func.count(), func.count(_RECENT.c.started_at), func.min(_RECENT.c.finished_at))
+_RUN = epoch(_RECENT.c.finished_at) - epoch(_RECENT.c.started_at)
+_P90 = (select(_RUN).where(_RECENT.c.started_at.is_not(None)).order_by(_RUN)
+        .limit(1).offset(bindparam("k", type_=Integer)))
+
+#: The oldest MAX_QUEUE queued steps of a topic (the order claims take, and the index's), numbered after: a
+#: window over the whole queue would read all of it to number the rows that share a ready_at. Counted ROWS,
+#: not RANGE: a RANGE window spools every run of equal ready_at (a start of many at once).
+_HEAD = (
+    select(TaskRow.id, TaskRow.light, TaskRow.light_reason, TaskRow.warn_at, TaskRow.expires_at, TaskRow.ready_at)
+    .where(TaskRow.topic == bindparam("topic"), TaskRow.status == _PENDING)
+    .order_by(TaskRow.ready_at).limit(MAX_QUEUE).subquery()
+)
+_QUEUE = select(_HEAD, func.row_number().over(order_by=_HEAD.c.ready_at, rows=(None, 0)).label("position")
+                ).subquery()
+_AHEAD = bindparam("clock", type_=Float()) + bindparam("p90", type_=Float())
+_LATE = _QUEUE.c.position > (epoch(_QUEUE.c.expires_at) - _AHEAD) * bindparam("rate", type_=Float())
+_ON_TIME = _QUEUE.c.position < (epoch(_QUEUE.c.warn_at) - _AHEAD) * bindparam("rate", type_=Float())
+#: The queued steps whose light the prediction moves.
+_MOVING = select(_QUEUE.c.id, _QUEUE.c.light, _QUEUE.c.position).where(or_(
+    and_(_QUEUE.c.light == GREEN, _QUEUE.c.light_reason.is_(None), _LATE),
+    and_(_QUEUE.c.light == YELLOW, _QUEUE.c.light_reason == PREDICTED, _ON_TIME),
+))
+
+
+#: Topics of the stored definitions, by database and by what identifies the definitions' table then.
+_topics: dict[str, tuple[tuple[Any, ...], frozenset[str]]] = {}
+
+
+def topics(session: Session) -> frozenset[str]:
+    """The topics of every stored workflow definition but the engine's own (read again when one is saved)."""
+    user = DefinitionRow.workflow_id.not_like(f"{SYSTEM_PREFIX}%")
+    mark = tuple(session.execute(select(func.count(), func.max(DefinitionRow.created_at)).where(user)).one())
+    url = str(session.get_bind().engine.url)
+    cached = _topics.get(url)
+    if cached is not None and cached[0] == mark:
+        return cached[1]
+    specs = session.scalars(select(DefinitionRow.spec).where(user))
+    found = frozenset(topic for spec in specs for topic in _spec_topics(spec))
+    _topics[url] = (mark, found)
+    return found
+
+
+def _spec_topics(spec: Any) -> list[str]:
+    """The topics a stored definition's steps name (none for one that no longer reads: the scan goes on)."""
+    try:
+        return [str(step.get("topic") or step["id"]) for step in spec["steps"]]
+    except (TypeError, KeyError, AttributeError):
+        return []

@@ -1,0 +1,327 @@
+"""Every table of the engine, in one place, with indexes shaped like the hot queries.
+
+One schema serves SQLite and PostgreSQL: JSON becomes JSONB on PostgreSQL and the
+partial indexes become plain ones where the database has no ``WHERE`` on indexes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from ..states import GREEN
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: Json}
+
+
+class DefinitionRow(Base):
+    """One version of a workflow definition. A changed definition is a new version."""
+
+    __tablename__ = "oms_definitions"
+
+    workflow_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class InstanceRow(Base):
+    """One run of a workflow, pinned to the definition version it started with."""
+
+    __tablename__ = "oms_instances"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    current_step: Mapped[int] = mapped_column(default=0)
+    payload: Mapped[dict[str, Any]]
+    #: ``{step_id: result}`` for every step that returned a result.
+    results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    #: The workflow's own deadline (``created_at + workflow sla``), when it has one.
+    warn_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    light: Mapped[str] = mapped_column(String(8), default=GREEN)
+    #: When the SLA scanner must next look at this row (``None``: never again).
+    sla_check_at: Mapped[datetime | None]
+    #: Steps not done yet; the instance is done when none is left.
+    steps_left: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: ``{step index: count}`` of what a step still waits for: a join, its predecessors
+    #: not done; a mapped step, its items not done. Moved under the instance's row lock,
+    #: so the last of several concurrent completions is the one that sees zero.
+    waiting: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    #: The caller's key for this start: starting the workflow again with it returns this instance.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    #: The calendar the instance's own SLA counts in (to move its clock when the calendar changes).
+    calendar_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_oms_instances_workflow_status", "workflow_id", "status"),
+        #: ``oms prune``: finished instances, oldest first.
+        Index(
+            "ix_oms_instances_finished",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_oms_instances_idempotency",
+            "workflow_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_oms_instances_sla_check",
+            "sla_check_at",
+            postgresql_where=text("sla_check_at IS NOT NULL"),
+            sqlite_where=text("sla_check_at IS NOT NULL"),
+        ),
+        #: ``/metrics``: the instances not finished well, by workflow, without reading the finished ones.
+        Index(
+            "ix_oms_instances_unfinished",
+            "workflow_id",
+            "status",
+            postgresql_where=text("status <> 'done' AND status <> 'cancelled'"),
+            sqlite_where=text("status <> 'done' AND status <> 'cancelled'"),
+        ),
+    )
+
+
+class TaskRow(Base):
+    """One attempt at one step: the task table of the specification, plus what the engine needs."""
+
+    __tablename__ = "oms_tasks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("oms_instances.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    step_id: Mapped[str] = mapped_column(String(128))
+    step_index: Mapped[int]
+    topic: Mapped[str] = mapped_column(String(128))
+    #: 1 for the first attempt at this step, +1 for each retry or re-offer.
+    attempt: Mapped[int] = mapped_column(default=1)
+    #: Failed attempts so far at this step; compared with the step's ``retries``.
+    failures: Mapped[int] = mapped_column(default=0)
+    #: Claims lost so far (worker died, lease ran out); compared with ``max_deliveries``.
+    lost: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    #: When the step was offered (after any retry backoff): the SLA clock starts here.
+    ready_at: Mapped[datetime]
+    #: Past this the step is yellow (default: 80% of the SLA).
+    warn_at: Mapped[datetime]
+    #: ``ready_at + sla``: past this the step is late (red).
+    expires_at: Mapped[datetime]
+    #: ``green`` until ``warn_at``, ``yellow`` until ``expires_at``, ``red`` after; frozen when finished.
+    light: Mapped[str] = mapped_column(String(8), default=GREEN)
+    #: When the SLA scanner must next look at this row: ``warn_at`` while green,
+    #: ``expires_at`` while yellow, ``None`` once red or finished in time.
+    sla_check_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    #: The claim is void after this unless extended (pull: ``extend_lease``; push: heartbeats).
+    lease_expires_at: Mapped[datetime | None]
+    #: When a message offering this attempt was last published (the reconciler's clock).
+    dispatched_at: Mapped[datetime | None]
+    #: A mapped step's item: its position in the list, and the value the handler gets.
+    item_index: Mapped[int | None]
+    item: Mapped[Any | None] = mapped_column(JSON(none_as_null=True).with_variant(JSONB(none_as_null=True),
+                                                                                 "postgresql"))
+    #: The calendar the step's SLA counts in (to move its clock when the calendar changes).
+    calendar_id: Mapped[str | None] = mapped_column(String(128))
+    #: Since when the step's clock is paused, and why (``act.pause_clock``); ``None`` while it runs.
+    paused_at: Mapped[datetime | None]
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    #: Seconds the clock has been paused in all, before the current pause.
+    paused_s: Mapped[float | None] = mapped_column(Float)
+    #: Why the light is what it is when not the fraction rule: ``predicted`` (a backlog will make the step
+    #: late), ``cleared`` (a prediction taken back: the step is not predicted again).
+    light_reason: Mapped[str | None] = mapped_column(String(16))
+    #: When the scanner last predicted the step would finish (see :mod:`oms.predict`).
+    predicted_finish: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_oms_tasks_instance_step", "instance_id", "step_index", "item_index"),
+        Index(
+            "ix_oms_tasks_pending_topic",
+            "topic",
+            "ready_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_oms_tasks_pending_ready",
+            "ready_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_oms_tasks_sla_check",
+            "sla_check_at",
+            postgresql_where=text("sla_check_at IS NOT NULL"),
+            sqlite_where=text("sla_check_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_oms_tasks_red_expires",
+            "expires_at",
+            postgresql_where=text("light = 'red'"),
+            sqlite_where=text("light = 'red'"),
+        ),
+        Index(
+            "ix_oms_tasks_done_topic",
+            "topic",
+            "finished_at",
+            postgresql_where=text("status = 'done'"),
+            sqlite_where=text("status = 'done'"),
+        ),
+        Index(
+            "ix_oms_tasks_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+    )
+
+
+class EventRow(Base):
+    """The event log: one row per transition, written in the transition's transaction."""
+
+    __tablename__ = "oms_events"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(String(40))
+    task_id: Mapped[str | None] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(40))
+    step_id: Mapped[str | None] = mapped_column(String(128))
+    attempt: Mapped[int | None]
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_oms_events_instance", "instance_id", "id"),)
+
+
+class CalendarRow(Base):
+    """A calendar (:class:`oms.Calendar`): its specification as given, and its digest to see changes."""
+
+    __tablename__ = "oms_calendars"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class RunRow(Base):
+    """One run of the engine's upkeep: an SLA scan, a reconciler pass, a prune.
+
+    Workers, ``oms list``/``status`` and ``oms doctor`` read the newest scan to say
+    when none has run for a while (no beat: the SLA is not being held).
+    """
+
+    __tablename__ = "oms_runs"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    #: ``scan``, ``reconcile`` or ``prune``.
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    #: Rows the run moved on: lights changed, claims swept, steps published again, instances pruned.
+    rows: Mapped[int] = mapped_column(default=0)
+    #: Rows it could not handle: each logged, recorded on the row, and left for the next run.
+    errors: Mapped[int] = mapped_column(default=0)
+    #: The run's report, by what it counted.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: ``host:pid`` of the process that ran it.
+    host: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_oms_runs_kind_finished", "kind", "finished_at"),)
+
+
+class TokenRow(Base):
+    """A bearer token of the HTTP API: only its SHA-256 is kept, never the token itself."""
+
+    __tablename__ = "oms_api_tokens"
+
+    #: The operator's name for it (``oms token revoke NAME``).
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: Hex SHA-256 of the token: enough for a high-entropy secret, and found by index.
+    token_hash: Mapped[str] = mapped_column(String(64))
+    #: ``admin``, ``starter``, ``reader`` or ``worker``.
+    role: Mapped[str] = mapped_column(String(16))
+    #: A worker token's topics, comma-separated; ``None`` for the other roles.
+    topics: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    #: Set by ``oms token revoke``: the token stops working at the next request.
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_oms_api_tokens_hash", "token_hash", unique=True),)
+
+
+class MetricRow(Base):
+    """Counters and histogram buckets of ``/metrics``, rolled up from the event log past a watermark.
+
+    Scrapes add only the events recorded since the last one, so a scrape costs the
+    same on a table of a million tasks as on an empty one, and every process reads
+    the same numbers.
+    """
+
+    __tablename__ = "oms_metrics"
+
+    #: The metric's sample name (``oms_steps_done_total``, ``oms_queue_wait_seconds_bucket``, …).
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Its labels as sorted JSON text (``{"le":"1.0","step":"a","workflow":"w"}``); ``{}`` for none.
+    labels: Mapped[str] = mapped_column(String(512), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
