@@ -24,4 +24,4 @@ def pause_clock(task_id: str, reason: str, worker_id: str | None = None) -> bool
 
 def resume_clock(task_id: str) -> bool:
     """Run the step's SLA clock again, its deadline later by the time paused; ``False`` if it was not paused."""
-    return door.resume(task_id)
+    return door.resume_clock(task_id)

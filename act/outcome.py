@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from oms import InvalidPayload
-from oms.engine import door
+from oms.engine import checks
 
 from .exceptions import InvalidArgument
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Returned:
     ok: bool
     result: dict[str, Any] | None = None
     reason: str = ""
@@ -20,26 +20,26 @@ class Outcome:
     pause: str | None = None
 
 
-def failure(reason: str) -> Outcome:
-    """A failed attempt whose reason can always be recorded (see :func:`oms.door.storable_reason`)."""
-    return Outcome(False, reason=door.storable_reason(reason))
+def failure(reason: str) -> Returned:
+    """A failed attempt whose reason can always be recorded (see :func:`oms.checks.storable_reason`)."""
+    return Returned(False, reason=checks.storable_reason(reason))
 
 
-def interpret(value: Any) -> Outcome:
+def interpret(value: Any) -> Returned:
     """``"success"``/``None`` succeed, a dict succeeds with it as result, ``"fail"`` fails; ``{"pause": reason}``
     (that key alone) pauses the step's clock and leaves it open for someone to complete."""
     if value is None or value == "success":
-        return Outcome(True)
+        return Returned(True)
     if value == "fail":
         return failure("handler returned 'fail'")
     if isinstance(value, dict) and set(value) == {"pause"}:
         try:
-            return Outcome(True, pause=door.check_reason(value["pause"], "a pause's reason"))
+            return Returned(True, pause=checks.check_reason(value["pause"], "a pause's reason"))
         except InvalidArgument as exc:
             return failure(f"the handler's pause cannot be stored: {exc}")
     if isinstance(value, dict):
         try:
-            return Outcome(True, door.check_result(value))
+            return Returned(True, checks.check_result(value))
         except InvalidPayload as exc:
             return failure(f"the handler's result cannot be stored: {exc}")
     expected = "expected 'success', 'fail', None or a dict"

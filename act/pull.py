@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,8 +19,10 @@ from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 
 from oms import app
-from oms.engine import door
-from oms.engine.door import ScanWatch, Task, forget
+from oms.celery.forks import forget
+from oms.celery.watch import ScanWatch
+from oms.engine import checks, door
+from oms.engine.door import LongPoll, Task
 
 _local = threading.local()
 #: Warns, at most once a minute, while no SLA scan runs (lapsed claims are then never re-offered).
@@ -85,21 +86,17 @@ def fetch_task(
     makes the step available again (attempt + 1).
     """
     global _scans
-    door.check_topic(topic)
+    checks.check_topic(topic)
     _scans = _scans or ScanWatch()
     _scans.check()
-    wait = door.seconds(max_wait, "max_wait")
-    lease_td = timedelta(seconds=door.seconds(lease, "lease", positive=True))
-    worker = door.check_worker_id(worker_id) if worker_id is not None else door.default_worker_id()
-    deadline = time.monotonic() + wait
+    poll = LongPoll(checks.seconds(max_wait, "max_wait"))
+    lease_td = timedelta(seconds=checks.seconds(lease, "lease", positive=True))
+    worker = checks.check_worker_id(worker_id) if worker_id is not None else door.default_worker_id()
     while True:
-        task, due = door.claim_topic(topic, worker, lease_td)
-        remaining = deadline - time.monotonic()
-        if task is not None or remaining <= 0:
-            return task
-        if due is not None:  # a retry's backoff or a lease ends: wake then
-            remaining = min(remaining, max((due - door.utcnow()).total_seconds(), 0.0) + 0.01)
-        _wait_for_offer(topic, remaining)
+        step = poll.after(door.claim_topic(topic, worker, lease_td))
+        if not isinstance(step, float):
+            return step
+        _wait_for_offer(topic, step)
 
 
 def complete_task(task_id: str, result: dict[str, Any] | None = None, worker_id: str | None = None) -> None:

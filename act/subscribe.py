@@ -17,7 +17,8 @@ from celery import Task as CeleryTask
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from oms import OmsError
-from oms.engine import door
+from oms.celery.compiler import task_name
+from oms.engine import checks, door
 from oms.engine.door import Task
 
 from .heartbeat import beating
@@ -140,7 +141,7 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
     Workers run it when started on the topic's queue:
     ``celery -A oms worker -Q <topic> -I <module with handlers>``.
     """
-    door.check_topic(topic)
+    checks.check_topic(topic)
     if app is None:
         from oms import app as default_app
 
@@ -148,7 +149,7 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
     celery_app: Celery = app
 
     def decorate(handler: Handler) -> Subscription:
-        name = door.task_name(topic)
+        name = task_name(topic)
         existing = celery_app.tasks.get(name)
         if existing is not None and getattr(existing, "__wrapped__", None) not in (None, handler):
             raise ValueError(f"topic {topic!r} already has a handler: {existing.__wrapped__.__qualname__}")

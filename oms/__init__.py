@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from .catalog import Calendar, Workflow
 from .celery.app import app
 from .celery.config import configure
-from .engine.starts import cancel_workflow, retry_workflow, start_workflow, start_workflows
+from .engine.control import cancel_workflow, retry_workflow
+from .engine.starts import start_workflow, start_workflows
 from .exceptions import (
     IdempotencyConflict,
     InvalidDefinition,
@@ -15,9 +17,8 @@ from .exceptions import (
     UnknownInstance,
     UnknownWorkflow,
 )
-from .model.calendars import Calendar
-from .model.definitions import Step, Workflow
-from .reads.instances import Event, InstanceInfo, get_instance, history, overdue, sla_summary
+from .model.definitions import Step
+from .reads import Event, InstanceInfo, get_instance, history, overdue, sla_summary
 from .sla.scanner import scan_sla
 
 __all__ = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, TypeAdapter
@@ -99,3 +99,8 @@ LongDuration = Annotated[
     BeforeValidator(lambda value: _positive(value, MAX_RETENTION)),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def utcnow() -> datetime:
+    """Now, in UTC: the engine's clock (every transition takes ``now`` from its caller, so tests can set it)."""
+    return datetime.now(UTC)

@@ -1,29 +1,32 @@
-"""Statuses, lights and the one table of legal transitions, each naming the event it writes.
+"""The engine's vocabulary: statuses, lights, event kinds, and the one table of legal moves.
 
-Every status or light a row can take is written by a move named here: the ORM
-moves (:mod:`oms.transitions`) and the hot-path statements (:mod:`oms.store`) both
-ask :func:`task_event` / :func:`instance_event` / :func:`light_event` for the event
-kind, so a move missing from these tables fails when the code is loaded, not when a
-row is written.
+Every status or light a row can take, and every event the log can hold, is a
+member of an enum here; the statements that move rows (:mod:`oms.store.moves`)
+take their SQL literals, and the schema its index conditions, from these members.
+A move missing from the tables below is refused with
+:class:`~oms.exceptions.InvalidTransition` when the code that needs it is loaded,
+not when a row is written.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from .exceptions import InvalidTransition
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(StrEnum):
     """Status of one attempt at one step (a row of the task table)."""
 
     PENDING = "pending"  #: offered on its topic, waiting for a worker
-    RUNNING = "running"  #: claimed by a push or pull worker
+    RUNNING = "running"  #: claimed by a push or pull worker (or parked, its clock paused)
     DONE = "done"  #: completed; the workflow moved on
     FAILED = "failed"  #: this attempt failed (a retry, if any, is a new row)
+    LAPSED = "lapsed"  #: its claim's lease ran out; the step is offered again (not a failure)
+    CANCELLED = "cancelled"  #: its instance ended first: cancelled, or failed by another step
 
 
-class InstanceStatus(str, Enum):
+class InstanceStatus(StrEnum):
     """Status of one run of a workflow."""
 
     PENDING = "pending"
@@ -33,101 +36,135 @@ class InstanceStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
-#: SLA lights, best to worst: green until ``warn_at``, yellow until ``expires_at``, red after.
-GREEN, YELLOW, RED = "green", "yellow", "red"
+class Light(StrEnum):
+    """An SLA light, best to worst: green until ``warn_at``, yellow until ``expires_at``, red after."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+    @property
+    def rank(self) -> int:
+        """0 green, 1 yellow, 2 red: a light only gets worse (but for a prediction taken back)."""
+        return LIGHTS.index(self)
+
+
+GREEN, YELLOW, RED = Light.GREEN, Light.YELLOW, Light.RED
 LIGHTS = (GREEN, YELLOW, RED)
 
-#: Statuses after which nothing more happens.
-FINISHED_TASK = frozenset({TaskStatus.DONE, TaskStatus.FAILED})
-OPEN_TASK = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
-FINISHED_INSTANCE = frozenset({InstanceStatus.DONE, InstanceStatus.FAILED, InstanceStatus.CANCELLED})
 
-#: ``(old, new) -> event kinds`` (the first is the default). ``None`` as old status
-#: means the row is being created. Anything not listed is refused with
-#: :class:`~oms.exceptions.InvalidTransition`.
-TASK_TRANSITIONS: dict[tuple[TaskStatus | None, TaskStatus], tuple[str, ...]] = {
-    # first attempt offered; a later attempt (after a failure or a lost lease)
-    (None, TaskStatus.PENDING): ("task.queued", "task.retried"),
-    # claimed by a push worker or a pull worker's fetch_task
-    (TaskStatus.PENDING, TaskStatus.RUNNING): ("task.started",),
-    (TaskStatus.RUNNING, TaskStatus.DONE): ("task.done",),
-    # the attempt failed; or its pull worker's lease ran out; or its instance was cancelled
-    (TaskStatus.RUNNING, TaskStatus.FAILED): ("task.failed", "task.lease_expired", "task.cancelled"),
-    # the instance ended while the step was queued; or it failed its SLA while queued
-    (TaskStatus.PENDING, TaskStatus.FAILED): ("task.cancelled", "task.failed"),
+class LightReason(StrEnum):
+    """Why a light is what it is, when not the fraction rule (``oms_tasks.light_reason``)."""
+
+    PREDICTED = "predicted"  #: yellow at once: the topic's pace will make the step late (:mod:`oms.sla.predict`)
+    CLEARED = "cleared"  #: a prediction taken back; the step is not predicted again
+
+
+PREDICTED, CLEARED = LightReason.PREDICTED, LightReason.CLEARED
+
+
+class EventKind(StrEnum):
+    """Kinds of row in the event log (``oms_events.kind``)."""
+
+    WORKFLOW_STARTED = "workflow.started"
+    WORKFLOW_DONE = "workflow.done"
+    WORKFLOW_FAILED = "workflow.failed"
+    WORKFLOW_CANCELLED = "workflow.cancelled"
+    #: a failed instance run again (``retry_workflow``) from what did not finish
+    WORKFLOW_RESUMED = "workflow.resumed"
+    TASK_QUEUED = "task.queued"  #: a step's first attempt offered
+    TASK_RETRIED = "task.retried"  #: a later attempt offered (after a failure or a lapsed claim)
+    TASK_STARTED = "task.started"
+    TASK_DONE = "task.done"
+    TASK_FAILED = "task.failed"
+    TASK_LEASE_EXPIRED = "task.lease_expired"
+    TASK_CANCELLED = "task.cancelled"
+    #: a queued step's message published again (the reconciler); changes no status
+    TASK_REDISPATCHED = "task.redispatched"
+    #: a mapped step expanded into its items (``items``: how many; none completes it at once)
+    STEP_MAPPED = "step.mapped"
+    #: a step's SLA clock stopped (``act.pause_clock``, a handler's ``{"pause": reason}``), and ran again
+    TASK_CLOCK_PAUSED = "task.clock_paused"
+    TASK_CLOCK_RESUMED = "task.clock_resumed"
+    TASK_SLA_WARNING = "task.sla_warning"
+    TASK_SLA_VIOLATED = "task.sla_violated"
+    TASK_SLA_WARNING_CLEARED = "task.sla_warning_cleared"
+    WORKFLOW_SLA_WARNING = "workflow.sla_warning"
+    WORKFLOW_SLA_VIOLATED = "workflow.sla_violated"
+    #: the SLA scanner could not handle this row (the error is in the event); it looks again later
+    TASK_SCAN_FAILED = "task.scan_failed"
+    WORKFLOW_SCAN_FAILED = "workflow.scan_failed"
+
+
+#: Statuses after which nothing more happens to an attempt, or to an instance.
+OPEN_TASK = (TaskStatus.PENDING, TaskStatus.RUNNING)
+FINISHED_TASK = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.LAPSED, TaskStatus.CANCELLED)
+FINISHED_INSTANCE = (InstanceStatus.DONE, InstanceStatus.FAILED, InstanceStatus.CANCELLED)
+
+#: ``(old, new) -> event``. ``None`` as old status: the row is being created (a first
+#: attempt is ``task.queued``, a later one ``task.retried``). Anything not listed is refused.
+TASK_MOVES: dict[tuple[TaskStatus | None, TaskStatus], tuple[EventKind, ...]] = {
+    (None, TaskStatus.PENDING): (EventKind.TASK_QUEUED, EventKind.TASK_RETRIED),
+    (TaskStatus.PENDING, TaskStatus.RUNNING): (EventKind.TASK_STARTED,),  # claimed by a push or pull worker
+    (TaskStatus.RUNNING, TaskStatus.DONE): (EventKind.TASK_DONE,),
+    (TaskStatus.RUNNING, TaskStatus.FAILED): (EventKind.TASK_FAILED,),
+    (TaskStatus.PENDING, TaskStatus.FAILED): (EventKind.TASK_FAILED,),  # its SLA breached while queued (on_breach)
+    (TaskStatus.RUNNING, TaskStatus.LAPSED): (EventKind.TASK_LEASE_EXPIRED,),  # its worker died, or its lease ran out
+    (TaskStatus.PENDING, TaskStatus.CANCELLED): (EventKind.TASK_CANCELLED,),  # its instance ended first
+    (TaskStatus.RUNNING, TaskStatus.CANCELLED): (EventKind.TASK_CANCELLED,),
 }
 
-INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus | None, InstanceStatus], str] = {
-    (None, InstanceStatus.RUNNING): "workflow.started",
-    (InstanceStatus.RUNNING, InstanceStatus.DONE): "workflow.done",
-    (InstanceStatus.RUNNING, InstanceStatus.FAILED): "workflow.failed",
-    (InstanceStatus.RUNNING, InstanceStatus.CANCELLED): "workflow.cancelled",
-    (InstanceStatus.PENDING, InstanceStatus.CANCELLED): "workflow.cancelled",
-    (InstanceStatus.FAILED, InstanceStatus.RUNNING): "workflow.resumed",
+INSTANCE_MOVES: dict[tuple[InstanceStatus | None, InstanceStatus], EventKind] = {
+    (None, InstanceStatus.RUNNING): EventKind.WORKFLOW_STARTED,
+    (InstanceStatus.RUNNING, InstanceStatus.DONE): EventKind.WORKFLOW_DONE,
+    (InstanceStatus.RUNNING, InstanceStatus.FAILED): EventKind.WORKFLOW_FAILED,
+    (InstanceStatus.RUNNING, InstanceStatus.CANCELLED): EventKind.WORKFLOW_CANCELLED,
+    (InstanceStatus.PENDING, InstanceStatus.CANCELLED): EventKind.WORKFLOW_CANCELLED,
+    (InstanceStatus.FAILED, InstanceStatus.RUNNING): EventKind.WORKFLOW_RESUMED,
 }
 
 #: ``(row kind, old light, new light) -> event``: what the SLA scanner records. A light
 #: only gets worse, but for one move: a step turned yellow by a prediction (and by it
 #: alone) turns green again, once, when a later scan predicts it on time. A step found
 #: already late skips yellow.
-LIGHT_TRANSITIONS: dict[tuple[str, str, str], str] = {
-    ("task", GREEN, YELLOW): "task.sla_warning",
-    ("task", GREEN, RED): "task.sla_violated",
-    ("task", YELLOW, RED): "task.sla_violated",
-    ("task", YELLOW, GREEN): "task.sla_warning_cleared",
-    ("instance", GREEN, YELLOW): "workflow.sla_warning",
-    ("instance", GREEN, RED): "workflow.sla_violated",
-    ("instance", YELLOW, RED): "workflow.sla_violated",
+LIGHT_MOVES: dict[tuple[str, Light, Light], EventKind] = {
+    ("task", GREEN, YELLOW): EventKind.TASK_SLA_WARNING,
+    ("task", GREEN, RED): EventKind.TASK_SLA_VIOLATED,
+    ("task", YELLOW, RED): EventKind.TASK_SLA_VIOLATED,
+    ("task", YELLOW, GREEN): EventKind.TASK_SLA_WARNING_CLEARED,
+    ("instance", GREEN, YELLOW): EventKind.WORKFLOW_SLA_WARNING,
+    ("instance", GREEN, RED): EventKind.WORKFLOW_SLA_VIOLATED,
+    ("instance", YELLOW, RED): EventKind.WORKFLOW_SLA_VIOLATED,
 }
 
-#: Events that change no status: a queued step whose message was published again; a
-#: mapped step expanded into its items (``items``: how many; none completes it at once).
-TASK_REDISPATCHED = "task.redispatched"
-STEP_MAPPED = "step.mapped"
-#: A step's SLA clock stopped (``act.pause_clock``, a handler's ``{"pause": reason}``), and ran again.
-TASK_CLOCK_PAUSED = "task.clock_paused"
-TASK_CLOCK_RESUMED = "task.clock_resumed"
-#: Why a light is yellow, or was: a prediction (:mod:`oms.predict`); taken back, never predicted again.
-PREDICTED, CLEARED = "predicted", "cleared"
-#: The SLA scanner could not handle this row (the error is in the event); it looks again later.
-TASK_SCAN_FAILED = "task.scan_failed"
-WORKFLOW_SCAN_FAILED = "workflow.scan_failed"
-
-#: Why an attempt failed when its claim lapsed (``oms_tasks.error``).
-LEASE_EXPIRED = "lease expired"
-#: Why a step failed after losing ``max_deliveries`` claims to dying workers.
+#: Why an attempt failed after losing ``max_deliveries`` claims to dying workers (``oms_tasks.error``).
 WORKER_LOST = "worker_lost"
 
 
-def ended_with_instance(status: str, reason: str) -> str:
-    """The error of an open task ended because its instance ended (cancelled, or failed by another step)."""
-    return f"instance {status}: {reason}"
-
-
-def is_ended_with_instance(error: str | None) -> bool:
-    return bool(error) and any(error.startswith(f"instance {s.value}: ")  # type: ignore[union-attr]
-                               for s in (InstanceStatus.CANCELLED, InstanceStatus.FAILED))
-
-
-def task_event(old: TaskStatus | None, new: TaskStatus, kind: str | None = None, *, what: str = "task") -> str:
-    """The event kind of a task move, or :class:`InvalidTransition` if the table forbids it."""
-    kinds = TASK_TRANSITIONS.get((old, new), ())
-    if not kinds or (kind is not None and kind not in kinds):
+def task_event(old: TaskStatus | None, new: TaskStatus, *, retried: bool = False, what: str = "task") -> EventKind:
+    """The event of a task move (``retried``: a later attempt offered), or :class:`InvalidTransition`."""
+    kinds = TASK_MOVES.get((old, new))
+    if kinds is None:
         raise InvalidTransition(what, old.value if old else "(new)", new.value)
-    return kind or kinds[0]
+    return kinds[-1] if retried else kinds[0]
 
 
-def instance_event(old: InstanceStatus | None, new: InstanceStatus, *, what: str = "workflow instance") -> str:
-    """The event kind of an instance move, or :class:`InvalidTransition` if the table forbids it."""
-    kind = INSTANCE_TRANSITIONS.get((old, new))
+def instance_event(old: InstanceStatus | None, new: InstanceStatus, *, what: str = "workflow instance") -> EventKind:
+    """The event of an instance move, or :class:`InvalidTransition` if the table forbids it."""
+    kind = INSTANCE_MOVES.get((old, new))
     if kind is None:
         raise InvalidTransition(what, old.value if old else "(new)", new.value)
     return kind
 
 
-def light_event(row: str, old: str, new: str) -> str:
-    """The event kind of a light change on a ``task`` or ``instance`` row."""
-    kind = LIGHT_TRANSITIONS.get((row, old, new))
+def light_event(row: str, old: Light | str, new: Light | str) -> EventKind:
+    """The event of a light change on a ``task`` or ``instance`` row, or :class:`InvalidTransition`."""
+    kind = LIGHT_MOVES.get((row, Light(old), Light(new)))
     if kind is None:
-        raise InvalidTransition(f"{row} light", old, new)
+        raise InvalidTransition(f"{row} light", str(old), str(new))
     return kind
+
+
+def worst(*lights: Light | str) -> Light:
+    """The worst of some lights (green for none)."""
+    return max((Light(light) for light in lights), key=LIGHTS.index, default=GREEN)

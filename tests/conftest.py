@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import text
 
 import oms
-from oms.model.definitions import clear_cache
 from oms.store.db import dispose_all, transaction
 
 from . import services
@@ -49,7 +48,6 @@ def postgres_url() -> Iterator[str]:
 
 
 def _configure(name: str, database_url: str, broker_url: str, tmp_path: Path) -> Backend:
-    clear_cache()
     backend = Backend(name, database_url, broker_url, tmp_path / ".oms")
     oms.configure(database_url=database_url, broker_url=broker_url, home=backend.home)
     return backend

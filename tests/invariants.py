@@ -11,7 +11,8 @@ from oms.store.tables import EventRow, InstanceRow, TaskRow
 
 #: Event kinds that create a task row, and those that finish one.
 CREATES = {"task.queued", "task.retried"}
-FINISHES = {"done": {"task.done"}, "failed": {"task.failed", "task.lease_expired", "task.cancelled"}}
+FINISHES = {"done": {"task.done"}, "failed": {"task.failed"}, "lapsed": {"task.lease_expired"},
+            "cancelled": {"task.cancelled"}}
 
 
 def assert_consistent(instance_ids: list[str], final: str = "done") -> None:
@@ -38,7 +39,7 @@ def assert_consistent(instance_ids: list[str], final: str = "done") -> None:
         assert sum(k in CREATES for k in kinds) == 1, (task.id, kinds)
         if task.status == "done":
             assert "task.started" in kinds and kinds.index("task.started") < kinds.index("task.done"), kinds
-        finished = [k for k in kinds if k in FINISHES["done"] | FINISHES["failed"]]
+        finished = [k for k in kinds if any(k in ends for ends in FINISHES.values())]
         if task.status in FINISHES:
             assert len(finished) == 1 and finished[0] in FINISHES[task.status], (task.id, task.status, kinds)
         else:

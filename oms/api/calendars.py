@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..model.calendars import Calendar, check_calendar_id, list_calendars
+from ..catalog import Calendar, list_calendars
+from ..model.calendars import check_calendar_id
 from .workflows import _DEFINITION_BODY, Admin, Reader, body_for
 
 router = APIRouter(tags=["calendars"])

@@ -11,12 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..engine import starts as engine
+from .. import reads as queries
+from ..engine import control, starts
 from ..exceptions import InvalidArgument
-from ..reads import instances as queries
-from ..reads.instances import Event, InstanceSummary, StepSummary, TaskInfo
+from ..reads import Event, InstanceSummary, StepSummary, TaskInfo
 from ..settings import get_settings
-from ..store.lights import seen_light, worst
 from .auth import READERS, Caller, caller
 from .errors import ApiError
 
@@ -65,7 +64,7 @@ def start_instance(workflow_id: str, body: StartRequest, response: Response, who
     and the same payload, 200 and the instance it started; with another payload, 409."""
     who.check()
     _check_size(body.payload)
-    instance_id, created = engine.start(workflow_id, body.payload, idempotency_key=idempotency_key)
+    instance_id, created = starts.start(workflow_id, body.payload, idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200
     return {"instance_id": instance_id}
@@ -113,10 +112,9 @@ def get_instance(instance_id: str, who: Reader) -> dict[str, Any]:
     who.check()
     info = queries.get_instance(instance_id)
     now = datetime.now(UTC)
-    tasks = [_task(t, now) for t in info.tasks]
     # ``light`` is the instance's own SLA; ``worst_light`` is what the list, `oms list` and `oms status` show
-    own = seen_light(info.light, info.warn_at, info.expires_at, info.finished_at, now)
-    return {**info.model_dump(mode="json"), "worst_light": worst(own, *(t["light"] for t in tasks)), "tasks": tasks}
+    return {**info.model_dump(mode="json"), "worst_light": info.worst_light(now),
+            "tasks": [_task(t, now) for t in info.tasks]}
 
 
 @router.get("/instances/{instance_id}/history")
@@ -130,7 +128,7 @@ def get_history(instance_id: str, who: Reader) -> list[Event]:
 def cancel(instance_id: str, who: Admin, body: CancelRequest | None = None) -> dict[str, str]:
     """Cancel a pending or running instance; its open steps can no longer be completed."""
     who.check()
-    engine.cancel_workflow(instance_id, (body or CancelRequest()).reason)
+    control.cancel_workflow(instance_id, (body or CancelRequest()).reason)
     return {"instance_id": instance_id, "status": queries.get_instance(instance_id).status}
 
 
@@ -138,7 +136,7 @@ def cancel(instance_id: str, who: Admin, body: CancelRequest | None = None) -> d
 def retry(instance_id: str, who: Admin) -> dict[str, str]:
     """Run a failed instance again from what did not finish."""
     who.check()
-    engine.retry_workflow(instance_id)
+    control.retry_workflow(instance_id)
     return {"instance_id": instance_id, "status": queries.get_instance(instance_id).status}
 
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import secrets
-import time
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -21,8 +20,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..engine import door
-from ..engine.task import Task
+from ..engine import checks, door
+from ..exceptions import InvalidArgument
+from ..model.task import Task
 from .auth import Caller, Principal, caller, require_topic
 
 router = APIRouter(tags=["pull workers"])
@@ -136,32 +136,27 @@ async def _claim(topic: str, worker: str, lease: timedelta, who: Caller | None =
 @router.post("/topics/{topic}/fetch", responses={204: {"description": "No step was offered within max_wait."}})
 async def fetch(topic: str, body: FetchRequest, request: Request, who: Worker) -> Response:
     """Claim the next step on ``topic``, waiting up to ``max_wait``: 200 with the task, or 204."""
-    door.check_topic(topic)
-    wait = door.seconds(body.max_wait, "max_wait")
+    checks.check_topic(topic)
+    wait = checks.seconds(body.max_wait, "max_wait")
     if wait > MAX_WAIT_S:
-        from ..exceptions import InvalidArgument
-
         raise InvalidArgument(f"max_wait is {wait:g}s, over the limit of {MAX_WAIT_S:g}s: poll again instead")
-    lease = timedelta(seconds=door.seconds(body.lease, "lease", positive=True))
-    worker = door.check_worker_id(body.worker_id) if body.worker_id is not None else f"http-{secrets.token_hex(8)}"
-    deadline = time.monotonic() + wait
+    lease = timedelta(seconds=checks.seconds(body.lease, "lease", positive=True))
+    worker = checks.check_worker_id(body.worker_id) if body.worker_id is not None else f"http-{secrets.token_hex(8)}"
+    poll = door.LongPoll(wait)
     gone = _Gone(request)
     checked: Caller | None = who
     try:
         while not gone.event.is_set():
-            task, due = await _claim(topic, worker, lease, checked)
+            step = poll.after(await _claim(topic, worker, lease, checked))
             checked = None  # checked once, with the first attempt
-            if task is not None:
+            if isinstance(step, Task):
                 if gone.event.is_set():  # claimed as the caller left: nobody would receive it
-                    await _release(task, worker)
+                    await _release(step, worker)
                     break
-                return JSONResponse(task_json(task))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+                return JSONResponse(task_json(step))
+            if step is None:
                 break
-            if due is not None:  # a retry's backoff or a lease ends: look again then
-                remaining = min(remaining, max((due - door.utcnow()).total_seconds(), 0.0) + 0.01)
-            if await request.app.state.polls.wait(topic, remaining, gone.event) and gone.event.is_set():
+            if await request.app.state.polls.wait(topic, step, gone.event) and gone.event.is_set():
                 request.app.state.polls.pass_on(topic)
     finally:
         gone.stop()
@@ -180,7 +175,7 @@ def _held(task_id: str, who: Caller) -> None:
 def complete(task_id: str, body: CompleteRequest, who: Worker) -> dict[str, str]:
     """Mark a fetched task done, storing ``result``; only its lease holder (``worker_id``) may."""
     _held(task_id, who)
-    door.complete(task_id, body.result, worker_id=door.check_worker_id(body.worker_id))
+    door.complete(task_id, body.result, worker_id=checks.check_worker_id(body.worker_id))
     return {"status": "done"}
 
 
@@ -188,7 +183,7 @@ def complete(task_id: str, body: CompleteRequest, who: Worker) -> dict[str, str]
 def fail(task_id: str, body: FailRequest, who: Worker) -> dict[str, str]:
     """Mark a fetched task failed with ``reason``: retried per its step, or the instance fails."""
     _held(task_id, who)
-    door.fail(task_id, body.reason, worker_id=door.check_worker_id(body.worker_id))
+    door.fail(task_id, body.reason, worker_id=checks.check_worker_id(body.worker_id))
     return {"status": "failed"}
 
 
@@ -196,7 +191,7 @@ def fail(task_id: str, body: FailRequest, who: Worker) -> dict[str, str]:
 def extend(task_id: str, body: ExtendRequest, who: Worker) -> dict[str, str]:
     """Keep a fetched task ``lease`` more from now; returns the new expiry."""
     _held(task_id, who)
-    until = door.extend(task_id, body.lease, worker_id=door.check_worker_id(body.worker_id))
+    until = door.extend(task_id, body.lease, worker_id=checks.check_worker_id(body.worker_id))
     return {"lease_expires_at": until.isoformat()}
 
 
@@ -205,8 +200,8 @@ def pause(task_id: str, body: PauseRequest, who: Worker) -> dict[str, bool]:
     """Stop a fetched task's SLA clock (waiting on the citizen) and park it: it keeps no lease and no holder, so
     whoever resumes or completes it later may. ``{"paused": false}`` if it was paused already."""
     _held(task_id, who)
-    return {"paused": door.pause(task_id, door.check_reason(body.reason, "a pause's reason"),
-                                 worker_id=door.check_worker_id(body.worker_id))}
+    return {"paused": door.pause(task_id, checks.check_reason(body.reason, "a pause's reason"),
+                                 worker_id=checks.check_worker_id(body.worker_id))}
 
 
 @router.post("/tasks/{task_id}/resume")
@@ -216,4 +211,4 @@ def resume(task_id: str, who: Resumer) -> dict[str, bool]:
     principal = who.check()
     if principal.role == "worker":
         require_topic(principal, door.lookup(task_id).topic)
-    return {"resumed": door.resume(task_id)}
+    return {"resumed": door.resume_clock(task_id)}

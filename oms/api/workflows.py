@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..catalog import Workflow
 from ..exceptions import InvalidDefinition
-from ..model.definitions import Workflow, check_workflow_id, load_definition
+from ..model.definitions import check_workflow_id
 from ..model.files import parse_definition
-from ..reads.instances import WorkflowSummary, list_workflows
+from ..reads import WorkflowSummary, list_workflows
+from ..store.catalog import load_definition
 from ..store.db import transaction
 from .auth import READERS, Caller, caller
 from .errors import ApiError

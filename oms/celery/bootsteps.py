@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from celery import bootsteps
 
 from ..settings import get_settings
+from .watch import ScanWatch
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +44,9 @@ class CompactTimers(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 class WatchScans(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Log a WARNING once a minute while no SLA scan has run for three intervals (see :mod:`oms.runs`)."""
+    """Log a WARNING once a minute while no SLA scan has run for three intervals (see :mod:`oms.celery.watch`)."""
 
     requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
 
     def start(self, worker: Any) -> None:
-        from ..store.runs import ScanWatch
-
         ScanWatch().start_thread()

@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery, chain
 from celery.canvas import Signature
 
-from ..model.definitions import Step, Workflow
+from ..model.definitions import Definition, Step
 from ..model.limits import time_limits, wall_sla
 
 __all__ = ["task_name", "time_limits", "step_signature", "compile_chain"]
@@ -23,7 +23,7 @@ def task_name(topic: str) -> str:
     return f"act.{topic}"
 
 
-def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int,
+def step_signature(app: Celery, workflow: Definition, instance_id: str, index: int,
                    item_index: int | None = None) -> Signature:
     """One step (one item of a mapped step) as an immutable signature routed to its topic's queue.
 
@@ -48,7 +48,7 @@ def step_signature(app: Celery, workflow: Workflow, instance_id: str, index: int
     )
 
 
-def compile_chain(app: Celery, workflow: Workflow, instance_id: str, from_step: int = 0, *,
+def compile_chain(app: Celery, workflow: Definition, instance_id: str, from_step: int = 0, *,
                   item_index: int | None = None) -> Signature:
     """The chain of one instance from ``from_step`` to the end of its straight run.
 

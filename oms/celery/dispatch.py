@@ -18,8 +18,7 @@ from kombu.messaging import Producer
 from kombu.utils.url import maybe_sanitize_url
 
 from ..exceptions import BrokerUnavailable
-from ..model.definitions import load_definition
-from ..store.db import database
+from ..store.catalog import definition
 from .app import app
 from .compiler import compile_chain
 
@@ -54,11 +53,7 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
     """
     if dispatch is None:
         return
-    db = database()
-    workflow = db.definitions.get((dispatch.workflow_id, dispatch.version))
-    if workflow is None:
-        with db.sessions.begin() as session:
-            workflow, _ = load_definition(session, dispatch.workflow_id, dispatch.version)
+    workflow = definition(dispatch.workflow_id, dispatch.version)
     compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index)
     first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)
     try:

@@ -37,7 +37,7 @@ def register(files: tuple[Path, ...]) -> None:
     Examples:
       oms calendar register examples/calendars/epa_business.yaml
     """
-    from ..model.calendars import Calendar
+    from ..catalog import Calendar
 
     found = [Calendar.from_file(path) for path in files]
     for item in found:
@@ -55,7 +55,7 @@ def list_(as_json: bool) -> None:
       oms calendar list
       oms calendar list --json
     """
-    from ..model.calendars import list_calendars
+    from ..catalog import list_calendars
 
     found = list_calendars()
     if as_json:
@@ -83,7 +83,7 @@ def show(calendar_id: str, as_json: bool, days: int) -> None:
     """
     from datetime import UTC, datetime, timedelta
 
-    from ..model.calendars import Calendar
+    from ..catalog import Calendar
 
     found = Calendar.load(calendar_id)
     if as_json:

@@ -13,7 +13,7 @@ from . import render
 from .base import CONTEXT, die, env_option
 
 if TYPE_CHECKING:
-    from ..reads.instances import TaskInfo
+    from ..reads import TaskInfo
 
 
 def warn_if_no_scan() -> None:
@@ -71,7 +71,7 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
       oms status wf-9b2f... --items
       oms status wf-9b2f... --json | jq .results
     """
-    from ..reads.instances import get_instance
+    from ..reads import get_instance
     from ..store.lights import seen_light
 
     info = get_instance(instance_id)
@@ -109,7 +109,7 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
             continue
         for task in attempts:
             label = step.id if task.item_index is None else f"  {step.id}[{task.item_index}]"
-            rows.append([label, str(task.attempt), render.status(task.state), _light(task, now),
+            rows.append([label, str(task.attempt), render.status(task.status), _light(task, now),
                          step.sla or "-", render.seconds(task.queue_wait_s), render.seconds(task.run_s),
                          render.seconds(task.total_s), task.worker_id or "-", after if task.item_index is None else "",
                          _note(task, now)])
@@ -149,7 +149,7 @@ def history(instance_id: str, as_json: bool) -> None:
       oms history wf-9b2f...
       oms history wf-9b2f... | grep sla_
     """
-    from ..reads.instances import history as events
+    from ..reads import history as events
 
     log = events(instance_id)
     if as_json:
@@ -181,7 +181,7 @@ def list_(workflow: str | None, status: str | None, light: str | None, limit: in
       oms list --workflow epa_waste_reg --status running
       oms list --light red             # every instance with a late step
     """
-    from ..reads.instances import list_instances
+    from ..reads import list_instances
 
     found = list_instances(workflow, status, light, limit)
     warn_if_no_scan()
@@ -213,7 +213,7 @@ def cancel(instance_id: str, reason: str) -> None:
       oms cancel wf-9b2f...
       oms cancel wf-9b2f... --reason "duplicate registration"
     """
-    from ..engine.starts import cancel_workflow
+    from ..engine.control import cancel_workflow
 
     cancel_workflow(instance_id, reason)
     click.echo(f"cancelled {instance_id}")
@@ -229,8 +229,8 @@ def retry(instance_id: str) -> None:
       oms retry wf-9b2f...
       oms list --status failed --json | jq -r '.[].id' | xargs -n1 oms retry
     """
-    from ..engine.starts import retry_workflow
-    from ..reads.instances import get_instance
+    from ..engine.control import retry_workflow
+    from ..reads import get_instance
 
     retry_workflow(instance_id)
     offered: dict[str, list[int]] = {}  # step id -> attempts offered again (one per item of a mapped step)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from ..durations import format_duration
 
 if TYPE_CHECKING:
-    from ..model.definitions import Workflow
+    from ..model.definitions import Definition
 
 #: Colours of the lights and of the statuses that need attention.
 COLOURS = {"green": "green", "yellow": "yellow", "red": "red", "failed": "red", "cancelled": "magenta"}
@@ -75,7 +75,7 @@ def as_json(value: BaseModel | Sequence[BaseModel]) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def graph(workflow: Workflow) -> list[str]:
+def graph(workflow: Definition) -> list[str]:
     """The steps as arrows, one source step per block: fan-outs branch, joins and maps say so.
 
     ``a ─┬─▶ b`` / ``   └─▶ c`` for a fan-out, ``(waits for b, c)`` on a join,

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 import yaml
 
+from ..catalog import Workflow
 from ..exceptions import InvalidDefinition, OmsError
-from ..model.definitions import Workflow
 from . import render
 from .base import CONTEXT, OmsGroup, env_option
 
@@ -81,7 +81,7 @@ def list_(include_system: bool, as_json: bool) -> None:
       oms workflow list
       oms workflow list --all --json
     """
-    from ..reads.instances import list_workflows
+    from ..reads import list_workflows
 
     found = list_workflows(include_system)
     if as_json:
@@ -114,7 +114,7 @@ def show(workflow_id: str, version: int | None, as_json: bool) -> None:
       oms workflow show epa_waste_reg
       oms workflow show epa_waste_reg --version 1 > epa.yaml && oms workflow register epa.yaml
     """
-    from ..model.definitions import load_definition
+    from ..store.catalog import load_definition
     from ..store.db import transaction
 
     with transaction() as session:

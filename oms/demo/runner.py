@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.live import Live
 from sqlalchemy import select
 
-from ..engine.starts import start_workflow, utcnow
-from ..reads.instances import get_instance, history, sla_summary
+from ..durations import utcnow
+from ..engine.starts import start_workflow
+from ..reads import get_instance, history, sla_summary
 from ..settings import get_settings
 from ..store.db import transaction
 from ..store.tables import InstanceRow

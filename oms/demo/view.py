@@ -9,7 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from ..model.worktime import format_sla
-from ..reads.instances import InstanceInfo, StepSummary, TaskInfo
+from ..reads import InstanceInfo, StepSummary, TaskInfo
 from ..store.lights import light_at
 from .workflow import EPA_DEMO
 

@@ -8,7 +8,7 @@ demo's own (``epa_waste_reg_demo``): saving it never changes a user's
 
 from __future__ import annotations
 
-from ..model.definitions import Workflow
+from ..catalog import Workflow
 
 EPA_DEMO = Workflow(
     id="epa_waste_reg_demo",

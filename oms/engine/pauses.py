@@ -16,14 +16,22 @@ from functools import partial
 
 from sqlalchemy.orm import Session
 
-from ..exceptions import LeaseLost, NotLeaseHolder, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound, check_id
-from ..model.deadlines import calendar_schedule, later, next_check
-from ..model.definitions import Workflow, load_definition
-from ..model.worktime import Schedule
-from ..states import TASK_CLOCK_PAUSED, TASK_CLOCK_RESUMED, TaskStatus
+from ..exceptions import (
+    InstanceFinished,
+    LeaseLost,
+    NotLeaseHolder,
+    TaskAlreadyFinished,
+    TaskNotClaimed,
+    TaskNotFound,
+    check_id,
+)
+from ..model.deadlines import cap_at, later, next_check, paused_time
+from ..model.definitions import Definition
+from ..states import FINISHED_TASK, EventKind, TaskStatus
+from ..store.catalog import load_definition, schedule
 from ..store.db import retrying, transaction
+from ..store.events import record
 from ..store.tables import InstanceRow, TaskRow
-from .control import record_event
 
 
 def pause(task_id: str, reason: str, *, worker_id: str | None = None, now: datetime) -> bool:
@@ -39,7 +47,7 @@ def resume(task_id: str, *, now: datetime) -> bool:
     return retrying(partial(_resume, check_id(task_id, "task"), now), "resuming a step's clock")
 
 
-def _locked(session: Session, task_id: str) -> tuple[TaskRow, Workflow]:
+def _locked(session: Session, task_id: str) -> tuple[TaskRow, Definition]:
     """The task and its definition, the instance locked before the task (the engine's one lock order)."""
     found = session.get(TaskRow, task_id)
     if found is None:
@@ -47,9 +55,13 @@ def _locked(session: Session, task_id: str) -> tuple[TaskRow, Workflow]:
     instance = session.get(InstanceRow, found.instance_id, with_for_update=True)
     task = session.get(TaskRow, task_id, with_for_update=True, populate_existing=True)
     assert instance is not None and task is not None
-    if task.status in (TaskStatus.DONE.value, TaskStatus.FAILED.value):
+    if task.status == TaskStatus.LAPSED:
+        raise LeaseLost(task_id)
+    if task.status == TaskStatus.CANCELLED:
+        raise InstanceFinished(instance.id, instance.status)
+    if task.status in FINISHED_TASK:
         raise TaskAlreadyFinished(task_id, task.status)
-    if task.status != TaskStatus.RUNNING.value:
+    if task.status != TaskStatus.RUNNING:
         raise TaskNotClaimed(task_id, task.status)
     return task, load_definition(session, task.workflow_id, instance.version)[0]
 
@@ -67,8 +79,8 @@ def _pause(task_id: str, reason: str, worker_id: str | None, now: datetime) -> b
         task.worker_id, task.lease_expires_at = None, None
         left = budget_left(task, definition)
         # the scanner resumes the clock when the cap is reached; until then it has nothing to look at
-        task.sla_check_at = None if left is None else cap_at(calendar_schedule(task.calendar_id), now, left)
-        record_event(session, TASK_CLOCK_PAUSED, task.instance_id, now, task, reason=reason,
+        task.sla_check_at = None if left is None else cap_at(schedule(task.calendar_id), now, left)
+        record(session, EventKind.TASK_CLOCK_PAUSED, task.instance_id, now, task, reason=reason,
                      max_pause_left_s=None if left is None else max(left.total_seconds(), 0.0))
         return True
 
@@ -82,36 +94,26 @@ def _resume(task_id: str, now: datetime) -> bool:
         return True
 
 
-def budget_left(task: TaskRow, definition: Workflow) -> timedelta | None:
+def budget_left(task: TaskRow, definition: Definition) -> timedelta | None:
     """How much longer the step's clock may stay paused (``None``: no ``max_pause``)."""
     if definition.max_pause is None:
         return None
     return definition.max_pause - timedelta(seconds=task.paused_s or 0.0)
 
 
-def resume_row(session: Session, task: TaskRow, definition: Workflow, now: datetime) -> None:
+def resume_row(session: Session, task: TaskRow, definition: Definition, now: datetime) -> None:
     """Run a paused (locked) task's clock again at ``now``, or when its ``max_pause`` ran out if earlier."""
     assert task.paused_at is not None
     left = budget_left(task, definition)
-    hours = calendar_schedule(task.calendar_id)
+    hours = schedule(task.calendar_id)
     end = now if left is None else min(now, cap_at(hours, task.paused_at, left))
     end = max(end, task.paused_at)
     paused = paused_time(hours, task.paused_at, end)
     task.warn_at = later(hours, task.warn_at, paused)
     task.expires_at = later(hours, task.expires_at, paused)
     task.paused_s = (task.paused_s or 0.0) + paused.total_seconds()
-    record_event(session, TASK_CLOCK_RESUMED, task.instance_id, now, task, paused_s=round(paused.total_seconds(), 3),
-                 reason=task.pause_reason, capped=end < now or None, expires_at=task.expires_at.isoformat())
+    record(session, EventKind.TASK_CLOCK_RESUMED, task.instance_id, now, task,
+           paused_s=round(paused.total_seconds(), 3), reason=task.pause_reason, capped=end < now or None,
+           expires_at=task.expires_at.isoformat())
     task.paused_at, task.pause_reason = None, None
     task.sla_check_at = next_check(task.light, task.warn_at, task.expires_at)
-
-
-def cap_at(hours: Schedule | None, paused_at: datetime, left: timedelta) -> datetime:
-    """When a pause from ``paused_at`` uses up ``left`` of ``max_pause``, counted as ``paused_s`` is (working time
-    under a calendar, else wall time)."""
-    return later(hours, paused_at, max(left, timedelta(0)))
-
-
-def paused_time(hours: Schedule | None, start: datetime, end: datetime) -> timedelta:
-    """The time a pause lasted on the step's clock: its calendar's working time, or wall time."""
-    return end - start if hours is None else hours.between(start, end)

@@ -1,70 +1,49 @@
 """What an ended attempt makes happen next: the steps it makes ready, joins, maps, retries, the instance's end.
 
-One module decides it, for every store. A :class:`Plan` is an attempt's outcome
-read against its workflow's graph:
+One module decides it, for every store. A :class:`Plan` is an attempt's
+:class:`Outcome` read against its workflow's graph:
 
-* most outcomes need nothing the database holds beyond the instance's counters, so
-  :meth:`Plan.statement` turns them into a :class:`~oms.store.Finish`, which
-  PostgreSQL applies in one statement (a join's counter is decremented under the
-  instance's row lock, and the step inserted only where it reaches zero);
-* the rest (a mapped step's item completing, or a step completing that may make a
-  mapped step ready, whose list must be read) run through :func:`apply`, a few
-  Core statements in one transaction that hold the instance's lock throughout; it
-  is also SQLite's path for everything.
-
-The counters live on the instance row (``waiting``: a join's predecessors not done,
-a running mapped step's items not done; ``steps_left``): every transition of an
-instance locks that row first, so of two branches finishing at the same moment on
-two workers, exactly one sees a join's counter reach zero.
+* most plans need nothing the database holds beyond the instance's counters, so
+  :meth:`Plan.move` states them as a typed :class:`~oms.store.contract.Move`, which
+  PostgreSQL applies in one statement (a join's counter counted down under the
+  instance's row lock, the step inserted only where it reaches zero);
+* the rest (a mapped step's last item, a step whose successor is a mapped step,
+  whose list must be read), every plan on SQLite, and the breach policies run
+  through :func:`apply`: the same builders (:mod:`oms.store.moves`) in one
+  transaction that holds the instance's lock throughout.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, case, select, update
+from sqlalchemy import ColumnElement, Connection, select, true, update
 
-from ..exceptions import InvalidPayload, TooManyItems
-from ..model.definitions import Workflow
-from ..settings import get_settings
-from ..states import (
-    LEASE_EXPIRED,
-    STEP_MAPPED,
-    InstanceStatus,
-    TaskStatus,
-    ended_with_instance,
-    instance_event,
-    task_event,
-)
-from ..store import Finish
-from ..store.tables import EventRow, InstanceRow, TaskRow
-from .rows import event, queued_event, step_event, task_event_row, task_row
-from .task import Task
+from ..model.definitions import Definition
+from ..model.task import Task
+from ..states import OPEN_TASK, WORKER_LOST, InstanceStatus, TaskStatus, instance_event, task_event
+from ..store import moves
+from ..store.contract import Advance, CountItem, Ending, EndInstance, Move, Offered, Retry
+from ..store.db import Database
+from ..store.events import event, task_event_row
+from ..store.tables import events, instances, tasks
+from .progress import MapError, Progress
+from .rows import queued_event, task_row
 
-tasks = cast(Table, TaskRow.__table__)
-instances = cast(Table, InstanceRow.__table__)
-events = cast(Table, EventRow.__table__)
-
-DONE = task_event(TaskStatus.RUNNING, TaskStatus.DONE)
-FAILED = task_event(TaskStatus.RUNNING, TaskStatus.FAILED, "task.failed")
-LAPSED = task_event(TaskStatus.RUNNING, TaskStatus.FAILED, "task.lease_expired")
-CANCELLED = task_event(TaskStatus.RUNNING, TaskStatus.FAILED, "task.cancelled")
 WORKFLOW_DONE = instance_event(InstanceStatus.RUNNING, InstanceStatus.DONE)
 WORKFLOW_FAILED = instance_event(InstanceStatus.RUNNING, InstanceStatus.FAILED)
-OPEN = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended: done (with a result), failed (with a reason), or its claim lapsed."""
+    """How an attempt ended: ``done`` (with a result), ``failed`` (with a reason), or ``lapsed`` (its claim ran out)."""
 
-    #: The task's event: ``task.done``, ``task.failed`` or ``task.lease_expired``.
-    kind: str
+    status: TaskStatus
     result: dict[str, Any] | None = None
-    #: Why it failed (stored in the task's ``error``).
+    #: Why it failed or lapsed (stored in the task's ``error``).
     reason: str | None = None
     #: Whether the step's ``retries`` may apply to this failure.
     retry: bool = True
@@ -74,122 +53,43 @@ class Outcome:
     lapsed_before: datetime | None = None
     #: Apply only if this worker holds the claim (``None``: whoever holds it).
     holder: str | None = None
+    #: Ended by a breach policy: the attempt may still be queued, and whoever holds it (lapsed or not).
+    by_policy: bool = False
 
     @classmethod
     def done(cls, result: dict[str, Any] | None, holder: str | None = None) -> Outcome:
-        return cls(DONE, result=result, holder=holder)
+        return cls(TaskStatus.DONE, result=result, holder=holder)
 
     @classmethod
     def failed(cls, reason: str, *, retry: bool = True, lost: int | None = None,
                lapsed_before: datetime | None = None, holder: str | None = None) -> Outcome:
-        return cls(FAILED, reason=reason, retry=retry, lost=lost, lapsed_before=lapsed_before, holder=holder)
+        return cls(TaskStatus.FAILED, reason=reason, retry=retry, lost=lost, lapsed_before=lapsed_before,
+                   holder=holder)
 
     @classmethod
-    def lapsed(cls, lost: int, before: datetime) -> Outcome:
-        """A claim whose lease ran out: the step is offered again, not counted against ``retries``."""
-        return cls(LAPSED, reason=LEASE_EXPIRED, lost=lost, lapsed_before=before)
+    def lapsed(cls, lost: int, before: datetime, holder: str | None = None) -> Outcome:
+        """A claim whose lease ran out before ``before``: the step is offered again, not counted against
+        ``retries`` but against ``max_deliveries`` (past it, the attempt fails with ``worker_lost``)."""
+        return cls(TaskStatus.LAPSED, reason="lease expired", lost=lost, lapsed_before=before, holder=holder)
+
+    @classmethod
+    def breached(cls, reason: str, *, retry: bool) -> Outcome:
+        """A breach policy (``on_breach: fail | retry``) ends the attempt, queued or running."""
+        return cls(TaskStatus.FAILED, reason=reason, retry=retry, by_policy=True)
 
 
-@dataclass(frozen=True)
-class Offered:
-    """A task a transition queued: what to publish once it has committed."""
-
-    step_index: int
-    item_index: int | None = None
-    countdown: float = 0.0
-
-
-class MapError(Exception):
-    """A mapped step's list cannot be read, or has too many items: the instance fails (or does not start)."""
-
-    def __init__(self, step_id: str, reason: str, cause: InvalidPayload | None = None) -> None:
-        self.step_id, self.reason, self.cause = step_id, reason, cause
-        super().__init__(f"step {step_id!r} cannot start: {reason}")
-
-
-def map_items(definition: Workflow, index: int, payload: dict[str, Any], results: dict[str, Any]) -> list[Any]:
-    """The items of mapped step ``index``, or :class:`MapError` (not a list; over ``OMS_MAX_MAP_ITEMS``)."""
-    path = definition.graph.maps[index]
-    assert path is not None
-    step_id = definition.steps[index].id
-    try:
-        items = path.resolve(payload, results)
-    except ValueError as exc:
-        raise MapError(step_id, str(exc)) from None
-    limit = get_settings().max_map_items
-    if len(items) > limit:
-        too_many = TooManyItems(path.text, len(items), limit)
-        raise MapError(step_id, str(too_many), too_many)
-    return items
-
-
-@dataclass
-class Progress:
-    """An instance's counters and results as one transaction moves them, and the rows it adds."""
-
-    definition: Workflow
-    instance_id: str
-    payload: dict[str, Any]
-    now: datetime
-    results: dict[str, Any]
-    waiting: dict[str, int]
-    steps_left: int
-    current_step: int
-    offered: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def offer(self, index: int) -> None:
-        """Make step ``index`` ready: one task, or one per item of a mapped step (none: done at once)."""
-        graph = self.definition.graph
-        self.current_step = max(self.current_step, index)
-        if graph.maps[index] is None:
-            self._queue(task_row(self.instance_id, self.payload, self.definition, index, self.now))
-            return
-        items = map_items(self.definition, index, self.payload, self.results)
-        step_id = self.definition.steps[index].id
-        self.events.append(step_event(STEP_MAPPED, self.instance_id, self.now, step_id, items=len(items)))
-        if not items:
-            self.results[step_id] = []
-            self.step_done(index)
-            return
-        self.waiting[str(index)] = len(items)
-        for position, item in enumerate(items):
-            self._queue(task_row(self.instance_id, self.payload, self.definition, index, self.now,
-                                 item_index=position, item=item))
-
-    def _queue(self, row: dict[str, Any]) -> None:
-        self.offered.append(row)
-        self.events.append(queued_event(row, self.now))
-
-    def step_done(self, index: int) -> None:
-        """Step ``index`` is done: its successors whose predecessors are all done now become ready."""
-        graph = self.definition.graph
-        self.steps_left -= 1
-        for following in graph.successors[index]:
-            if graph.is_join(following):
-                key = str(following)
-                self.waiting[key] -= 1
-                if self.waiting[key] > 0:
-                    continue
-            self.offer(following)
-
-
-def start_progress(definition: Workflow, instance: dict[str, Any], now: datetime) -> Progress:
-    """A new instance's first steps (its roots; mapped ones expanded from the payload), as rows.
-
-    Raises :class:`MapError` when a mapped step's list cannot be read from the payload.
-    """
-    progress = Progress(definition, instance["id"], instance["payload"], now, {}, dict(instance["waiting"]),
-                        instance["steps_left"], 0)
-    for root in definition.graph.roots:
-        progress.offer(root)
-    return progress
+def lost_claim(definition: Definition, task: Task, lost: int, now: datetime, holder: str | None = None) -> Outcome:
+    """The outcome of a claim that lapsed (its ``lost``-th): offered again, or failed once ``max_deliveries``
+    claims were lost to dying workers."""
+    if lost >= definition.steps[task.step_index].max_deliveries:
+        return Outcome.failed(WORKER_LOST, lost=lost, lapsed_before=now, holder=holder)
+    return Outcome.lapsed(lost, now, holder)
 
 
 class Plan:
     """An attempt's outcome read against its workflow: what the transition writes and offers."""
 
-    def __init__(self, definition: Workflow, task: Task, outcome: Outcome, now: datetime) -> None:
+    def __init__(self, definition: Definition, task: Task, outcome: Outcome, now: datetime) -> None:
         self.definition, self.task, self.outcome, self.now = definition, task, outcome, now
         self.graph = definition.graph
         self.step = definition.steps[task.step_index]
@@ -197,85 +97,67 @@ class Plan:
     @cached_property
     def failures(self) -> int:
         """Failed attempts at the step, this one included (a lapsed claim is not a failure)."""
-        return self.task.failures + (self.outcome.kind == FAILED)
+        return self.task.failures + (self.outcome.status is TaskStatus.FAILED)
 
     @cached_property
     def retried(self) -> dict[str, Any] | None:
         """The step's next attempt (the same item of a mapped step), if this outcome offers one."""
         task, outcome = self.task, self.outcome
-        if outcome.kind == LAPSED:
-            delay, failures = None, task.failures
-        elif outcome.kind == FAILED and outcome.retry and self.failures <= self.step.retries:
-            delay, failures = self.step.retry_delay(self.failures), self.failures
+        if outcome.status is TaskStatus.LAPSED:
+            counts: dict[str, Any] = {"failures": task.failures, "lost": outcome.lost}
+        elif outcome.status is TaskStatus.FAILED and outcome.retry and self.failures <= self.step.retries:
+            counts = {"failures": self.failures, "delay": self.step.retry_delay(self.failures)}
         else:
             return None
-        counts: dict[str, Any] = {"attempt": task.attempt + 1, "failures": failures,
-                                  "lost": outcome.lost if outcome.kind == LAPSED else 0}
-        if delay is not None:
-            counts["delay"] = delay
-        return task_row(task.instance_id, None, self.definition, task.step_index, self.now,
+        return task_row(task.instance_id, None, self.definition, task.step_index, self.now, attempt=task.attempt + 1,
                         item_index=task.item_index, item=task.item, **counts)
 
-    @property
-    def ends_instance(self) -> bool:
-        """A failure with no retry left: the instance fails and its other open steps are cancelled."""
-        return self.outcome.kind != DONE and self.retried is None
+    def ending(self) -> Ending:
+        """The attempt's own row, as it ends."""
+        task, outcome = self.task, self.outcome
+        return Ending(task.id, task.instance_id, self.now, outcome.status, result=outcome.result,
+                      error=outcome.reason, lost=outcome.lost, holder=outcome.holder,
+                      lapsed_before=outcome.lapsed_before)
 
     def _ended_event(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        if self.outcome.kind == FAILED:
-            data = {"reason": self.outcome.reason, "lost": self.outcome.lost or None}
-        elif self.outcome.kind == LAPSED:
-            data = {"worker_id": self.task.worker_id, "lost": self.outcome.lost}
-        return task_event_row(self.outcome.kind, self.task, self.now, **data)
+        outcome, kind = self.outcome, task_event(TaskStatus.RUNNING, self.outcome.status)
+        if outcome.status is TaskStatus.FAILED:
+            return task_event_row(kind, self.task, self.now, reason=outcome.reason, lost=outcome.lost or None)
+        if outcome.status is TaskStatus.LAPSED:
+            return task_event_row(kind, self.task, self.now, worker_id=self.task.worker_id, lost=outcome.lost)
+        return task_event_row(kind, self.task, self.now)
 
     @property
     def instance_error(self) -> str:
         return f"step {self.task.step_id!r} failed after {self.failures} attempt(s): {self.outcome.reason}"
 
-    def _failed_event(self) -> dict[str, Any]:
-        return event(WORKFLOW_FAILED, self.task.instance_id, self.now, step_id=self.task.step_id,
-                     reason=self.outcome.reason)
-
     @property
-    def cancel_error(self) -> str:
-        return ended_with_instance(InstanceStatus.FAILED.value, f"step {self.task.step_id!r} failed")
+    def cancel_reason(self) -> str:
+        """Why the instance's other open steps are cancelled when this failure ends it."""
+        return f"step {self.task.step_id!r} failed"
 
-    def statement(self) -> Finish | None:
-        """The transition as one statement's rows; ``None`` if it needs :func:`apply` (a mapped step may be
-        made ready, whose list must be read). A mapped step's item that turns out to be its last does not
-        apply as a statement either (``unless_last``): :func:`apply` then gathers the items' results."""
-        task, now = self.task, self.now
-        common: dict[str, Any] = {"task_id": task.id, "instance_id": task.instance_id, "now": now,
-                                  "lapsed_before": self.outcome.lapsed_before, "holder": self.outcome.holder}
-        ended = self._ended_event()
-        if self.outcome.kind == DONE and task.item_index is not None:
-            return Finish(status=TaskStatus.DONE, result=self.outcome.result, joins=[task.step_index],
-                          unless_last=task.step_index, events=[ended], **common)
-        if self.outcome.kind == DONE:
+    def move(self) -> Move | None:
+        """The transition as one statement's move; ``None`` if it needs :func:`apply` (a mapped step may be made
+        ready, whose list must be read; or the attempt may still be queued)."""
+        task, now, ended = self.task, self.now, self._ended_event()
+        if self.outcome.by_policy:
+            return None
+        if self.outcome.status is TaskStatus.DONE and task.item_index is not None:
+            return Move(self.ending(), CountItem(task.step_index), [ended])
+        if self.outcome.status is TaskStatus.DONE:
             following = self.graph.successors[task.step_index]
             if any(self.graph.maps[s] for s in following):
                 return None
             offered = [task_row(task.instance_id, None, self.definition, s, now) for s in following]
-            return Finish(
-                status=TaskStatus.DONE, result=self.outcome.result, step_id=task.step_id, steps_done=1,
-                joins=[s for s in following if self.graph.is_join(s)],
-                current_step=max(following, default=None), new_tasks=offered,
-                events=[ended, *(queued_event(row, now) for row in offered),
-                        event(WORKFLOW_DONE, task.instance_id, now)],
-                **common,
-            )
+            return Move(self.ending(), Advance(task.step_id, [s for s in following if self.graph.is_join(s)],
+                                               max(following, default=None), offered),
+                        [ended, *(queued_event(row, now) for row in offered), event(WORKFLOW_DONE, task.instance_id,
+                                                                                     now)])
         if self.retried is not None:
-            return Finish(status=TaskStatus.FAILED, error=self.outcome.reason, lost=None,
-                          new_tasks=[self.retried], events=[ended, queued_event(self.retried, now)], **common)
-        return Finish(status=TaskStatus.FAILED, error=self.outcome.reason,
-                      instance_status=InstanceStatus.FAILED.value, instance_error=self.instance_error,
-                      cancel_error=self.cancel_error, cancel_reason=self.cancel_reason,
-                      events=[ended, self._failed_event()], **common)
-
-    @property
-    def cancel_reason(self) -> str:
-        return f"step {self.task.step_id!r} failed"
+            return Move(self.ending(), Retry(self.retried), [ended, queued_event(self.retried, now)])
+        return Move(self.ending(), EndInstance(self.instance_error, self.cancel_reason),
+                    [ended, event(WORKFLOW_FAILED, task.instance_id, now, step_id=task.step_id,
+                                  reason=self.outcome.reason)])
 
     def offers(self, rows: list[dict[str, Any]]) -> list[Offered]:
         """What to publish for the task rows a transition inserted."""
@@ -290,59 +172,46 @@ def _gather(conn: Connection, task: Task) -> list[Any]:
     found = conn.execute(
         select(tasks.c.item_index, tasks.c.result).where(
             tasks.c.instance_id == task.instance_id, tasks.c.step_index == task.step_index,
-            tasks.c.status == TaskStatus.DONE.value)
+            tasks.c.status == TaskStatus.DONE)
     ).all()
     by_index = {row.item_index: row.result for row in found}
     return [by_index.get(position) for position in range(len(by_index))]
 
 
-def _freeze(column: Any, now: datetime) -> Any:
-    """A row finished before its next SLA check keeps its light; one finished later stays due."""
-    return case((column > now, None), else_=column)
-
-
 def apply(conn: Connection, plan: Plan) -> list[Offered] | None:
-    """Apply ``plan`` in the caller's transaction, any dialect; ``None`` if the task was not running.
+    """Apply ``plan`` in the caller's transaction, any dialect; ``None`` if its attempt could not end (no longer
+    open, or its claim not the outcome's).
 
     Locks the instance, then the task; reads the counters and results under that
     lock, so what it decides (a join firing, a map's last item) is decided once.
     """
     task, outcome, now = plan.task, plan.outcome, plan.now
     instance = conn.execute(
-        select(instances.c.results, instances.c.payload, instances.c.waiting, instances.c.steps_left,
+        select(instances.c.id, instances.c.results, instances.c.payload, instances.c.waiting, instances.c.steps_left,
                instances.c.current_step).where(instances.c.id == task.instance_id).with_for_update()
     ).first()
-    row = conn.execute(
-        select(tasks.c.status, tasks.c.lease_expires_at, tasks.c.worker_id).where(tasks.c.id == task.id)
-        .with_for_update()
-    ).first()
-    if instance is None or row is None or row.status != TaskStatus.RUNNING.value:
+    claim: ColumnElement[bool]
+    open_as: tuple[TaskStatus, ...]
+    if outcome.by_policy:
+        claim, open_as = true(), OPEN_TASK
+    else:
+        claim, open_as = moves.claim_ends(now, outcome.holder, outcome.lapsed_before), (TaskStatus.RUNNING,)
+    if instance is None or conn.execute(moves.end_attempt(
+            task.id, outcome.status, now, result=outcome.result, error=outcome.reason, lost=outcome.lost,
+            claim=claim, open_as=open_as)).first() is None:
         return None
-    if outcome.holder is not None and row.worker_id is not None and row.worker_id != outcome.holder:
-        return None  # a parked step (its clock paused) has no holder: anyone may finish it
-    lapsed = row.lease_expires_at is not None and row.lease_expires_at < (outcome.lapsed_before or now)
-    if lapsed != (outcome.lapsed_before is not None):  # a sweep ends lapsed claims only; others, live ones
-        return None
-    conn.execute(update(tasks).where(tasks.c.id == task.id).values(
-        status=(TaskStatus.DONE if outcome.kind == DONE else TaskStatus.FAILED).value, finished_at=now,
-        result=outcome.result, error=outcome.reason, sla_check_at=_freeze(tasks.c.sla_check_at, now)))
-    progress = Progress(plan.definition, task.instance_id, instance.payload, now, dict(instance.results),
-                        dict(instance.waiting), instance.steps_left, instance.current_step)
+    progress = Progress.of(plan.definition, instance, now)
     progress.events.append(plan._ended_event())
-    changes: dict[str, Any] = {}
     failure: tuple[str, str, str, str] | None = None  # (instance error, event reason, step, cancel reason)
-    if outcome.kind == DONE:
-        key = str(task.step_index)
+    if outcome.status is TaskStatus.DONE:
         try:
             if task.item_index is None:
                 if outcome.result is not None:
                     progress.results[task.step_id] = outcome.result
                 progress.step_done(task.step_index)
-            else:
-                progress.waiting[key] -= 1
-                if progress.waiting[key] == 0:
-                    progress.results[task.step_id] = _gather(conn, task)
-                    progress.step_done(task.step_index)
+            elif progress.item_done(task.step_index):
+                progress.results[task.step_id] = _gather(conn, task)
+                progress.step_done(task.step_index)
         except MapError as exc:
             progress.offered.clear()
             progress.events[1:] = []
@@ -352,29 +221,39 @@ def apply(conn: Connection, plan: Plan) -> list[Offered] | None:
         progress.events.append(queued_event(plan.retried, now))
     else:
         failure = (plan.instance_error, outcome.reason or "", task.step_id, plan.cancel_reason)
+    changes: dict[str, Any] = {}
     if failure is not None:
         error, reason, step_id, cancel_reason = failure
-        cancelled = conn.execute(
-            update(tasks).where(tasks.c.instance_id == task.instance_id, tasks.c.id != task.id,
-                                tasks.c.status.in_(OPEN))
-            .values(status=TaskStatus.FAILED.value, finished_at=now,
-                    error=ended_with_instance(InstanceStatus.FAILED.value, cancel_reason),
-                    sla_check_at=_freeze(tasks.c.sla_check_at, now))
-            .returning(tasks.c.id, tasks.c.instance_id, tasks.c.step_id, tasks.c.attempt, tasks.c.item_index)
-        ).all()
-        progress.events.extend(task_event_row(CANCELLED, dict(c._mapping), now, reason=cancel_reason)
-                               for c in sorted(cancelled, key=lambda c: (c.step_id, c.item_index or 0)))
+        conn.execute(events.insert(), progress.events)
+        progress.events = []
+        cancel_open_tasks(conn, task.instance_id, now, cancel_reason, but=task.id)
         progress.events.append(event(WORKFLOW_FAILED, task.instance_id, now, step_id=step_id, reason=reason))
-        changes.update(status=InstanceStatus.FAILED.value, error=error, finished_at=now,
-                       sla_check_at=_freeze(instances.c.sla_check_at, now))
+        changes = moves.end_instance(InstanceStatus.FAILED, now, error=error)
     elif progress.steps_left <= 0:
         progress.events.append(event(WORKFLOW_DONE, task.instance_id, now))
-        changes.update(status=InstanceStatus.DONE.value, finished_at=now,
-                       sla_check_at=_freeze(instances.c.sla_check_at, now))
+        changes = moves.end_instance(InstanceStatus.DONE, now)
     conn.execute(update(instances).where(instances.c.id == task.instance_id).values(
         results=progress.results, waiting=progress.waiting, steps_left=progress.steps_left,
         current_step=progress.current_step, updated_at=now, **changes))
     if progress.offered:
         conn.execute(tasks.insert(), [{**r, "payload": instance.payload} for r in progress.offered])
-    conn.execute(events.insert(), progress.events)
+    if progress.events:
+        conn.execute(events.insert(), progress.events)
     return plan.offers(progress.offered)
+
+
+def cancel_open_tasks(conn: Connection, instance_id: str, now: datetime, reason: str, *, but: str | None = None) -> int:
+    """Cancel the instance's open tasks (all but ``but``), each with its ``task.cancelled`` event, in step order."""
+    ended = conn.execute(moves.cancel_open_tasks(instance_id, now, reason, but=but)).all()
+    if ended:
+        just = select(tasks).where(tasks.c.id.in_([row.id for row in ended])).subquery()
+        conn.execute(moves.log(moves.task_events(moves.CANCELLED, just, now, reason=reason)
+                               .order_by(just.c.step_id, just.c.item_index)))
+    return len(ended)
+
+
+def apply_in_transaction(db: Database, plan: Plan) -> list[Offered] | None:
+    """:func:`apply` in a transaction of its own."""
+    with db.engine.begin() as conn:
+        return apply(conn, plan)
+

@@ -1,8 +1,8 @@
-"""Row builders: the values of new instance, task and event rows, computed in Python.
+"""Row builders: the values of new instance and task rows, computed in Python (events: :mod:`oms.store.events`).
 
-Every path that writes rows (the ORM's control operations, the portable store,
-PostgreSQL's one-statement transitions, the scanner's bulk escalations) takes its
-values from here, so the rows cannot drift apart. Clocks are computed here too:
+Every path that writes new rows (starts, the transactional path, PostgreSQL's
+one-statement transitions, reruns, the scanner's escalations) takes its values
+from here, so the rows cannot drift apart. Clocks are computed here too:
 a step's SLA clock starts when its row is created (``ready_at``).
 """
 
@@ -13,8 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..model.deadlines import step_clock, workflow_clock
-from ..model.definitions import Workflow
+from ..model.definitions import Definition
 from ..states import GREEN, InstanceStatus, TaskStatus, instance_event, task_event
+from ..store.catalog import schedule
+from ..store.events import event, task_event_row
 
 
 def new_id(prefix: str) -> str:
@@ -22,41 +24,9 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def _event(kind: str, instance_id: str, now: datetime, task_id: str | None, step_id: str | None,
-           attempt: int | None, data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "instance_id": instance_id,
-        "task_id": task_id,
-        "step_id": step_id,
-        "attempt": attempt,
-        "kind": kind,
-        "at": now,
-        "data": {k: v for k, v in data.items() if v is not None},
-    }
-
-
-def event(kind: str, instance_id: str, now: datetime, **data: Any) -> dict[str, Any]:
-    """An event of an instance; ``data`` keys whose value is ``None`` are left out."""
-    return _event(kind, instance_id, now, None, None, None, data)
-
-
-def step_event(kind: str, instance_id: str, now: datetime, step_id: str, **data: Any) -> dict[str, Any]:
-    """An event of a step as a whole (a mapped step expanding into its items)."""
-    return _event(kind, instance_id, now, None, step_id, None, data)
-
-
-def task_event_row(kind: str, task: Any, now: datetime, **data: Any) -> dict[str, Any]:
-    """An event of ``task`` (a row object or a dict of task values); a mapped step's carries its item index."""
-    def get(name: str) -> Any:
-        return task.get(name) if isinstance(task, dict) else getattr(task, name, None)
-
-    return _event(kind, get("instance_id"), now, get("id"), get("step_id"), get("attempt"),
-                  {**data, "item_index": get("item_index")})
-
-
-def instance_row(definition: Workflow, version: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+def instance_row(definition: Definition, version: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
     """A running instance; its own SLA clock (the workflow's ``sla``) starts now."""
-    warn_at, expires_at = workflow_clock(definition, now) or (None, None)
+    warn_at, expires_at = workflow_clock(definition, now, schedule(definition.calendar)) or (None, None)
     return {
         "id": new_id("wf"),
         "workflow_id": definition.id,
@@ -86,7 +56,7 @@ def started_event(instance: dict[str, Any], now: datetime) -> dict[str, Any]:
 def task_row(
     instance_id: str,
     payload: dict[str, Any] | None,
-    definition: Workflow,
+    definition: Definition,
     index: int,
     now: datetime,
     *,
@@ -106,7 +76,7 @@ def task_row(
     """
     step = definition.steps[index]
     ready_at = now + delay
-    warn_at, expires_at = step_clock(definition, index, ready_at)
+    warn_at, expires_at = step_clock(definition, index, ready_at, schedule(definition.calendar_of(index)))
     return {
         "id": new_id("tk"),
         "instance_id": instance_id,
@@ -133,8 +103,8 @@ def task_row(
     }
 
 
-_QUEUED = task_event(None, TaskStatus.PENDING, "task.queued")
-_RETRIED = task_event(None, TaskStatus.PENDING, "task.retried")
+_QUEUED = task_event(None, TaskStatus.PENDING)
+_RETRIED = task_event(None, TaskStatus.PENDING, retried=True)
 
 
 def queued_event(task: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Starting, cancelling and resuming workflows: the write side of the public API."""
+"""Starting workflows: one instance, many at once, and (inside a caller's transaction) the engine's own."""
 
 from __future__ import annotations
 
@@ -6,24 +6,30 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from ..celery.dispatch import Dispatch, publish, publish_all
+from ..durations import utcnow
 from ..exceptions import ConfigurationError, IdempotencyConflict, InvalidArgument, InvalidPayload
-from ..model.definitions import Workflow, load_definition
+from ..model.definitions import Definition
 from ..model.jsonvalue import json_object
 from ..model.limits import check_fits_broker
 from ..model.names import user_name
 from ..settings import get_settings
 from ..states import InstanceStatus, instance_event
-from ..store.db import Database, database, retrying, transaction
-from .control import cancel, resume
-from .door import check_reason, utcnow
-from .plan import MapError, start_progress
-from .rows import event, instance_row, started_event
+from ..store import moves
+from ..store.catalog import load_definition
+from ..store.db import Database, database, retrying
+from ..store.events import event
+from ..store.portable import insert_rows
+from ..store.tables import InstanceRow
+from .progress import MapError, start_progress
+from .rows import instance_row, queued_event, started_event, task_row
 
-__all__ = ["start", "start_workflow", "start_workflows", "cancel_workflow", "retry_workflow", "utcnow"]
+__all__ = ["start", "start_workflow", "start_workflows", "start_instances", "start_instance"]
 
 
-def _latest(db: Database, workflow_id: str) -> tuple[Workflow, int]:
+def _latest(db: Database, workflow_id: str) -> tuple[Definition, int]:
     """The newest definition of ``workflow_id`` as this process last saw it (read once, then cached).
 
     The start statement checks that no newer version was saved since; if one was,
@@ -39,11 +45,7 @@ def _latest(db: Database, workflow_id: str) -> tuple[Workflow, int]:
     return definition, version
 
 
-#: Tries at starting the newest version while new versions keep being saved.
-_START_ATTEMPTS = 5
-
-
-def _rows(definition: Workflow, version: int, payloads: list[dict[str, Any]], now: datetime,
+def _rows(definition: Definition, version: int, payloads: list[dict[str, Any]], now: datetime,
           key: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """New instances with their first steps queued (mapped ones expanded from the payload), and the events.
 
@@ -64,7 +66,7 @@ def _rows(definition: Workflow, version: int, payloads: list[dict[str, Any]], no
                         current_step=progress.current_step, idempotency_key=key)
         events += [started_event(instance, now), *progress.events]
         if progress.steps_left == 0:  # every step a map over an empty list: done as it starts
-            instance.update(status=InstanceStatus.DONE.value, finished_at=now, sla_check_at=None)
+            instance.update(moves.finished_row(InstanceStatus.DONE, now))
             events.append(event(instance_event(InstanceStatus.RUNNING, InstanceStatus.DONE), instance["id"], now))
         instances.append(instance)
         tasks += progress.offered
@@ -151,7 +153,7 @@ def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None, *,
         InvalidArgument: ``workflow_id`` cannot be a workflow id (or is the engine's).
         InvalidPayload: ``payload`` is not a JSON object, is over ``OMS_MAX_PAYLOAD_BYTES``, nested deeper
             than ``OMS_MAX_PAYLOAD_DEPTH`` or holds text that cannot be stored (NUL, lone surrogates).
-        UnknownWorkflow: no definition of ``workflow_id`` has been saved.
+        UnknownDefinition: no definition of ``workflow_id`` has been saved.
         IdempotencyConflict: ``idempotency_key`` already started an instance with another payload.
         BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
             first step could not be published; the reconciler will publish it.
@@ -167,7 +169,7 @@ def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[st
 
     Raises:
         InvalidPayload: a payload is not a JSON object (its position is named).
-        UnknownWorkflow: no definition of ``workflow_id`` has been saved.
+        UnknownDefinition: no definition of ``workflow_id`` has been saved.
     """
     user_name(workflow_id, "workflow id")
     checked = []
@@ -183,22 +185,25 @@ def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[st
     return ids
 
 
-def cancel_workflow(instance_id: str, reason: str = "cancelled by operator") -> None:
-    """Cancel a pending or running instance (see :func:`oms.transitions.cancel`)."""
-    check_reason(reason, "a cancellation's reason")
+def start_instances(session: Session, definition: Definition, version: int, payloads: list[dict[str, Any]],
+                    now: datetime) -> list[Dispatch]:
+    """Start one instance per payload with three bulk INSERTs, in the caller's transaction, with the clock passed
+    in; nothing is published (the caller publishes the dispatches once committed).
 
-    def work() -> None:
-        with transaction() as session:
-            cancel(session, instance_id, utcnow(), reason)
+    The scanner starts its escalations this way, in the transaction that records
+    the breach, so an escalation exists exactly when its breach does.
+    """
+    instances = [instance_row(definition, version, payload, now) for payload in payloads]
+    tasks = [task_row(i["id"], i["payload"], definition, 0, now) for i in instances]
+    events = [started_event(i, now) for i in instances] + [queued_event(t, now) for t in tasks]
+    insert_rows(session.connection(), instances, tasks, events)
+    return [Dispatch(i["id"], definition.id, version, 0) for i in instances]
 
-    retrying(work, "cancelling a workflow")
 
-
-def retry_workflow(instance_id: str) -> None:
-    """Resume a failed instance from its failed step."""
-
-    def work() -> list[Dispatch]:
-        with transaction() as session:
-            return resume(session, instance_id, utcnow())
-
-    publish_all(retrying(work, "resuming a workflow"))
+def start_instance(session: Session, definition: Definition, version: int, payload: dict[str, Any],
+                   now: datetime) -> tuple[InstanceRow, Dispatch]:
+    """Start one instance in the caller's transaction (see :func:`start_instances`)."""
+    [dispatch] = start_instances(session, definition, version, [payload], now)
+    instance = session.get(InstanceRow, dispatch.instance_id)
+    assert instance is not None
+    return instance, dispatch

@@ -1,7 +1,8 @@
 """Calendars: the working hours, time zone and holidays by which an agency counts its SLAs.
 
 ``Calendar(id="epa_business", timezone="America/New_York", hours={"mon-fri": "08:30-17:00"},
-holidays="US", closed=["2026-12-24"]).save()`` stores one; a workflow or a step that
+holidays="US", closed=["2026-12-24"]).save()`` stores one (:class:`oms.Calendar`, this
+data with its storage); a workflow or a step that
 names it (``calendar: epa_business``) counts its SLA durations in working time
 (``"4h"``: four working hours; ``"2bd"``: two business days). Public holidays come
 from the ``holidays`` package, by country and optional subdivision.
@@ -15,8 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from datetime import UTC, date, datetime
+from datetime import date
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Self
@@ -25,13 +25,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays as public_holidays
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..exceptions import InvalidArgument, InvalidDefinition, UnknownCalendar, describe
+from ..exceptions import InvalidArgument, InvalidDefinition, describe
 from .files import read_definition
 from .names import check_name
 from .worktime import Schedule, minutes
-
-#: Seconds a process keeps a calendar it read before reading it again (another process may change it).
-CACHE_SECONDS = 10.0
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -67,7 +64,7 @@ def _clock(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
-class Calendar(BaseModel):
+class CalendarDefinition(BaseModel):
     """When an agency works: opening hours per weekday in a time zone, less public holidays and closed days."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -158,55 +155,9 @@ class Calendar(BaseModel):
         return hashlib.sha256(json.dumps(self.spec(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Calendar:
+    def from_file(cls, path: str | Path) -> Self:
         """Load a calendar from a ``.yaml``/``.yml`` or ``.json`` file."""
         return cls(**read_definition(Path(path), "'id', 'timezone' and 'hours'"))
-
-    # -- storage ----------------------------------------------------------------
-
-    def save(self) -> int:
-        """Store this calendar (replacing one with its id); return how many open steps were rescheduled.
-
-        When the calendar changed, the deadlines of the steps and instances still open
-        under it are computed again from when their clocks started.
-        """
-        from ..store.db import transaction
-        from ..store.tables import CalendarRow
-
-        digest = self.digest()
-        with transaction() as session:
-            row = session.get(CalendarRow, self.id, with_for_update=True)
-            if row is not None and row.digest == digest:
-                return 0
-            if row is None:
-                session.add(CalendarRow(id=self.id, spec=self.spec(), digest=digest, updated_at=datetime.now(UTC)))
-            else:
-                row.spec, row.digest, row.updated_at = self.spec(), digest, datetime.now(UTC)
-        forget(self.id)
-        if row is None:
-            return 0
-        from .deadlines import reschedule
-
-        return reschedule(self.id)
-
-    @classmethod
-    def load(cls, calendar_id: str) -> Calendar:
-        """The stored calendar. Raises :class:`~oms.exceptions.UnknownCalendar`.
-
-        Read in a statement of its own, outside any transaction: rows are built (and
-        their deadlines computed) inside transitions, where SQLite's one writer holds
-        the lock, and a reader must not wait for it.
-        """
-        from sqlalchemy import select
-
-        from ..store.db import database
-        from ..store.tables import CalendarRow
-
-        with database().autocommit.connect() as conn:
-            spec = conn.scalar(select(CalendarRow.spec).where(CalendarRow.id == check_calendar_id(calendar_id)))
-        if spec is None:
-            raise UnknownCalendar(calendar_id)
-        return cls(**spec)
 
 
 def check_calendar_id(value: object) -> str:
@@ -215,49 +166,3 @@ def check_calendar_id(value: object) -> str:
         return check_name(value, "calendar id")
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
-
-
-def list_calendars() -> list[Calendar]:
-    """Every stored calendar, by id."""
-    from sqlalchemy import select
-
-    from ..store.db import transaction
-    from ..store.tables import CalendarRow
-
-    with transaction() as session:
-        return [Calendar(**row.spec) for row in session.scalars(select(CalendarRow).order_by(CalendarRow.id))]
-
-
-_cache: dict[tuple[str, str], tuple[float, Schedule]] = {}
-
-
-def schedule(calendar_id: str) -> Schedule:
-    """The named calendar's arithmetic, read from the database at most every :data:`CACHE_SECONDS`."""
-    from ..settings import get_settings
-
-    key = (get_settings().database_url, calendar_id)
-    found = _cache.get(key)
-    if found is None or found[0] < time.monotonic():
-        found = (time.monotonic() + CACHE_SECONDS, Calendar.load(calendar_id).schedule())
-        _cache[key] = found
-    return found[1]
-
-
-def forget(calendar_id: str | None = None) -> None:
-    """Drop cached calendars (one, or all): they are read again on next use."""
-    for key in [k for k in _cache if calendar_id is None or k[1] == calendar_id]:
-        del _cache[key]
-
-
-def known(calendar_ids: set[str], database_url: str | None = None) -> set[str]:
-    """Which of these calendars are stored."""
-    from sqlalchemy import select
-
-    from ..store.db import transaction
-    from ..store.tables import CalendarRow
-
-    if not calendar_ids:
-        return set()
-    with transaction(database_url) as session:
-        return set(session.scalars(select(CalendarRow.id).where(CalendarRow.id.in_(calendar_ids))))
-

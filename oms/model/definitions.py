@@ -1,15 +1,13 @@
-"""Workflow definitions: validated with pydantic, stored as numbered versions."""
+"""Workflow definitions: validated with pydantic, data that knows no database (see :mod:`oms.catalog` to save one)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
-import time
 from contextvars import ContextVar
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -20,29 +18,22 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from ..durations import Duration
-from ..exceptions import Conflict, InvalidArgument, InvalidDefinition, UnknownWorkflow, describe
+from ..exceptions import InvalidArgument, InvalidDefinition, describe
 from ..settings import get_settings
-from ..store.db import transaction
-from ..store.tables import DefinitionRow
-from .calendars import known
+from .files import read_definition
 from .graph import Graph, MapPath
 from .jsonvalue import unstorable
 from .names import NAME_PATTERN, SYSTEM_PREFIX, check_free, check_name
 from .worktime import BusinessDays, Sla
 
-__all__ = ["NAME_PATTERN", "SYSTEM_PREFIX", "Step", "Workflow", "check_name", "load_definition", "system_workflow"]
+__all__ = ["NAME_PATTERN", "SYSTEM_PREFIX", "Definition", "Step", "check_name", "check_workflow_id", "system_workflow"]
 
 #: Set while building the engine's own workflows and definitions read back from the database: the
 #: rules for new definitions (reserved names, ``OMS_MAX_*`` limits) held when they were saved, and
 #: must not stop a running instance when a limit is lowered later.
 _system: ContextVar[bool] = ContextVar("oms_system_workflow", default=False)
-#: Tries at saving a new version while other processes save versions of the same workflow.
-SAVE_ATTEMPTS = 20
 
 
 class _Model(BaseModel):
@@ -142,8 +133,8 @@ class Step(_Model):
         return cap if doubled >= cap.total_seconds() else timedelta(seconds=doubled)
 
 
-class Workflow(_Model):
-    """An ordered list of steps. ``save()`` stores it; a changed definition becomes a new version."""
+class Definition(_Model):
+    """A workflow: its steps, its own SLA and calendar. :class:`oms.Workflow` adds ``save()`` and ``load()``."""
 
     id: str
     steps: list[Step] = Field(min_length=1)
@@ -236,102 +227,9 @@ class Workflow(_Model):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Workflow:
-        """Load a definition from a ``.yaml``/``.yml`` or ``.json`` file (see :mod:`oms.files`)."""
-        from .files import read_definition
-
+    def from_file(cls, path: str | Path) -> Self:
+        """Load a definition from a ``.yaml``/``.yml`` or ``.json`` file (see :mod:`oms.model.files`)."""
         return cls(**read_definition(Path(path)))
-
-    # -- storage -------------------------------------------------------------
-
-    def save(self, database_url: str | None = None) -> int:
-        """Store this definition and return its version (unchanged definitions keep theirs)."""
-        from .limits import check_fits_broker
-
-        check_fits_broker(self)
-        if missing := self.calendars() - known(self.calendars(), database_url):
-            raise InvalidDefinition(f"invalid workflow {self.id!r}: unknown calendar {min(missing)!r}: save it first "
-                                    "(Calendar(...).save() or oms calendar register FILE)")
-        digest = self.digest()
-        for attempt in range(SAVE_ATTEMPTS):
-            if attempt:  # another process saved the same version first: back off a little, then read again
-                time.sleep(random.uniform(0, 0.01 * attempt))
-            try:
-                with transaction(database_url) as session:
-                    latest = _latest(session, self.id)
-                    if latest is not None and latest.digest == digest:
-                        return latest.version
-                    version = (latest.version if latest else 0) + 1
-                    session.add(
-                        DefinitionRow(
-                            workflow_id=self.id,
-                            version=version,
-                            spec=self.spec(),
-                            digest=digest,
-                            created_at=datetime.now(UTC),
-                        )
-                    )
-                return version
-            except IntegrityError:
-                continue
-        raise Conflict(f"could not save workflow {self.id!r}: other processes kept saving versions of it at the "
-                       f"same time ({SAVE_ATTEMPTS} tries); nothing was saved, try again")
-
-    @classmethod
-    def load(cls, workflow_id: str, version: int | None = None, database_url: str | None = None) -> Workflow:
-        """The stored definition (latest version unless ``version`` is given)."""
-        check_workflow_id(workflow_id)
-        with transaction(database_url) as session:
-            return load_definition(session, workflow_id, version)[0]
-
-
-def _latest(session: Session, workflow_id: str) -> DefinitionRow | None:
-    newest = (
-        select(func.max(DefinitionRow.version)).where(DefinitionRow.workflow_id == workflow_id).scalar_subquery()
-    )
-    return session.scalars(
-        select(DefinitionRow).where(DefinitionRow.workflow_id == workflow_id, DefinitionRow.version == newest)
-    ).first()
-
-
-_saved_versions: dict[tuple[str, str, str], int] = {}
-
-
-def clear_cache() -> None:
-    """Forget which definitions this process saved (only needed when a database is wiped, as in tests)."""
-    _saved_versions.clear()
-
-
-def ensure_saved(workflow: Workflow, digest: str | None = None) -> int:
-    """Save ``workflow`` once per process and database; return its version.
-
-    Pass ``digest`` when the caller already has it, to keep hashing off hot paths.
-    """
-    from ..settings import get_settings
-
-    key = (get_settings().database_url, workflow.id, digest or workflow.digest())
-    if key not in _saved_versions:
-        _saved_versions[key] = workflow.save()
-    return _saved_versions[key]
-
-
-def load_definition(session: Session, workflow_id: str, version: int | None = None) -> tuple[Workflow, int]:
-    """``(definition, version)`` from the database; versions never change, so they are cached.
-
-    The cache belongs to the session's :class:`~oms.db.Database`: a definition is
-    parsed once per process and database.
-    """
-    cache: dict[tuple[str, int], Workflow] = session.info["database"].definitions
-    if version is not None and (cached := cache.get((workflow_id, version))):
-        return cached, version
-    row = _latest(session, workflow_id) if version is None else session.get(DefinitionRow, (workflow_id, version))
-    if row is None:
-        raise UnknownWorkflow(workflow_id, version)
-    definition = cache.get((workflow_id, row.version))
-    if definition is None:
-        definition = system_workflow(row.spec)  # checked when saved: later limits must not stop its instances
-        cache[(workflow_id, row.version)] = definition
-    return definition, row.version
 
 
 def check_workflow_id(value: object) -> str:
@@ -342,10 +240,14 @@ def check_workflow_id(value: object) -> str:
         raise InvalidArgument(str(exc)) from None
 
 
-def system_workflow(spec: dict[str, Any]) -> Workflow:
-    """Build one of the engine's own workflows (ids starting ``oms.``, refused to users), or a stored definition."""
+D = TypeVar("D", bound="Definition")
+
+
+def system_workflow(spec: dict[str, Any], kind: type[D] = Definition) -> D:  # type: ignore[assignment]
+    """Build one of the engine's own workflows (ids starting ``oms.``, refused to users), or a stored definition
+    (checked when it was saved: limits lowered since must not stop its instances)."""
     token = _system.set(True)
     try:
-        return Workflow(**spec)
+        return kind(**spec)
     finally:
         _system.reset(token)

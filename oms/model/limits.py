@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from ..exceptions import ConfigurationError
 from ..settings import OmsSettings, get_settings
-
-if TYPE_CHECKING:
-    from .definitions import Step, Workflow
+from .definitions import Definition, Step
 
 #: URL schemes of kombu's Redis transport, the one with a visibility timeout.
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
@@ -28,7 +25,7 @@ def wall_sla(step: Step) -> timedelta:
     return step.sla
 
 
-def check_fits_broker(workflow: Workflow, settings: OmsSettings | None = None) -> None:
+def check_fits_broker(workflow: Definition, settings: OmsSettings | None = None) -> None:
     """Refuse a workflow whose steps could outlive the Redis visibility timeout.
 
     A message held past that timeout is delivered again while the first delivery

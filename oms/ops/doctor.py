@@ -131,8 +131,8 @@ def _consumers(timeout: float) -> tuple[Check, dict[str, list[str]]]:
 
 
 def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
-    from ..model.definitions import load_definition
     from ..states import TaskStatus
+    from ..store.catalog import load_definition
     from ..store.db import transaction
     from ..store.tables import DefinitionRow, TaskRow
     from .reconcile import queue_state

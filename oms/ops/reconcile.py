@@ -19,12 +19,12 @@ from sqlalchemy import or_, select
 
 from ..celery.app import app
 from ..celery.dispatch import Dispatch, publish_all
-from ..engine import control as transitions
-from ..engine.door import utcnow
+from ..durations import utcnow
 from ..settings import get_settings
-from ..states import TASK_REDISPATCHED, InstanceStatus, TaskStatus
+from ..states import EventKind, InstanceStatus, TaskStatus
 from ..store import runs
 from ..store.db import transaction
+from ..store.events import record
 from ..store.tables import InstanceRow, TaskRow
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
             if sizes[task.topic] != 0:  # a backlog may still hold its message; or the broker is down
                 continue
             task.dispatched_at = now
-            transitions.record_event(session, TASK_REDISPATCHED, task.instance_id, now, task,
+            record(session, EventKind.TASK_REDISPATCHED, task.instance_id, now, task,
                                      waited_s=round((now - task.ready_at).total_seconds(), 3))
             dispatches.append(Dispatch(task.instance_id, task.workflow_id, version, task.step_index, 0.0,
                                        task.item_index))

@@ -1,4 +1,4 @@
-"""Reading instances and their event log: the read side of the public API."""
+"""Reading instances and their event log: the read side of the public API (SLA figures: :mod:`.summaries`)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from typing import Any
 
 from pydantic import BaseModel, computed_field
 from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import Session
 
-from ..engine.control import get_instance_row
-from ..exceptions import InvalidArgument
-from ..model.definitions import SYSTEM_PREFIX, Workflow, load_definition
-from ..model.graph import Graph
+from ..exceptions import InvalidArgument, UnknownInstance, check_id
+from ..model.deadlines import paused_time
+from ..model.definitions import Definition
 from ..model.worktime import format_sla
-from ..states import LIGHTS, RED, InstanceStatus, TaskStatus, is_ended_with_instance
+from ..states import LIGHTS, InstanceStatus
+from ..store.catalog import load_definition, schedule
 from ..store.db import transaction
 from ..store.lights import seen_light, seen_rank, worst
-from ..store.tables import DefinitionRow, EventRow, InstanceRow, TaskRow
+from ..store.tables import EventRow, InstanceRow, TaskRow
 
 
 class Clock(BaseModel):
@@ -62,11 +63,6 @@ class TaskInfo(BaseModel):
     light_reason: str | None = None
     predicted_finish: datetime | None = None
 
-    @property
-    def state(self) -> str:
-        """``status``, or ``cancelled`` for an attempt its instance's end cancelled (stored as failed)."""
-        return "cancelled" if is_ended_with_instance(self.error) else self.status
-
     def light_now(self, now: datetime) -> str:
         """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`);
         a paused clock is read when it paused."""
@@ -80,10 +76,7 @@ class TaskInfo(BaseModel):
 
     def clock(self, now: datetime) -> Clock:
         """Time used, paused and left on the step's SLA clock, in its calendar's working time if it has one."""
-        from ..engine.pauses import paused_time
-        from ..model.calendars import schedule
-
-        hours = schedule(self.calendar_id) if self.calendar_id else None
+        hours = schedule(self.calendar_id)
         moment = self.paused_at or self.finished_at or now
         # a step finished while parked keeps ``paused_at``: that last pause counts up to when it finished
         pausing = paused_time(hours, self.paused_at, self.finished_at or now) if self.paused_at else None
@@ -98,20 +91,21 @@ class TaskInfo(BaseModel):
     @property
     def queue_wait_s(self) -> float | None:
         """Seconds from ready (queued) to started (claimed)."""
-        return _seconds(self.ready_at, self.started_at)
+        return seconds(self.ready_at, self.started_at)
 
     @property
     def run_s(self) -> float | None:
         """Seconds from started to finished."""
-        return _seconds(self.started_at, self.finished_at)
+        return seconds(self.started_at, self.finished_at)
 
     @property
     def total_s(self) -> float | None:
         """Seconds from ready to finished: what the SLA measures."""
-        return _seconds(self.ready_at, self.finished_at)
+        return seconds(self.ready_at, self.finished_at)
 
 
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+def seconds(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from ``start`` to ``end``, if both happened."""
     return (end - start).total_seconds() if start and end else None
 
 
@@ -137,13 +131,13 @@ class StepInfo(BaseModel):
     item_count: int | None = None
 
 
-def _steps(definition: Workflow, tasks: list[TaskInfo], results: dict[str, Any], now: datetime) -> list[StepInfo]:
+def _steps(definition: Definition, tasks: list[TaskInfo], results: dict[str, Any], now: datetime) -> list[StepInfo]:
     graph = definition.graph
     steps = []
     for index, step in enumerate(definition.steps):
         mine = [t for t in tasks if t.step_index == index]
         latest = {t.item_index: t for t in sorted(mine, key=lambda t: t.attempt)}  # the last attempt of each item
-        states = [t.state for t in latest.values()]
+        states = [t.status for t in latest.values()]
         if not states:
             status = "done" if step.map and step.id in results else "waiting"  # a map over nothing is done
         elif all(s == "done" for s in states):
@@ -184,6 +178,12 @@ class InstanceInfo(BaseModel):
     #: The graph: each step with its predecessors, status and worst light (a mapped step as one entry).
     steps: list[StepInfo]
 
+    def worst_light(self, now: datetime) -> str:
+        """The worst of the instance's own light and its steps', each read from its clock at ``now`` (as ``oms
+        list`` and the page show an instance)."""
+        own = seen_light(self.light, self.warn_at, self.expires_at, self.finished_at, now)
+        return worst(own, *(task.light_now(now) for task in self.tasks))
+
 
 class Event(BaseModel):
     """One row of the event log."""
@@ -198,10 +198,17 @@ class Event(BaseModel):
     data: dict[str, Any]
 
 
+def _instance(session: Session, instance_id: str) -> InstanceRow:
+    instance = session.get(InstanceRow, check_id(instance_id, "instance"))
+    if instance is None:
+        raise UnknownInstance(instance_id)
+    return instance
+
+
 def get_instance(instance_id: str) -> InstanceInfo:
     """The instance with its tasks in order. Raises ``UnknownInstance``."""
     with transaction() as session:
-        row = get_instance_row(session, instance_id)
+        row = _instance(session, instance_id)
         definition, _ = load_definition(session, row.workflow_id, row.version)
         rows = session.scalars(
             select(TaskRow).where(TaskRow.instance_id == instance_id)
@@ -231,74 +238,9 @@ def get_instance(instance_id: str) -> InstanceInfo:
 def history(instance_id: str) -> list[Event]:
     """The instance's events, oldest first. Raises ``UnknownInstance``."""
     with transaction() as session:
-        get_instance_row(session, instance_id)
+        _instance(session, instance_id)
         rows = session.scalars(select(EventRow).where(EventRow.instance_id == instance_id).order_by(EventRow.id))
         return [Event.model_validate(r, from_attributes=True) for r in rows]
-
-
-def overdue(limit: int = 1000) -> list[TaskInfo]:
-    """Open tasks (pending or running) whose light is red, most overdue first (a paused clock is not overdue)."""
-    with transaction() as session:
-        rows = session.scalars(
-            select(TaskRow)
-            .where(TaskRow.light == RED, TaskRow.status.in_((TaskStatus.PENDING.value, TaskStatus.RUNNING.value)),
-                   TaskRow.paused_at.is_(None))
-            .order_by(TaskRow.expires_at)
-            .limit(limit)
-        )
-        return [TaskInfo.model_validate(r, from_attributes=True) for r in rows]
-
-
-class StepSummary(BaseModel):
-    """SLA figures for one step of one workflow."""
-
-    workflow_id: str
-    step_id: str
-    green: int = 0
-    yellow: int = 0
-    red: int = 0
-    queue_wait_p50_s: float | None = None
-    queue_wait_p95_s: float | None = None
-    run_p50_s: float | None = None
-    run_p95_s: float | None = None
-
-
-def _percentile(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(round(fraction * (len(ordered) - 1)), len(ordered) - 1)]
-
-
-def sla_summary(since: datetime | None = None) -> list[StepSummary]:
-    """Counts by light and p50/p95 queue wait and run time, per workflow and step.
-
-    Args:
-        since: only attempts that became ready at or after this moment (default: all).
-    """
-    query = select(
-        TaskRow.workflow_id, TaskRow.step_id, TaskRow.light, TaskRow.ready_at, TaskRow.started_at, TaskRow.finished_at
-    ).where(~TaskRow.workflow_id.startswith(SYSTEM_PREFIX))
-    if since is not None:
-        query = query.where(TaskRow.ready_at >= since)
-    summaries: dict[tuple[str, str], StepSummary] = {}
-    waits: dict[tuple[str, str], list[float]] = {}
-    runs: dict[tuple[str, str], list[float]] = {}
-    with transaction() as session:
-        for workflow_id, step_id, light, ready, started, finished in session.execute(query):
-            key = (workflow_id, step_id)
-            summary = summaries.setdefault(key, StepSummary(workflow_id=workflow_id, step_id=step_id))
-            setattr(summary, light, getattr(summary, light) + 1)
-            if (wait := _seconds(ready, started)) is not None:
-                waits.setdefault(key, []).append(wait)
-            if (run := _seconds(started, finished)) is not None:
-                runs.setdefault(key, []).append(run)
-    for key, summary in summaries.items():
-        summary.queue_wait_p50_s = _percentile(waits.get(key, []), 0.5)
-        summary.queue_wait_p95_s = _percentile(waits.get(key, []), 0.95)
-        summary.run_p50_s = _percentile(runs.get(key, []), 0.5)
-        summary.run_p95_s = _percentile(runs.get(key, []), 0.95)
-    return sorted(summaries.values(), key=lambda s: (s.workflow_id, s.step_id))
 
 
 class InstanceSummary(BaseModel):
@@ -382,56 +324,3 @@ def list_instances(
         ]
 
 
-class WorkflowSummary(BaseModel):
-    """One line of ``oms workflow list``: a definition's latest version and its instances."""
-
-    id: str
-    latest_version: int
-    steps: list[str]
-    description: str
-    saved_at: datetime
-    #: Instances of any version, by status.
-    instances: dict[str, int]
-    #: The steps in the order they can run, those that run together in braces:
-    #: ``collect_form > {charge_fee, check_permits} > inspect_site``.
-    flow: str = ""
-
-
-def flow(graph: Graph) -> str:
-    """A graph's steps by stage, the steps of one stage (which can run at the same time) in braces."""
-    names = [[graph.ids[i] for i in stage] for stage in graph.stages()]
-    return " > ".join(ids[0] if len(ids) == 1 else "{" + ", ".join(ids) + "}" for ids in names)
-
-
-def list_workflows(include_system: bool = False) -> list[WorkflowSummary]:
-    """Every saved workflow at its latest version (the engine's own ``oms.*`` ones on request)."""
-    latest = (
-        select(DefinitionRow.workflow_id, func.max(DefinitionRow.version).label("version"))
-        .group_by(DefinitionRow.workflow_id)
-        .subquery()
-    )
-    query = (
-        select(DefinitionRow)
-        .join(latest, (latest.c.workflow_id == DefinitionRow.workflow_id) & (latest.c.version == DefinitionRow.version))
-        .order_by(DefinitionRow.workflow_id)
-    )
-    if not include_system:
-        query = query.where(~DefinitionRow.workflow_id.startswith(SYSTEM_PREFIX))
-    counts: dict[str, dict[str, int]] = {}
-    with transaction() as session:
-        rows = session.scalars(query).all()
-        graphs = {row.workflow_id: load_definition(session, row.workflow_id, row.version)[0].graph for row in rows}
-        tally = select(InstanceRow.workflow_id, InstanceRow.status, func.count()).group_by(
-            InstanceRow.workflow_id, InstanceRow.status
-        )
-        for workflow_id, status, count in session.execute(tally):
-            counts.setdefault(workflow_id, {})[status] = count
-    return [
-        WorkflowSummary(
-            id=row.workflow_id, latest_version=row.version, steps=[s["id"] for s in row.spec["steps"]],
-            flow=flow(graphs[row.workflow_id]),
-            description=row.spec.get("description", ""), saved_at=row.created_at,
-            instances=counts.get(row.workflow_id, {}),
-        )
-        for row in rows
-    ]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Engine, create_engine, event
@@ -27,10 +27,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..exceptions import ConfigurationError
+from ..model.definitions import Definition
+from ..model.worktime import Schedule
 from ..settings import get_settings
-
-if TYPE_CHECKING:
-    from . import Store
+from .contract import Store
+from .portable import PortableStore
+from .postgres import PostgresStore
+from .schema import ensure
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -86,8 +89,6 @@ def unreachable(url: str, error: OperationalError) -> ConfigurationError:
 
 def _build(url: str) -> Engine:
     """The engine of a :class:`Database`: connected once, its schema at the newest revision (or refused)."""
-    from .schema import ensure
-
     engine = connect(url)
     try:
         ensure(engine, safe_url(url))
@@ -109,16 +110,18 @@ class Database:
         self.dialect = self.engine.dialect.name
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"database": self})
         #: Parsed definitions by ``(workflow_id, version)``: versions never change.
-        self.definitions: dict[tuple[str, int], Any] = {}
+        self.definitions: dict[tuple[str, int], Definition] = {}
         #: The newest version of each workflow this process has started (checked by every start).
         self.latest: dict[str, int] = {}
+        #: The engine's own definitions this process saved: ``(workflow id, digest) -> version``.
+        self.saved: dict[tuple[str, str], int] = {}
+        #: Calendars' schedules by id, each with the moment it must be read again (another process may change it).
+        self.schedules: dict[str, tuple[float, Schedule]] = {}
 
     @cached_property
     def store(self) -> Store:
         """The transitions of the hot path, in this dialect's statements."""
-        from . import store_for
-
-        return store_for(self)
+        return PostgresStore(self) if self.dialect == "postgresql" else PortableStore(self)
 
     @cached_property
     def autocommit(self) -> Engine:

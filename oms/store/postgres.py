@@ -1,222 +1,304 @@
 """The store on PostgreSQL: every transition one prepared statement, one round trip.
 
-Each statement is a CTE that locks what it must (the instance row first, then the
-task), checks the precondition, moves the rows, inserts the new task rows and the
-events, and reports whether it applied. It runs in autocommit on a pooled psycopg
-connection, prepared on first use (``prepare=True``) and reused from then on.
+Each statement is a CTE composed from the builders of :mod:`oms.store.moves` with
+bind parameters, and compiled once, at import, to the one-line SQL psycopg runs: it
+locks what it must (the instance row first, then the task), checks the
+precondition, moves the rows, inserts the new task rows and the events, and reports
+whether it applied. It runs in autocommit on a pooled psycopg connection, prepared
+on first use (``prepare=True``) and reused from then on.
 
-Status values that partial indexes are defined on (``status = 'pending'``,
-``status = 'running'``) are literals in the SQL, so generic plans can use those
-indexes. New rows travel as one JSON document per table
-(``jsonb_populate_recordset``), built by :mod:`oms.rows`.
+A finished attempt is one of a few moves (:mod:`oms.store.contract`), each its own
+statement: a step done (its successors offered), a mapped step's item done, a retry,
+the instance failed. New rows travel as one JSON document per table, read with
+``jsonb_populate_recordset`` against the table's own row type.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    Text,
+    all_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    column,
+    exists,
+    func,
+    literal_column,
+    null,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from ..engine.task import Task
+from ..model.task import Task
 from ..settings import get_settings
-from ..states import InstanceStatus, TaskStatus, instance_event, task_event
-from . import Started, State
-from .db import Database
+from ..states import EventKind, InstanceStatus, TaskStatus
+from . import moves
+from .contract import IN_TRANSACTION, Advance, CountItem, EndInstance, Finished, Move, Offered, Retry, Started, State
+from .tables import UTCDateTime, definitions, events, instances, tasks
+from .tables import literal as sql
 
 if TYPE_CHECKING:
-    from ..engine.plan import Offered, Plan
+    from .db import Database
 
-PENDING, RUNNING = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
-FAILED = TaskStatus.FAILED.value
-DONE = InstanceStatus.DONE.value
-STARTED = task_event(TaskStatus.PENDING, TaskStatus.RUNNING)
-QUEUED, RETRIED = (task_event(None, TaskStatus.PENDING, kind) for kind in ("task.queued", "task.retried"))
-CANCELLED = task_event(TaskStatus.PENDING, TaskStatus.FAILED, "task.cancelled")
-WORKFLOW_DONE = instance_event(InstanceStatus.RUNNING, InstanceStatus.DONE)
-
-#: What a worker's task is made of: the task's columns, then its instance's.
-_TASK = ("t.id, t.instance_id, t.workflow_id, t.step_id, t.step_index, t.topic, t.attempt, t.failures, t.payload,"
-         " t.expires_at, t.lease_expires_at, t.worker_id, t.item_index, t.item, i.results, i.version")
-_RETURNING = ("id, instance_id, workflow_id, step_id, step_index, topic, attempt, failures, payload, expires_at,"
-              " lease_expires_at, worker_id, item_index, item")
-_EVENT_COLUMNS = "instance_id, task_id, kind, step_id, attempt, at, data"
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
-def _compact(sql: str) -> str:
-    """``sql`` on one line. psycopg parses a query's placeholders anew on every call
-    unless the query is at most 4,096 bytes long (``MAX_CACHED_STATEMENT_LENGTH``):
-    indented, :data:`FINISH` was not, and its parsing cost more client CPU than the
-    rest of a completion's. The statements hold no comments and no literal spaces."""
-    return " ".join(sql.split())
+def _compiled(statement: ClauseElement) -> str:
+    """``statement`` as the SQL psycopg runs, on one line. psycopg parses a query's placeholders anew on every
+    call unless it is at most 4,096 bytes long (``MAX_CACHED_STATEMENT_LENGTH``); ``tests/unit/test_statements.py``
+    keeps every statement here under it. The SQL holds no comments and no literal spaces."""
+    sql = " ".join(str(statement.compile(dialect=_DIALECT)).split())
+    assert "%(param_" not in sql, f"a value left as an anonymous parameter: {sql}"
+    return sql
 
 
-#: New instances, their first tasks and their events, if the definition they were built
-#: from is still the newest; an idempotency key used before inserts nothing.
-START = _compact(f"""
-WITH latest AS (
-    SELECT max(version) AS version FROM oms_definitions WHERE workflow_id = %(workflow_id)s
-), i AS (
-    INSERT INTO oms_instances
-    SELECT r.* FROM latest, jsonb_populate_recordset(NULL::oms_instances, %(instances)s::jsonb) r
-    WHERE latest.version = %(version)s
-    ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id
-), t AS (
-    INSERT INTO oms_tasks
-    SELECT r.* FROM jsonb_populate_recordset(NULL::oms_tasks, %(tasks)s::jsonb) r
-    WHERE r.instance_id IN (SELECT id FROM i)
-), e AS (
-    INSERT INTO oms_events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::oms_events, %(events)s::jsonb) r
-    WHERE r.instance_id IN (SELECT id FROM i)
-)
-SELECT (SELECT count(*) FROM i) AS inserted, (SELECT version FROM latest) AS latest
-""")
+class _InsertRows(postgresql.Insert):
+    """``INSERT INTO table SELECT r.* …`` where ``r`` has the table's own row type: written without a column list,
+    so that the rows go in the table's physical column order, whatever order the migrations left it in."""
 
-STARTED_WITH = ("SELECT id, payload FROM oms_instances"
-                " WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(key)s")
+    inherit_cache = True
 
-def _claim(where: str, lock: str) -> str:
-    """The CTEs of a claim: the oldest due pending row matching ``where`` runs, and says so in the log.
 
-    The claim's commit waits for the WAL flush only if ``%(synchronous_commit)s`` is
-    ``on`` (``OMS_DURABLE_CLAIMS``): ``set_config(..., true)`` sets it for this
-    statement's own transaction.
+@compiles(_InsertRows)
+def _insert_rows(element: _InsertRows, compiler: SQLCompiler, **kw: Any) -> str:
+    written: str = compiler.visit_insert(element, **kw)  # type: ignore[no-untyped-call]
+    return re.sub(r"^INSERT INTO (\S+) \([^)]*\)", r"INSERT INTO \1", written, count=1)
+
+
+def _insert_records(table: Any, rows: Any) -> _InsertRows:
+    """Insert every row ``rows`` (a select of ``r.*``) makes."""
+    return _InsertRows(table).from_select([c.name for c in table.c], rows)
+
+
+def _number(value: int) -> Any:
+    """An integer written into the statement (not an anonymous parameter)."""
+    return literal_column(str(value), Integer)
+
+
+def _param(name: str, type_: Any = Text) -> Any:
+    return bindparam(name, type_=type_)
+
+
+NOW, TASK_ID, INSTANCE_ID = _param("now", UTCDateTime()), _param("task_id"), _param("instance_id")
+WORKER_ID, LEASE_UNTIL = _param("worker_id"), _param("lease_until", UTCDateTime())
+TASK_NAMES = [c.name for c in tasks.c]
+
+
+def _rows(table: Any, name: str) -> Any:
+    """The rows of ``table`` carried by the JSON parameter ``name``, with the table's own column types."""
+    return func.jsonb_populate_recordset(literal_column(f"NULL::{table.name}"), _param(name, JSONB)).table_valued(
+        *(c.name for c in table.c)).alias(f"r{name[0]}")
+
+
+def _events_in(name: str = "events") -> Any:
+    """The event rows of a JSON parameter, each with its ``position`` in the transition's log."""
+    return func.jsonb_to_recordset(_param(name, JSONB)).table_valued(
+        column("position", Integer), *(column(c, events.c[c].type) for c in moves.EVENT_COLUMNS),
+    ).render_derived(with_types=True).alias("x")
+
+
+# -- starts --------------------------------------------------------------------------------------------------------
+
+def _start() -> str:
+    """New instances, their first tasks and their events, if the definition they were built from is still the
+    newest; an idempotency key used before inserts nothing."""
+    latest = select(func.max(definitions.c.version).label("version")).where(
+        definitions.c.workflow_id == _param("workflow_id")).cte("latest")
+    new = _rows(instances, "instances")
+    i = (_insert_records(instances, select(literal_column(f"{new.name}.*")).select_from(latest, new).where(
+             latest.c.version == _param("version", Integer)))
+         .on_conflict_do_nothing(index_elements=["workflow_id", "idempotency_key"],
+                                 index_where=instances.c.idempotency_key.is_not(None))
+         .returning(instances.c.id).cte("i"))
+    new_tasks = _rows(tasks, "tasks")
+    t = _insert_records(tasks, select(literal_column(f"{new_tasks.name}.*")).where(
+        new_tasks.c.instance_id.in_(select(i.c.id)))).cte("t")
+    new_events = _rows(events, "events")
+    e = moves.log(select(*new_events.c[*moves.EVENT_COLUMNS]).where(new_events.c.instance_id.in_(
+        select(i.c.id)))).cte("e")
+    return _compiled(select(select(func.count()).select_from(i).scalar_subquery().label("inserted"),
+                            select(latest.c.version).scalar_subquery().label("latest")).add_cte(latest, i, t, e))
+
+
+# -- claims --------------------------------------------------------------------------------------------------------
+
+def _claim(*where: Any, skip_locked: bool, next_due: bool = False) -> str:
+    """The oldest due queued row matching ``where`` runs, and says so in the log; with ``next_due``, a row saying
+    when something next becomes due (a retry's backoff ends, a lease runs out) when nothing was.
+
+    The claim's commit waits for the WAL flush only if ``synchronous_commit`` is ``on`` (``OMS_DURABLE_CLAIMS``):
+    ``set_config(..., true)`` sets it for this statement's own transaction.
     """
-    return f"""
-WITH sc AS (
-    SELECT set_config('synchronous_commit', %(synchronous_commit)s, true) AS mode
-), t AS (
-    UPDATE oms_tasks
-    SET status = '{RUNNING}', worker_id = %(worker_id)s, started_at = %(now)s, lease_expires_at = %(lease_until)s
-    WHERE id = (
-        SELECT id FROM oms_tasks WHERE {where} AND status = '{PENDING}' ORDER BY ready_at LIMIT 1 {lock}
-    ) AND (SELECT mode FROM sc) IS NOT NULL
-    RETURNING {_RETURNING}
-), e AS (
-    INSERT INTO oms_events ({_EVENT_COLUMNS})
-    SELECT instance_id, id, '{STARTED}', step_id, attempt, %(now)s,
-        jsonb_strip_nulls(jsonb_build_object('worker_id', %(worker_id)s::text, 'item_index', item_index))
-    FROM t
-)"""
+    sc = select(func.set_config(literal_column("'synchronous_commit'"), _param("synchronous_commit"), true()).label(
+        "mode")).cte("sc")
+    t = (moves.claim(WORKER_ID, NOW, LEASE_UNTIL, *where, skip_locked=skip_locked)
+         .where(select(sc.c.mode).scalar_subquery().is_not(None)).cte("t"))
+    e = moves.log(moves.task_events(moves.STARTED, t, NOW, worker_id=WORKER_ID)).cte("e")
+    claimed: Any = moves.with_instance(t)
+    if next_due:
+        pending = select(func.min(tasks.c.ready_at)).where(tasks.c.topic == _param("topic"),
+                                                            tasks.c.status == sql(TaskStatus.PENDING))
+        leased = select(func.min(tasks.c.lease_expires_at)).where(tasks.c.topic == _param("topic"),
+                                                                   tasks.c.status == sql(TaskStatus.RUNNING))
+        due = func.least(pending.scalar_subquery(), leased.scalar_subquery())
+        claimed = union_all(
+            claimed.add_columns(cast(null(), UTCDateTime()).label("next_due")),
+            select(*(null().label(f"n{k}") for k in range(len(claimed.selected_columns))), due)
+            .where(~exists(select(t.c.id))))
+    return _compiled(claimed.add_cte(sc, t, e))
 
 
-#: A push worker's claim of the step its message names. It waits for a row another
-#: transaction holds (the scanner's), rather than skipping the step it was sent for.
-CLAIM_STEP = _compact(_claim("instance_id = %(instance_id)s AND step_index = %(index)s AND item_index IS NULL"
-                    " AND ready_at <= %(due)s", "FOR UPDATE") + f"""
-SELECT {_TASK} FROM t JOIN oms_instances i ON i.id = t.instance_id
-""")
+# -- finished attempts ---------------------------------------------------------------------------------------------
 
-#: The same for one item of a mapped step (an equality the index serves, unlike IS NOT DISTINCT FROM).
-CLAIM_ITEM = CLAIM_STEP.replace("item_index IS NULL", "item_index = %(item_index)s")
+def _finish(then: type, status: TaskStatus) -> str:
+    """The statement of one kind of move (see :mod:`oms.store.contract`): lock the instance, end the attempt if its
+    claim allows, move the instance on, offer what follows, write the events in order."""
+    i0 = (select(instances.c.id, instances.c.waiting).where(instances.c.id == INSTANCE_ID).with_for_update()
+          .cte("i0"))
+    ended = moves.end_attempt(TASK_ID, status, NOW, result=_param("result", JSONB), error=_param("error"),
+                              lost=_param("lost", Integer),
+                              claim=moves.claim_ends(NOW, _param("holder"), _param("lapsed_before", UTCDateTime())))
+    ended = ended.where(exists(select(i0.c.id)))
+    if then is CountItem:  # not the last item: that one gathers the items' results, in the transactional path
+        left = select(i0.c.waiting).scalar_subquery().op("->>")(_param("unless_last"))
+        ended = ended.where(cast(left, Integer) > _number(1))
+    t = ended.cte("t")
+    changes: dict[str, Any] = {"updated_at": NOW}
+    if then in (Advance, CountItem):
+        joins = func.unnest(_param("joins", ARRAY(Text))).column_valued("j")
+        counted = select(func.jsonb_object_agg(joins, cast(instances.c.waiting.op("->>")(joins), Integer) - _number(1)))
+        changes["waiting"] = instances.c.waiting.op("||")(func.coalesce(counted.scalar_subquery(),
+                                                                         literal_column("'{}'")))
+    if then is Advance:
+        result = _param("result", JSONB)
+        steps_left = instances.c.steps_left - _number(1)
+        changes |= {
+            "results": case((result.is_(None), instances.c.results),
+                            else_=instances.c.results.op("||")(func.jsonb_build_object(_param("step_id"), result))),
+            "steps_left": steps_left,
+            "current_step": func.greatest(instances.c.current_step,
+                                          func.coalesce(_param("current_step", Integer), instances.c.current_step)),
+            **moves.end_instance(InstanceStatus.DONE, NOW, when=steps_left <= _number(0)),
+        }
+    if then is EndInstance:
+        changes |= moves.end_instance(InstanceStatus.FAILED, NOW, error=_param("instance_error"))
+    i = (update(instances).where(instances.c.id == t.c.instance_id).values(**changes)
+         .returning(instances.c.id, instances.c.payload, instances.c.waiting, instances.c.status).cte("i"))
+    ctes = [i0, t, i]
+    x = _events_in()
+    place: Any = cast(x.c.position, postgresql.NUMERIC)
+    logged: Any = select(*x.c[*moves.EVENT_COLUMNS], place.label("place")).select_from(i)
+    offered: Any = literal_column("'[]'::jsonb")
+    if then in (Advance, Retry):
+        r = _rows(tasks, "new_tasks")
+        # each row with its instance's payload (not sent from Python: it may be a megabyte)
+        row = func.jsonb_populate_record(literal_column(r.name), func.jsonb_build_object(
+            literal_column("'payload'"), i.c.payload)).table_valued(*TASK_NAMES).lateral("r")
+        fresh: Any = select(literal_column(f"{row.name}.*")).select_from(i, r, row)
+        if then is Advance:  # a join is offered only when its counter reaches zero
+            waiting = cast(i.c.waiting.op("->>")(cast(r.c.step_index, Text)), Integer)
+            fresh = fresh.where((r.c.step_index != all_(_param("joins_at", ARRAY(Integer)))) | (waiting == _number(0)))
+        n = _insert_records(tasks, fresh).returning(tasks.c.id, tasks.c.step_index,
+                                                                    tasks.c.item_index).cte("n")
+        ctes.append(n)
+        offered = select(func.coalesce(func.jsonb_agg(func.jsonb_build_array(n.c.step_index, n.c.item_index)),
+                                       literal_column("'[]'::jsonb"))).scalar_subquery()
+        queued = x.c.kind.in_([sql(EventKind.TASK_QUEUED), sql(EventKind.TASK_RETRIED)])
+        logged = logged.where(~queued | x.c.task_id.in_(select(n.c.id)))
+    if then is Advance:
+        logged = logged.where((x.c.kind != sql(EventKind.WORKFLOW_DONE)) | (i.c.status == sql(InstanceStatus.DONE)))
+    if then is EndInstance:
+        c = moves.cancel_open_tasks(i.c.id, NOW, _param("cancel_reason"), but=TASK_ID).cte("c")
+        ctes.append(c)
+        # after the attempt's own event, before the instance's
+        order = func.row_number().over(order_by=(c.c.step_id, c.c.item_index))
+        place = literal_column("0.5") + order / literal_column("1e6")
+        logged = union_all(logged, moves.task_events(moves.CANCELLED, c, NOW, reason=_param("cancel_reason"))
+                           .add_columns(place.label("place")))
+    ordered = logged.subquery("ev")
+    ctes.append(moves.log(select(*ordered.c[*moves.EVENT_COLUMNS]).order_by(ordered.c.place)).cte("e"))
+    applied = select(func.count()).select_from(t).scalar_subquery()
+    return _compiled(select(applied.label("applied"), offered.label("offered")).add_cte(*ctes))
 
-#: A pull worker's claim of the oldest due step on a topic; concurrent callers skip
-#: each other's rows. When nothing is due, says when something next will be.
-CLAIM_TOPIC = _compact(_claim("topic = %(topic)s AND ready_at <= %(now)s", "FOR UPDATE SKIP LOCKED") + f"""
-SELECT {_TASK}, NULL::timestamptz AS next_due FROM t JOIN oms_instances i ON i.id = t.instance_id
-UNION ALL
-SELECT {", ".join(["NULL"] * 16)}, least(
-    (SELECT min(ready_at) FROM oms_tasks WHERE topic = %(topic)s AND status = '{PENDING}'),
-    (SELECT min(lease_expires_at) FROM oms_tasks WHERE topic = %(topic)s AND status = '{RUNNING}'))
-WHERE NOT EXISTS (SELECT FROM t)
-""")
 
-_FROZEN = "CASE WHEN sla_check_at > %(now)s THEN NULL ELSE sla_check_at END"
+# -- leases and reads ----------------------------------------------------------------------------------------------
 
-#: End a running attempt and move its instance on (see :class:`~oms.store.Finish`):
-#: lock the instance, move the task if it still runs, advance the instance's counters
-#: (a join is offered only when its counter reaches zero), offer the next tasks,
-#: cancel the instance's other open tasks when it fails, write the events in order.
-FINISH = _compact(f"""
-WITH i0 AS (
-    SELECT id, waiting FROM oms_instances WHERE id = %(instance_id)s FOR UPDATE
-), t AS (
-    UPDATE oms_tasks
-    SET status = %(status)s, finished_at = %(now)s, result = %(result)s::jsonb, error = %(error)s,
-        lost = coalesce(%(lost)s::int, lost), sla_check_at = {_FROZEN}
-    WHERE id = %(task_id)s AND status = '{RUNNING}' AND EXISTS (SELECT FROM i0)
-      AND CASE WHEN %(lapsed_before)s::timestamptz IS NULL
-               THEN lease_expires_at IS NULL OR lease_expires_at >= %(now)s
-               ELSE lease_expires_at < %(lapsed_before)s::timestamptz END
-      AND (%(unless_last)s::text IS NULL OR ((SELECT waiting FROM i0) ->> %(unless_last)s::text)::int > 1)
-      AND (%(holder)s::text IS NULL OR worker_id IS NULL OR worker_id = %(holder)s::text)
-    RETURNING instance_id
-), i AS (
-    UPDATE oms_instances
-    SET results = CASE WHEN %(step_id)s::text IS NULL OR %(result)s::jsonb IS NULL THEN results
-                       ELSE results || jsonb_build_object(%(step_id)s::text, %(result)s::jsonb) END,
-        waiting = waiting || coalesce((SELECT jsonb_object_agg(j, (oms_instances.waiting ->> j)::int - 1)
-                                       FROM unnest(%(joins)s::text[]) j), '{{}}'),
-        steps_left = steps_left - %(steps_done)s,
-        current_step = greatest(current_step, coalesce(%(current_step)s::int, current_step)),
-        status = CASE WHEN %(instance_status)s::text IS NOT NULL THEN %(instance_status)s::text
-                      WHEN steps_left - %(steps_done)s <= 0 THEN '{DONE}' ELSE status END,
-        error = CASE WHEN %(instance_status)s::text IS NULL THEN error ELSE %(instance_error)s::text END,
-        finished_at = CASE WHEN %(instance_status)s::text IS NOT NULL OR steps_left - %(steps_done)s <= 0
-                           THEN %(now)s ELSE finished_at END,
-        sla_check_at = CASE WHEN %(instance_status)s::text IS NULL AND steps_left - %(steps_done)s > 0
-                            THEN sla_check_at ELSE {_FROZEN} END,
-        updated_at = %(now)s
-    FROM t WHERE oms_instances.id = t.instance_id
-    RETURNING oms_instances.id, oms_instances.payload, oms_instances.waiting, oms_instances.status
-), n AS (
-    INSERT INTO oms_tasks
-    SELECT r.* FROM i, jsonb_populate_recordset(NULL::oms_tasks, %(new_tasks)s::jsonb) r0,
-        LATERAL jsonb_populate_record(r0, jsonb_build_object('payload', i.payload)) r
-    WHERE r0.step_index <> ALL(%(joins)s::int[]) OR (i.waiting ->> r0.step_index::text)::int = 0
-    RETURNING id, step_index, item_index
-), c AS (
-    UPDATE oms_tasks
-    SET status = '{FAILED}', finished_at = %(now)s, error = %(cancel_error)s, sla_check_at = {_FROZEN}
-    FROM i
-    WHERE %(cancel_error)s::text IS NOT NULL AND oms_tasks.instance_id = i.id AND oms_tasks.id <> %(task_id)s
-      AND oms_tasks.status IN ('{PENDING}', '{RUNNING}')
-    RETURNING oms_tasks.instance_id, oms_tasks.id, oms_tasks.step_id, oms_tasks.attempt, oms_tasks.item_index
-), e AS (
-    INSERT INTO oms_events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM (
-        SELECT x.*, x.position::numeric AS place
-        FROM i, jsonb_to_recordset(%(events)s::jsonb) AS x(position int, instance_id text, task_id text, kind text,
-                                                          step_id text, attempt int, at timestamptz, data jsonb)
-        WHERE (x.kind <> '{WORKFLOW_DONE}' OR i.status = '{DONE}')
-          AND (x.kind NOT IN ('{QUEUED}', '{RETRIED}') OR x.task_id IN (SELECT id FROM n))
-        UNION ALL
-        SELECT 0, c.instance_id, c.id, '{CANCELLED}', c.step_id, c.attempt, %(now)s,
-            jsonb_strip_nulls(jsonb_build_object('reason', %(cancel_reason)s::text, 'item_index', c.item_index)),
-            0.5 + row_number() OVER (ORDER BY c.step_id, c.item_index) / 1e6
-        FROM c
-    ) ev ORDER BY place
-)
-SELECT (SELECT count(*) FROM i) AS applied,
-       (SELECT coalesce(jsonb_agg(jsonb_build_array(step_index, item_index)), '[]') FROM n) AS offered
-""")
+@dataclass(frozen=True)
+class Statements:
+    """Every statement of the store, as psycopg runs it."""
 
-#: A lapsed lease is not revived: the lapse ended the claim.
-_LIVE = f"status = '{RUNNING}' AND (lease_expires_at IS NULL OR lease_expires_at >= %(now)s)"
-EXTEND = (f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = %(task_id)s AND {_LIVE}"
-          " AND (%(holder)s::text IS NULL OR worker_id = %(holder)s::text)")
+    start: str
+    started_with: str
+    #: A push worker's claim of the step its message names. It waits for a row another transaction holds (the
+    #: scanner's), rather than skipping the step it was sent for.
+    claim_step: str
+    #: The same for one item of a mapped step (an equality the index serves, unlike IS NOT DISTINCT FROM).
+    claim_item: str
+    #: A pull worker's claim of the oldest due step on a topic; concurrent callers skip each other's rows.
+    claim_topic: str
+    #: One statement per kind of move and the status it ends the attempt with.
+    finish: dict[tuple[type, TaskStatus], str]
+    extend: str
+    heartbeat: str
+    lookup: str
+    state: str
+    lapsed: str
 
-HEARTBEAT = f"UPDATE oms_tasks SET lease_expires_at = %(lease_until)s WHERE id = ANY(%(task_ids)s::text[]) AND {_LIVE}"
+    def all(self) -> dict[str, str]:
+        """Each statement by a name (a move's: ``finish.<move>.<status>``)."""
+        named = {name: value for name, value in vars(self).items() if isinstance(value, str)}
+        return named | {f"finish.{kind.__name__}.{status}": sql for (kind, status), sql in self.finish.items()}
 
-LOOKUP = f"SELECT {_TASK} FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id WHERE t.id = %(task_id)s"
 
-STATE = _compact("""
-SELECT t.status AS task_status, t.error AS task_error, i.id AS instance_id, i.status AS instance_status,
-    t.worker_id, t.lease_expires_at
-FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id WHERE t.id = %(task_id)s
-""")
-
-LAPSED = _compact(f"""
-SELECT {_TASK}, t.lost FROM oms_tasks t JOIN oms_instances i ON i.id = t.instance_id
-WHERE t.status = '{RUNNING}' AND t.lease_expires_at < %(now)s AND (%(topic)s::text IS NULL OR t.topic = %(topic)s)
-ORDER BY t.lease_expires_at LIMIT %(limit)s
-""")
+@cache
+def statements() -> Statements:
+    """Every statement, compiled once per process, on first use (an import of the engine does not pay for it)."""
+    step = (tasks.c.instance_id == INSTANCE_ID, tasks.c.step_index == _param("index", Integer),
+            tasks.c.ready_at <= _param("due", UTCDateTime()))
+    return Statements(
+        start=_start(),
+        started_with=_compiled(select(instances.c.id, instances.c.payload).where(
+            instances.c.workflow_id == _param("workflow_id"), instances.c.idempotency_key == _param("key"))),
+        claim_step=_claim(*step, tasks.c.item_index.is_(None), skip_locked=False),
+        claim_item=_claim(*step, tasks.c.item_index == _param("item_index", Integer), skip_locked=False),
+        claim_topic=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,
+                           next_due=True),
+        finish={(kind, status): _finish(kind, status) for kind, status in (
+            (Advance, TaskStatus.DONE), (CountItem, TaskStatus.DONE), (Retry, TaskStatus.FAILED),
+            (Retry, TaskStatus.LAPSED), (EndInstance, TaskStatus.FAILED))},
+        extend=_compiled(moves.extend_leases(tasks.c.id == TASK_ID, NOW, LEASE_UNTIL, _param("holder"))),
+        heartbeat=_compiled(moves.extend_leases(tasks.c.id == any_(_param("task_ids", ARRAY(Text))), NOW,
+                                                LEASE_UNTIL)),
+        lookup=_compiled(moves.with_instance(tasks).where(tasks.c.id == TASK_ID)),
+        state=_compiled(select(tasks.c.status.label("task_status"), instances.c.id.label("instance_id"),
+                               instances.c.status.label("instance_status"), tasks.c.worker_id,
+                               tasks.c.lease_expires_at)
+                        .join_from(tasks, instances, instances.c.id == tasks.c.instance_id)
+                        .where(tasks.c.id == TASK_ID)),
+        lapsed=_compiled(moves.lapsed(NOW, _param("topic"), _param("limit", Integer))),
+    )
 
 
 def _json_default(value: object) -> str:
@@ -243,11 +325,33 @@ def as_task(row: Any) -> Task:
     )
 
 
+def _move_params(move: Move) -> dict[str, Any]:
+    """The parameters of a move's statement (every statement takes them all; each reads those it needs)."""
+    ending, then = move.ending, move.then
+    result = None if ending.result is None else json.dumps(ending.result)
+    params: dict[str, Any] = {
+        "instance_id": ending.instance_id, "task_id": ending.task_id, "now": ending.now, "result": result,
+        "error": ending.error, "lost": ending.lost, "holder": ending.holder, "lapsed_before": ending.lapsed_before,
+        "events": rows_json([{**e, "position": n} for n, e in enumerate(move.events)]),
+    }
+    if isinstance(then, Advance):
+        params |= {"step_id": then.step_id, "joins": [str(j) for j in then.joins], "joins_at": then.joins,
+                   "current_step": then.current_step, "new_tasks": rows_json(then.new_tasks)}
+    elif isinstance(then, CountItem):
+        params |= {"joins": [str(then.step_index)], "unless_last": str(then.step_index)}
+    elif isinstance(then, Retry):
+        params["new_tasks"] = rows_json([then.new_task])
+    else:
+        params |= {"instance_error": then.error, "cancel_reason": then.cancel_reason}
+    return params
+
+
 class PostgresStore:
-    """The :class:`~oms.store.Store` contract, one autocommit statement per transition."""
+    """The :class:`~oms.store.contract.Store` contract, one autocommit statement per transition."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.sql = statements()
 
     @contextmanager
     def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -272,17 +376,18 @@ class PostgresStore:
 
     def start(self, workflow_id: str, version: int, instances: list[dict[str, Any]], tasks: list[dict[str, Any]],
               events: list[dict[str, Any]]) -> Started:
-        row = self._one(START, {"workflow_id": workflow_id, "version": version, "instances": rows_json(instances),
-                                "tasks": rows_json(tasks), "events": rows_json(events)})
+        row = self._one(self.sql.start, {"workflow_id": workflow_id, "version": version,
+                                         "instances": rows_json(instances), "tasks": rows_json(tasks),
+                                         "events": rows_json(events)})
         return Started(row.inserted, row.latest)
 
     def started_with(self, workflow_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
-        row = self._one(STARTED_WITH, {"workflow_id": workflow_id, "key": key})
+        row = self._one(self.sql.started_with, {"workflow_id": workflow_id, "key": key})
         return None if row is None else (row.id, row.payload)
 
     def claim_step(self, instance_id: str, index: int, item_index: int | None, worker_id: str, now: datetime,
                    lease_until: datetime) -> Task | None:
-        row = self._one(CLAIM_STEP if item_index is None else CLAIM_ITEM, {
+        row = self._one(self.sql.claim_step if item_index is None else self.sql.claim_item, {
             "instance_id": instance_id, "index": index, "item_index": item_index, "worker_id": worker_id, "now": now,
             "lease_until": lease_until, "due": now + timedelta(seconds=1), "synchronous_commit": self._claim_commit(),
         })
@@ -290,53 +395,42 @@ class PostgresStore:
 
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
-        row = self._one(CLAIM_TOPIC, {"topic": topic, "worker_id": worker_id, "now": now, "lease_until": lease_until,
-                                      "synchronous_commit": self._claim_commit()})
+        row = self._one(self.sql.claim_topic, {"topic": topic, "worker_id": worker_id, "now": now,
+                                               "lease_until": lease_until,
+                                               "synchronous_commit": self._claim_commit()})
         if row.id is None:
             return None, _utc(row.next_due)
         return as_task(row), None
 
-    def finish(self, plan: Plan) -> list[Offered] | None:
-        from ..engine.plan import apply
-
-        move = plan.statement()
-        if move is None:  # a map is involved: its items' results or its list are read under the lock
-            with self.database.engine.begin() as conn:
-                return apply(conn, plan)
-        row = self._one(FINISH, {
-            "instance_id": move.instance_id, "task_id": move.task_id, "now": move.now, "status": move.status.value,
-            "result": None if move.result is None else json.dumps(move.result), "error": move.error,
-            "lost": move.lost, "lapsed_before": move.lapsed_before, "holder": move.holder, "step_id": move.step_id,
-            "steps_done": move.steps_done, "joins": move.joins, "unless_last": move.unless_last,
-            "current_step": move.current_step,
-            "instance_status": move.instance_status, "instance_error": move.instance_error,
-            "cancel_error": move.cancel_error, "cancel_reason": move.cancel_reason,
-            "new_tasks": rows_json(move.new_tasks),
-            "events": rows_json([{**e, "position": n} for n, e in enumerate(move.events)]),
-        })
+    def finish(self, move: Move) -> Finished:
+        statement = self.sql.finish.get((type(move.then), move.ending.status))
+        if statement is None:
+            return IN_TRANSACTION
+        row = self._one(statement, _move_params(move))
         if not row.applied:
-            if move.unless_last is not None:  # perhaps the mapped step's last item: it gathers their results
-                with self.database.engine.begin() as conn:
-                    return apply(conn, plan)
-            return None
-        return plan.offers([{"step_index": s, "item_index": i} for s, i in row.offered])
+            # a mapped step's item that may be its last: the transactional path gathers the items' results
+            return IN_TRANSACTION if isinstance(move.then, CountItem) else Finished(False)
+        countdown = 0.0
+        if isinstance(move.then, Retry):
+            countdown = (move.then.new_task["ready_at"] - move.ending.now).total_seconds()
+        return Finished(True, [Offered(step, item, countdown) for step, item in row.offered])
 
     def extend(self, task_id: str, now: datetime, lease_until: datetime, holder: str | None) -> bool:
-        return self._count(EXTEND, {"task_id": task_id, "now": now, "lease_until": lease_until,
+        return self._count(self.sql.extend, {"task_id": task_id, "now": now, "lease_until": lease_until,
                                     "holder": holder}) > 0
 
     def heartbeat(self, task_ids: list[str], now: datetime, lease_until: datetime) -> int:
-        return self._count(HEARTBEAT, {"task_ids": task_ids, "now": now, "lease_until": lease_until})
+        return self._count(self.sql.heartbeat, {"task_ids": task_ids, "now": now, "lease_until": lease_until})
 
     def lookup(self, task_id: str) -> Task | None:
-        row = self._one(LOOKUP, {"task_id": task_id})
+        row = self._one(self.sql.lookup, {"task_id": task_id})
         return None if row is None else as_task(row)
 
     def state(self, task_id: str) -> State | None:
-        row = self._one(STATE, {"task_id": task_id})
-        return None if row is None else State(row.task_status, row.task_error, row.instance_id, row.instance_status,
+        row = self._one(self.sql.state, {"task_id": task_id})
+        return None if row is None else State(TaskStatus(row.task_status), row.instance_id, row.instance_status,
                                               row.worker_id, _utc(row.lease_expires_at))
 
     def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
-        rows = self._all(LAPSED, {"now": now, "topic": topic, "limit": limit})
+        rows = self._all(self.sql.lapsed, {"now": now, "topic": topic, "limit": limit})
         return [(as_task(row), row.lost, row.worker_id) for row in rows]

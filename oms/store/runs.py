@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,41 +81,3 @@ def missing_scan(now: datetime | None = None) -> str | None:
     if age <= MISSED_SCANS * interval:
         return None
     return f"no SLA scan for {age:.0f} s: is `celery -A oms beat` running (and a worker on the `oms` queue)?"
-
-
-class ScanWatch:
-    """Logs a WARNING at most once a minute while no SLA scan runs; quiet for three intervals after it starts."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.next_check = self.started + MISSED_SCANS * get_settings().sla_scan_interval
-        self.lock = threading.Lock()
-
-    def check(self) -> str | None:
-        """Look at the newest scan, if a check is due; log and return the warning when none ran."""
-        with self.lock:
-            if time.monotonic() < self.next_check:
-                return None
-            self.next_check = time.monotonic() + WARN_EVERY
-        try:
-            warning = missing_scan()
-        except Exception as exc:  # the database is down: the transitions will say so
-            logger.debug("cannot read the SLA scans: %s", exc)
-            return None
-        if warning:
-            logger.warning("%s", warning)
-        return warning
-
-    def seconds_to_next(self) -> float:
-        return max(self.next_check - time.monotonic(), 0.0)
-
-    def run_forever(self) -> None:
-        """A worker's watch thread: check whenever due."""
-        while True:
-            time.sleep(self.seconds_to_next() + 0.01)
-            self.check()
-
-    def start_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run_forever, name="oms-scan-watch", daemon=True)
-        thread.start()
-        return thread

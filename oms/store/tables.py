@@ -7,18 +7,22 @@ partial indexes become plain ones where the database has no ``WHERE`` on indexes
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -26,7 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ..states import GREEN
+from ..states import GREEN, InstanceStatus, Light, TaskStatus
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 EventId = BigInteger().with_variant(Integer(), "sqlite")
@@ -50,6 +54,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+def literal(member: StrEnum) -> ColumnElement[str]:
+    """A status, light or event kind as a SQL literal, not a parameter: a prepared statement's generic plan can then
+    use the partial indexes defined on it."""
+    return literal_column(f"'{member.value}'", String)
+
+
+def where(condition: str) -> dict[str, Any]:
+    """A partial index's condition, the same on PostgreSQL and SQLite."""
+    return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
+
+
+def equals(column: str, member: StrEnum) -> dict[str, Any]:
+    """A partial index on the rows whose ``column`` holds ``member``."""
+    return where(f"{column} = '{member.value}'")
 
 
 class Base(DeclarativeBase):
@@ -108,30 +128,26 @@ class InstanceRow(Base):
         Index(
             "ix_oms_instances_finished",
             "finished_at",
-            postgresql_where=text("finished_at IS NOT NULL"),
-            sqlite_where=text("finished_at IS NOT NULL"),
+            **where("finished_at IS NOT NULL"),
         ),
         Index(
             "ix_oms_instances_idempotency",
             "workflow_id",
             "idempotency_key",
             unique=True,
-            postgresql_where=text("idempotency_key IS NOT NULL"),
-            sqlite_where=text("idempotency_key IS NOT NULL"),
+            **where("idempotency_key IS NOT NULL"),
         ),
         Index(
             "ix_oms_instances_sla_check",
             "sla_check_at",
-            postgresql_where=text("sla_check_at IS NOT NULL"),
-            sqlite_where=text("sla_check_at IS NOT NULL"),
+            **where("sla_check_at IS NOT NULL"),
         ),
         #: ``/metrics``: the instances not finished well, by workflow, without reading the finished ones.
         Index(
             "ix_oms_instances_unfinished",
             "workflow_id",
             "status",
-            postgresql_where=text("status <> 'done' AND status <> 'cancelled'"),
-            sqlite_where=text("status <> 'done' AND status <> 'cancelled'"),
+            **where(f"status <> '{InstanceStatus.DONE.value}' AND status <> '{InstanceStatus.CANCELLED.value}'"),
         ),
     )
 
@@ -199,39 +215,33 @@ class TaskRow(Base):
             "ix_oms_tasks_pending_topic",
             "topic",
             "ready_at",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
+            **equals("status", TaskStatus.PENDING),
         ),
         Index(
             "ix_oms_tasks_pending_ready",
             "ready_at",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
+            **equals("status", TaskStatus.PENDING),
         ),
         Index(
             "ix_oms_tasks_sla_check",
             "sla_check_at",
-            postgresql_where=text("sla_check_at IS NOT NULL"),
-            sqlite_where=text("sla_check_at IS NOT NULL"),
+            **where("sla_check_at IS NOT NULL"),
         ),
         Index(
             "ix_oms_tasks_red_expires",
             "expires_at",
-            postgresql_where=text("light = 'red'"),
-            sqlite_where=text("light = 'red'"),
+            **equals("light", Light.RED),
         ),
         Index(
             "ix_oms_tasks_done_topic",
             "topic",
             "finished_at",
-            postgresql_where=text("status = 'done'"),
-            sqlite_where=text("status = 'done'"),
+            **equals("status", TaskStatus.DONE),
         ),
         Index(
             "ix_oms_tasks_lease",
             "lease_expires_at",
-            postgresql_where=text("status = 'running'"),
-            sqlite_where=text("status = 'running'"),
+            **equals("status", TaskStatus.RUNNING),
         ),
     )
 
@@ -325,3 +335,10 @@ class MetricRow(Base):
     #: Its labels as sorted JSON text (``{"le":"1.0","step":"a","workflow":"w"}``); ``{}`` for none.
     labels: Mapped[str] = mapped_column(String(512), primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+#: The tables as Core :class:`~sqlalchemy.Table` objects, for the statements of :mod:`oms.store.moves`.
+definitions = cast(Table, DefinitionRow.__table__)
+instances = cast(Table, InstanceRow.__table__)
+tasks = cast(Table, TaskRow.__table__)
+events = cast(Table, EventRow.__table__)

@@ -19,7 +19,7 @@ import yaml
 from act import complete_task, fail_task, fetch_task
 from oms import Workflow
 from oms.cli import main
-from oms.engine.starts import utcnow
+from oms.durations import utcnow
 from oms.sla.scanner import scan_sla
 
 from ..conftest import EPA, Backend

@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from act import complete_task, fail_task, fetch_task
 from oms import Workflow, scan_sla, start_workflow
-from oms.engine.starts import utcnow
+from oms.durations import utcnow
 from oms.store.db import transaction
 
 from ..conftest import EPA, Backend

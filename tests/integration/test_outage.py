@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from act import fail_task, fetch_task
 from oms import UnknownInstance, Workflow, cancel_workflow, get_instance, retry_workflow, start_workflow
-from oms.engine.door import utcnow
+from oms.durations import utcnow
 from oms.ops.retention import prune
 
 from ..conftest import Backend, _configure

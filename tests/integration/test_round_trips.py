@@ -122,7 +122,7 @@ def test_the_last_step_and_a_final_failure_are_one_round_trip_each(pg: Backend) 
 
 
 def test_a_pull_fetch_and_its_completion_are_one_round_trip_each(pg: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(door, "_SWEEP_EVERY", 3600.0)  # a fetch also sweeps lapsed leases, once a second
+    monkeypatch.setattr(door.Door, "SWEEP_EVERY", 3600.0)  # a fetch also sweeps lapsed leases, once a second
     for n in range(3):
         start_workflow("rt", {"n": n})
     lease = timedelta(minutes=5)

@@ -36,8 +36,8 @@ def test_a_pickled_message_is_refused_by_workers(backend: Backend, tmp_path: Pat
             time.sleep(0.05)
         # a second instance, offered by a hand-made pickled message only
         with transaction() as s:
-            from oms.engine.control import start_instance
-            from oms.model.definitions import load_definition
+            from oms.engine.starts import start_instance
+            from oms.store.catalog import load_definition
 
             definition, version = load_definition(s, "epa_waste_reg")
             instance, _ = start_instance(s, definition, version, {"form_id": "F-2"}, oms.engine.starts.utcnow())

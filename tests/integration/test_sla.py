@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from oms import Workflow, get_instance, history, scan_sla, start_workflow
-from oms.engine.starts import utcnow
+from oms.durations import utcnow
 from oms.store.db import transaction
 from oms.store.tables import EventRow, InstanceRow, TaskRow
 

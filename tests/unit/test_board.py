@@ -11,8 +11,8 @@ from oms import Workflow, scan_sla
 from oms.api import board as board_api
 from oms.api import create_app
 from oms.engine import door
-from oms.engine.control import start_instance
-from oms.model.definitions import load_definition
+from oms.engine.starts import start_instance
+from oms.store.catalog import load_definition
 from oms.ops.board import board
 from oms.store import tokens
 from oms.store.db import transaction

@@ -12,7 +12,7 @@ from oms import Calendar, InvalidDefinition, Workflow, get_instance, history, sc
 from oms.engine import door
 from oms.engine.door import Task
 from oms.exceptions import LeaseLost, NotLeaseHolder, TaskAlreadyFinished, UnknownCalendar
-from oms.model.calendars import list_calendars
+from oms.catalog import list_calendars
 
 from ..conftest import EPA, Backend
 from .test_worktime import FEDERAL, ny
@@ -32,8 +32,8 @@ def _claim(topic: str, now: datetime, worker: str = "w1") -> Task:
 
 
 def _start(spec: dict[str, Any], now: datetime) -> str:
-    from oms.engine.control import start_instance
-    from oms.model.definitions import load_definition
+    from oms.engine.starts import start_instance
+    from oms.store.catalog import load_definition
     from oms.store.db import transaction
 
     Workflow(**spec).save()
@@ -97,8 +97,8 @@ def test_a_paused_step_neither_warns_nor_breaches_and_its_deadline_moves_by_the_
     assert (report.warnings, report.violations) == (0, 0)
     clock = _task(iid, "review").clock(T0 + 60 * M)
     assert (clock.paused, clock.used_s, clock.paused_s, clock.left_s) == (True, 120.0, 3480.0, 480.0)
-    assert door.resume(task.id, now=T0 + 30 * M) is True
-    assert door.resume(task.id, now=T0 + 31 * M) is False
+    assert door.resume_clock(task.id, now=T0 + 30 * M) is True
+    assert door.resume_clock(task.id, now=T0 + 31 * M) is False
     resumed = _task(iid, "review")
     assert (resumed.expires_at, resumed.warn_at) == (T0 + 38 * M, T0 + 36 * M)  # 28 minutes paused
     assert scan_sla(T0 + 35 * M).warnings == 0
@@ -144,7 +144,7 @@ def test_a_pause_under_a_calendar_moves_the_deadline_by_working_time(backend: Ba
     assert _task(iid, "review").expires_at == ny(2026, 11, 23, 10)
     task = _claim("review", ny(2026, 11, 20, 15, 30))  # leased until 16:30: the holder pauses within its lease
     door.pause(task.id, "waiting for citizen", now=ny(2026, 11, 20, 16))  # 1 working hour paused on Friday,
-    door.resume(task.id, now=ny(2026, 11, 23, 9, 30))                     # 30 minutes on Monday
+    door.resume_clock(task.id, now=ny(2026, 11, 23, 9, 30))                     # 30 minutes on Monday
     assert _task(iid, "review").expires_at == ny(2026, 11, 23, 11, 30)
     assert _task(iid, "review").paused_s == 5400.0
 

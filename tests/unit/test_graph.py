@@ -230,7 +230,7 @@ def test_a_failed_item_is_retried_as_itself(backend: Backend) -> None:
 
 
 def test_workflow_list_shows_the_steps_by_stage_with_parallel_ones_together() -> None:
-    from oms.reads.instances import flow
+    from oms.reads.summaries import flow
 
     def of(steps: list[dict[str, Any]]) -> str:
         return flow(Workflow(id="w", steps=[{"sla": "1m", **s} for s in steps]).graph)

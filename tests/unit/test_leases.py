@@ -15,9 +15,9 @@ import pytest
 
 from oms import Workflow, history
 from oms.engine import door
-from oms.engine.control import start_instance
+from oms.engine.starts import start_instance
 from oms.exceptions import LeaseLost
-from oms.model.definitions import load_definition
+from oms.store.catalog import load_definition
 from oms.store.db import transaction
 
 from ..conftest import Backend

@@ -7,8 +7,9 @@ from typing import Any
 
 from oms import history, scan_sla
 from oms.engine import door
-from oms.engine.control import start_instances
-from oms.model.definitions import Workflow, load_definition
+from oms.engine.starts import start_instances
+from oms import Workflow
+from oms.store.catalog import load_definition
 from oms.sla import predict
 from oms.store.db import transaction
 

@@ -10,8 +10,8 @@ from sqlalchemy import select, update
 
 from oms import Workflow, get_instance, history, overdue, scan_sla, sla_summary
 from oms.engine import door
-from oms.engine.control import start_instance
-from oms.model.definitions import load_definition
+from oms.engine.starts import start_instance
+from oms.store.catalog import load_definition
 from oms.store.db import database, transaction
 from oms.store.tables import DefinitionRow, InstanceRow, TaskRow
 

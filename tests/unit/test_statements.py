@@ -11,13 +11,17 @@ from __future__ import annotations
 import pytest
 from psycopg import _queries
 
-from oms.store import postgres
+from oms.store.postgres import statements
 
-HOT = ["START", "STARTED_WITH", "CLAIM_STEP", "CLAIM_ITEM", "CLAIM_TOPIC", "FINISH", "EXTEND", "HEARTBEAT",
-       "LOOKUP", "STATE", "LAPSED"]
+ALL = statements().all()
 
 
-@pytest.mark.parametrize("name", HOT)
+@pytest.mark.parametrize("name", sorted(ALL))
 def test_a_hot_statement_is_parsed_once_by_psycopg(name: str) -> None:
-    sql = getattr(postgres, name)
+    sql = ALL[name]
     assert len(sql.encode()) <= _queries.MAX_CACHED_STATEMENT_LENGTH, f"{name} is {len(sql.encode())} bytes"
+
+
+def test_every_kind_of_finished_attempt_has_its_statement() -> None:
+    assert {name.split(".")[1] for name in ALL if name.startswith("finish.")} == {
+        "Advance", "CountItem", "Retry", "EndInstance"}

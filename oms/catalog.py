@@ -1,0 +1,67 @@
+"""Workflows and calendars as users save and load them: the model's data, with its storage.
+
+``Workflow(...).save()`` and ``Calendar(...).save()`` are the specification's API;
+the data they carry (:mod:`oms.model`) knows no database, and the store
+(:mod:`oms.store.catalog`) knows no rules of the model. This is where the two meet.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from .exceptions import InvalidDefinition
+from .model.calendars import CalendarDefinition, check_calendar_id
+from .model.definitions import Definition, check_workflow_id, system_workflow
+from .model.limits import check_fits_broker
+from .sla.reschedule import reschedule
+from .store import catalog
+from .store.db import transaction
+
+
+class Workflow(Definition):
+    """An ordered list of steps (or a graph of them). ``save()`` stores it; a changed definition becomes a new
+    version, and a running instance keeps the version it started with."""
+
+    def save(self, database_url: str | None = None) -> int:
+        """Store this definition and return its version (an unchanged definition keeps its own).
+
+        Raises:
+            InvalidDefinition: a calendar it names is not saved.
+            ConfigurationError: a step could hold its message longer than the Redis visibility timeout.
+            Conflict: other processes kept saving versions of it at the same moment; nothing was saved.
+        """
+        check_fits_broker(self)
+        if missing := self.calendars() - catalog.known_calendars(self.calendars(), database_url):
+            raise InvalidDefinition(f"invalid workflow {self.id!r}: unknown calendar {min(missing)!r}: save it first "
+                                    "(Calendar(...).save() or oms calendar register FILE)")
+        return catalog.save_definition(self, database_url)
+
+    @classmethod
+    def load(cls, workflow_id: str, version: int | None = None, database_url: str | None = None) -> Self:
+        """The stored definition (the newest version unless ``version`` is given). Raises ``UnknownWorkflow``."""
+        check_workflow_id(workflow_id)
+        with transaction(database_url) as session:
+            found, _ = catalog.load_definition(session, workflow_id, version)
+        return system_workflow(found.spec(), cls)
+
+
+class Calendar(CalendarDefinition):
+    """When an agency works: opening hours per weekday in a time zone, less public holidays and closed days."""
+
+    def save(self) -> int:
+        """Store this calendar (replacing one with its id); return how many open clocks were computed again.
+
+        When the calendar changed, the deadlines of the steps and instances still open
+        under it are computed again from when their clocks started.
+        """
+        return reschedule(self.id) if catalog.save_calendar(self) else 0
+
+    @classmethod
+    def load(cls, calendar_id: str) -> Self:
+        """The stored calendar. Raises :class:`~oms.exceptions.UnknownCalendar`."""
+        return cls(**catalog.calendar_spec(check_calendar_id(calendar_id)))
+
+
+def list_calendars() -> list[Calendar]:
+    """Every stored calendar, by id."""
+    return [Calendar(**spec) for spec in catalog.calendar_specs()]
