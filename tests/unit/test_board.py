@@ -12,9 +12,9 @@ from oms.api import board as board_api
 from oms.api import create_app
 from oms.engine import door
 from oms.engine.starts import start_instance
-from oms.store.catalog import load_definition
 from oms.ops.board import board
 from oms.store import tokens
+from oms.store.catalog import load_definition
 from oms.store.db import transaction
 
 from ..conftest import Backend

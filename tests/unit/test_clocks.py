@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from oms import Calendar, InvalidDefinition, Workflow, get_instance, history, scan_sla
+from oms.catalog import list_calendars
 from oms.engine import door
 from oms.engine.door import Task
 from oms.exceptions import LeaseLost, NotLeaseHolder, TaskAlreadyFinished, UnknownCalendar
-from oms.catalog import list_calendars
 
 from ..conftest import EPA, Backend
 from .test_worktime import FEDERAL, ny

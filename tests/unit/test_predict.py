@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from oms import history, scan_sla
+from oms import Workflow, history, scan_sla
 from oms.engine import door
 from oms.engine.starts import start_instances
-from oms import Workflow
-from oms.store.catalog import load_definition
 from oms.sla import predict
+from oms.store.catalog import load_definition
 from oms.store.db import transaction
 
 from ..conftest import Backend

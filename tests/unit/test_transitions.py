@@ -7,11 +7,11 @@ from sqlalchemy import func, select
 
 from oms import InvalidPayload, UnknownInstance, UnknownWorkflow, Workflow, get_instance, history, start_workflow
 from oms.engine import door
-from oms.engine.starts import start_instance
 from oms.engine.door import Task
+from oms.engine.starts import start_instance
 from oms.exceptions import InvalidArgument, InvalidTransition, TaskAlreadyFinished, TaskNotClaimed, TaskNotFound
-from oms.store.catalog import load_definition
 from oms.states import InstanceStatus, TaskStatus, instance_event, task_event
+from oms.store.catalog import load_definition
 from oms.store.db import transaction
 from oms.store.tables import EventRow, InstanceRow, TaskRow
 
