@@ -17,6 +17,7 @@ from celery import Task as CeleryTask
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from oms import OmsError
+from oms import app as default_app
 from oms.celery.compiler import task_name
 from oms.engine import checks, door
 from oms.engine.door import Task
@@ -143,8 +144,6 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
     """
     checks.check_topic(topic)
     if app is None:
-        from oms import app as default_app
-
         app = default_app
     celery_app: Celery = app
 

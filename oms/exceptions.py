@@ -172,7 +172,7 @@ class LeaseLost(TaskAlreadyFinished):
     """The worker's lease on the task ran out: the claim ended then, and the step is offered again."""
 
     def __init__(self, task_id: str) -> None:
-        self.task_id, self.status = task_id, "failed"
+        self.task_id, self.status = task_id, "lapsed"
         OmsError.__init__(
             self, f"lease on task {task_id!r} ran out, which ended the claim (the step is offered again): nothing "
             "was changed"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from kombu.transport import resolve_transport
+from kombu.utils.url import maybe_sanitize_url
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -91,8 +93,6 @@ class OmsSettings(BaseSettings):
     @classmethod
     def _known_transport(cls, value: str) -> str:
         """A broker URL whose scheme kombu does not know would fail only when a step is published."""
-        from kombu.transport import resolve_transport
-        from kombu.utils.url import maybe_sanitize_url
 
         scheme = value.split("://", 1)[0] if "://" in value else ""
         try:

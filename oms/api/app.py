@@ -19,7 +19,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from ..settings import get_settings
-from ..store import db
+from ..store import db, tokens
 from ..store.db import database
 from . import auth, calendars, errors, health, instances, metrics, page, tasks, workflows
 from .polls import PollHub
@@ -89,8 +89,6 @@ async def _too_large(limit: int, scope: Scope, receive: Callable[[], Awaitable[M
 
 def _check_start(insecure: bool) -> None:
     """Refuse to serve a database whose schema is not this code's, or with no token unless insecure."""
-    from ..store import tokens
-
     database()  # raises SchemaBehind / SchemaAhead / ConfigurationError, naming the command
     if insecure:
         host = get_settings().api_host

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .auth import ANONYMOUS, CSRF_COOKIE, CSRF_HEADER, TOKEN_COOKIE, lookup
 from .board import router as board_router
+from .html import app_page, login_page
 
 router = APIRouter()
 router.include_router(board_router)
@@ -70,8 +71,6 @@ def page(request: Request) -> Response:
 
     Under ``oms api --insecure-no-auth`` (loopback only) every caller is the anonymous admin, as in the API.
     """
-    from .html import app_page, login_page
-
     token = request.cookies.get(TOKEN_COOKIE)
     principal = lookup(token) if token else None
     if getattr(request.app.state, "insecure_no_auth", False):
@@ -88,8 +87,6 @@ def page(request: Request) -> Response:
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     """Check the token and set the session's cookies; an unknown token gets the form again with an error."""
-    from .html import login_page
-
     if not _same_origin(request):
         return _html(login_page("Sign-in refused: the form was posted from another site."), 403)
     token = (await _form(request)).get("token", "").strip()

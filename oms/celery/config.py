@@ -8,6 +8,8 @@ import kombu.pools
 
 from ..model.limits import REDIS_SCHEMES
 from ..settings import OmsSettings, set_settings
+from ..store.db import dispose_all
+from .app import app
 
 
 def broker_settings(settings: OmsSettings) -> dict[str, Any]:
@@ -41,8 +43,6 @@ def configure(**overrides: Any) -> OmsSettings:
     Environment variables are the usual way; this is for programs and tests that
     switch backends without restarting.
     """
-    from ..store.db import dispose_all
-    from .app import app
 
     settings = set_settings(**overrides)
     app.conf.update(broker_settings(settings))

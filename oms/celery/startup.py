@@ -12,17 +12,17 @@ import logging
 import sys
 from typing import Any
 
+from billiard.process import current_process
 from celery import signals
 
 from ..exceptions import ConfigurationError, SchemaError
+from ..store.db import database
 
 logger = logging.getLogger(__name__)
 
 
 def check_database(**_: Any) -> None:
     """Open the configured database (which checks its schema); exit with one line if the schema is wrong."""
-    from ..store.db import database
-
     try:
         database()
     except SchemaError as exc:
@@ -40,8 +40,6 @@ def check_beat_database(**kwargs: Any) -> None:
     refers to them: reopening the file there fails after ten seconds with
     "locking protocol", logged as an unreachable database.
     """
-    from billiard.process import current_process
-
     if current_process().name == "MainProcess":
         check_database(**kwargs)
 

@@ -11,6 +11,7 @@ import os
 
 import click
 
+from ..celery.config import configure
 from .api import api, token
 from .base import CONTEXT, OmsGroup, env_option
 from .calendars import calendar
@@ -50,8 +51,6 @@ def main(database_url: str | None, broker_url: str | None, home: str | None) -> 
     given = {"database_url": database_url, "broker_url": broker_url, "home": home}
     changed = {k: v for k, v in given.items() if v is not None and os.environ.get(_SETTINGS[k]) != v}
     if changed:
-        from ..celery.config import configure
-
         for key, value in changed.items():
             os.environ[_SETTINGS[key]] = value  # inherited by the processes oms worker/beat/demo start
         configure()

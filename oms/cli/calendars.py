@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 import yaml
 
+from ..catalog import Calendar, list_calendars
 from . import render
 from .base import CONTEXT, OmsGroup, env_option
 
@@ -37,8 +39,6 @@ def register(files: tuple[Path, ...]) -> None:
     Examples:
       oms calendar register examples/calendars/epa_business.yaml
     """
-    from ..catalog import Calendar
-
     found = [Calendar.from_file(path) for path in files]
     for item in found:
         moved = item.save()
@@ -55,8 +55,6 @@ def list_(as_json: bool) -> None:
       oms calendar list
       oms calendar list --json
     """
-    from ..catalog import list_calendars
-
     found = list_calendars()
     if as_json:
         click.echo(json.dumps([c.spec() for c in found], indent=2))
@@ -81,10 +79,6 @@ def show(calendar_id: str, as_json: bool, days: int) -> None:
     Examples:
       oms calendar show epa_business --days 14
     """
-    from datetime import UTC, datetime, timedelta
-
-    from ..catalog import Calendar
-
     found = Calendar.load(calendar_id)
     if as_json:
         click.echo(json.dumps(found.spec(), indent=2))

@@ -9,14 +9,18 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from ..settings import get_settings
+from ..store.db import connect, safe_url, unreachable
+from ..store.schema import BASELINE, has_tables, head
+from ..store.schema import current as revision_of
+from ..store.schema import history as revisions
+from ..store.schema import upgrade as run_upgrade
 from .base import CONTEXT, OmsGroup
 
 
 @contextmanager
 def _engine() -> Iterator[tuple[Engine, str]]:
     """The configured database's engine (its schema unchecked: fixing it is the point) and its URL, password hidden."""
-    from ..settings import get_settings
-    from ..store.db import connect, safe_url, unreachable
 
     url = get_settings().database_url
     engine = connect(url)
@@ -53,8 +57,6 @@ def upgrade() -> None:
       oms db upgrade
       OMS_DATABASE_URL=postgresql://oms@db/oms oms db upgrade && oms worker -I my_handlers
     """
-    from ..store.schema import BASELINE
-    from ..store.schema import upgrade as run_upgrade
 
     with _engine() as (engine, shown):
         done = run_upgrade(engine)
@@ -74,8 +76,6 @@ def current() -> None:
     Examples:
       oms db current
     """
-    from ..store.schema import current as revision_of
-    from ..store.schema import has_tables, head
 
     newest = head()
     with _engine() as (engine, shown), engine.connect() as connection:
@@ -100,7 +100,5 @@ def history() -> None:
     Examples:
       oms db history
     """
-    from ..store.schema import history as revisions
-
     for revision in revisions():
         click.echo(f"{revision.revision}  (after {revision.down_revision or 'nothing'})  {revision.title}")

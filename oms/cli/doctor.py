@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..ops.doctor import FAIL, diagnose
 from . import render
 from .base import CONTEXT, RET_ERROR, RET_OK, env_option
 
@@ -31,8 +32,6 @@ def doctor(timeout: float, as_json: bool) -> None:
       oms doctor
       oms doctor --json | jq '.[] | select(.status == "fail")'
     """
-    from ..ops.doctor import FAIL, diagnose
-
     checks = diagnose(timeout)
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in checks], indent=2))

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..states import CLEARED, LIGHTS, InstanceStatus
+from ..engine.control import cancel_workflow, retry_workflow
+from ..engine.starts import start_workflow
+from ..reads import get_instance, list_instances
+from ..reads import history as events
+from ..states import CLEARED, LIGHTS, InstanceStatus, TaskStatus
+from ..store.lights import seen_light
+from ..store.runs import missing_scan
 from . import render
 from .base import CONTEXT, die, env_option
 
@@ -18,8 +24,6 @@ if TYPE_CHECKING:
 
 def warn_if_no_scan() -> None:
     """Say so above the output when no SLA scan has run lately: lights and lapsed claims are then stale."""
-    from ..store.runs import missing_scan
-
     warning = missing_scan()
     if warning:
         click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
@@ -49,8 +53,6 @@ def start(workflow: str, payload: str) -> None:
       oms start epa_waste_reg --payload '{"form_id": "F8700-12-42"}'
       id=$(oms start epa_waste_reg --payload '{"form_id": "F1"}') && oms status "$id"
     """
-    from ..engine.starts import start_workflow
-
     click.echo(start_workflow(workflow, payload=_json_object(payload)))
 
 
@@ -71,8 +73,6 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
       oms status wf-9b2f... --items
       oms status wf-9b2f... --json | jq .results
     """
-    from ..reads import get_instance
-    from ..store.lights import seen_light
 
     info = get_instance(instance_id)
     warn_if_no_scan()
@@ -149,8 +149,6 @@ def history(instance_id: str, as_json: bool) -> None:
       oms history wf-9b2f...
       oms history wf-9b2f... | grep sla_
     """
-    from ..reads import history as events
-
     log = events(instance_id)
     if as_json:
         render.as_json(log)
@@ -181,8 +179,6 @@ def list_(workflow: str | None, status: str | None, light: str | None, limit: in
       oms list --workflow epa_waste_reg --status running
       oms list --light red             # every instance with a late step
     """
-    from ..reads import list_instances
-
     found = list_instances(workflow, status, light, limit)
     warn_if_no_scan()
     if as_json:
@@ -213,8 +209,6 @@ def cancel(instance_id: str, reason: str) -> None:
       oms cancel wf-9b2f...
       oms cancel wf-9b2f... --reason "duplicate registration"
     """
-    from ..engine.control import cancel_workflow
-
     cancel_workflow(instance_id, reason)
     click.echo(f"cancelled {instance_id}")
 
@@ -229,13 +223,11 @@ def retry(instance_id: str) -> None:
       oms retry wf-9b2f...
       oms list --status failed --json | jq -r '.[].id' | xargs -n1 oms retry
     """
-    from ..engine.control import retry_workflow
-    from ..reads import get_instance
 
     retry_workflow(instance_id)
     offered: dict[str, list[int]] = {}  # step id -> attempts offered again (one per item of a mapped step)
     for task in get_instance(instance_id).tasks:
-        if task.status == "pending":
+        if task.status == TaskStatus.PENDING:
             offered.setdefault(task.step_id, []).append(task.attempt)
     steps = ", ".join(f"{step} (attempt {max(attempts)})" if len(attempts) == 1 else f"{step} ({len(attempts)} items)"
                       for step, attempts in offered.items())

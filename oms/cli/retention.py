@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
+from ..durations import MAX_RETENTION, parse_duration
+from ..ops.retention import prune as run_prune
 from .base import CONTEXT, die, env_option
 
 
 def _moment(text: str) -> timedelta | datetime:
     """A duration ago (``90d``) or a moment (``2026-01-01``, UTC unless it says otherwise)."""
-    from ..durations import MAX_RETENTION, parse_duration
-
     try:
         return parse_duration(text, limit=MAX_RETENTION)
     except ValueError as exc:
@@ -46,8 +46,6 @@ def prune(finished_before: str, batch: int, dry_run: bool) -> None:
       oms prune --finished-before 90d
       oms prune --finished-before 2026-01-01 --batch 1000
     """
-    from ..ops.retention import prune as run_prune
-
     report = run_prune(_moment(finished_before), batch=batch, dry_run=dry_run)
     before = report.finished_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     counts = f"{report.instances} instance(s), {report.tasks} task(s) and {report.events} event(s)"

@@ -12,6 +12,9 @@ import yaml
 
 from ..catalog import Workflow
 from ..exceptions import InvalidDefinition, OmsError
+from ..reads import list_workflows
+from ..store.catalog import load_definition
+from ..store.db import transaction
 from . import render
 from .base import CONTEXT, OmsGroup, env_option
 
@@ -81,8 +84,6 @@ def list_(include_system: bool, as_json: bool) -> None:
       oms workflow list
       oms workflow list --all --json
     """
-    from ..reads import list_workflows
-
     found = list_workflows(include_system)
     if as_json:
         render.as_json(found)
@@ -114,8 +115,6 @@ def show(workflow_id: str, version: int | None, as_json: bool) -> None:
       oms workflow show epa_waste_reg
       oms workflow show epa_waste_reg --version 1 > epa.yaml && oms workflow register epa.yaml
     """
-    from ..store.catalog import load_definition
-    from ..store.db import transaction
 
     with transaction() as session:
         definition, found = load_definition(session, workflow_id, version)

@@ -15,10 +15,20 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kombu.utils.url import maybe_sanitize_url
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from ..celery.app import app
 from ..durations import format_duration
 from ..settings import ENGINE_QUEUE, get_settings
+from ..states import TaskStatus
+from ..store.catalog import load_definition
+from ..store.db import connect, safe_url, transaction
+from ..store.runs import MISSED_SCANS, RECONCILE, SCAN, last_run, missing_scan
+from ..store.schema import auto_upgrades, current, has_tables, head
+from ..store.tables import DefinitionRow, TaskRow
+from .reconcile import queue_state
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -41,10 +51,6 @@ def _ago(moment: datetime, now: datetime) -> str:
 
 def database_check() -> Check:
     """Is the database reachable, and its schema this code's (or one it upgrades itself to)?"""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from ..store.db import connect, safe_url
-    from ..store.schema import auto_upgrades, current, has_tables, head
 
     url = get_settings().database_url
     shown = safe_url(url)
@@ -71,10 +77,6 @@ def database_check() -> Check:
 
 def broker_check() -> Check:
     """Can the broker be reached?"""
-    from kombu.utils.url import maybe_sanitize_url
-
-    from ..celery.app import app
-
     shown = maybe_sanitize_url(app.conf.broker_url)
     try:
         with app.connection_for_read() as connection:
@@ -85,8 +87,6 @@ def broker_check() -> Check:
 
 
 def _upkeep(now: datetime) -> list[Check]:
-    from ..store.runs import MISSED_SCANS, RECONCILE, SCAN, last_run, missing_scan
-
     settings = get_settings()
     checks = []
     scan = last_run(SCAN)
@@ -115,8 +115,6 @@ def _upkeep(now: datetime) -> list[Check]:
 
 def _consumers(timeout: float) -> tuple[Check, dict[str, list[str]]]:
     """The Celery workers that answer, and the queues each consumes: ``{queue: [worker, …]}``."""
-    from ..celery.app import app
-
     try:
         answers = app.control.inspect(timeout=timeout).active_queues() or {}
     except Exception as exc:
@@ -131,11 +129,6 @@ def _consumers(timeout: float) -> tuple[Check, dict[str, list[str]]]:
 
 
 def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
-    from ..states import TaskStatus
-    from ..store.catalog import load_definition
-    from ..store.db import transaction
-    from ..store.tables import DefinitionRow, TaskRow
-    from .reconcile import queue_state
 
     with transaction() as session:
         waiting = {topic: (count, oldest) for topic, count, oldest in session.execute(

@@ -28,11 +28,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..model.definitions import SYSTEM_PREFIX
-from ..states import LIGHTS, TaskStatus
+from ..states import FINISHED_INSTANCE, INSTANCE_MOVES, LIGHTS, EventKind, TaskStatus
 from ..store.db import transaction
 from ..store.lights import seen_rank
 from ..store.runs import RECONCILE, SCAN, last_run
-from ..store.tables import EventRow, InstanceRow, MetricRow, TaskRow
+from ..store.tables import UNFINISHED_INSTANCES, EventRow, InstanceRow, MetricRow, TaskRow
 
 #: Most events one scrape rolls up (a backlog, after an upgrade, is caught up over several scrapes).
 BATCH = 20_000
@@ -45,13 +45,13 @@ WATERMARK = "_watermark"
 
 #: Counter (without ``_total``) -> the events it counts.
 COUNTERS: dict[str, tuple[str, ...]] = {
-    "oms_steps_done": ("task.done",),
-    "oms_steps_failed": ("task.failed",),
-    "oms_steps_retried": ("task.retried",),
-    "oms_sla_breaches": ("task.sla_violated", "workflow.sla_violated"),
-    "oms_sla_warnings": ("task.sla_warning", "workflow.sla_warning"),
-    "oms_lease_expiries": ("task.lease_expired",),
-    "oms_redispatches": ("task.redispatched",),
+    "oms_steps_done": (EventKind.TASK_DONE,),
+    "oms_steps_failed": (EventKind.TASK_FAILED,),
+    "oms_steps_retried": (EventKind.TASK_RETRIED,),
+    "oms_sla_breaches": (EventKind.TASK_SLA_VIOLATED, EventKind.WORKFLOW_SLA_VIOLATED),
+    "oms_sla_warnings": (EventKind.TASK_SLA_WARNING, EventKind.WORKFLOW_SLA_WARNING),
+    "oms_lease_expiries": (EventKind.TASK_LEASE_EXPIRED,),
+    "oms_redispatches": (EventKind.TASK_REDISPATCHED,),
 }
 #: What each counter says, for ``# HELP``.
 HELP = {
@@ -66,12 +66,12 @@ HELP = {
     "oms_redispatches": "Steps the reconciler published again after their message was lost.",
 }
 _BY_KIND = {kind: name for name, kinds in COUNTERS.items() for kind in kinds}
-_TIMED = ("task.done", "task.failed")
-#: Instances the gauge counts: finished ones are counted by ``oms_workflows_finished_total`` instead (literal
-#: text, so that the partial index ``ix_oms_instances_unfinished`` serves prepared statements too).
-UNFINISHED = text("status <> 'done' AND status <> 'cancelled'")
+_TIMED = (EventKind.TASK_DONE, EventKind.TASK_FAILED)
+#: Instances the gauge counts: finished ones are counted by ``oms_workflows_finished_total`` instead (the
+#: partial index's own condition, as text, so that it serves prepared statements too).
+UNFINISHED = text(UNFINISHED_INSTANCES)
 #: Events that end an instance, by the status it ends in.
-FINISHED = {"workflow.done": "done", "workflow.failed": "failed", "workflow.cancelled": "cancelled"}
+FINISHED = {kind: new.value for (_, new), kind in INSTANCE_MOVES.items() if new in FINISHED_INSTANCE}
 
 
 def _labels(**values: str) -> str:
@@ -157,7 +157,7 @@ def _roll_up(now: datetime) -> int:
         for row in _new_events(session, last, now):
             last, seen = row.id, seen + 1
             workflow = row.workflow_id
-            if row.kind == "workflow.started" and workflow.startswith(SYSTEM_PREFIX):
+            if row.kind == EventKind.WORKFLOW_STARTED and workflow.startswith(SYSTEM_PREFIX):
                 deltas[("oms_escalations_total", _labels(workflow=workflow))] += 1
             if row.kind in FINISHED:
                 deltas[("oms_workflows_finished_total", _labels(workflow=workflow, status=FINISHED[row.kind]))] += 1

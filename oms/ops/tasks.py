@@ -6,29 +6,27 @@ from dataclasses import asdict
 from typing import Any
 
 from ..celery.app import app
+from ..settings import get_settings
+from ..sla.scanner import scan_sla
+from .reconcile import reconcile
+from .retention import prune
 
 
 @app.task(name="oms.scan_sla", ignore_result=True)  # type: ignore[untyped-decorator]
 def scan_sla_task() -> dict[str, Any]:
     """Beat entry: one SLA scan (see :func:`oms.sla.scan_sla`)."""
-    from ..sla.scanner import scan_sla
-
     return asdict(scan_sla())
 
 
 @app.task(name="oms.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
 def reconcile_task() -> int:
     """Beat entry: re-publish queued steps whose message was lost (see :mod:`oms.reconcile`)."""
-    from .reconcile import reconcile
-
     return reconcile()
 
 
 @app.task(name="oms.prune", ignore_result=True)  # type: ignore[untyped-decorator]
 def prune_task() -> int:
     """Beat entry, when ``OMS_RETENTION`` is set: delete instances finished longer ago (see :mod:`oms.retention`)."""
-    from ..settings import get_settings
-    from .retention import prune
 
     retention = get_settings().retention
     return prune(retention).instances if retention else 0

@@ -13,7 +13,7 @@ from ..exceptions import InvalidArgument, UnknownInstance, check_id
 from ..model.deadlines import paused_time
 from ..model.definitions import Definition
 from ..model.worktime import format_sla
-from ..states import LIGHTS, InstanceStatus
+from ..states import LIGHTS, InstanceStatus, TaskStatus
 from ..store.catalog import load_definition, schedule
 from ..store.db import transaction
 from ..store.lights import seen_light, seen_rank, worst
@@ -131,24 +131,33 @@ class StepInfo(BaseModel):
     item_count: int | None = None
 
 
+#: A step none of whose attempts is queued yet: it waits for its predecessors.
+WAITING = "waiting"
+#: A step's status, from its latest attempts' (each item's, for a mapped step): the first of these any has.
+STEP_PRECEDENCE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.RUNNING, TaskStatus.PENDING,
+                   TaskStatus.LAPSED, TaskStatus.DONE)
+#: A mapped step's items counted by their latest attempt's status (a lapsed attempt is followed by another).
+ITEM_COUNTS = (TaskStatus.DONE, TaskStatus.RUNNING, TaskStatus.PENDING, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
 def _steps(definition: Definition, tasks: list[TaskInfo], results: dict[str, Any], now: datetime) -> list[StepInfo]:
     graph = definition.graph
     steps = []
     for index, step in enumerate(definition.steps):
         mine = [t for t in tasks if t.step_index == index]
         latest = {t.item_index: t for t in sorted(mine, key=lambda t: t.attempt)}  # the last attempt of each item
-        states = [t.status for t in latest.values()]
-        if not states:
-            status = "done" if step.map and step.id in results else "waiting"  # a map over nothing is done
-        elif all(s == "done" for s in states):
-            status = "done"
+        states = [TaskStatus(t.status) for t in latest.values()]
+        if not states:  # a map over nothing is done
+            status = TaskStatus.DONE if step.map and step.id in results else WAITING
+        elif all(s is TaskStatus.DONE for s in states):
+            status = TaskStatus.DONE
         else:
-            status = next(s for s in ("failed", "cancelled", "running", "pending", "done") if s in states)
+            status = next(s for s in STEP_PRECEDENCE if s in states)
         steps.append(StepInfo(
             id=step.id, index=index, after=[definition.steps[p].id for p in graph.predecessors[index]], map=step.map,
             status=status, light=worst(*(t.light_now(now) for t in mine)), attempts=len(mine),
             sla=format_sla(step.sla),
-            items={s: states.count(s) for s in ("done", "running", "pending", "failed", "cancelled")}
+            items={s.value: states.count(s) for s in ITEM_COUNTS}
             if step.map else None,
             item_count=len(latest) if step.map else None,
         ))

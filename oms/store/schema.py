@@ -133,7 +133,7 @@ def ensure(engine: Engine, shown_url: str) -> None:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
-    from alembic.config import Config
+    from alembic.config import Config  # noqa: PLC0415 - alembic costs 65 ms: only a migrating process pays
 
     config = Config()
     config.set_main_option("script_location", "oms.store:migrations")
@@ -147,7 +147,7 @@ def upgrade(engine: Engine, revision: str = "head") -> Upgrade:
     A database of release 0.1.0 is first checked to have 0.1.0's tables, and recorded
     at :data:`BASELINE`.
     """
-    from alembic import command
+    from alembic import command  # noqa: PLC0415 - alembic costs 65 ms: only a migrating process pays
 
     head()  # refuse several newest revisions before touching anything
     with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
@@ -188,7 +188,7 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
 @cache
 def _baseline_columns() -> dict[str, list[str]]:
     """The tables and columns of :data:`BASELINE`, as its migration makes them (in an in-memory database)."""
-    from alembic import command
+    from alembic import command  # noqa: PLC0415 - alembic costs 65 ms: only a migrating process pays
 
     scratch = create_engine("sqlite://")
     try:
@@ -215,7 +215,7 @@ def _check_release_0_1_0(connection: Connection) -> None:
 
 def history() -> list[Revision]:
     """Every revision shipped, newest first."""
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - alembic costs 65 ms (oms db history only)
 
     return [
         Revision(script.revision, _one(script.down_revision), (script.doc or "").strip().splitlines()[0])

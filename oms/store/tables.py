@@ -62,6 +62,10 @@ def literal(member: StrEnum) -> ColumnElement[str]:
     return literal_column(f"'{member.value}'", String)
 
 
+#: Instances not finished well (pending, running, failed): what ``/metrics`` counts, through a partial index.
+UNFINISHED_INSTANCES = f"status <> '{InstanceStatus.DONE.value}' AND status <> '{InstanceStatus.CANCELLED.value}'"
+
+
 def where(condition: str) -> dict[str, Any]:
     """A partial index's condition, the same on PostgreSQL and SQLite."""
     return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
@@ -147,7 +151,7 @@ class InstanceRow(Base):
             "ix_oms_instances_unfinished",
             "workflow_id",
             "status",
-            **where(f"status <> '{InstanceStatus.DONE.value}' AND status <> '{InstanceStatus.CANCELLED.value}'"),
+            **where(UNFINISHED_INSTANCES),
         ),
     )
 
