@@ -165,7 +165,7 @@ def history(instance_id: str, as_json: bool) -> None:
 @env_option("--workflow", env="OMS_WORKFLOW", help="Only instances of this workflow.")
 @env_option("--status", env="OMS_STATUS", type=click.Choice([s.value for s in InstanceStatus]),
             help="Only instances with this status.")
-@env_option("--light", env="OMS_LIGHT", type=click.Choice(LIGHTS),
+@env_option("--light", env="OMS_LIGHT", type=click.Choice([light.value for light in LIGHTS]),
             help="Only instances whose worst light (their own or a step's) is this one.")
 @env_option("--limit", env="OMS_LIMIT", type=click.IntRange(min=1), default=50, show_default=True,
             help="At most this many, newest first.")

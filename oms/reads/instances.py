@@ -13,10 +13,10 @@ from ..exceptions import InvalidArgument, UnknownInstance, check_id
 from ..model.deadlines import paused_time
 from ..model.definitions import Definition
 from ..model.worktime import format_sla
-from ..states import LIGHTS, InstanceStatus, TaskStatus
+from ..states import LIGHTS, InstanceStatus, TaskStatus, worst
 from ..store.catalog import load_definition, schedule
 from ..store.db import transaction
-from ..store.lights import seen_light, seen_rank, worst
+from ..store.lights import seen_light, seen_rank
 from ..store.tables import EventRow, InstanceRow, TaskRow
 
 

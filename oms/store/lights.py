@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal
 
-from ..states import GREEN, LIGHTS, RED, YELLOW
+from ..states import GREEN, LIGHTS, RED, YELLOW, worst
 from .tables import UTCDateTime
 
 
@@ -27,20 +27,15 @@ def light_at(moment: datetime, warn_at: datetime | None, expires_at: datetime | 
     return GREEN
 
 
-def worst(*lights: str) -> str:
-    """The worst of some lights (green for none)."""
-    return max(lights, key=LIGHTS.index, default=GREEN)
-
-
 def seen_light(recorded: str, warn_at: datetime | None, expires_at: datetime | None, finished_at: datetime | None,
                now: datetime) -> str:
     """The worse of the recorded light and the clock's (at ``finished_at``, or ``now`` while open)."""
-    return max(recorded, light_at(finished_at or now, warn_at, expires_at), key=LIGHTS.index)
+    return worst(recorded, light_at(finished_at or now, warn_at, expires_at))
 
 
 def rank(light: Any) -> ColumnElement[int]:
     """SQL rank of a light column: 0 green, 1 yellow, 2 red."""
-    return case({name: number for number, name in enumerate(LIGHTS)}, value=light, else_=0)
+    return case({light.value: light.rank for light in LIGHTS}, value=light, else_=0)
 
 
 def seen_rank(recorded: Any, warn_at: Any, expires_at: Any, finished_at: Any, now: datetime) -> ColumnElement[int]:

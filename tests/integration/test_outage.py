@@ -45,7 +45,7 @@ def test_cancel_retry_and_prune_wait_out_a_database_outage(postgres_backend: Bac
 
         calls: list[tuple[str, Callable[[], object]]] = [
             ("cancelling a workflow", lambda: cancel_workflow(cancelled, "during an outage")),
-            ("resuming a workflow", lambda: retry_workflow(failed)),
+            ("running a workflow again", lambda: retry_workflow(failed)),
             ("pruning finished instances", lambda: prune(utcnow(), batch=10)),
         ]
         for what, call in calls:
