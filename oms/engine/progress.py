@@ -5,7 +5,7 @@ done, a running mapped step's items not done; ``steps_left``). :class:`Progress`
 moves them for what one transaction decides, under the instance's row lock: a
 start (its roots), a rerun (steps that never started), and the transactional path
 of a finished attempt (:func:`oms.engine.plan.apply`). The one-statement path on
-PostgreSQL counts the same joins down in SQL (:mod:`oms.store.postgres`), the
+PostgreSQL counts the same joins down in SQL (:mod:`oms.store.statements`), the
 successors it offers decided here, by the graph.
 """
 

@@ -7,7 +7,7 @@ one), whose arguments may be plain values or bind parameters:
   of a finished attempt (:func:`oms.engine.plan.apply`) and the portable store
   execute them with values, in one transaction;
 * the PostgreSQL store composes the same builders, with bind parameters, into one
-  statement per transition (a CTE), compiled once at import (:mod:`oms.store.postgres`).
+  statement per transition (a CTE), compiled once, on first use (:mod:`oms.store.statements`).
 
 So the rule that ends an instance's other open tasks, the one that freezes a light
 when a row finishes, the one that ends an instance and the one that says whose

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from psycopg import _queries
 
-from oms.store.postgres import statements
+from oms.store.statements import statements
 
 ALL = statements().all()
 
