@@ -14,14 +14,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Mount, Route
 
 from ..settings import get_settings
 from ..store import db, tokens
 from ..store.db import database
-from . import auth, calendars, errors, health, instances, metrics, page, tasks, workflows
+from . import auth, board, calendars, errors, health, instances, metrics, page, tasks, workflows
 from .polls import PollHub
 from .revocations import TokenCache
 
@@ -107,6 +108,26 @@ def announce_insecure() -> None:
           "on loopback only", file=sys.stderr, flush=True)
 
 
+#: Every router of the API; each one's paths are whole (a router's prefix is its own).
+ROUTERS = (workflows.router, calendars.router, instances.router, tasks.router, board.router, metrics.router,
+           health.router, page.router)
+
+
+def served(app: FastAPI) -> list[tuple[str, str]]:
+    """Every ``(method, path template)`` the application serves: its own routes (the docs) and its routers'."""
+    found: list[tuple[str, str]] = []
+    for route in app.router.routes:
+        if isinstance(route, Mount):
+            found.append(("GET", route.path))
+        elif isinstance(route, Route):  # APIRoute too
+            found += [(method, route.path) for method in route.methods or () if method != "HEAD"]
+        else:  # a router included (FastAPI keeps it whole)
+            included: Any = route
+            found += [(method, r.path) for r in included.original_router.routes
+                      for method in getattr(r, "methods", None) or () if method != "HEAD"]
+    return found
+
+
 def create_app(*, insecure_no_auth: bool | None = None) -> FastAPI:
     """Build the API. ``insecure_no_auth`` defaults to ``OMS_API_INSECURE_NO_AUTH`` (under ``uvicorn oms.api:app``
     the loopback check reads ``OMS_API_HOST``, as uvicorn does not tell the application its address)."""
@@ -136,13 +157,13 @@ def create_app(*, insecure_no_auth: bool | None = None) -> FastAPI:
         summary="Workflows with per-step SLAs: define, start, watch, and pull steps over HTTP.",
         version="1",
         lifespan=lifespan,
+        dependencies=[Depends(auth.authorize)],  # every route's gate: closed unless auth.RULES or .PUBLIC says
     )
     app.state.insecure_no_auth = False
     errors.install(app)
-    for module in (workflows, calendars, instances, tasks):
-        app.include_router(module.router, prefix="/v1")
-    app.include_router(metrics.router)
-    app.include_router(health.router)
-    app.include_router(page.router)  # the operators' page: GET /, its static files, login/logout, /v1/board
+    for router in ROUTERS:
+        app.include_router(router)
+    if unruled := [f"{method} {path}" for method, path in served(app) if (method, path) not in auth.ALL]:
+        raise RuntimeError(f"no rule in oms.api.auth.RULES (or .PUBLIC) says who may call {', '.join(unruled)}")
     app.add_middleware(BodyLimit)
     return app

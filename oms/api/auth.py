@@ -13,7 +13,6 @@ reads; ``worker`` fetches, completes, fails and extends tasks of its topics only
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -119,32 +118,83 @@ def resolve(token: str | None, roles: tuple[str, ...] | None = None) -> Principa
     return principal
 
 
-async def authenticate(request: Request) -> Principal:
-    """The caller of ``request`` (a FastAPI dependency); 401 without a live token, 403 for a failed CSRF check."""
+#: Roles that may start instances (a portal), and those that work on tasks (each worker token on its topics).
+STARTERS = ("admin", "starter")
+WORKERS = ("admin", "worker")
+ADMINS = ("admin",)
+
+#: Who may call each route of the API, by method and path template: one table, checked for every request by
+#: :func:`authorize`. A route missing from it (and from :data:`PUBLIC`) is refused to everyone, and
+#: ``tests/unit/test_api.py`` fails while one exists.
+RULES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("PUT", "/v1/workflows/{workflow_id}"): ADMINS,
+    ("GET", "/v1/workflows"): READERS,
+    ("GET", "/v1/workflows/{workflow_id}"): READERS,
+    ("PUT", "/v1/calendars/{calendar_id}"): ADMINS,
+    ("GET", "/v1/calendars"): READERS,
+    ("GET", "/v1/calendars/{calendar_id}"): READERS,
+    ("POST", "/v1/workflows/{workflow_id}/instances"): STARTERS,
+    ("GET", "/v1/instances"): READERS,
+    ("GET", "/v1/instances/{instance_id}"): READERS,
+    ("GET", "/v1/instances/{instance_id}/history"): READERS,
+    ("POST", "/v1/instances/{instance_id}/cancel"): ADMINS,
+    ("POST", "/v1/instances/{instance_id}/retry"): ADMINS,
+    ("GET", "/v1/overdue"): READERS,
+    ("GET", "/v1/sla/summary"): READERS,
+    ("GET", "/v1/board"): READERS,
+    ("POST", "/v1/topics/{topic}/fetch"): WORKERS,
+    ("POST", "/v1/tasks/{task_id}/complete"): WORKERS,
+    ("POST", "/v1/tasks/{task_id}/fail"): WORKERS,
+    ("POST", "/v1/tasks/{task_id}/extend"): WORKERS,
+    ("POST", "/v1/tasks/{task_id}/pause"): WORKERS,
+    #: a paused clock runs again when the citizen answers: the portal (a starter) may say so, as may the workers
+    ("POST", "/v1/tasks/{task_id}/resume"): ("admin", "starter", "worker"),
+    ("GET", "/metrics"): ("admin", "reader"),
+}
+
+#: The routes anyone may call, without a token: the probes, the page's shell and sign-in (which read the
+#: cookie themselves), its two static files, and the API's own documentation (it holds no data).
+PUBLIC: frozenset[tuple[str, str]] = frozenset({
+    ("GET", "/healthz"), ("GET", "/readyz"),
+    ("GET", "/"), ("POST", "/login"), ("POST", "/logout"), ("GET", "/static/{name}"),
+    ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/openapi.json"), ("GET", "/static-offline-docs"),
+})
+
+
+#: Every route the API may serve, ruled or public.
+ALL = frozenset(RULES) | PUBLIC
+
+
+def _cached(token: str) -> Principal | None:
+    """The caller of a token the revocation cache holds (no database read), else ``None``."""
+    cache = _cache
+    found = cache.get(tokens.digest(token)) if cache is not None else None
+    return None if found is None else Principal(found.name, found.role, found.topics)
+
+
+async def authorize(request: Request) -> None:
+    """Every route's gate (an application-wide dependency): public routes pass; the others need a live token
+    whose role the route's rule in :data:`RULES` names (401 without one, 403 with another role, 403 for a
+    route no rule names). The caller is kept in ``request.state.principal``."""
+    route = request.scope.get("route")
+    method = "GET" if request.method == "HEAD" else request.method
+    key = (method, getattr(route, "path", request.url.path))
+    if key in PUBLIC:
+        return
+    roles = RULES.get(key)
+    if roles is None:
+        raise ApiError(403, "Forbidden", f"no rule says who may call {method} {key[1]}: refused to everyone")
     token = credentials(request)
-    return ANONYMOUS if token is None else await run_in_threadpool(resolve, token)
+    cached = _cached(token) if token is not None else None
+    if cached is not None and cached.role not in roles:
+        raise ApiError(403, "Forbidden", f"a {cached.role} token may not do this (needs {' or '.join(roles)})")
+    request.state.principal = cached or await run_in_threadpool(resolve, token, roles)
 
 
-@dataclass(frozen=True)
-class Caller:
-    """A request's token and the roles its route allows, checked by :meth:`check` in the thread that does the
-    route's work: a thread hop of its own would cost about as much as the lookup (see ``benchmarks/api.py``)."""
-
-    token: str | None
-    roles: tuple[str, ...]
-
-    def check(self) -> Principal:
-        """The caller, or 401/403 (blocking: call it from a route's thread, before anything else)."""
-        return resolve(self.token, self.roles)
-
-
-def caller(*roles: str) -> Callable[[Request], Awaitable[Caller]]:
-    """A dependency giving the route a :class:`Caller` to check first thing (no database read, no thread hop)."""
-
-    async def found(request: Request) -> Caller:
-        return Caller(credentials(request), roles)
-
-    return found
+def current(request: Request) -> Principal:
+    """The caller :func:`authorize` let in (a dependency for routes that look further: a worker's topics)."""
+    principal: Principal = request.state.principal
+    return principal
 
 
 def require_topic(principal: Principal, topic: str) -> None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from ..ops.board import BoardWorkflow, board
-from .auth import READERS, Caller, caller
 
 router = APIRouter(prefix="/v1", tags=["page"])
 
@@ -50,7 +48,6 @@ def _shared(request: Request) -> _Shared:
 
 
 @router.get("/board")
-def get_board(request: Request, who: Annotated[Caller, Depends(caller(*READERS))]) -> list[BoardWorkflow]:
+def get_board(request: Request) -> list[BoardWorkflow]:
     """Every workflow's steps: open steps by light (the clock read too) and the breaches of the last 24 h."""
-    who.check()
     return _shared(request).get()

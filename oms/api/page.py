@@ -21,11 +21,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 
 from .auth import ANONYMOUS, CSRF_COOKIE, CSRF_HEADER, TOKEN_COOKIE, lookup
-from .board import router as board_router
 from .html import app_page, login_page
 
 router = APIRouter()
-router.include_router(board_router)
 
 #: The static files, by name, with their media types: nothing else is served from the folder.
 STATIC = {"page.js": "text/javascript; charset=utf-8", "page.css": "text/css; charset=utf-8"}

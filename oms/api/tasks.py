@@ -23,12 +23,11 @@ from starlette.concurrency import run_in_threadpool
 from ..engine import checks, door
 from ..exceptions import InvalidArgument
 from ..model.task import Task
-from .auth import Caller, Principal, caller, require_topic
+from .auth import Principal, current, require_topic
 
-router = APIRouter(tags=["pull workers"])
-Worker = Annotated[Caller, Depends(caller("admin", "worker"))]
-#: A paused clock runs again when the citizen answers: the portal (a starter) may say so, as may the workers.
-Resumer = Annotated[Caller, Depends(caller("admin", "starter", "worker"))]
+router = APIRouter(prefix="/v1", tags=["pull workers"])
+#: The caller, let in by :func:`~oms.api.auth.authorize` (its role by :data:`~oms.api.auth.RULES`).
+Caller = Annotated[Principal, Depends(current)]
 #: The longest a fetch may wait: proxies and load balancers cut idle requests after a minute or so.
 MAX_WAIT_S = 300.0
 
@@ -106,18 +105,9 @@ async def _release(task: Task, worker: str) -> None:
     await run_in_threadpool(door.release, task, worker)
 
 
-def _first_claim(who: Caller, topic: str, worker: str, lease: timedelta) -> tuple[Task | None, Any]:
-    """The caller's check and the first claim attempt, in one thread hop."""
-    require_topic(who.check(), topic)
-    return door.claim_topic(topic, worker, lease)
-
-
-async def _claim(topic: str, worker: str, lease: timedelta, who: Caller | None = None) -> tuple[Task | None, Any]:
-    """One claim attempt (after checking ``who``, when given); if this request is cancelled meanwhile, the claim
-    it made is released."""
-    work = (lambda: _first_claim(who, topic, worker, lease)) if who else (lambda: door.claim_topic(topic, worker,
-                                                                                                  lease))
-    attempt = asyncio.ensure_future(run_in_threadpool(work))
+async def _claim(topic: str, worker: str, lease: timedelta) -> tuple[Task | None, Any]:
+    """One claim attempt; if this request is cancelled meanwhile, the claim it made is released."""
+    attempt = asyncio.ensure_future(run_in_threadpool(door.claim_topic, topic, worker, lease))
     try:
         return await asyncio.shield(attempt)
     except asyncio.CancelledError:
@@ -134,9 +124,10 @@ async def _claim(topic: str, worker: str, lease: timedelta, who: Caller | None =
 
 
 @router.post("/topics/{topic}/fetch", responses={204: {"description": "No step was offered within max_wait."}})
-async def fetch(topic: str, body: FetchRequest, request: Request, who: Worker) -> Response:
+async def fetch(topic: str, body: FetchRequest, request: Request, who: Caller) -> Response:
     """Claim the next step on ``topic``, waiting up to ``max_wait``: 200 with the task, or 204."""
     checks.check_topic(topic)
+    require_topic(who, topic)
     wait = checks.seconds(body.max_wait, "max_wait")
     if wait > MAX_WAIT_S:
         raise InvalidArgument(f"max_wait is {wait:g}s, over the limit of {MAX_WAIT_S:g}s: poll again instead")
@@ -144,11 +135,9 @@ async def fetch(topic: str, body: FetchRequest, request: Request, who: Worker) -
     worker = checks.check_worker_id(body.worker_id) if body.worker_id is not None else f"http-{secrets.token_hex(8)}"
     poll = door.LongPoll(wait)
     gone = _Gone(request)
-    checked: Caller | None = who
     try:
         while not gone.event.is_set():
-            step = poll.after(await _claim(topic, worker, lease, checked))
-            checked = None  # checked once, with the first attempt
+            step = poll.after(await _claim(topic, worker, lease))
             if isinstance(step, Task):
                 if gone.event.is_set():  # claimed as the caller left: nobody would receive it
                     await _release(step, worker)
@@ -165,14 +154,13 @@ async def fetch(topic: str, body: FetchRequest, request: Request, who: Worker) -
     return Response(status_code=204)
 
 
-def _held(task_id: str, who: Caller) -> None:
-    """401/403 unless the caller may work on the task's topic (404 for an unknown task)."""
-    principal: Principal = who.check()
-    require_topic(principal, door.lookup(task_id).topic)
+def _held(task_id: str, who: Principal) -> None:
+    """403 unless the caller may work on the task's topic (404 for an unknown task)."""
+    require_topic(who, door.lookup(task_id).topic)
 
 
 @router.post("/tasks/{task_id}/complete")
-def complete(task_id: str, body: CompleteRequest, who: Worker) -> dict[str, str]:
+def complete(task_id: str, body: CompleteRequest, who: Caller) -> dict[str, str]:
     """Mark a fetched task done, storing ``result``; only its lease holder (``worker_id``) may."""
     _held(task_id, who)
     door.complete(task_id, body.result, worker_id=checks.check_worker_id(body.worker_id))
@@ -180,7 +168,7 @@ def complete(task_id: str, body: CompleteRequest, who: Worker) -> dict[str, str]
 
 
 @router.post("/tasks/{task_id}/fail")
-def fail(task_id: str, body: FailRequest, who: Worker) -> dict[str, str]:
+def fail(task_id: str, body: FailRequest, who: Caller) -> dict[str, str]:
     """Mark a fetched task failed with ``reason``: retried per its step, or the instance fails."""
     _held(task_id, who)
     door.fail(task_id, body.reason, worker_id=checks.check_worker_id(body.worker_id))
@@ -188,7 +176,7 @@ def fail(task_id: str, body: FailRequest, who: Worker) -> dict[str, str]:
 
 
 @router.post("/tasks/{task_id}/extend")
-def extend(task_id: str, body: ExtendRequest, who: Worker) -> dict[str, str]:
+def extend(task_id: str, body: ExtendRequest, who: Caller) -> dict[str, str]:
     """Keep a fetched task ``lease`` more from now; returns the new expiry."""
     _held(task_id, who)
     until = door.extend(task_id, body.lease, worker_id=checks.check_worker_id(body.worker_id))
@@ -196,7 +184,7 @@ def extend(task_id: str, body: ExtendRequest, who: Worker) -> dict[str, str]:
 
 
 @router.post("/tasks/{task_id}/pause")
-def pause(task_id: str, body: PauseRequest, who: Worker) -> dict[str, bool]:
+def pause(task_id: str, body: PauseRequest, who: Caller) -> dict[str, bool]:
     """Stop a fetched task's SLA clock (waiting on the citizen) and park it: it keeps no lease and no holder, so
     whoever resumes or completes it later may. ``{"paused": false}`` if it was paused already."""
     _held(task_id, who)
@@ -205,10 +193,9 @@ def pause(task_id: str, body: PauseRequest, who: Worker) -> dict[str, bool]:
 
 
 @router.post("/tasks/{task_id}/resume")
-def resume(task_id: str, who: Resumer) -> dict[str, bool]:
+def resume(task_id: str, who: Caller) -> dict[str, bool]:
     """Run a paused task's clock again (a portal, on the citizen's answer); its deadline moves later by the time
     paused. ``{"resumed": false}`` if it was not paused."""
-    principal = who.check()
-    if principal.role == "worker":
-        require_topic(principal, door.lookup(task_id).topic)
+    if who.role == "worker":
+        require_topic(who, door.lookup(task_id).topic)
     return {"resumed": door.resume_clock(task_id)}

@@ -11,16 +11,16 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
-from fastapi import Depends
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import oms
-from oms.api import create_app
-from oms.api.auth import CSRF_COOKIE, CSRF_HEADER, TOKEN_COOKIE, Principal, authenticate
+from oms.api import auth, create_app
+from oms.api.app import served
+from oms.api.auth import CSRF_COOKIE, CSRF_HEADER, TOKEN_COOKIE
 from oms.store import tokens
 
 from ..conftest import EPA, Backend
@@ -464,22 +464,34 @@ def test_oms_token_create_list_revoke(backend: Backend) -> None:
     assert bad.exit_code == 1 and "only worker tokens have topics" in bad.stderr
 
 
-def test_the_authenticate_dependency_serves_the_page(keys: dict[str, dict[str, str]]) -> None:
-    """The contract with the operator page: a route that depends on ``authenticate`` gets the :class:`Principal`."""
+def test_every_route_has_a_rule_and_every_rule_a_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closed by default: the app walks its routes against the role table as it is made, and refuses to be made
+    with a route no rule names."""
+    assert set(served(create_app())) == auth.ALL  # and no rule outlives its route
+    monkeypatch.setattr(auth, "ALL", auth.ALL - {("POST", "/v1/instances/{instance_id}/retry")})
+    with pytest.raises(RuntimeError, match="who may call POST /v1/instances/{instance_id}/retry"):
+        create_app()
+
+
+def test_a_route_added_without_a_rule_is_refused_to_everyone(keys: dict[str, dict[str, str]]) -> None:
     app = create_app()
 
-    @app.post("/whoami")
-    async def whoami(principal: Annotated[Principal, Depends(authenticate)]) -> dict[str, Any]:
-        return {"name": principal.name, "role": principal.role}
+    @app.get("/whoami")
+    def whoami() -> dict[str, str]:
+        return {"leaked": "yes"}
 
     with TestClient(app) as client:
-        assert client.post("/whoami", headers=keys["reader"]).json() == {"name": "t-reader", "role": "reader"}
-        assert client.post("/whoami").status_code == 401
-        client.cookies.set(TOKEN_COOKIE, keys["worker"]["Authorization"].split()[1])
-        assert client.post("/whoami").json()["error"] == "CsrfFailed"
-        client.cookies.set(CSRF_COOKIE, "x" * 20)
-        assert client.post("/whoami", headers={CSRF_HEADER: "x" * 20}).json() == {"name": "t-worker",
-                                                                                 "role": "worker"}
+        refused = client.get("/whoami", headers=keys["admin"])
+        assert refused.status_code == 403 and "no rule says who may call GET /whoami" in refused.json()["detail"]
+
+
+def test_the_page_cookie_needs_the_csrf_header_for_a_change(client: TestClient, keys: dict[str, dict[str, str]],
+                                                            epa: str) -> None:
+    client.cookies.set(TOKEN_COOKIE, keys["admin"]["Authorization"].split()[1])
+    assert client.get(f"/v1/instances/{epa}").status_code == 200  # reading by cookie alone
+    assert client.post(f"/v1/instances/{epa}/cancel").json()["error"] == "CsrfFailed"
+    client.cookies.set(CSRF_COOKIE, "x" * 20)
+    assert client.post(f"/v1/instances/{epa}/cancel", headers={CSRF_HEADER: "x" * 20}).status_code == 200
 
 
 def test_an_unreachable_database_or_broker_is_503(client: TestClient, keys: dict[str, dict[str, str]],
