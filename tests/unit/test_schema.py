@@ -113,3 +113,37 @@ def test_several_processes_using_a_fresh_database_at_once_all_succeed(tmp_path: 
                                   stderr=subprocess.PIPE, text=True) for _ in range(8)]
     results = [(p.wait(60), *p.communicate()) for p in processes]
     assert all(code == 0 and out.strip() == "0" for code, out, _ in results), results
+
+
+def test_revision_0007_turns_hidden_states_into_statuses(tmp_path: Path) -> None:
+    """Before 0007 a cancelled attempt was ``failed`` with an ``instance …: `` prefix on its error, and a lapsed
+    claim ``failed`` with ``lease expired``: the upgrade makes them ``cancelled`` and ``lapsed``, and no other."""
+    from datetime import UTC, datetime
+
+    from oms.store.tables import instances, tasks
+
+    engine = connect(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0006")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    old = {"withdrawn": ("failed", "instance cancelled: citizen withdrew"),
+           "sibling": ("failed", "instance failed: step 'a' failed"),
+           "lapsed": ("failed", "lease expired"),
+           "lost": ("failed", "worker_lost"),
+           "boom": ("failed", "IRS down"),
+           "done": ("done", None)}
+    with engine.begin() as conn:
+        conn.execute(instances.insert(), [{
+            "id": "wf-1", "workflow_id": "w", "version": 1, "status": "failed", "current_step": 0, "payload": {},
+            "results": {}, "created_at": now, "updated_at": now, "light": "green", "steps_left": 1, "waiting": {}}])
+        conn.execute(tasks.insert(), [{
+            "id": f"tk-{name}", "instance_id": "wf-1", "workflow_id": "w", "step_id": name, "step_index": 0,
+            "topic": "t", "attempt": 1, "failures": 0, "lost": 0, "status": status, "payload": {}, "error": error,
+            "created_at": now, "ready_at": now, "warn_at": now, "expires_at": now, "light": "green"}
+            for name, (status, error) in old.items()])
+    upgrade(engine)
+    with engine.connect() as conn:
+        found = {row.id[3:]: (row.status, row.error) for row in conn.execute(tasks.select())}
+    engine.dispose()
+    assert found == {"withdrawn": ("cancelled", "citizen withdrew"), "sibling": ("cancelled", "step 'a' failed"),
+                     "lapsed": ("lapsed", "lease expired"), "lost": ("failed", "worker_lost"),
+                     "boom": ("failed", "IRS down"), "done": ("done", None)}
