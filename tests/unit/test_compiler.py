@@ -39,3 +39,11 @@ def test_compiled_chain_is_json_data() -> None:
 
     compiled = compile_chain(oms.app, Workflow(**EPA), "wf-1")
     assert json.loads(json.dumps(compiled))["kwargs"]["tasks"][0]["task"] == "act.collect_form"
+
+
+def test_the_documented_path_of_the_compiler_still_works_and_says_where_it_went() -> None:
+    from oms.celery.compiler import compile_chain
+
+    with pytest.warns(DeprecationWarning, match="oms.compiler moved to oms.celery.compiler"):
+        from oms.compiler import compile_chain as moved
+    assert moved is compile_chain
