@@ -8,6 +8,7 @@ Celery way, with your own module named by ``CELERY_CONFIG_MODULE``.
 
 from __future__ import annotations
 
+from oms.celery.config import beat_schedule as beat_schedule_of
 from oms.celery.config import broker_settings
 from oms.settings import ENGINE_QUEUE, get_settings
 
@@ -42,26 +43,4 @@ task_create_missing_queues = True
 worker_cancel_long_running_tasks_on_connection_loss = False
 
 # The engine's upkeep: `celery -A oms beat` sends it, a worker on the `oms` queue runs it.
-# Any number of beats may run: each due row is taken by one scan only.
-_reconcile_every = max(_settings.reconcile_after / 3, 1.0)
-beat_schedule = {
-    # SLA lights and escalations; lapsed claims of dead workers offered again
-    "oms-scan-sla": {
-        "task": "oms.scan_sla",
-        "schedule": _settings.sla_scan_interval,
-        "options": {"queue": ENGINE_QUEUE, "expires": _settings.sla_scan_interval},
-    },
-    # steps whose message the broker lost, published again
-    "oms-reconcile": {
-        "task": "oms.reconcile",
-        "schedule": _reconcile_every,
-        "options": {"queue": ENGINE_QUEUE, "expires": _reconcile_every},
-    },
-}
-if _settings.retention:
-    # finished instances older than OMS_RETENTION, deleted in batches
-    beat_schedule["oms-prune"] = {
-        "task": "oms.prune",
-        "schedule": 3600.0,
-        "options": {"queue": ENGINE_QUEUE, "expires": 3600.0},
-    }
+beat_schedule = beat_schedule_of(_settings)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from oms import InvalidPayload
 from oms.engine import checks
+from oms.exceptions import InvalidPayload
 
 from .exceptions import InvalidArgument
 

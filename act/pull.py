@@ -18,7 +18,7 @@ from typing import Any
 from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 
-from oms import app
+from oms.celery.app import current
 from oms.celery.forks import forget
 from oms.celery.watch import ScanWatch
 from oms.engine import checks, door
@@ -31,6 +31,7 @@ _scans: ScanWatch | None = None
 
 def _connection() -> Connection:
     """This thread's broker connection, reopened when the broker URL changes."""
+    app = current()
     url = app.conf.broker_url
     conn: Connection | None = getattr(_local, "connection", None)
     if conn is None or getattr(_local, "url", None) != url:
@@ -60,7 +61,7 @@ def _wait_for_offer(topic: str, timeout: float) -> None:
     The message only wakes us: the claim is made in the database, which also
     serves steps whose message was lost or taken by a push worker that lost the race.
     """
-    queue = SimpleQueue(_connection(), app.amqp.queues[topic], no_ack=False)  # type: ignore[no-untyped-call]
+    queue = SimpleQueue(_connection(), current().amqp.queues[topic], no_ack=False)  # type: ignore[no-untyped-call]
     try:
         queue.consumer.qos(prefetch_count=1)
         message = queue.get(block=True, timeout=timeout)  # type: ignore[no-untyped-call]

@@ -16,11 +16,11 @@ from celery import Celery
 from celery import Task as CeleryTask
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from oms import OmsError
-from oms import app as default_app
+from oms.celery.app import ENGINE_TASK_OPTIONS, current, engine_task
 from oms.celery.compiler import task_name
 from oms.engine import checks, door
 from oms.engine.door import Task
+from oms.exceptions import OmsError
 
 from .heartbeat import beating
 from .outcome import failure, interpret
@@ -140,26 +140,29 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
     The handler gets a :class:`~act.Task` and returns ``"success"``, ``None`` or a
     JSON object (the step's result) to succeed, ``"fail"`` or raises to fail.
     Workers run it when started on the topic's queue:
-    ``celery -A oms worker -Q <topic> -I <module with handlers>``.
+    ``celery -A oms worker -Q <topic> -I <module with handlers>``. Its Celery task
+    is registered on the engine's app (a shop's, after :func:`oms.attach`, also when
+    the handler's module was imported first); ``app=`` registers it on that app only.
     """
     checks.check_topic(topic)
-    if app is None:
-        app = default_app
-    celery_app: Celery = app
 
     def decorate(handler: Handler) -> Subscription:
         name = task_name(topic)
-        existing = celery_app.tasks.get(name)
-        if existing is not None and getattr(existing, "__wrapped__", None) not in (None, handler):
-            raise ValueError(f"topic {topic!r} already has a handler: {existing.__wrapped__.__qualname__}")
+        # Celery's task wraps ``execute``, which wraps the handler
+        held = getattr(getattr((app or current()).tasks.get(name), "__wrapped__", None), "__wrapped__", None)
+        if held not in (None, handler):
+            raise ValueError(f"topic {topic!r} already has a handler: {held.__qualname__}")
 
         def execute(self: CeleryTask, instance_id: str, index: int, item: int | None = None, **_: Any) -> Any:
             return run_step(f"{self.request.hostname}", handler, instance_id, index, item)
 
         execute.__name__ = handler.__name__
         execute.__doc__ = handler.__doc__
-        celery_task = celery_app.task(name=name, bind=True, ignore_result=True, typing=False)(execute)
-        celery_task.__wrapped__ = handler
+        execute.__wrapped__ = handler  # type: ignore[attr-defined]
+        if app is None:
+            celery_task = engine_task(name, execute, bind=True)
+        else:
+            celery_task = app.task(name=name, bind=True, **ENGINE_TASK_OPTIONS)(execute)
         return Subscription(topic, handler, celery_task)
 
     return decorate

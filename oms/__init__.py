@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .attach import AttachRefused, attach
 from .catalog import Calendar, Workflow
 from .celery.app import app
 from .celery.config import configure
@@ -49,6 +50,8 @@ __all__ = [
     "UnknownInstance",
     "UnknownCalendar",
     "configure",
-    # the Celery app (celery -A oms ...)
+    # the Celery app (celery -A oms ...), or the shop's own: oms.attach(app) in proj/celery.py
     "app",
+    "attach",
+    "AttachRefused",
 ]

@@ -7,9 +7,9 @@ from typing import Any
 import kombu.pools
 
 from ..model.limits import REDIS_SCHEMES
-from ..settings import OmsSettings, set_settings
+from ..settings import ENGINE_QUEUE, OmsSettings, set_settings
 from ..store.db import dispose_all
-from .app import app
+from .app import app, current
 
 
 def broker_settings(settings: OmsSettings) -> dict[str, Any]:
@@ -37,6 +37,26 @@ def broker_settings(settings: OmsSettings) -> dict[str, Any]:
     return {"broker_url": url, "broker_transport": transport, "broker_transport_options": options}
 
 
+def beat_schedule(settings: OmsSettings) -> dict[str, dict[str, Any]]:
+    """The engine's upkeep, for beat: the SLA scan, the reconciler, and the prune when ``OMS_RETENTION`` is set.
+
+    Sent to the ``oms`` queue, each expiring after its interval. Any number of beats
+    may run: each due row is taken by one scan only.
+    """
+    reconcile_every = max(settings.reconcile_after / 3, 1.0)
+    every = {
+        # SLA lights and escalations; lapsed claims of dead workers offered again
+        "oms-scan-sla": ("oms.scan_sla", settings.sla_scan_interval),
+        # steps whose message the broker lost, published again
+        "oms-reconcile": ("oms.reconcile", reconcile_every),
+    }
+    if settings.retention:
+        # finished instances older than OMS_RETENTION, deleted in batches
+        every["oms-prune"] = ("oms.prune", 3600.0)
+    return {entry: {"task": task, "schedule": seconds, "options": {"queue": ENGINE_QUEUE, "expires": seconds}}
+            for entry, (task, seconds) in every.items()}
+
+
 def configure(**overrides: Any) -> OmsSettings:
     """Change settings at run time (``database_url=``, ``broker_url=``, …) for this process.
 
@@ -45,6 +65,9 @@ def configure(**overrides: Any) -> OmsSettings:
     """
 
     settings = set_settings(**overrides)
+    if current() is not app:  # attached: the broker is the shop's app's (see oms.attach)
+        dispose_all()
+        return settings
     app.conf.update(broker_settings(settings))
     # Drop pooled broker connections so the next publish connects to the new broker.
     if app._pool is not None:

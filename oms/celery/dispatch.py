@@ -19,7 +19,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from ..exceptions import BrokerUnavailable
 from ..store.catalog import definition
-from .app import app
+from .app import current
 from .compiler import compile_chain
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
     """
     if dispatch is None:
         return
+    app = current()
     workflow = definition(dispatch.workflow_id, dispatch.version)
     compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index)
     first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)
@@ -74,6 +75,7 @@ def publish_all(dispatches: list[Dispatch]) -> None:
     """
     if not dispatches:
         return
+    app = current()
     try:
         with app.producer_or_acquire() as producer, _batched(producer):
             for dispatch in dispatches:

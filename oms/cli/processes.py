@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from ..celery.app import app
+from ..celery.app import current
 from ..celery.compiler import task_name
 from ..settings import ENGINE_QUEUE, get_settings
 from .base import CONTEXT, RET_ERROR, RET_OK, die, env_option
@@ -32,6 +32,7 @@ def subscribed_topics(modules: list[str]) -> list[str]:
 
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as celery -I does: modules are found from the working directory
+    app = current()
     before = set(app.tasks.keys())
     for module in modules:
         try:

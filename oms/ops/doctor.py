@@ -19,7 +19,7 @@ from kombu.utils.url import maybe_sanitize_url
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..celery.app import app
+from ..celery.app import current as celery_app
 from ..durations import format_duration
 from ..settings import ENGINE_QUEUE, get_settings
 from ..states import TaskStatus
@@ -77,9 +77,9 @@ def database_check() -> Check:
 
 def broker_check() -> Check:
     """Can the broker be reached?"""
-    shown = maybe_sanitize_url(app.conf.broker_url)
+    shown = maybe_sanitize_url(celery_app().conf.broker_url)
     try:
-        with app.connection_for_read() as connection:
+        with celery_app().connection_for_read() as connection:
             connection.ensure_connection(max_retries=1, timeout=3)
     except Exception as exc:
         return Check("broker", FAIL, f"cannot reach {shown}: {exc}")
@@ -116,7 +116,7 @@ def _upkeep(now: datetime) -> list[Check]:
 def _consumers(timeout: float) -> tuple[Check, dict[str, list[str]]]:
     """The Celery workers that answer, and the queues each consumes: ``{queue: [worker, …]}``."""
     try:
-        answers = app.control.inspect(timeout=timeout).active_queues() or {}
+        answers = celery_app().control.inspect(timeout=timeout).active_queues() or {}
     except Exception as exc:
         return Check("workers", FAIL, f"cannot ask the workers: {exc}"), {}
     serving: dict[str, list[str]] = {}

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from kombu.exceptions import ChannelError, OperationalError
 from sqlalchemy import or_, select
 
-from ..celery.app import app
+from ..celery.app import current
 from ..celery.dispatch import Dispatch, publish_all
 from ..durations import utcnow
 from ..settings import get_settings
@@ -36,7 +36,7 @@ def queue_state(topic: str) -> tuple[int, int] | None:
     Only RabbitMQ counts consumers; Redis and the filesystem transport say 0.
     """
     try:
-        with app.connection_for_read() as conn:
+        with current().connection_for_read() as conn:
             _, count, consumers = conn.default_channel.queue_declare(queue=topic, passive=True)
             return int(count), int(consumers or 0)
     except ChannelError:

@@ -5,28 +5,30 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from ..celery.app import app
+from ..celery.app import engine_task
 from ..settings import get_settings
 from ..sla.scanner import scan_sla
 from .reconcile import reconcile
 from .retention import prune
 
 
-@app.task(name="oms.scan_sla", ignore_result=True)  # type: ignore[untyped-decorator]
 def scan_sla_task() -> dict[str, Any]:
     """Beat entry: one SLA scan (see :func:`oms.sla.scan_sla`)."""
     return asdict(scan_sla())
 
 
-@app.task(name="oms.reconcile", ignore_result=True)  # type: ignore[untyped-decorator]
 def reconcile_task() -> int:
     """Beat entry: re-publish queued steps whose message was lost (see :mod:`oms.reconcile`)."""
     return reconcile()
 
 
-@app.task(name="oms.prune", ignore_result=True)  # type: ignore[untyped-decorator]
 def prune_task() -> int:
     """Beat entry, when ``OMS_RETENTION`` is set: delete instances finished longer ago (see :mod:`oms.retention`)."""
 
     retention = get_settings().retention
     return prune(retention).instances if retention else 0
+
+
+engine_task("oms.scan_sla", scan_sla_task)
+engine_task("oms.reconcile", reconcile_task)
+engine_task("oms.prune", prune_task)

@@ -1,0 +1,116 @@
+"""``oms.attach(app)``: run the engine on a shop's own Celery app, one fleet, one broker, one beat.
+
+After ``oms.attach(app)`` in ``proj/celery.py``, the engine's tasks (the SLA scan,
+the reconciler, the prune, each topic's ``act.<topic>`` handler, task steps) are
+registered on ``app``, published on its broker, and sent by its beat;
+``celery -A proj worker -Q celery,oms,<topics>`` serves the shop's tasks and the
+engine's steps. The engine sets what it needs on its own tasks (JSON, late acks,
+redelivery when a worker dies) and never on the app: the shop's tasks run as before.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from kombu.utils.url import maybe_sanitize_url
+
+from .celery.app import app as own_app
+from .celery.app import current, use
+from .celery.config import beat_schedule
+from .exceptions import OmsError
+from .model.limits import REDIS_SCHEMES
+from .settings import OmsSettings, set_settings
+from .store.db import dispose_all
+
+__all__ = ["AttachRefused", "attach", "attached", "settings_of"]
+
+#: Kombu's Redis transport redelivers an unacknowledged message after this many seconds unless told otherwise.
+_KOMBU_VISIBILITY_TIMEOUT = 3600
+
+
+class AttachRefused(OmsError):
+    """The app cannot carry the engine as configured; the message names the setting to change."""
+
+
+def attached() -> Celery | None:
+    """The shop's app the engine runs on, or ``None`` (the engine's own app, ``celery -A oms``)."""
+    app = current()
+    return None if app is own_app else app
+
+
+def settings_of(app: Celery) -> dict[str, Any]:
+    """The engine settings written in the app's configuration: ``oms_database_url`` (``CELERY_OMS_DATABASE_URL``
+    in Django settings with ``namespace="CELERY"``), except those an ``OMS_*`` environment variable sets."""
+    given: dict[str, Any] = {}
+    for name in OmsSettings.model_fields:
+        value = app.conf.get(f"oms_{name}", app.conf.get(f"OMS_{name.upper()}"))
+        if value is not None and f"OMS_{name.upper()}" not in os.environ:
+            given[name] = value
+    return given
+
+
+def _broker_url(app: Celery) -> str:
+    """The app's broker URL as Celery will use it (its default is a local RabbitMQ)."""
+    return str(app.conf.broker_url or app.conf.broker_write_url or "amqp://guest:guest@localhost:5672//")
+
+
+def _refusal(app: Celery, settings: dict[str, Any]) -> str | None:
+    """Why the app cannot carry the engine, naming the setting; ``None`` when it can."""
+    broker = _broker_url(app)
+    mine = os.environ.get("OMS_BROKER_URL") or settings.get("broker_url")
+    if mine and mine.rstrip("/") != broker.rstrip("/"):
+        return (f"OMS_BROKER_URL ({maybe_sanitize_url(mine)}) differs from the broker of app {app.main!r} "
+                f"({maybe_sanitize_url(broker)}): an attached engine publishes on the app's broker; unset it")
+    if "json" not in {c.split("/")[-1] for c in app.conf.accept_content or ()}:
+        return (f"app {app.main!r} does not accept JSON messages (accept_content={list(app.conf.accept_content)}): "
+                "the engine's messages are JSON; add 'json' to accept_content")
+    if not app.conf.task_create_missing_queues:
+        return (f"app {app.main!r} sets task_create_missing_queues=False: each topic is a queue of its own, "
+                "made when a step is first offered on it; set it to True")
+    if app.conf.task_always_eager:
+        return (f"app {app.main!r} sets task_always_eager=True: the engine's steps must run on workers, after "
+                "their rows are committed; unset it")
+    return None
+
+
+def attach(app: Celery) -> Celery:
+    """Run the engine on ``app``: its tasks registered there, its beat entries in the app's ``beat_schedule``.
+
+    Call it in ``proj/celery.py`` once the app is configured. Engine settings may be
+    written in the app's configuration (``oms_database_url``, or
+    ``CELERY_OMS_DATABASE_URL`` in Django settings); an ``OMS_*`` environment
+    variable wins over them. The broker is the app's: ``OMS_BROKER_URL`` is not
+    needed, and refused when it names another.
+
+    Raises:
+        AttachRefused: a setting of the app the engine cannot run with (named in the message).
+    """
+    held = attached()
+    if held is app:
+        return app
+    if held is not None:
+        raise AttachRefused(f"the engine is already attached to app {held.main!r}: one app per process")
+    given = settings_of(app)
+    problem = _refusal(app, given)
+    if problem:
+        raise AttachRefused(f"cannot attach to app {app.main!r}: {problem}")
+    given["broker_url"] = _broker_url(app)
+    if given["broker_url"].startswith(REDIS_SCHEMES) and "visibility_timeout" not in given:
+        # what the app's transport will do: a step longer than this would be delivered twice (refused at save)
+        options = app.conf.broker_transport_options or {}
+        given["visibility_timeout"] = int(options.get("visibility_timeout", _KOMBU_VISIBILITY_TIMEOUT))
+    settings = set_settings(**given)
+    dispose_all()
+    app.conf.beat_schedule = {**beat_schedule(settings), **(app.conf.beat_schedule or {})}
+    import_engine_tasks(app)
+    use(app)
+    return app
+
+
+def import_engine_tasks(app: Celery) -> None:
+    """Have the app's workers import the engine's upkeep tasks, as they import the app's own modules."""
+    includes = tuple(app.conf.include or ())
+    if "oms.ops.tasks" not in includes:
+        app.conf.include = (*includes, "oms.ops.tasks")
