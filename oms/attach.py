@@ -26,6 +26,9 @@ from .store.db import dispose_all
 
 __all__ = ["AttachRefused", "attach", "attached", "settings_of"]
 
+#: The modules that register the engine's tasks: its upkeep, and the task that runs a shop's task as a step.
+ENGINE_MODULES = ("oms.ops.tasks", "act.tasks")
+
 #: Kombu's Redis transport redelivers an unacknowledged message after this many seconds unless told otherwise.
 _KOMBU_VISIBILITY_TIMEOUT = 3600
 
@@ -110,7 +113,7 @@ def attach(app: Celery) -> Celery:
 
 
 def import_engine_tasks(app: Celery) -> None:
-    """Have the app's workers import the engine's upkeep tasks, as they import the app's own modules."""
+    """Have the app's workers import the engine's upkeep tasks and its task step, as they import the app's own
+    modules."""
     includes = tuple(app.conf.include or ())
-    if "oms.ops.tasks" not in includes:
-        app.conf.include = (*includes, "oms.ops.tasks")
+    app.conf.include = (*includes, *(name for name in ENGINE_MODULES if name not in includes))
