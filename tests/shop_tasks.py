@@ -70,3 +70,10 @@ def slow(counter: str, seconds: float) -> None:
 @shared_task
 def everything(payload: dict[str, Any], results: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     return {"payload_keys": sorted(payload), "result_steps": sorted(results), "merged": sorted(kwargs)}
+
+
+@shared_task(soft_time_limit=30)
+def patient(counter: str, seconds: float) -> None:
+    """Its own soft time limit (30 s) is longer than the SLA of the step the tests give it."""
+    _count(counter)
+    time.sleep(seconds)

@@ -15,7 +15,7 @@ from celery.canvas import Signature
 from ..model.definitions import Definition, Step
 from ..model.limits import time_limits, wall_sla
 
-__all__ = ["TASK_STEP", "task_name", "time_limits", "step_signature", "compile_chain", "task_step_queue"]
+__all__ = ["TASK_STEP", "task_name", "time_limits", "step_signature", "compile_chain", "step_queue", "task_step_queue"]
 
 #: The engine task that runs a shop's Celery task as a step (``act.tasks``).
 TASK_STEP = "oms.task_step"
@@ -36,6 +36,11 @@ def task_step_queue(app: Celery, step: Step) -> str:
     return str(getattr(queue, "name", queue) or app.conf.task_default_queue)
 
 
+def step_queue(app: Celery, step: Step) -> str:
+    """The queue a step's messages go to: its topic's, or for a task step the one :func:`task_step_queue` says."""
+    return step.topic if step.task is None else task_step_queue(app, step)
+
+
 def step_signature(app: Celery, workflow: Definition, instance_id: str, index: int,
                    item_index: int | None = None) -> Signature:
     """One step (one item of a mapped step) as an immutable signature routed to its topic's queue.
@@ -49,14 +54,14 @@ def step_signature(app: Celery, workflow: Definition, instance_id: str, index: i
     kwargs: dict[str, Any] = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
     if item_index is not None:
         kwargs["item"] = item_index
-    name, queue = task_name(step.topic), step.topic
+    name = task_name(step.topic)
     if step.task is not None:
         kwargs["task"] = step.task
-        name, queue = TASK_STEP, task_step_queue(app, step)
+        name = TASK_STEP
     return app.signature(
         name,
         kwargs=kwargs,
-        queue=queue,
+        queue=step_queue(app, step),
         immutable=True,
         soft_time_limit=soft,
         time_limit=hard,

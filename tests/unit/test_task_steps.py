@@ -14,7 +14,9 @@ from act.outcome import interpret
 from act.taskstep import MissingArgument, arguments, merged, result_of
 from oms import InvalidDefinition, Workflow
 from oms.celery.compiler import TASK_STEP, compile_chain, step_signature
+from oms.durations import utcnow
 from oms.engine.door import Task
+from oms.ops.reconcile import reconcile
 
 from .. import shop_tasks
 from ..conftest import Backend
@@ -169,3 +171,10 @@ def test_on_the_engines_own_app_a_task_step_goes_to_its_default_queue() -> None:
     first, second = compile_chain(oms.app, workflow, "wf-1").tasks
     assert (first.task, first.options["queue"]) == (TASK_STEP, oms.app.conf.task_default_queue)
     assert (second.task, second.options["queue"]) == ("act.b", "b")
+
+
+def test_the_reconciler_looks_for_a_task_steps_message_on_the_queue_its_task_is_routed_to(backend: Backend) -> None:
+    Workflow(id="w", steps=[{"id": "s", "sla": "1m", "task": "elsewhere.tasks.add"}]).save()
+    oms.start_workflow("w", payload={})
+    # its message waits on "oms", not on a queue named for the step: nothing is lost, nothing re-published
+    assert reconcile(utcnow() + timedelta(hours=1)) == 0
