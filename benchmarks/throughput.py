@@ -184,21 +184,25 @@ def _die_with_parent() -> None:
 
 
 class Worker:
-    """``celery -A oms worker`` on ``queues`` with ``module`` imported, in its own process group."""
+    """``celery -A <app> worker`` on ``queues`` with ``module`` imported, in its own process group; ``env`` is
+    added to this process's environment for it."""
 
-    def __init__(self, name: str, queues: list[str], module: str, args: argparse.Namespace, workdir: Path) -> None:
+    def __init__(
+        self, name: str, queues: list[str], module: str, args: argparse.Namespace, workdir: Path, *,
+        app: str = "oms", env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log_path = workdir / f"worker-{name}.log"
         ready = workdir / f"worker-{name}.ready"
         ready.unlink(missing_ok=True)
         command = [
-            sys.executable, "-m", "celery", "-A", "oms", "worker",
+            sys.executable, "-m", "celery", "-A", app, "worker",
             "-Q", ",".join(queues), "-I", module,
             "-P", args.pool, "-c", str(args.concurrency), "-n", f"bench-{name}@%h", "-l", args.loglevel,
             "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        env = {**os.environ, "PYTHONPATH": pythonpath, "OMS_BENCH_READY_FILE": str(ready)}
+        env = {**os.environ, **(env or {}), "PYTHONPATH": pythonpath, "OMS_BENCH_READY_FILE": str(ready)}
         self._out = self.log_path.open("w")
         self.process = subprocess.Popen(
             command, cwd=workdir, env=env, stdout=self._out, stderr=subprocess.STDOUT,
@@ -313,13 +317,13 @@ class State:
         self.broker = redis.Redis.from_url(broker_url) if broker_url.startswith(("redis://", "rediss://")) else None
         self.counter = redis.Redis.from_url(counter_url)
 
-    def count(self, status: str) -> int:
+    def count(self, status: str, workflow: str = WORKFLOW_ID) -> int:
         from sqlalchemy import text
 
         with self.db.connect() as conn:
             return conn.execute(
                 text("SELECT count(*) FROM oms_instances WHERE workflow_id = :w AND status = :s"),
-                {"w": WORKFLOW_ID, "s": status},
+                {"w": workflow, "s": status},
             ).scalar_one()
 
     def db_stats(self) -> dict[str, int]:
