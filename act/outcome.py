@@ -27,7 +27,10 @@ def failure(reason: str) -> Returned:
 
 def interpret(value: Any) -> Returned:
     """``"success"``/``None`` succeed, a dict succeeds with it as result, ``"fail"`` fails; ``{"pause": reason}``
-    (that key alone) pauses the step's clock and leaves it open for someone to complete."""
+    (that key alone) pauses the step's clock and leaves it open for someone to complete; a :class:`Returned`
+    (from the engine's own handlers, such as a task step's) is taken as it is."""
+    if isinstance(value, Returned):
+        return value
     if value is None or value == "success":
         return Returned(True)
     if value == "fail":

@@ -83,7 +83,8 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, ite
     raise Ignore()
 
 
-def _in_pool_child() -> bool:
+def in_pool_child() -> bool:
+    """In a prefork pool child's main thread, where a signal may interrupt the handler."""
     return threading.current_thread() is threading.main_thread() and current_process().name != "MainProcess"
 
 
@@ -95,7 +96,7 @@ def shielded() -> Iterator[None]:
     transition would roll it back halfway through recording the outcome. Here it
     is held, and dropped: the handler it was meant for has already returned.
     """
-    if not _in_pool_child():
+    if not in_pool_child():
         yield
         return
     held = {signal.SIGUSR1, signal.SIGALRM}
@@ -117,7 +118,7 @@ def sla_alarm(task: Task) -> Iterator[None]:
     step was queued. Other pools run handlers off the main thread or in the worker's
     own process, where no signal may be used: there the SLA scanner alone holds the SLA.
     """
-    if task.expires_at is None or not _in_pool_child():
+    if task.expires_at is None or not in_pool_child():
         yield
         return
     left = max((task.expires_at - door.utcnow()).total_seconds(), 0.001)

@@ -11,9 +11,11 @@ redelivery when a worker dies) and never on the app: the shop's tasks run as bef
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from celery import Celery
+from celery.app.utils import find_app
 from kombu.utils.url import maybe_sanitize_url
 
 from .celery.app import app as own_app
@@ -21,10 +23,16 @@ from .celery.app import current, use
 from .celery.config import beat_schedule
 from .exceptions import OmsError
 from .model.limits import REDIS_SCHEMES
-from .settings import OmsSettings, set_settings
+from .settings import OmsSettings, set_app_settings, set_settings
 from .store.db import dispose_all
 
-__all__ = ["AttachRefused", "attach", "attached", "settings_of"]
+__all__ = ["APP_VARIABLE", "AttachRefused", "attach", "attached", "load", "settings_of"]
+
+#: Names the attached app for the ``oms`` command and the processes it starts (``oms --app proj``).
+APP_VARIABLE = "OMS_CELERY_APP"
+
+#: The modules that register the engine's tasks: its upkeep, and the task that runs a shop's task as a step.
+ENGINE_MODULES = ("oms.ops.tasks", "act.tasks")
 
 #: Kombu's Redis transport redelivers an unacknowledged message after this many seconds unless told otherwise.
 _KOMBU_VISIBILITY_TIMEOUT = 3600
@@ -42,11 +50,11 @@ def attached() -> Celery | None:
 
 def settings_of(app: Celery) -> dict[str, Any]:
     """The engine settings written in the app's configuration: ``oms_database_url`` (``CELERY_OMS_DATABASE_URL``
-    in Django settings with ``namespace="CELERY"``), except those an ``OMS_*`` environment variable sets."""
+    in Django settings with ``namespace="CELERY"``)."""
     given: dict[str, Any] = {}
     for name in OmsSettings.model_fields:
         value = app.conf.get(f"oms_{name}", app.conf.get(f"OMS_{name.upper()}"))
-        if value is not None and f"OMS_{name.upper()}" not in os.environ:
+        if value is not None:
             given[name] = value
     return given
 
@@ -97,11 +105,12 @@ def attach(app: Celery) -> Celery:
     if problem:
         raise AttachRefused(f"cannot attach to app {app.main!r}: {problem}")
     given["broker_url"] = _broker_url(app)
-    if given["broker_url"].startswith(REDIS_SCHEMES) and "visibility_timeout" not in given:
-        # what the app's transport will do: a step longer than this would be delivered twice (refused at save)
+    settings = set_app_settings(given, app.main or "proj")
+    if settings.broker_url.startswith(REDIS_SCHEMES):
+        # what the app's transport does, whatever OMS_VISIBILITY_TIMEOUT says: a step that may hold its message
+        # longer would be delivered twice, so save() refuses it (oms.model.limits.check_fits_broker)
         options = app.conf.broker_transport_options or {}
-        given["visibility_timeout"] = int(options.get("visibility_timeout", _KOMBU_VISIBILITY_TIMEOUT))
-    settings = set_settings(**given)
+        settings = set_settings(visibility_timeout=int(options.get("visibility_timeout", _KOMBU_VISIBILITY_TIMEOUT)))
     dispose_all()
     app.conf.beat_schedule = {**beat_schedule(settings), **(app.conf.beat_schedule or {})}
     import_engine_tasks(app)
@@ -110,7 +119,30 @@ def attach(app: Celery) -> Celery:
 
 
 def import_engine_tasks(app: Celery) -> None:
-    """Have the app's workers import the engine's upkeep tasks, as they import the app's own modules."""
+    """Have the app's workers import the engine's upkeep tasks and its task step, as they import the app's own
+    modules."""
     includes = tuple(app.conf.include or ())
-    if "oms.ops.tasks" not in includes:
-        app.conf.include = (*includes, "oms.ops.tasks")
+    app.conf.include = (*includes, *(name for name in ENGINE_MODULES if name not in includes))
+
+
+def load(name: str) -> Celery:
+    """Import the shop's app as ``celery -A name`` would (``proj``, ``proj.celery``, ``proj.celery:app``),
+    for the ``oms`` command: it must attach the engine itself (``oms.attach(app)`` in its module).
+
+    Raises:
+        AttachRefused: the app cannot be imported, or does not attach the engine.
+    """
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as celery -A does: the project is found from the working directory
+    try:
+        app = find_app(name)
+    except Exception as exc:  # the shop's module may raise anything while it is imported
+        raise AttachRefused(f"cannot load the Celery app {name!r} ({APP_VARIABLE}): {type(exc).__name__}: {exc}") \
+            from None
+    if not isinstance(app, Celery):
+        raise AttachRefused(f"{name!r} ({APP_VARIABLE}) is not a Celery app but a {type(app).__name__}")
+    if attached() is not app:
+        raise AttachRefused(f"the Celery app {name!r} ({APP_VARIABLE}) does not attach the engine: add "
+                            "`import oms; oms.attach(app)` where the app is configured (proj/celery.py)")
+    os.environ[APP_VARIABLE] = name  # the processes oms worker/beat/demo start use it too
+    return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Self
 
+from .celery.tasksteps import resolve
 from .exceptions import InvalidDefinition
 from .model.calendars import CalendarDefinition, check_calendar_id
 from .model.definitions import Definition, check_workflow_id, system_workflow
@@ -25,16 +26,22 @@ class Workflow(Definition):
     def save(self, database_url: str | None = None) -> int:
         """Store this definition and return its version (an unchanged definition keeps its own).
 
+        A step naming a Celery task is checked against it when this process can import
+        the task's module, and takes its retries from the task's ``autoretry_for`` options
+        when it sets none of its own (:func:`oms.celery.tasksteps.resolve`).
+
         Raises:
-            InvalidDefinition: a calendar it names is not saved.
+            InvalidDefinition: a calendar it names is not saved; a task it names is not registered by its module,
+                or retries for ever.
             ConfigurationError: a step could hold its message longer than the Redis visibility timeout.
             Conflict: other processes kept saving versions of it at the same moment; nothing was saved.
         """
-        check_fits_broker(self)
+        workflow = resolve(self)
+        check_fits_broker(workflow)
         if missing := self.calendars() - catalog.known_calendars(self.calendars(), database_url):
             raise InvalidDefinition(f"invalid workflow {self.id!r}: unknown calendar {min(missing)!r}: save it first "
                                     "(Calendar(...).save() or oms calendar register FILE)")
-        return catalog.save_definition(self, database_url)
+        return catalog.save_definition(workflow, database_url)
 
     @classmethod
     def load(cls, workflow_id: str, version: int | None = None, database_url: str | None = None) -> Self:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,6 +110,8 @@ class OmsSettings(BaseSettings):
 
 
 _current: OmsSettings | None = None
+#: Settings written in an attached app's configuration (see :func:`oms.attach`): under the environment's.
+_from_app: dict[str, Any] = {}
 
 
 def get_settings() -> OmsSettings:
@@ -120,7 +123,26 @@ def get_settings() -> OmsSettings:
 
 
 def set_settings(**overrides: Any) -> OmsSettings:
-    """Re-read the environment, apply ``overrides`` and make the result current."""
+    """Re-read the environment, apply ``overrides`` and make the result current.
+
+    An ``OMS_*`` variable wins over the attached app's configuration; ``overrides`` over both.
+    """
     global _current
-    _current = OmsSettings(**overrides)
+    under = {k: v for k, v in _from_app.items() if f"OMS_{k.upper()}" not in os.environ}
+    _current = OmsSettings(**{**under, **overrides})
     return _current
+
+
+def set_app_settings(given: dict[str, Any], name: str) -> OmsSettings:
+    """Take the settings an attached app's configuration gives (each under its ``OMS_*`` variable), and apply them."""
+    global _from_app, _app_name
+    _from_app, _app_name = dict(given), name
+    return set_settings()
+
+
+_app_name = "oms"
+
+
+def celery_command(command: str) -> str:
+    """``celery -A <the engine's app> <command>``, for messages that tell an operator what to run."""
+    return f"celery -A {_app_name} {command}"

@@ -30,7 +30,7 @@ ENGINE_TASK_OPTIONS: dict[str, Any] = {
     "typing": False,
 }
 
-app = Celery("oms", include=["oms.ops.tasks"])
+app = Celery("oms", include=["oms.ops.tasks", "act.tasks"])
 app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE", "celeryconfig"))
 
 _current: Celery = app

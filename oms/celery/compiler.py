@@ -15,12 +15,30 @@ from celery.canvas import Signature
 from ..model.definitions import Definition, Step
 from ..model.limits import time_limits, wall_sla
 
-__all__ = ["task_name", "time_limits", "step_signature", "compile_chain"]
+__all__ = ["TASK_STEP", "task_name", "time_limits", "step_signature", "compile_chain", "step_queue", "task_step_queue"]
+
+#: The engine task that runs a shop's Celery task as a step (``act.tasks``).
+TASK_STEP = "oms.task_step"
 
 
 def task_name(topic: str) -> str:
     """The Celery task name that runs a topic's handler (what Flower shows)."""
     return f"act.{topic}"
+
+
+def task_step_queue(app: Celery, step: Step) -> str:
+    """The queue of a task step: its own ``topic`` when it names one other than its id, else the queue the app's
+    router gives the task (the shop's ``task_routes``, else its default queue)."""
+    assert step.task is not None
+    if step.topic != step.id:
+        return step.topic
+    queue = app.amqp.router.route({}, step.task).get("queue")
+    return str(getattr(queue, "name", queue) or app.conf.task_default_queue)
+
+
+def step_queue(app: Celery, step: Step) -> str:
+    """The queue a step's messages go to: its topic's, or for a task step the one :func:`task_step_queue` says."""
+    return step.topic if step.task is None else task_step_queue(app, step)
 
 
 def step_signature(app: Celery, workflow: Definition, instance_id: str, index: int,
@@ -36,10 +54,14 @@ def step_signature(app: Celery, workflow: Definition, instance_id: str, index: i
     kwargs: dict[str, Any] = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
     if item_index is not None:
         kwargs["item"] = item_index
+    name = task_name(step.topic)
+    if step.task is not None:
+        kwargs["task"] = step.task
+        name = TASK_STEP
     return app.signature(
-        task_name(step.topic),
+        name,
         kwargs=kwargs,
-        queue=step.topic,
+        queue=step_queue(app, step),
         immutable=True,
         soft_time_limit=soft,
         time_limit=hard,

@@ -11,6 +11,7 @@ import os
 
 import click
 
+from ..attach import APP_VARIABLE, load
 from ..celery.config import configure
 from .api import api, token
 from .base import CONTEXT, OmsGroup, env_option
@@ -32,8 +33,11 @@ _SETTINGS = {"database_url": "OMS_DATABASE_URL", "broker_url": "OMS_BROKER_URL",
 @env_option("--broker-url", env="OMS_BROKER_URL", metavar="URL",
             help="Celery broker: redis://…, amqp://… or the default filesystem://.")
 @env_option("--home", env="OMS_HOME", metavar="DIR", help="Folder for embedded data; default .oms.")
+@env_option("-A", "--app", env=APP_VARIABLE, metavar="APP",
+            help="Your project's Celery app, which calls oms.attach(app), as for celery -A (proj, proj.celery:app); "
+                 "default: the engine's own.")
 @click.version_option(package_name="hms-oms", prog_name="oms")
-def main(database_url: str | None, broker_url: str | None, home: str | None) -> None:
+def main(database_url: str | None, broker_url: str | None, home: str | None, app: str | None) -> None:
     """HMS-OMS: workflows of steps with SLAs, run by Celery workers, every transition logged.
 
     With no settings, everything lives in the working directory: SQLite (oms.db)
@@ -47,7 +51,10 @@ def main(database_url: str | None, broker_url: str | None, home: str | None) -> 
       oms start epa_waste_reg --payload '{"form_id": "F8700-12-42"}'
       oms status wf-…    oms history wf-…    oms list --light red
       oms db upgrade                                 # first, against a PostgreSQL database
+      oms --app proj status wf-…                     # a project whose proj/celery.py calls oms.attach(app)
     """
+    if app:
+        load(app)  # its configuration's engine settings first: the options below win over them
     given = {"database_url": database_url, "broker_url": broker_url, "home": home}
     changed = {k: v for k, v in given.items() if v is not None and os.environ.get(_SETTINGS[k]) != v}
     if changed:

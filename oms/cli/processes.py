@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import click
 
+from ..attach import APP_VARIABLE
 from ..celery.app import current
 from ..celery.compiler import task_name
 from ..settings import ENGINE_QUEUE, get_settings
@@ -21,7 +22,7 @@ from .base import CONTEXT, RET_ERROR, RET_OK, die, env_option
 
 
 def _exec_celery(*args: str) -> NoReturn:
-    command = [sys.executable, "-m", "celery", "-A", "oms", *args]
+    command = [sys.executable, "-m", "celery", "-A", os.environ.get(APP_VARIABLE) or "oms", *args]
     click.echo("oms: " + shlex.join(["celery", *command[3:]]), err=True)
     sys.stderr.flush()
     os.execvp(command[0], command)

@@ -50,13 +50,17 @@ class Process:
 
 def start_processes(escalation_topics: list[str]) -> list[Process]:
     """Start the worker (push steps, escalations, the SLA scan every second) and the tax validator."""
-    home = get_settings().home
+    settings = get_settings()
+    home = settings.home
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMS_SLA_SCAN_INTERVAL": str(SCAN_INTERVAL), "PYTHONUNBUFFERED": "1"}
+    # the database and broker this process uses, also where they came from an attached app's configuration
+    env = {**os.environ, "OMS_SLA_SCAN_INTERVAL": str(SCAN_INTERVAL), "PYTHONUNBUFFERED": "1",
+           "OMS_DATABASE_URL": settings.database_url, "OMS_BROKER_URL": settings.broker_url}
     queues = [ENGINE_QUEUE, *PUSH_TOPICS, *escalation_topics]
     worker = Process(
         "Celery worker",
-        [sys.executable, "-m", "celery", "-A", "oms", "worker", "-B", "-s", str(home / "demo-beat-schedule"),
+        [sys.executable, "-m", "celery", "-A", os.environ.get("OMS_CELERY_APP") or "oms", "worker",
+         "-B", "-s", str(home / "demo-beat-schedule"),
          "-Q", ",".join(queues), "-I", "oms.demo.handlers", "-c", "2", "-n", "demo@%h", "-l", "info",
          "--without-mingle", "--without-gossip"],
         home / "demo-worker.log", env,

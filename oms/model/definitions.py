@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +29,14 @@ from .jsonvalue import unstorable
 from .names import NAME_PATTERN, SYSTEM_PREFIX, check_free, check_name
 from .worktime import BusinessDays, Sla
 
-__all__ = ["NAME_PATTERN", "SYSTEM_PREFIX", "Definition", "Step", "check_name", "check_workflow_id", "system_workflow"]
+__all__ = ["NAME_PATTERN", "SYSTEM_PREFIX", "Definition", "Step", "check_name", "check_task_name", "check_workflow_id",
+           "system_workflow"]
+
+#: A Celery task name a step may run: dotted Python-like names (``shop.tasks.add``), at most 200 characters.
+_TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+MAX_TASK_NAME = 200
+#: The engine's own tasks, which no step may name.
+_ENGINE_TASK_PREFIXES = ("oms.", "act.")
 
 #: Set while building the engine's own workflows and definitions read back from the database: the
 #: rules for new definitions (reserved names, ``OMS_MAX_*`` limits) held when they were saved, and
@@ -95,6 +103,9 @@ class Step(_Model):
     #: Run the step once per item of the JSON list at this path (``payload.<key>…`` or
     #: ``results.<step>.<key>…``); later steps see the list of the items' results.
     map: str | None = None
+    #: Run this registered Celery task's function as the step (``"shop.tasks.add"``), not a topic's handler.
+    #: Its message goes to the queue the app routes the task to, unless the step names a ``topic`` of its own.
+    task: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -107,6 +118,11 @@ class Step(_Model):
         if value is not None:
             MapPath.parse(value)
         return value
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str | None) -> str | None:
+        return None if value is None else check_task_name(value)
 
     @model_validator(mode="after")
     def _topic(self) -> Self:
@@ -238,6 +254,17 @@ def check_workflow_id(value: object) -> str:
         return check_name(value, "workflow id")
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
+
+
+def check_task_name(value: str) -> str:
+    """``value`` if it can name a shop's Celery task to run as a step, else ``ValueError`` saying why."""
+    if len(value) > MAX_TASK_NAME:
+        raise ValueError(f"task {value[:40]!r}… is {len(value)} characters long: at most {MAX_TASK_NAME}")
+    if not _TASK_NAME.fullmatch(value):
+        raise ValueError(f"task {value!r} is not a dotted Celery task name (e.g. 'shop.tasks.add')")
+    if value.lower().startswith(_ENGINE_TASK_PREFIXES):
+        raise ValueError(f"task {value!r} is one of the engine's own (oms.*, act.*): a step cannot run it")
+    return value
 
 
 D = TypeVar("D", bound="Definition")

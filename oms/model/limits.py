@@ -44,5 +44,6 @@ def check_fits_broker(workflow: Definition, settings: OmsSettings | None = None)
             raise ConfigurationError(
                 f"step {step.id!r} of workflow {workflow.id!r} may hold its message for {longest:.0f}s, longer "
                 f"than the Redis visibility timeout ({settings.visibility_timeout}s): set OMS_VISIBILITY_TIMEOUT "
-                f"to at least {int(longest) + 60}"
+                f"(with oms.attach: the app's broker_transport_options['visibility_timeout']) to at least "
+                f"{int(longest) + 60}"
             )

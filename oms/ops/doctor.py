@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..celery.app import current as celery_app
 from ..durations import format_duration
-from ..settings import ENGINE_QUEUE, get_settings
+from ..settings import ENGINE_QUEUE, celery_command, get_settings
 from ..states import TaskStatus
 from ..store.catalog import load_definition
 from ..store.db import connect, safe_url, transaction
@@ -103,10 +103,11 @@ def _upkeep(now: datetime) -> list[Check]:
     every = max(settings.reconcile_after / 3, 1.0)  # celeryconfig's schedule
     reconciled = last_run(RECONCILE)
     if reconciled is None:
-        checks.append(Check("reconciler", FAIL, "the reconciler has not run yet: is `celery -A oms beat` running?"))
+        checks.append(Check("reconciler", FAIL,
+                            f"the reconciler has not run yet: is `{celery_command('beat')}` running?"))
     elif (now - reconciled.finished_at).total_seconds() > MISSED_SCANS * every:
         checks.append(Check("reconciler", FAIL, f"no reconciler pass for {_ago(reconciled.finished_at, now)}: is "
-                            "`celery -A oms beat` running (and a worker on the `oms` queue)?"))
+                            f"`{celery_command('beat')}` running (and a worker on the `oms` queue)?"))
     else:
         checks.append(Check("reconciler", OK, f"last ran {_ago(reconciled.finished_at, now)} ago, published "
                             f"{reconciled.rows} lost step(s) again"))

@@ -18,11 +18,13 @@ from kombu.exceptions import ChannelError, OperationalError
 from sqlalchemy import or_, select
 
 from ..celery.app import current
+from ..celery.compiler import step_queue
 from ..celery.dispatch import Dispatch, publish_all
 from ..durations import utcnow
 from ..settings import get_settings
 from ..states import EventKind, InstanceStatus, TaskStatus
 from ..store import runs
+from ..store.catalog import definition
 from ..store.db import transaction
 from ..store.events import record
 from ..store.tables import InstanceRow, TaskRow
@@ -70,10 +72,13 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
             .with_for_update(of=TaskRow, skip_locked=True)
             .limit(batch)
         ).all()
-        sizes = {topic: queue_size(topic) for topic in {task.topic for task, _ in rows}}
+        # a task step's queue is the one its task is routed to, not its topic's
+        queues = {id(task): step_queue(current(), definition(task.workflow_id, version).steps[task.step_index])
+                  for task, version in rows}
+        sizes = {queue: queue_size(queue) for queue in set(queues.values())}
         dispatches = []
         for task, version in rows:
-            if sizes[task.topic] != 0:  # a backlog may still hold its message; or the broker is down
+            if sizes[queues[id(task)]] != 0:  # a backlog may still hold its message; or the broker is down
                 continue
             task.dispatched_at = now
             record(session, EventKind.TASK_REDISPATCHED, task.instance_id, now, task,

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from ..settings import get_settings
+from ..settings import celery_command, get_settings
 from .db import database, retrying, transaction
 from .tables import RunRow
 
@@ -76,8 +76,8 @@ def missing_scan(now: datetime | None = None) -> str | None:
     interval = get_settings().sla_scan_interval
     found = last_run(SCAN)
     if found is None:
-        return "no SLA scan has run yet: is `celery -A oms beat` running (and a worker on the `oms` queue)?"
+        return f"no SLA scan has run yet: is `{celery_command('beat')}` running (and a worker on the `oms` queue)?"
     age = ((now or utcnow()) - found.finished_at).total_seconds()
     if age <= MISSED_SCANS * interval:
         return None
-    return f"no SLA scan for {age:.0f} s: is `celery -A oms beat` running (and a worker on the `oms` queue)?"
+    return f"no SLA scan for {age:.0f} s: is `{celery_command('beat')}` running (and a worker on the `oms` queue)?"

@@ -96,7 +96,10 @@ def test_flower_lists_each_step_by_name_with_readable_arguments(postgres_backend
     """
     backend = postgres_backend
     Workflow(**EPA).save()
-    worker = WorkerProcess(backend.env, tmp_path, STEPS, extra=["-E"])
+    # a shop's own task as a step (tests/shop_tasks.py), on a queue of its own
+    Workflow(id="shop_add", steps=[{"id": "add", "task": "tests.shop_tasks.add", "topic": "adders", "sla": "1m"}]).save()
+    worker = WorkerProcess(backend.env, tmp_path, [*STEPS, "adders"], modules="tests.handlers,tests.shop_tasks",
+                           extra=["-E"])
     flower = Flower(backend, tmp_path)
     try:
         with pytest.raises(urllib.error.HTTPError, match="401"):
@@ -108,6 +111,9 @@ def test_flower_lists_each_step_by_name_with_readable_arguments(postgres_backend
         assert wait_finished([instance_id]) == {instance_id: "done"}
         ours = _shown(flower, worker, instance_id,
                       lambda ours: len(ours) == len(STEPS) and all(t["state"] == "SUCCESS" for t in ours.values()))
+        added = start_workflow("shop_add", payload={"x": 2, "y": 3})
+        assert wait_finished([added]) == {added: "done"}
+        task_step = _shown(flower, worker, added, lambda ours: ours.get("oms.task_step", {}).get("state") == "SUCCESS")
     finally:
         flower.stop()
         worker.stop()
@@ -117,3 +123,7 @@ def test_flower_lists_each_step_by_name_with_readable_arguments(postgres_backend
         for shown in (f"'instance_id': '{instance_id}'", "'workflow': 'epa_waste_reg'", f"'step': '{step}'",
                       f"'index': {index}"):
             assert shown in kwargs, kwargs
+    # a task step shows as the engine's oms.task_step, naming the shop's task it ran
+    kwargs = task_step["oms.task_step"]["kwargs"]
+    for shown in (f"'instance_id': '{added}'", "'step': 'add'", "'task': 'tests.shop_tasks.add'"):
+        assert shown in kwargs, kwargs

@@ -1,0 +1,103 @@
+"""Task steps on real ``celery -A oms worker`` processes: a shop's Celery tasks (``tests/shop_tasks.py``) as steps.
+
+Each counted task appends a line to a file per call: an attempt runs the function once,
+whatever the task's own retry options, and the engine's retries are the only ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oms import Workflow, get_instance, history, start_workflow
+
+from ..conftest import Backend
+from ..workers import WorkerProcess, wait_finished
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def worker(backend: Backend, tmp_path: Path) -> Iterator[WorkerProcess]:
+    # "oms": where the engine's own app routes a task it has no route for; "adders": a step's own topic
+    process = WorkerProcess(backend.env, tmp_path, ["oms", "adders"], modules="tests.shop_tasks")
+    yield process
+    process.stop()
+
+
+def _calls(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def _attempts(instance_id: str) -> int:
+    return sum(1 for event in history(instance_id) if event.kind == "task.started")
+
+
+def test_add_then_mul_gives_the_product_of_the_sum(backend: Backend, worker: WorkerProcess) -> None:
+    Workflow(id="shop_order", steps=[
+        {"id": "add", "task": "tests.shop_tasks.add", "sla": "1m", "topic": "adders"},
+        {"id": "mul", "task": "tests.shop_tasks.mul", "sla": "1m"},
+    ]).save()
+    ids = [start_workflow("shop_order", payload={"x": 2, "y": 3}) for _ in range(3)]
+    assert set(wait_finished(ids).values()) == {"done"}
+    for instance_id in ids:
+        info = get_instance(instance_id)
+        assert info.results == {"add": {"value": 5}, "mul": {"value": 15}}
+        assert [e.step_id for e in history(instance_id) if e.kind == "task.done"] == ["add", "mul"]
+
+
+def _one_step(workflow_id: str, step: dict[str, Any], payload: dict[str, Any]) -> str:
+    Workflow(id=workflow_id, steps=[{"id": "s", **step}]).save()
+    return start_workflow(workflow_id, payload=payload)
+
+
+def test_the_engine_owns_retries_and_time_limits_of_a_task(backend: Backend, worker: WorkerProcess,
+                                                           tmp_path: Path) -> None:
+    counters = {name: tmp_path / f"{name}.calls" for name in ("flaky", "bound", "own_limit", "sla", "fails")}
+
+    def payload(name: str, **more: Any) -> dict[str, Any]:
+        return {"counter": str(counters[name]), **more}
+
+    ids = {
+        # autoretry_for, max_retries=2: the step takes retries=2, and each attempt calls it once
+        "flaky": _one_step("t_flaky", {"task": "tests.shop_tasks.flaky", "sla": "1m"}, payload("flaky")),
+        # bind=True and self.retry() on the first call: that attempt fails, the step's retry runs it again
+        "bound": _one_step("t_bound", {"task": "tests.shop_tasks.bound", "sla": "1m", "retries": 1}, payload("bound")),
+        # its own soft_time_limit (1 s) comes before the SLA: a failed attempt, retried per the step
+        "own_limit": _one_step("t_own", {"task": "tests.shop_tasks.slow", "sla": "1m", "retries": 1},
+                               payload("own_limit", seconds=5)),
+        # the SLA (2 s) comes before its own soft_time_limit (30 s): a breach, as for any push step
+        "sla": _one_step("t_sla", {"task": "tests.shop_tasks.patient", "sla": "2s"}, payload("sla", seconds=6)),
+        # Celery would retry it twice itself; the step says no retry: one call, one failure
+        "fails": _one_step("t_fails", {"task": "tests.shop_tasks.flaky", "sla": "1m", "retries": 0},
+                           payload("fails", fail_times=5)),
+    }
+    statuses = wait_finished(list(ids.values()), timeout=90)
+    assert {name: statuses[i] for name, i in ids.items()} == {
+        "flaky": "done", "bound": "done", "own_limit": "failed", "sla": "failed", "fails": "failed"}
+    assert {name: _calls(counter) for name, counter in counters.items()} == {
+        "flaky": 3, "bound": 2, "own_limit": 2, "sla": 1, "fails": 1}
+    assert {name: _attempts(i) for name, i in ids.items()} == {
+        "flaky": 3, "bound": 2, "own_limit": 2, "sla": 1, "fails": 1}
+    assert Workflow.load("t_flaky").steps[0].retries == 2
+    assert get_instance(ids["flaky"]).results == {"s": {"calls": 3}}
+    assert get_instance(ids["bound"]).results == {"s": {"calls": 2, "task_id_seen": True, "called_directly": True}}
+    assert "ran past its own soft_time_limit (1s)" in (get_instance(ids["own_limit"]).error or "")
+    assert "SLA" in (get_instance(ids["sla"]).error or "")
+    assert any(e.kind == "task.sla_violated" for e in history(ids["sla"]))
+    assert not any(e.kind == "task.sla_violated" for e in history(ids["own_limit"]))
+    assert "RuntimeError: call 1 fails" in (get_instance(ids["fails"]).error or "")
+
+
+def test_a_task_no_worker_registered_fails_the_step_naming_task_and_worker(backend: Backend,
+                                                                          worker: WorkerProcess) -> None:
+    # the saver cannot import "elsewhere.tasks": the definition is accepted
+    missing = _one_step("t_nope", {"task": "elsewhere.tasks.nope", "sla": "1m"}, {})
+    # registered, but the payload lacks its argument
+    unbound = _one_step("t_unbound", {"task": "tests.shop_tasks.add", "sla": "1m"}, {"x": 1})
+    assert wait_finished([missing, unbound]) == {missing: "failed", unbound: "failed"}
+    assert "task 'elsewhere.tasks.nope' is not registered on worker w1@" in (get_instance(missing).error or "")
+    assert "task 'tests.shop_tasks.add' needs argument 'y'" in (get_instance(unbound).error or "")
