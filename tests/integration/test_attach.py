@@ -36,6 +36,7 @@ QUEUES = ["celery", "oms", "shop_review", "sla_violation"]
 SHOP_REDIS_BROKER = "redis://127.0.0.1:6379/7"
 SHOP_RESULTS = "redis://127.0.0.1:6379/8"
 SCAN_INTERVAL = 1.0
+OMS = Path(sys.executable).with_name("oms")
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -107,6 +108,14 @@ class Shop:
     def beat(self) -> BeatProcess:
         return BeatProcess(self.env(), self.tmp, app="proj", workdir=SHOP)
 
+    def oms(self, *args: str) -> str:
+        """``oms --app proj ARGS`` in the project's folder: its output (asserting it succeeded)."""
+        env = {**os.environ, **self.env(), "PYTHONPATH": os.pathsep.join([str(SHOP.parent.parent), str(SHOP)])}
+        done = subprocess.run([str(OMS), "--app", "proj", *args], cwd=SHOP, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, f"oms --app proj {' '.join(args)} exited {done.returncode}:\n{done.stderr}"
+        return done.stdout
+
     def run(self, code: str, attach: bool = True) -> list[str]:
         """Run ``code`` in the shop's Django shell (``manage.py shell -c``), as a view would; its output's lines."""
         env = {**os.environ, **self.env(attach),
@@ -161,6 +170,10 @@ def test_the_shops_worker_runs_its_steps_and_its_beat_escalates_a_breach_once(sh
         [task] = get_instance(late_id).tasks
         assert task.light == "red" and task.status == "pending"
         assert [e.kind for e in history(late_id)].count("task.sla_violated") == 1
+        # the oms command, loading the shop's app, reads the same database from the app's configuration
+        shown = json.loads(shop.oms("status", late_id, "--json"))
+        assert shown["status"] == "running" and shown["tasks"][0]["light"] == "red", shown
+        assert json.loads(shop.oms("status", done_id, "--json"))["status"] == "done"
     finally:
         beat.stop()
         worker.stop()
@@ -184,6 +197,8 @@ def test_the_shops_own_tasks_run_the_same_with_and_without_attach(shop: Shop) ->
             stored = json.loads(results.get(f"celery-task-meta-{task_id}") or b"{}")
             assert (stored.get("status"), stored.get("result")) == ("SUCCESS", 5), stored
             seen[attach] = json.loads(options)
+            if not attach:  # a worker importing oms without attaching it opens no engine database
+                assert not (SHOP / "oms.db").exists()
             shop.run("from demoapp.tasks import nap, nap_late; "
                      f"nap.delay(60, {str(naps)!r}); nap_late.delay(60, {str(late_naps)!r})", attach)
             _until(lambda: len(_lines(naps)) == 1 and len(_lines(late_naps)) == 1, 20, "both naps started")
