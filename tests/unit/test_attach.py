@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
+from celery import Celery, shared_task
+from celery._state import get_current_app
 
 import oms.celery.app
 import oms.ops.tasks  # registers the engine's upkeep tasks, as a worker's include does)
@@ -29,7 +30,9 @@ def detached(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for variable in ("OMS_BROKER_URL", "OMS_DATABASE_URL", "OMS_SLA_SCAN_INTERVAL", "OMS_VISIBILITY_TIMEOUT",
                      "OMS_CELERY_APP"):
         monkeypatch.delenv(variable, raising=False)
+    before = get_current_app()
     yield
+    before.set_current()
 
 
 def shop(tmp_path: Path, **settings: Any) -> Celery:
@@ -124,3 +127,16 @@ def test_attaching_a_second_app_is_refused(tmp_path: Path) -> None:
     assert attach(first) is first  # again: nothing changes
     with pytest.raises(AttachRefused, match="already attached to app 'proj'"):
         attach(Celery("other", set_as_current=False))
+
+
+def test_shared_tasks_bind_to_the_attached_app_whatever_was_imported_first(tmp_path: Path) -> None:
+    app = shop(tmp_path)
+    app.set_current()
+    Celery("imported-later")  # as importing a module that creates an app does (oms's own, at import)
+
+    @shared_task(name="demoapp.tasks.mul")
+    def mul(x: int, y: int) -> int:
+        return x * y
+
+    attach(app)
+    assert mul.app is app and "demoapp.tasks.mul" in app.tasks
