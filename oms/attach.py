@@ -115,6 +115,7 @@ def attach(app: Celery) -> Celery:
     app.conf.beat_schedule = {**beat_schedule(settings), **(app.conf.beat_schedule or {})}
     import_engine_tasks(app)
     use(app)
+    app.set_current()  # importing oms made its own app Celery's current one: @shared_task binds to this one
     return app
 
 

@@ -17,14 +17,23 @@ from oms.states import FINISHED_INSTANCE
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class BeatProcess:
-    """``celery -A oms beat`` in a subprocess: sends ``oms.scan_sla`` every ``OMS_SLA_SCAN_INTERVAL``."""
+def _process_env(env: dict[str, str]) -> dict[str, str]:
+    """The test's environment and ``env``, with the checkout first on ``PYTHONPATH`` (then any path ``env`` gives)."""
+    return {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
 
-    def __init__(self, env: dict[str, str], cwd: Path, name: str = "beat") -> None:
+
+class BeatProcess:
+    """``celery -A oms beat`` (or ``-A <app>``) in a subprocess: sends ``oms.scan_sla`` every ``OMS_SLA_SCAN_INTERVAL``.
+
+    Its log and schedule go to ``cwd``; the process runs in ``workdir`` (a project's folder) when given.
+    """
+
+    def __init__(self, env: dict[str, str], cwd: Path, name: str = "beat", *, app: str = "oms",
+                 workdir: Path | None = None) -> None:
         self.log = cwd / f"{name}.log"
         self._out = self.log.open("w")
-        command = [sys.executable, "-m", "celery", "-A", "oms", "beat", "-l", "info", "-s", str(cwd / f"{name}-schedule")]
-        self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        command = [sys.executable, "-m", "celery", "-A", app, "beat", "-l", "info", "-s", str(cwd / f"{name}-schedule")]
+        self.process = subprocess.Popen(command, cwd=workdir or cwd, env=_process_env(env),
                                         stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
@@ -34,19 +43,24 @@ class BeatProcess:
 
 
 class WorkerProcess:
-    """``celery -A oms worker`` in a subprocess, its log in a file."""
+    """``celery -A oms worker`` (or ``-A <app>``) in a subprocess, its log in a file under ``cwd``.
 
-    def __init__(self, env: dict[str, str], cwd: Path, queues: list[str], *, modules: str = "tests.handlers",
-                 pool: str = "prefork", concurrency: int = 2, name: str = "w1", extra: list[str] | None = None) -> None:
+    ``modules`` are imported with ``-I`` (``None``: only what the app imports itself); the
+    process runs in ``workdir`` (a project's folder) when given.
+    """
+
+    def __init__(self, env: dict[str, str], cwd: Path, queues: list[str], *, modules: str | None = "tests.handlers",
+                 pool: str = "prefork", concurrency: int = 2, name: str = "w1", extra: list[str] | None = None,
+                 app: str = "oms", workdir: Path | None = None) -> None:
         self.log = cwd / f"worker-{name}.log"
         command = [
-            sys.executable, "-m", "celery", "-A", "oms", "worker", "-Q", ",".join(queues), "-I", modules,
+            sys.executable, "-m", "celery", "-A", app, "worker", "-Q", ",".join(queues),
+            *(["-I", modules] if modules else []),
             "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", "-l", "info",
             "--without-mingle", "--without-gossip", *(extra or []),
         ]
-        full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         self._out = self.log.open("w")
-        self.process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=self._out,
+        self.process = subprocess.Popen(command, cwd=workdir or cwd, env=_process_env(env), stdout=self._out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
 

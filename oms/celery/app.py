@@ -71,7 +71,7 @@ def use(celery_app: Celery) -> None:
 
 
 prepare(app)
-startup.connect()  # workers and beats refuse to start on a schema that is not this code's
+startup.connect(current)  # workers and beats refuse to start on a schema that is not this code's
 
 
 def _quiet_the_cancel_default(**_: Any) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from billiard.process import current_process
-from celery import signals
+from celery import Celery, signals
 
 from ..exceptions import ConfigurationError, SchemaError
 from ..store.db import database
@@ -44,7 +45,20 @@ def check_beat_database(**kwargs: Any) -> None:
         check_database(**kwargs)
 
 
-def connect() -> None:
-    """Run :func:`check_database` when a worker or a (standalone) beat starts."""
-    signals.worker_init.connect(check_database, weak=False)
-    signals.beat_init.connect(check_beat_database, weak=False)
+def connect(engine_app: Callable[[], Celery]) -> None:
+    """Run :func:`check_database` when a worker or a (standalone) beat of ``engine_app()`` starts.
+
+    Only of that app: a project that imports ``oms`` without attaching it
+    (``celery -A proj worker``) starts as it did, touching no engine database.
+    """
+
+    def worker_init(sender: Any = None, **kwargs: Any) -> None:
+        if getattr(sender, "app", None) is engine_app():
+            check_database(**kwargs)
+
+    def beat_init(sender: Any = None, **kwargs: Any) -> None:
+        if getattr(sender, "app", None) is engine_app():
+            check_beat_database(**kwargs)
+
+    signals.worker_init.connect(worker_init, weak=False)
+    signals.beat_init.connect(beat_init, weak=False)
