@@ -152,12 +152,20 @@ def test_the_shops_worker_runs_its_steps_and_its_beat_escalates_a_breach_once(sh
     worker = shop.worker("w1")
     beat = shop.beat()
     try:
-        # started in the shop's process, as a Django view would: published on the shop's broker
-        done_id, late_id = shop.run(
-            "import oms; print(oms.start_workflow('shop_order', payload={'order': 7})); "
-            "print(oms.start_workflow('shop_unserved', payload={'order': 8}))")[-2:]
-        assert wait_finished([done_id], timeout=30) == {done_id: "done"}
+        # the shop's existing tasks as steps, defined in the shop's process (which imports and checks them)
+        # and started as a Django view would: published on the shop's broker, to the queue its tasks go to
+        done_id, late_id, tasks_id = shop.run(
+            "import oms; oms.Workflow(id='shop_sum', steps=["
+            "{'id': 'add', 'task': 'demoapp.tasks.add', 'sla': '1m'}, "
+            "{'id': 'mul', 'task': 'demoapp.tasks.mul', 'sla': '1m'}]).save(); "
+            "print(oms.start_workflow('shop_order', payload={'order': 7})); "
+            "print(oms.start_workflow('shop_unserved', payload={'order': 8})); "
+            "print(oms.start_workflow('shop_sum', payload={'x': 2, 'y': 3}))")[-3:]
+        assert wait_finished([done_id, tasks_id], timeout=30) == {done_id: "done", tasks_id: "done"}
         assert get_instance(done_id).results == {"shop_review": {"reviewed": 7, "by": "shop"}}
+        # add(x=2, y=3) = 5, then mul(x=2, y=3): the payload's keys; add's result is {"value": 5}
+        assert get_instance(tasks_id).results == {"add": {"value": 5}, "mul": {"value": 6}}
+        assert [t.worker_id.split("@")[0] for t in get_instance(tasks_id).tasks] == ["w1", "w1"]
 
         def escalated() -> list[dict[str, object]]:
             return [e for e in map(json.loads, _lines(shop.escalations)) if e["instance_id"] == late_id]
