@@ -73,7 +73,10 @@ class Step(_Model):
 
     id: str
     #: How long the step may take: ``"5m"``, ``"48h"`` (working time under a calendar), ``"2bd"`` (business days).
-    sla: Sla
+    #: Required, but in a tracked workflow (:func:`oms.track`), where a task without one has only the instance's.
+    sla: Sla | None = None
+    #: The Celery task a tracked step stands for (:func:`oms.track`); ``None`` for a topic's step.
+    task: str | None = None
     #: Queue the step is offered on; defaults to the step id.
     topic: str = ""
     #: Retries after a failure before the instance fails.
@@ -143,6 +146,8 @@ class Definition(_Model):
     sla: Sla | None = None
     #: The most a step's clock may stay paused in total (``act.pause_clock``); then it runs again.
     max_pause: Duration | None = None
+    #: Plain Celery work watched by :func:`oms.track`: Celery publishes its steps, never the engine.
+    tracked: bool = False
     _graph: Graph = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
@@ -198,6 +203,9 @@ class Definition(_Model):
             raise ValueError(f"sla: {self.sla} counts business days: name the calendar they are counted in "
                              "(calendar: ...)")
         for number, step in enumerate(self.steps):
+            if step.sla is None and not self.tracked:
+                raise ValueError(f"steps[{number}].sla: Field required (step {step.id!r}; only a tracked workflow's "
+                                 "steps may have none)")
             if isinstance(step.sla, BusinessDays) and not self.calendar_of(number):
                 raise ValueError(f"steps[{number}].sla: {step.sla} counts business days: name the calendar they "
                                  "are counted in (calendar: ... on the step or the workflow)")

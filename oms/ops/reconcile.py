@@ -18,11 +18,12 @@ from kombu.exceptions import ChannelError, OperationalError
 from sqlalchemy import or_, select
 
 from ..celery.app import current
-from ..celery.dispatch import Dispatch, publish_all
+from ..celery.dispatch import Dispatch, engine_publishes, publish_all
 from ..durations import utcnow
 from ..settings import get_settings
 from ..states import EventKind, InstanceStatus, TaskStatus
 from ..store import runs
+from ..store.catalog import definition
 from ..store.db import transaction
 from ..store.events import record
 from ..store.tables import InstanceRow, TaskRow
@@ -70,9 +71,10 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
             .with_for_update(of=TaskRow, skip_locked=True)
             .limit(batch)
         ).all()
-        sizes = {topic: queue_size(topic) for topic in {task.topic for task, _ in rows}}
+        ours = [(task, version) for task, version in rows if engine_publishes(definition(task.workflow_id, version))]
+        sizes = {topic: queue_size(topic) for topic in {task.topic for task, _ in ours}}
         dispatches = []
-        for task, version in rows:
+        for task, version in ours:
             if sizes[task.topic] != 0:  # a backlog may still hold its message; or the broker is down
                 continue
             task.dispatched_at = now
