@@ -21,6 +21,7 @@ from .exceptions import (
 from .model.definitions import Step
 from .reads import Event, InstanceInfo, get_instance, history, overdue, sla_summary
 from .sla.scanner import scan_sla
+from .track import track
 
 __all__ = [
     # defining and running workflows
@@ -31,6 +32,8 @@ __all__ = [
     "start_workflows",
     "cancel_workflow",
     "retry_workflow",
+    # SLA lights on plain Celery canvases (their signals are connected by importing oms)
+    "track",
     # reading state
     "get_instance",
     "history",

@@ -50,7 +50,8 @@ def step_signature(app: Celery, workflow: Definition, instance_id: str, index: i
     """
     step: Step = workflow.steps[index]
     # under a calendar the deadline moves with opening hours and pauses: the scanner breaches, not Celery
-    soft, hard = (None, None) if workflow.calendar_of(index) else time_limits(wall_sla(step))
+    sla = None if workflow.calendar_of(index) else wall_sla(step)
+    soft, hard = (None, None) if sla is None else time_limits(sla)
     kwargs: dict[str, Any] = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
     if item_index is not None:
         kwargs["item"] = item_index

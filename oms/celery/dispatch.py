@@ -18,6 +18,7 @@ from kombu.messaging import Producer
 from kombu.utils.url import maybe_sanitize_url
 
 from ..exceptions import BrokerUnavailable
+from ..model.definitions import Definition
 from ..store.catalog import definition
 from .app import current
 from .compiler import compile_chain
@@ -44,6 +45,12 @@ class Dispatch:
     item_index: int | None = None
 
 
+def engine_publishes(workflow: Definition) -> bool:
+    """Whether the engine publishes this workflow's steps (and the reconciler re-publishes them): not a tracked
+    workflow's (:func:`oms.track`), whose tasks Celery publishes itself. The one home of that rule."""
+    return not workflow.tracked
+
+
 def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None:
     """Publish the chain a committed transition asked for (nothing for ``None``).
 
@@ -55,6 +62,8 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
         return
     app = current()
     workflow = definition(dispatch.workflow_id, dispatch.version)
+    if not engine_publishes(workflow):
+        return
     compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index)
     first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)
     try:

@@ -71,7 +71,7 @@ def live_table(snapshot: Snapshot) -> Group:
     table.add_column("registration")
     table.add_column("status")
     for step in EPA_DEMO.steps:
-        table.add_column(f"{step.id}\nSLA {format_sla(step.sla)}")
+        table.add_column(f"{step.id}\nSLA {format_sla(step.sla) if step.sla else '-'}")
     for info in snapshot.instances:
         latest = {t.step_id: t for t in info.tasks}
         row = [f"{info.payload['form_id']}\n[dim]{info.id[:11]}…[/]", info.status]

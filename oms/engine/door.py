@@ -31,6 +31,7 @@ from functools import partial
 from sqlalchemy import select
 
 from ..celery.dispatch import Dispatch, publish_all
+from ..celery.tracked import backend_outcome, celery_id_of, stored_result
 from ..durations import utcnow
 from ..exceptions import (
     InstanceFinished,
@@ -41,6 +42,7 @@ from ..exceptions import (
     TaskNotFound,
     check_id,
 )
+from ..model.definitions import Definition
 from ..model.task import Task
 from ..settings import get_settings
 from ..states import InstanceStatus, TaskStatus
@@ -49,7 +51,7 @@ from ..store.contract import Offered
 from ..store.db import TRANSIENT, database, retrying
 from ..store.tables import tasks
 from . import control, pauses
-from .checks import check_reason, check_result, seconds
+from .checks import check_reason, check_result, seconds, storable_reason
 from .plan import Outcome, Plan, apply_in_transaction, lost_claim
 
 __all__ = [
@@ -232,13 +234,16 @@ class Door:
         return dispatches
 
     def fail(self, task: Task | str, reason: str, *, worker_id: str | None = None,
-             now: datetime | None = None) -> Dispatch | None:
+             now: datetime | None = None, retry: bool = True) -> Dispatch | None:
         """Mark a running task failed with ``reason``: retried per its step's rules, or the instance fails (and its
-        other open steps are cancelled). Returns the retry that was published, if any."""
+        other open steps are cancelled). Returns the retry that was published, if any.
+
+        ``retry=False``: the instance fails whatever the step's ``retries`` (a tracked Celery task that gave up)."""
         held, holder = self._task(task, worker_id)
         check_reason(reason)
         definition = catalog.definition(held.workflow_id, held.version)
-        dispatches = self._end(Plan(definition, held, Outcome.failed(reason, holder=holder), now or utcnow()),
+        outcome = Outcome.failed(reason, holder=holder, retry=retry)
+        dispatches = self._end(Plan(definition, held, outcome, now or utcnow()),
                                "failing a task")
         publish_all(dispatches)  # recorded already: one the broker refuses is left to the reconciler
         return dispatches[0] if dispatches else None
@@ -325,8 +330,11 @@ class Door:
         for task, lost_before, _worker in retrying(partial(store.lapsed, now, topic, limit), "finding lapsed leases"):
             try:
                 definition = catalog.definition(task.workflow_id, task.version)
-                plan = Plan(definition, task, lost_claim(definition, task, lost_before + 1, now), now)
-                dispatches += self._end(plan, "ending a lapsed claim")
+                outcome = self._settled(definition, task, now) or lost_claim(definition, task, lost_before + 1, now)
+                if outcome.status is TaskStatus.CANCELLED:
+                    control.cancel_workflow(task.instance_id, outcome.reason or "revoked")
+                    continue
+                dispatches += self._end(Plan(definition, task, outcome, now), "ending a lapsed claim")
             except TRANSIENT:
                 raise
             except (LeaseLost, TaskAlreadyFinished, InstanceFinished, TaskNotClaimed):
@@ -337,6 +345,24 @@ class Door:
                 if on_error is not None:
                     on_error(task, exc)
         return dispatches
+
+    @staticmethod
+    def _settled(definition: Definition, task: Task, now: datetime) -> Outcome | None:
+        """How a tracked step whose claim lapsed ended, as the Celery app's result backend says (its worker died
+        between the task's end and the record); ``None``: not known there (or not tracked), the claim just lapsed."""
+        if not definition.tracked:
+            return None
+        found = backend_outcome(celery_id_of(task.instance_id, task.step_index, task.payload))
+        if found is None:
+            return None
+        state, value = found
+        if state == "SUCCESS":
+            return Outcome(TaskStatus.DONE, result=stored_result(value), lapsed_before=now)
+        if state == "REVOKED":
+            return Outcome(TaskStatus.CANCELLED, reason="revoked (the result backend says so)")
+        reason = storable_reason(f"{type(value).__name__}: {value}" if isinstance(value, BaseException)
+                                 else f"failed: {value!r}")
+        return Outcome.failed(reason, retry=False, lapsed_before=now)
 
     # -- the SLA ----------------------------------------------------------------------------------------------------
 

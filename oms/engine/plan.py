@@ -105,6 +105,8 @@ class Plan:
         task, outcome = self.task, self.outcome
         if outcome.status is TaskStatus.LAPSED:
             counts: dict[str, Any] = {"failures": task.failures, "lost": outcome.lost}
+            if self.definition.tracked:  # Celery may still deliver the message it holds: its clock keeps running
+                counts["deadline"] = task.expires_at
         elif outcome.status is TaskStatus.FAILED and outcome.retry and self.failures <= self.step.retries:
             counts = {"failures": self.failures, "delay": self.step.retry_delay(self.failures)}
         else:

@@ -66,17 +66,21 @@ def task_row(
     delay: timedelta = timedelta(0),
     item_index: int | None = None,
     item: Any = None,
+    deadline: datetime | None = None,
 ) -> dict[str, Any]:
     """The pending row for step ``index``: the step becomes ready and its SLA clock starts.
 
     ``attempt`` counts offers of the step, ``failures`` the failed attempts (against
-    ``retries``), ``lost`` the lapsed claims (against ``max_deliveries``). A ``None``
+    ``retries``), ``lost`` the lapsed claims (against ``max_deliveries``). ``deadline``: the clock keeps the
+    deadline of an earlier attempt (a tracked step whose claim lapsed) instead of starting again. A ``None``
     payload is the instance's, filled in by the store that inserts the row. A mapped
     step has one row per item, with its ``item_index`` and ``item``.
     """
     step = definition.steps[index]
     ready_at = now + delay
     warn_at, expires_at = step_clock(definition, index, ready_at, schedule(definition.calendar_of(index)))
+    if deadline is not None:
+        warn_at, expires_at = min(warn_at, deadline), deadline
     return {
         "id": new_id("tk"),
         "instance_id": instance_id,
@@ -94,7 +98,7 @@ def task_row(
         "warn_at": warn_at,
         "expires_at": expires_at,
         "light": GREEN,
-        "sla_check_at": None if definition.is_system else warn_at,
+        "sla_check_at": None if definition.is_system or step.sla is None else warn_at,
         "dispatched_at": ready_at,
         "item_index": item_index,
         "item": item,

@@ -9,12 +9,16 @@ Pure arithmetic: the caller looks the schedule up (:func:`oms.store.catalog.sche
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from ..settings import get_settings
 from ..states import GREEN, YELLOW
 from .definitions import Definition, Step
 from .worktime import BusinessDays, Schedule
+
+#: The stored deadline of a step without an SLA (a tracked Celery task without ``sla``): never reached, never
+#: scanned (its ``sla_check_at`` is ``None``); only its instance's own SLA holds.
+NO_DEADLINE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def clock(owner: Step | Definition, sla: timedelta | BusinessDays, hours: Schedule | None,
@@ -35,6 +39,8 @@ def step_clock(definition: Definition, index: int, start: datetime,
                hours: Schedule | None) -> tuple[datetime, datetime]:
     """The clock of step ``index`` started at ``start``, in its calendar's ``hours`` (``None``: wall time)."""
     step = definition.steps[index]
+    if step.sla is None:
+        return NO_DEADLINE, NO_DEADLINE
     return clock(step, step.sla, hours, start)
 
 

@@ -81,7 +81,8 @@ class Step(_Model):
 
     id: str
     #: How long the step may take: ``"5m"``, ``"48h"`` (working time under a calendar), ``"2bd"`` (business days).
-    sla: Sla
+    #: Required, but in a tracked workflow (:func:`oms.track`), where a task without one has only the instance's.
+    sla: Sla | None = None
     #: Queue the step is offered on; defaults to the step id.
     topic: str = ""
     #: Retries after a failure before the instance fails.
@@ -105,6 +106,7 @@ class Step(_Model):
     map: str | None = None
     #: Run this registered Celery task's function as the step (``"shop.tasks.add"``), not a topic's handler.
     #: Its message goes to the queue the app routes the task to, unless the step names a ``topic`` of its own.
+    #: In a tracked workflow (:func:`oms.track`), the task the step stands for, published by Celery itself.
     task: str | None = None
 
     @field_validator("id")
@@ -159,6 +161,8 @@ class Definition(_Model):
     sla: Sla | None = None
     #: The most a step's clock may stay paused in total (``act.pause_clock``); then it runs again.
     max_pause: Duration | None = None
+    #: Plain Celery work watched by :func:`oms.track`: Celery publishes its steps, never the engine.
+    tracked: bool = False
     _graph: Graph = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
@@ -214,6 +218,9 @@ class Definition(_Model):
             raise ValueError(f"sla: {self.sla} counts business days: name the calendar they are counted in "
                              "(calendar: ...)")
         for number, step in enumerate(self.steps):
+            if step.sla is None and not self.tracked:
+                raise ValueError(f"steps[{number}].sla: Field required (step {step.id!r}; only a tracked workflow's "
+                                 "steps may have none)")
             if isinstance(step.sla, BusinessDays) and not self.calendar_of(number):
                 raise ValueError(f"steps[{number}].sla: {step.sla} counts business days: name the calendar they "
                                  "are counted in (calendar: ... on the step or the workflow)")

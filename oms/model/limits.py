@@ -19,8 +19,10 @@ def time_limits(sla: timedelta, settings: OmsSettings | None = None) -> tuple[fl
     return soft, soft + max(margin, soft * 0.1)
 
 
-def wall_sla(step: Step) -> timedelta:
-    """A step's SLA in wall time (a step outside a calendar counts no business days)."""
+def wall_sla(step: Step) -> timedelta | None:
+    """A step's SLA in wall time (a step outside a calendar counts no business days); ``None``: it has none."""
+    if step.sla is None:
+        return None
     assert isinstance(step.sla, timedelta), "business days need a calendar"
     return step.sla
 
@@ -36,9 +38,9 @@ def check_fits_broker(workflow: Definition, settings: OmsSettings | None = None)
     if not settings.broker_url.startswith(REDIS_SCHEMES):
         return
     for index, step in enumerate(workflow.steps):
-        if workflow.calendar_of(index):
-            continue  # no Celery time limit under a calendar (see compiler.step_signature)
-        _, hard = time_limits(wall_sla(step), settings)
+        if workflow.calendar_of(index) or workflow.tracked or (sla := wall_sla(step)) is None:
+            continue  # no Celery time limit under a calendar (see compiler.step_signature), nor on Celery's tasks
+        _, hard = time_limits(sla, settings)
         longest = hard + step.retry_delay(step.retries).total_seconds()
         if longest > settings.visibility_timeout:
             raise ConfigurationError(

@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 
 from ..celery.app import current
 from ..celery.compiler import step_queue
-from ..celery.dispatch import Dispatch, publish_all
+from ..celery.dispatch import Dispatch, engine_publishes, publish_all
 from ..durations import utcnow
 from ..settings import get_settings
 from ..states import EventKind, InstanceStatus, TaskStatus
@@ -72,12 +72,13 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
             .with_for_update(of=TaskRow, skip_locked=True)
             .limit(batch)
         ).all()
+        ours = [(task, version) for task, version in rows if engine_publishes(definition(task.workflow_id, version))]
         # a task step's queue is the one its task is routed to, not its topic's
         queues = {id(task): step_queue(current(), definition(task.workflow_id, version).steps[task.step_index])
-                  for task, version in rows}
+                  for task, version in ours}
         sizes = {queue: queue_size(queue) for queue in set(queues.values())}
         dispatches = []
-        for task, version in rows:
+        for task, version in ours:
             if sizes[queues[id(task)]] != 0:  # a backlog may still hold its message; or the broker is down
                 continue
             task.dispatched_at = now

@@ -156,7 +156,7 @@ def _steps(definition: Definition, tasks: list[TaskInfo], results: dict[str, Any
         steps.append(StepInfo(
             id=step.id, index=index, after=[definition.steps[p].id for p in graph.predecessors[index]], map=step.map,
             status=status, light=worst(*(t.light_now(now) for t in mine)), attempts=len(mine),
-            sla=format_sla(step.sla),
+            sla=None if step.sla is None else format_sla(step.sla),
             items={s.value: states.count(s) for s in ITEM_COUNTS}
             if step.map else None,
             item_count=len(latest) if step.map else None,
