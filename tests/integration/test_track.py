@@ -19,7 +19,7 @@ from oms.store.db import transaction
 from oms.store.tables import EventRow, InstanceRow, TaskRow
 from tests import track_celeryconfig
 from tests.conftest import Backend
-from tests.shop_tasks import add, boom, lonely, mul, nap, slow_to_report, xsum
+from tests.track_tasks import add, boom, lonely, mul, nap, slow_to_report, xsum
 from tests.workers import WorkerProcess, wait_finished
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def shop(postgres_backend: Backend, tmp_path: Path) -> Iterator[Backend]:
 
 
 def _worker(backend: Backend, tmp_path: Path, name: str = "shop", concurrency: int = 2) -> WorkerProcess:
-    return WorkerProcess({**backend.env, **ENV}, tmp_path, ["oms"], modules="tests.shop_tasks", name=name,
+    return WorkerProcess({**backend.env, **ENV}, tmp_path, ["oms"], modules="tests.track_tasks", name=name,
                          concurrency=concurrency)
 
 
@@ -89,7 +89,7 @@ def test_a_failing_member_fails_the_instance(shop: Backend, tmp_path: Path) -> N
 def test_an_sla_task_nobody_serves_goes_red_and_is_escalated_once(shop: Backend) -> None:
     result = lonely.apply_async(queue="nobody_serves_this")  # tracked on its own: its decorator says sla="2s"
     with transaction() as session:
-        instance = session.scalar(select(InstanceRow.id).where(InstanceRow.workflow_id == "tests.shop_tasks.lonely"))
+        instance = session.scalar(select(InstanceRow.id).where(InstanceRow.workflow_id == "tests.track_tasks.lonely"))
         assert instance is not None
         payload = session.scalar(select(InstanceRow.payload).where(InstanceRow.id == instance))
     assert payload == {"celery_task_id": result.id}

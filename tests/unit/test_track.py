@@ -10,7 +10,7 @@ from celery import chain, chord, group
 from oms.celery.tracked import parse_tracked_id, stored_result, tracked_id
 from oms.exceptions import InvalidDefinition
 from oms.track import shape
-from tests.shop_tasks import add, mul, xsum
+from tests.track_tasks import add, mul, xsum
 
 
 def _graph(canvas: object, sla: str | None = None) -> list[tuple[str, list[str] | None, object]]:
@@ -49,8 +49,8 @@ def test_the_sla_comes_from_set_else_the_task_else_none() -> None:
     definition, _ = shape(chain(add.s(1, 1).set(sla="30s"), mul.s(2).set(sla="1h"), xsum.s()), "w", "30m")
     assert [s.sla for s in definition.steps] == [timedelta(seconds=30), timedelta(hours=1), None]
     assert definition.sla == timedelta(minutes=30)
-    assert [s.task for s in definition.steps] == ["tests.shop_tasks.add", "tests.shop_tasks.mul",
-                                                 "tests.shop_tasks.xsum"]
+    assert [s.task for s in definition.steps] == ["tests.track_tasks.add", "tests.track_tasks.mul",
+                                                 "tests.track_tasks.xsum"]
 
 
 def test_a_bad_sla_names_the_step() -> None:
