@@ -122,12 +122,19 @@ def sla_alarm(task: Task) -> Iterator[None]:
         yield
         return
     left = max((task.expires_at - door.utcnow()).total_seconds(), 0.001)
+    with alarm(left, SoftTimeLimitExceeded(f"SLA of step {task.step_id} ran out")):
+        yield
+
+
+@contextmanager
+def alarm(seconds: float, error: BaseException) -> Iterator[None]:
+    """Raise ``error`` in this thread (a prefork child's main thread) after ``seconds``, by SIGALRM."""
 
     def overrun(signum: int, frame: FrameType | None) -> None:
-        raise SoftTimeLimitExceeded(f"SLA of step {task.step_id} ran out")
+        raise error
 
     previous = signal.signal(signal.SIGALRM, overrun)
-    signal.setitimer(signal.ITIMER_REAL, left)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:

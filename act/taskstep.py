@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 from oms.celery.tasksteps import registered, step_order
@@ -24,7 +23,7 @@ from oms.engine.door import Task
 from oms.exceptions import InvalidPayload
 
 from .outcome import Returned, failure
-from .subscribe import in_pool_child
+from .subscribe import alarm, in_pool_child
 
 __all__ = ["MissingArgument", "TaskTimeLimitExceeded", "arguments", "merged", "result_of", "run_task"]
 
@@ -125,17 +124,11 @@ def own_time_limit(seconds: float | None) -> Iterator[None]:
         yield  # the SLA runs out first: a breach, as for any push step
         return
 
-    def overrun(signum: int, frame: FrameType | None) -> None:
-        raise TaskTimeLimitExceeded(f"soft_time_limit of {seconds}s")
-
     started = time.monotonic()
-    previous = signal.signal(signal.SIGALRM, overrun)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        with alarm(seconds, TaskTimeLimitExceeded(f"soft_time_limit of {seconds}s")):
+            yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
         if left:
             signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - started), 0.001))
 

@@ -154,27 +154,44 @@ def test_the_shops_worker_runs_its_steps_and_its_beat_escalates_a_breach_once(sh
     try:
         # the shop's existing tasks as steps, defined in the shop's process (which imports and checks them)
         # and started as a Django view would: published on the shop's broker, to the queue its tasks go to
-        done_id, late_id, tasks_id = shop.run(
-            "import oms; oms.Workflow(id='shop_sum', steps=["
+        done_id, late_id, tasks_id, chain_id, celery_id = shop.run(
+            "import oms; from celery import chain; from demoapp.tasks import add, inspect_site, mul; "
+            "oms.Workflow(id='shop_sum', steps=["
             "{'id': 'add', 'task': 'demoapp.tasks.add', 'sla': '1m'}, "
             "{'id': 'mul', 'task': 'demoapp.tasks.mul', 'sla': '1m'}]).save(); "
             "print(oms.start_workflow('shop_order', payload={'order': 7})); "
             "print(oms.start_workflow('shop_unserved', payload={'order': 8})); "
-            "print(oms.start_workflow('shop_sum', payload={'x': 2, 'y': 3}))")[-3:]
-        assert wait_finished([done_id, tasks_id], timeout=30) == {done_id: "done", tasks_id: "done"}
+            "print(oms.start_workflow('shop_sum', payload={'x': 2, 'y': 3})); "
+            # a plain chain, tracked; and a task carrying sla=, tracked on its own when called
+            "print(oms.track(chain(add.s(2, 2), mul.s(4)), workflow='nightly_billing', sla='30m')); "
+            "print(inspect_site.delay('F8700-12-42').id)")[-5:]
+        assert wait_finished([done_id, tasks_id, chain_id], timeout=30) == {
+            done_id: "done", tasks_id: "done", chain_id: "done"}
+        chained = get_instance(chain_id)
+        assert [(t.step_id, t.status, t.light) for t in chained.tasks] == [("add", "done", "green"),
+                                                                          ("mul", "done", "green")]
+        assert chained.results == {"add": {"value": 4}, "mul": {"value": 16}}
         assert get_instance(done_id).results == {"shop_review": {"reviewed": 7, "by": "shop"}}
         # add(x=2, y=3) = 5, then mul(x=2, y=3): the payload's keys; add's result is {"value": 5}
         assert get_instance(tasks_id).results == {"add": {"value": 5}, "mul": {"value": 6}}
         assert [t.worker_id.split("@")[0] for t in get_instance(tasks_id).tasks] == ["w1", "w1"]
 
-        def escalated() -> list[dict[str, object]]:
-            return [e for e in map(json.loads, _lines(shop.escalations)) if e["instance_id"] == late_id]
+        inspection = shop.oms("list", "--workflow", "demoapp.tasks.inspect_site", "--json")
+        [inspection_id] = [i["id"] for i in json.loads(inspection)]
+        assert get_instance(inspection_id).payload == {"celery_task_id": celery_id}
 
-        _until(lambda: bool(escalated()), 20, f"an escalation of {late_id}")
+        def escalations_of(instance_id: str) -> list[dict[str, object]]:
+            return [e for e in map(json.loads, _lines(shop.escalations)) if e["instance_id"] == instance_id]
+
+        _until(lambda: bool(escalations_of(late_id)) and bool(escalations_of(inspection_id)), 20,
+               f"escalations of {late_id} and {inspection_id}")
         time.sleep(4 * SCAN_INTERVAL)  # more scans: nothing escalated again
-        [escalation] = escalated()
+        [escalation] = escalations_of(late_id)
         assert escalation["action"] == "sla_violation" and escalation["step"] == "nobody_serves"
-        assert [json.loads(line)["instance_id"] for line in _lines(shop.escalations)] == [late_id]
+        assert sorted(json.loads(line)["instance_id"] for line in _lines(shop.escalations)) == sorted(
+            [late_id, inspection_id])
+        shown = json.loads(shop.oms("status", inspection_id, "--json"))
+        assert shown["status"] == "running" and shown["tasks"][0]["light"] == "red", shown
         [task] = get_instance(late_id).tasks
         assert task.light == "red" and task.status == "pending"
         assert [e.kind for e in history(late_id)].count("task.sla_violated") == 1

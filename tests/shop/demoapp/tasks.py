@@ -30,6 +30,12 @@ def xsum(numbers: list[int]) -> int:
     return sum(numbers)
 
 
+@shared_task(sla="2s")
+def inspect_site(site: str) -> str:
+    """Tracked on its own (``sla=``) whenever it is called; the settings route it to a queue no worker serves."""
+    return f"inspected {site}"
+
+
 @shared_task(bind=True)
 def options(self: Any) -> dict[str, Any]:
     """How this worker runs a shop task: its ack timing, serializer and routing, as the worker sees them."""

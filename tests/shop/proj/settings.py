@@ -23,6 +23,8 @@ CELERY_BROKER_URL = os.environ.get("SHOP_BROKER_URL", "amqp://guest:guest@127.0.
 CELERY_RESULT_BACKEND = os.environ.get("SHOP_RESULT_BACKEND", "redis://127.0.0.1:6379/8")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# the inspectors' queue: no worker of the tests serves it, so an inspection waits, turns red, is escalated
+CELERY_TASK_ROUTES = {"demoapp.tasks.inspect_site": {"queue": "inspections"}}
 if "SHOP_VISIBILITY_TIMEOUT" in os.environ:
     # Redis: seconds before an unacknowledged message is delivered again, swept for every second
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ["SHOP_VISIBILITY_TIMEOUT"]),
