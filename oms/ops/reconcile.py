@@ -24,7 +24,7 @@ from ..durations import utcnow
 from ..settings import get_settings
 from ..states import EventKind, InstanceStatus, TaskStatus
 from ..store import runs
-from ..store.catalog import definition
+from ..store.catalog import load_definition
 from ..store.db import transaction
 from ..store.events import record
 from ..store.tables import InstanceRow, TaskRow
@@ -72,9 +72,12 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
             .with_for_update(of=TaskRow, skip_locked=True)
             .limit(batch)
         ).all()
-        ours = [(task, version) for task, version in rows if engine_publishes(definition(task.workflow_id, version))]
+        # read in this transaction: another one would wait for its lock on SQLite
+        defined = {(task.workflow_id, version): load_definition(session, task.workflow_id, version)[0]
+                   for task, version in rows}
+        ours = [(task, version) for task, version in rows if engine_publishes(defined[task.workflow_id, version])]
         # a task step's queue is the one its task is routed to, not its topic's
-        queues = {id(task): step_queue(current(), definition(task.workflow_id, version).steps[task.step_index])
+        queues = {id(task): step_queue(current(), defined[task.workflow_id, version].steps[task.step_index])
                   for task, version in ours}
         sizes = {queue: queue_size(queue) for queue in set(queues.values())}
         dispatches = []
