@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from celery import chain, chord, group
+from celery import Celery, chain, chord, group
 from celery.result import AsyncResult
 from sqlalchemy import func, select
 
@@ -35,16 +35,25 @@ BROKER = "redis://127.0.0.1:6379/9"
 def shop(postgres_backend: Backend, tmp_path: Path) -> Iterator[Backend]:
     """The test process's app with the shop's Redis result backend (db 8) and its own broker (db 9), emptied."""
     for url in (track_celeryconfig.RESULT_BACKEND, BROKER):
-        redis.Redis.from_url(url).flushdb()
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
     app = oms.app
     saved = app.conf.result_backend, app.conf.task_ignore_result
     app.conf.result_backend, app.conf.task_ignore_result = track_celeryconfig.RESULT_BACKEND, False
-    app._local.__dict__.pop("backend", None)
+    _drop_backend(app)
     oms.configure(database_url=postgres_backend.database_url, broker_url=BROKER, home=postgres_backend.home,
                   worker_lease=3.0, heartbeat_interval=1.0)
     yield replace(postgres_backend, broker_url=BROKER)
     app.conf.result_backend, app.conf.task_ignore_result = saved
-    app._local.__dict__.pop("backend", None)
+    _drop_backend(app)
+
+
+def _drop_backend(app: Celery) -> None:
+    """Forget the app's cached result backend, closing its Redis connections (left to the collector, they warn)."""
+    backend = app._local.__dict__.pop("backend", None)
+    client = getattr(backend, "client", None)
+    if client is not None:
+        client.connection_pool.disconnect()
 
 
 def _worker(backend: Backend, tmp_path: Path, name: str = "shop", concurrency: int = 2) -> WorkerProcess:
@@ -133,7 +142,8 @@ def _started(instance: str, timeout: float = 30) -> None:
 
 def _stored(celery_id: str) -> bool:
     """Whether the result backend holds the task's success (read as it is stored: no result consumer's cache)."""
-    raw = redis.Redis.from_url(track_celeryconfig.RESULT_BACKEND).get(f"celery-task-meta-{celery_id}")
+    with redis.Redis.from_url(track_celeryconfig.RESULT_BACKEND) as client:
+        raw = client.get(f"celery-task-meta-{celery_id}")
     return raw is not None and json.loads(raw)["status"] == "SUCCESS"
 
 
