@@ -7,20 +7,34 @@ from .catalog import Calendar, Workflow
 from .celery.app import app
 from .celery.config import configure
 from .engine.control import cancel_workflow, retry_workflow
+from .engine.people import claim, disable_user, reassign, release
+from .engine.signals import Receipt, signal, signal_by_key
 from .engine.starts import start_workflow, start_workflows
 from .exceptions import (
+    BusinessKeyInUse,
     IdempotencyConflict,
+    InstanceFinished,
     InvalidDefinition,
     InvalidPayload,
+    NotAssigned,
     OmsError,
+    SignalRefused,
+    TaskClaimed,
     TooManyItems,
+    UnknownBusinessKey,
     UnknownCalendar,
     UnknownInstance,
+    UnknownSignal,
+    UnknownUser,
     UnknownWorkflow,
 )
 from .model.definitions import Step
+from .model.forms import FormError
 from .reads import Event, InstanceInfo, get_instance, history, overdue, sla_summary
+from .reads.inbox import HumanTask, InboxItem, human_task, inbox
 from .sla.scanner import scan_sla
+from .store.users import User, list_users
+from .store.users import create as create_user
 from .track import track
 
 __all__ = [
@@ -32,6 +46,21 @@ __all__ = [
     "start_workflows",
     "cancel_workflow",
     "retry_workflow",
+    # people in the loop: human steps, signals (business keys: start_workflow(..., business_key=...))
+    "inbox",
+    "human_task",
+    "claim",
+    "release",
+    "reassign",
+    "signal",
+    "signal_by_key",
+    "create_user",
+    "disable_user",
+    "list_users",
+    "InboxItem",
+    "HumanTask",
+    "Receipt",
+    "User",
     # SLA lights on plain Celery canvases (their signals are connected by importing oms)
     "track",
     # reading state
@@ -52,6 +81,15 @@ __all__ = [
     "UnknownWorkflow",
     "UnknownInstance",
     "UnknownCalendar",
+    "UnknownUser",
+    "UnknownSignal",
+    "UnknownBusinessKey",
+    "BusinessKeyInUse",
+    "InstanceFinished",
+    "NotAssigned",
+    "TaskClaimed",
+    "SignalRefused",
+    "FormError",
     "configure",
     # the Celery app (celery -A oms ...), or the shop's own: oms.attach(app) in proj/celery.py
     "app",

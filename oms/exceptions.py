@@ -11,6 +11,10 @@
     ├── InvalidTransition      a status change the state machine does not allow
     ├── TaskNotFound, TaskNotClaimed, TaskAlreadyFinished (LeaseLost), NotLeaseHolder, InstanceFinished
     │                          a worker call that cannot apply to the task as it stands
+    ├── UnknownUser, NotAssigned, TaskClaimed, NotAHumanStep
+    │                          a person's call on a human step that cannot apply
+    ├── UnknownSignal (InvalidArgument), SignalRefused, UnknownBusinessKey, BusinessKeyInUse
+    │                          a signal or a business key that cannot be used
     ├── ConfigurationError     settings that cannot work (unreachable service, bad URL)
     │   └── SchemaError        the database schema is missing, behind or ahead of this code
     │       (SchemaBehind, SchemaAhead)
@@ -177,6 +181,73 @@ class LeaseLost(TaskAlreadyFinished):
             self, f"lease on task {task_id!r} ran out, which ended the claim (the step is offered again): nothing "
             "was changed"
         )
+
+
+class UnknownUser(OmsError, LookupError):
+    """No person has this name (``oms user create``), or she is disabled."""
+
+    def __init__(self, name: str, disabled: bool = False) -> None:
+        self.name = name
+        super().__init__(f"user {name!r} is disabled" if disabled else
+                         f"unknown user {name!r}: create her with `oms user create {name} --groups ...`")
+
+
+class NotAHumanStep(OmsError):
+    """The task is not a human step's: no person claims, releases or reassigns it."""
+
+    def __init__(self, task_id: str, kind: str) -> None:
+        self.task_id, self.kind = task_id, kind
+        super().__init__(f"task {task_id!r} is a {kind} step's, not a human step's: no person claims or reassigns it")
+
+
+class NotAssigned(OmsError):
+    """The human step is not assigned to this person or any of her groups."""
+
+    def __init__(self, task_id: str, user: str) -> None:
+        self.task_id, self.user = task_id, user
+        super().__init__(f"task {task_id!r} is not assigned to {user!r} or to any of her groups: nothing was changed")
+
+
+class TaskClaimed(OmsError):
+    """Another person holds the human step: she must release it (or a supervisor reassign it) first."""
+
+    def __init__(self, task_id: str, holder: str | None) -> None:
+        self.task_id, self.holder = task_id, holder
+        super().__init__(f"task {task_id!r} is claimed by {holder!r}: nothing was changed")
+
+
+class UnknownSignal(InvalidArgument):
+    """No step of the workflow waits for a signal of this name."""
+
+    def __init__(self, workflow_id: str, name: str, known: list[str]) -> None:
+        self.workflow_id, self.name = workflow_id, name
+        awaited = ", ".join(repr(n) for n in known) or "none"
+        super().__init__(f"no step of workflow {workflow_id!r} waits for signal {name!r} (it waits for: {awaited})")
+
+
+class SignalRefused(OmsError):
+    """The signal cannot be taken: its step is done already, or the same signal is already kept for it."""
+
+    def __init__(self, instance_id: str, name: str, why: str) -> None:
+        self.instance_id, self.name = instance_id, name
+        super().__init__(f"signal {name!r} for instance {instance_id}: {why}; nothing was changed")
+
+
+class UnknownBusinessKey(OmsError, LookupError):
+    """No instance of this workflow has this business key."""
+
+    def __init__(self, workflow_id: str, key: str) -> None:
+        self.workflow_id, self.key = workflow_id, key
+        super().__init__(f"no instance of workflow {workflow_id!r} has business key {key!r}")
+
+
+class BusinessKeyInUse(OmsError):
+    """A running instance of the workflow already has this business key."""
+
+    def __init__(self, workflow_id: str, key: str, instance_id: str | None) -> None:
+        self.workflow_id, self.key, self.instance_id = workflow_id, key, instance_id
+        super().__init__(f"business key {key!r} of workflow {workflow_id!r} belongs to running instance "
+                         f"{instance_id or '(just started)'}: nothing was started (signal it, or cancel it first)")
 
 
 class BrokerUnavailable(OmsError):

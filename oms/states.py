@@ -18,12 +18,27 @@ from .exceptions import InvalidTransition
 class TaskStatus(StrEnum):
     """Status of one attempt at one step (a row of the task table)."""
 
-    PENDING = "pending"  #: offered on its topic, waiting for a worker
-    RUNNING = "running"  #: claimed by a push or pull worker (or parked, its clock paused)
+    PENDING = "pending"  #: offered on its topic, waiting for a worker (a person's claim, a signal, a timer's end)
+    RUNNING = "running"  #: claimed by a push or pull worker or a person (or parked, its clock paused)
     DONE = "done"  #: completed; the workflow moved on
     FAILED = "failed"  #: this attempt failed (a retry, if any, is a new row)
     LAPSED = "lapsed"  #: its claim's lease ran out; the step is offered again (not a failure)
     CANCELLED = "cancelled"  #: its instance ended first: cancelled, or failed by another step
+
+
+class StepKind(StrEnum):
+    """Who ends a step: a worker (push or pull), a person from her inbox, an outside event, or the clock."""
+
+    WORKER = "worker"  #: a handler, a shop's Celery task, or a pull worker on its topic
+    HUMAN = "human"  #: ``assign``: a person of its groups or users claims and completes it
+    WAIT = "wait"  #: ``wait_for``: done when the named signal arrives (``oms.signal``)
+    TIMER = "timer"  #: ``sleep``: done when its time has passed (the SLA scan ends it)
+
+    @property
+    def topic(self) -> str:
+        """The topic a step of this kind is recorded on: its own for a worker's, else ``oms.<kind>``, an engine
+        name no worker may fetch and no message is published to."""
+        return f"oms.{self.value}"
 
 
 class InstanceStatus(StrEnum):
@@ -74,7 +89,13 @@ class EventKind(StrEnum):
     WORKFLOW_RESUMED = "workflow.resumed"
     TASK_QUEUED = "task.queued"  #: a step's first attempt offered
     TASK_RETRIED = "task.retried"  #: a later attempt offered (after a failure or a lapsed claim)
-    TASK_STARTED = "task.started"
+    TASK_STARTED = "task.started"  #: claimed by a worker, or by a person (``worker_id``: her name)
+    #: a person's claim given back (she released it, was disabled, or a supervisor reassigned the step)
+    TASK_RELEASED = "task.released"
+    #: a human step's ``assign`` changed by a supervisor (``by``, ``users``, ``groups``)
+    TASK_REASSIGNED = "task.reassigned"
+    #: an outside event arrived for a waiting step (``name``, ``signal``: its id; ``kept``: its step not ready yet)
+    SIGNAL_RECEIVED = "signal.received"
     TASK_DONE = "task.done"
     TASK_FAILED = "task.failed"
     TASK_LEASE_EXPIRED = "task.lease_expired"
@@ -109,6 +130,8 @@ TASK_MOVES: dict[tuple[TaskStatus | None, TaskStatus], tuple[EventKind, ...]] = 
     (TaskStatus.RUNNING, TaskStatus.DONE): (EventKind.TASK_DONE,),
     (TaskStatus.RUNNING, TaskStatus.FAILED): (EventKind.TASK_FAILED,),
     (TaskStatus.PENDING, TaskStatus.FAILED): (EventKind.TASK_FAILED,),  # its SLA breached while queued (on_breach)
+    (TaskStatus.PENDING, TaskStatus.DONE): (EventKind.TASK_DONE,),  # a waiting step's signal came, a timer ran out
+    (TaskStatus.RUNNING, TaskStatus.PENDING): (EventKind.TASK_RELEASED,),  # a person's claim given back
     (TaskStatus.RUNNING, TaskStatus.LAPSED): (EventKind.TASK_LEASE_EXPIRED,),  # its worker died, or its lease ran out
     (TaskStatus.PENDING, TaskStatus.CANCELLED): (EventKind.TASK_CANCELLED,),  # its instance ended first
     (TaskStatus.RUNNING, TaskStatus.CANCELLED): (EventKind.TASK_CANCELLED,),

@@ -45,10 +45,11 @@ class Dispatch:
     item_index: int | None = None
 
 
-def engine_publishes(workflow: Definition) -> bool:
-    """Whether the engine publishes this workflow's steps (and the reconciler re-publishes them): not a tracked
-    workflow's (:func:`oms.track`), whose tasks Celery publishes itself. The one home of that rule."""
-    return not workflow.tracked
+def engine_publishes(workflow: Definition, index: int | None = None) -> bool:
+    """Whether the engine publishes this workflow's steps (step ``index``'s, when given), and the reconciler
+    re-publishes them: not a tracked workflow's (:func:`oms.track`), whose tasks Celery publishes itself, nor a
+    step a person, a signal or a timer ends, which no worker runs. The one home of that rule."""
+    return not workflow.tracked and (index is None or workflow.graph.worker(index))
 
 
 def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None:
@@ -62,7 +63,7 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
         return
     app = current()
     workflow = definition(dispatch.workflow_id, dispatch.version)
-    if not engine_publishes(workflow):
+    if not engine_publishes(workflow, dispatch.from_step):
         return
     compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index)
     first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)

@@ -16,7 +16,7 @@ from ..model.jsonvalue import check_text, json_object, storable_text
 from ..model.names import check_worker_id, user_name
 from ..settings import get_settings
 
-__all__ = ["check_reason", "check_result", "check_topic", "check_worker_id", "seconds", "storable_reason"]
+__all__ = ["check_key", "check_reason", "check_result", "check_topic", "check_worker_id", "seconds", "storable_reason"]
 
 
 def check_topic(topic: str) -> str:
@@ -49,6 +49,14 @@ def seconds(value: str | float | timedelta, what: str, *, positive: bool = False
     if positive and found == 0:
         raise InvalidArgument(f"{what} must be positive, got {value!r}")
     return found
+
+
+def check_key(key: object, what: str = "idempotency key") -> str:
+    """A caller's key (idempotency key, business key) as stored: printable text of 1 to 255 characters, else
+    :class:`InvalidArgument`."""
+    if not isinstance(key, str) or not key.strip() or len(key) > 255 or not key.isprintable():
+        raise InvalidArgument(f"{what} {key!r:.80}: expected printable text of 1 to 255 characters")
+    return key
 
 
 def check_result(result: Any) -> dict[str, Any] | None:

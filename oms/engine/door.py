@@ -43,16 +43,16 @@ from ..exceptions import (
     check_id,
 )
 from ..model.definitions import Definition
+from ..model.forms import check_form
 from ..model.task import Task
 from ..settings import get_settings
 from ..states import InstanceStatus, TaskStatus
 from ..store import catalog
-from ..store.contract import Offered
 from ..store.db import TRANSIENT, database, retrying
 from ..store.tables import tasks
 from . import control, pauses
 from .checks import check_reason, check_result, seconds, storable_reason
-from .plan import Outcome, Plan, apply_in_transaction, lost_claim
+from .plan import Outcome, Plan, apply_in_transaction, dispatches, lost_claim
 
 __all__ = [
     "Task", "Door", "LongPoll",
@@ -88,11 +88,6 @@ class LongPoll:
         if due is not None:
             remaining = min(remaining, max((due - utcnow()).total_seconds(), 0.0) + 0.01)
         return remaining
-
-
-def _dispatches(task: Task, offered: list[Offered]) -> list[Dispatch]:
-    return [Dispatch(task.instance_id, task.workflow_id, task.version, o.step_index, o.countdown, o.item_index)
-            for o in offered]
 
 
 class Door:
@@ -206,7 +201,7 @@ class Door:
         if offered is None:
             self._refuse(plan.task.id, plan.now, plan.outcome.holder)
         self._forget(plan.task.id)
-        return _dispatches(plan.task, offered or [])
+        return dispatches(plan.task, offered or [])
 
     def complete(self, task: Task | str, result: dict[str, object] | None = None, *, worker_id: str | None = None,
                  now: datetime | None = None, chained: bool = False) -> list[Dispatch]:
@@ -220,11 +215,15 @@ class Door:
         Raises:
             TaskNotFound, TaskAlreadyFinished, LeaseLost, TaskNotClaimed, NotLeaseHolder, InstanceFinished:
                 the task cannot be completed as it stands; nothing was changed.
-            InvalidPayload: ``result`` is not a JSON object.
+            InvalidPayload: ``result`` is not a JSON object, or does not fit the step's ``form`` (``FormError``, every
+                field named).
         """
         held, holder = self._task(task, worker_id)
         stored = check_result(result)
         definition = catalog.definition(held.workflow_id, held.version)
+        form = definition.steps[held.step_index].form
+        if form is not None:  # a human step's: the person's result must fit it
+            check_form(form, stored, held.step_id)
         dispatches = self._end(Plan(definition, held, Outcome.done(stored, holder), now or utcnow()),
                                "completing a task")
         if chained:

@@ -2,7 +2,7 @@
 
 Pausing parks the step: it stays running, but holds no lease and no worker, so no
 sweep re-offers it while it waits for days, and whoever resumes or completes it
-later (the portal, a person through the API) may. While paused, the step's light
+later (the portal, a person through the API) may. A human step stays its holder's. While paused, the step's light
 is read at the moment it paused, and the scanner neither warns nor breaches it.
 Resuming moves ``warn_at`` and ``expires_at`` later by the time paused, counted in
 the step's calendar if it has one. A workflow's ``max_pause`` caps the time a step
@@ -27,7 +27,7 @@ from ..exceptions import (
 )
 from ..model.deadlines import cap_at, later, next_check, paused_time
 from ..model.definitions import Definition
-from ..states import FINISHED_TASK, EventKind, TaskStatus
+from ..states import FINISHED_TASK, EventKind, StepKind, TaskStatus
 from ..store.catalog import load_definition, schedule
 from ..store.db import retrying, transaction
 from ..store.events import record
@@ -76,7 +76,9 @@ def _pause(task_id: str, reason: str, worker_id: str | None, now: datetime) -> b
         if worker_id is not None and task.worker_id is not None and task.worker_id != worker_id:
             raise NotLeaseHolder(task_id, task.worker_id, worker_id)
         task.paused_at, task.pause_reason = now, reason
-        task.worker_id, task.lease_expires_at = None, None
+        if task.topic != StepKind.HUMAN.topic:  # a person keeps her claim: her step waits on her
+            task.worker_id = None
+        task.lease_expires_at = None
         left = budget_left(task, definition)
         # the scanner resumes the clock when the cap is reached; until then it has nothing to look at
         task.sla_check_at = None if left is None else cap_at(schedule(task.calendar_id), now, left)

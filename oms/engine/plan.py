@@ -22,10 +22,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, select, true, update
 
+from ..celery.dispatch import Dispatch
 from ..model.definitions import Definition
 from ..model.task import Task
 from ..states import OPEN_TASK, WORKER_LOST, InstanceStatus, TaskStatus, instance_event, task_event
-from ..store import moves
+from ..store import moves, signals
 from ..store.contract import Advance, CountItem, Ending, EndInstance, Move, Offered, Retry
 from ..store.db import Database
 from ..store.events import event, task_event_row
@@ -53,8 +54,10 @@ class Outcome:
     lapsed_before: datetime | None = None
     #: Apply only if this worker holds the claim (``None``: whoever holds it).
     holder: str | None = None
-    #: Ended by a breach policy: the attempt may still be queued, and whoever holds it (lapsed or not).
-    by_policy: bool = False
+    #: Ended whoever holds it, queued or running (lapsed or not): a breach policy, a signal, a timer.
+    whoever: bool = False
+    #: What the attempt's ending event says besides (``signal``: the signal that ended a waiting step).
+    note: dict[str, Any] | None = None
 
     @classmethod
     def done(cls, result: dict[str, Any] | None, holder: str | None = None) -> Outcome:
@@ -75,7 +78,12 @@ class Outcome:
     @classmethod
     def breached(cls, reason: str, *, retry: bool) -> Outcome:
         """A breach policy (``on_breach: fail | retry``) ends the attempt, queued or running."""
-        return cls(TaskStatus.FAILED, reason=reason, retry=retry, by_policy=True)
+        return cls(TaskStatus.FAILED, reason=reason, retry=retry, whoever=True)
+
+    @classmethod
+    def arrived(cls, result: dict[str, Any] | None, **note: Any) -> Outcome:
+        """What a queued step waited for came: its signal (whose data is the result), or its timer's end."""
+        return cls(TaskStatus.DONE, result=result, whoever=True, note=note)
 
 
 def lost_claim(definition: Definition, task: Task, lost: int, now: datetime, holder: str | None = None) -> Outcome:
@@ -123,6 +131,8 @@ class Plan:
 
     def _ended_event(self) -> dict[str, Any]:
         outcome, kind = self.outcome, task_event(TaskStatus.RUNNING, self.outcome.status)
+        if outcome.note:
+            return task_event_row(kind, self.task, self.now, **outcome.note)
         if outcome.status is TaskStatus.FAILED:
             return task_event_row(kind, self.task, self.now, reason=outcome.reason, lost=outcome.lost or None)
         if outcome.status is TaskStatus.LAPSED:
@@ -140,15 +150,16 @@ class Plan:
 
     def move(self) -> Move | None:
         """The transition as one statement's move; ``None`` if it needs :func:`apply` (a mapped step may be made
-        ready, whose list must be read; or the attempt may still be queued)."""
+        ready, whose list must be read; a waiting step, whose signal may be kept already; or the attempt may still
+        be queued)."""
         task, now, ended = self.task, self.now, self._ended_event()
-        if self.outcome.by_policy:
+        if self.outcome.whoever:
             return None
         if self.outcome.status is TaskStatus.DONE and task.item_index is not None:
             return Move(self.ending(), CountItem(task.step_index), [ended])
         if self.outcome.status is TaskStatus.DONE:
             following = self.graph.successors[task.step_index]
-            if any(self.graph.maps[s] for s in following):
+            if any(self.graph.maps[s] or self.definition.steps[s].wait_for for s in following):
                 return None
             offered = [task_row(task.instance_id, None, self.definition, s, now) for s in following]
             return Move(self.ending(), Advance(task.step_id, [s for s in following if self.graph.is_join(s)],
@@ -194,7 +205,7 @@ def apply(conn: Connection, plan: Plan) -> list[Offered] | None:
     ).first()
     claim: ColumnElement[bool]
     open_as: tuple[TaskStatus, ...]
-    if outcome.by_policy:
+    if outcome.whoever:
         claim, open_as = true(), OPEN_TASK
     else:
         claim, open_as = moves.claim_ends(now, outcome.holder, outcome.lapsed_before), (TaskStatus.RUNNING,)
@@ -241,7 +252,36 @@ def apply(conn: Connection, plan: Plan) -> list[Offered] | None:
         conn.execute(tasks.insert(), [{**r, "payload": instance.payload} for r in progress.offered])
     if progress.events:
         conn.execute(events.insert(), progress.events)
-    return plan.offers(progress.offered)
+    offers = plan.offers(progress.offered)
+    for row in progress.offered:  # a waiting step made ready takes the signal kept for it, in this transaction
+        name = plan.definition.steps[row["step_index"]].wait_for
+        if name is not None and (kept := signals.kept(conn, task.instance_id, name)) is not None:
+            offers += take_signal(conn, plan.definition, _task_of(row, instance.payload, task.version), kept, now)
+    return offers
+
+
+def dispatches(task: Task, offered: list[Offered]) -> list[Dispatch]:
+    """What to publish, once committed, for the steps a transition on ``task`` offered."""
+    return [Dispatch(task.instance_id, task.workflow_id, task.version, o.step_index, o.countdown, o.item_index)
+            for o in offered]
+
+
+def _task_of(row: dict[str, Any], payload: dict[str, Any], version: int) -> Task:
+    """The task a row just inserted stands for."""
+    return Task(row["id"], row["instance_id"], row["workflow_id"], row["step_id"], row["topic"], row["attempt"],
+                payload, version=version, step_index=row["step_index"], failures=row["failures"])
+
+
+def take_signal(conn: Connection, definition: Definition, task: Task, signal: signals.Signal,
+                now: datetime) -> list[Offered]:
+    """End the queued waiting step ``task`` with ``signal``'s data, and mark the signal taken by it; return what
+    that offered (``[]`` if the step was no longer queued: the signal stays kept)."""
+    offered = apply(conn, Plan(definition, task, Outcome.arrived(signal.data, signal=signal.name,
+                                                                 signal_id=signal.id), now))
+    if offered is None:
+        return []
+    signals.consume(conn, signal.id, task.id, now)
+    return offered
 
 
 def cancel_open_tasks(conn: Connection, instance_id: str, now: datetime, reason: str, *, but: str | None = None) -> int:

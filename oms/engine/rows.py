@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..model.deadlines import step_clock, workflow_clock
+from ..model.deadlines import step_clock, wake_at, workflow_clock
 from ..model.definitions import Definition
 from ..states import GREEN, InstanceStatus, TaskStatus, instance_event, task_event
 from ..store.catalog import schedule
@@ -46,6 +46,7 @@ def instance_row(definition: Definition, version: int, payload: dict[str, Any], 
                     if definition.graph.is_join(j)},
         "idempotency_key": None,
         "calendar_id": definition.calendar if warn_at else None,
+        "business_key": None,
     }
 
 
@@ -78,7 +79,8 @@ def task_row(
     """
     step = definition.steps[index]
     ready_at = now + delay
-    warn_at, expires_at = step_clock(definition, index, ready_at, schedule(definition.calendar_of(index)))
+    hours = schedule(definition.calendar_of(index))
+    warn_at, expires_at = step_clock(definition, index, ready_at, hours)
     if deadline is not None:
         warn_at, expires_at = min(warn_at, deadline), deadline
     return {
@@ -98,12 +100,14 @@ def task_row(
         "warn_at": warn_at,
         "expires_at": expires_at,
         "light": GREEN,
-        "sla_check_at": None if definition.is_system or step.sla is None else warn_at,
+        "sla_check_at": None if definition.is_system or (step.sla is None and step.sleep is None) else warn_at,
         "dispatched_at": ready_at,
         "item_index": item_index,
         "item": item,
         "calendar_id": definition.calendar_of(index),
         "paused_s": 0.0,
+        "assign": None if step.assign is None else step.assign.model_dump(),
+        "wake_at": None if step.sleep is None else wake_at(step.sleep, hours, ready_at),
     }
 
 

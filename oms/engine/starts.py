@@ -6,11 +6,12 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..celery.dispatch import Dispatch, publish, publish_all
 from ..durations import utcnow
-from ..exceptions import ConfigurationError, IdempotencyConflict, InvalidArgument, InvalidPayload
+from ..exceptions import BusinessKeyInUse, ConfigurationError, IdempotencyConflict, InvalidPayload
 from ..model.definitions import Definition
 from ..model.jsonvalue import json_object
 from ..model.limits import check_fits_broker
@@ -19,10 +20,12 @@ from ..settings import get_settings
 from ..states import InstanceStatus, instance_event
 from ..store import moves
 from ..store.catalog import load_definition
+from ..store.contract import KeyInUse
 from ..store.db import Database, database, retrying
 from ..store.events import event
 from ..store.portable import insert_rows
-from ..store.tables import InstanceRow
+from ..store.tables import InstanceRow, instances
+from .checks import check_key
 from .progress import MapError, start_progress
 from .rows import instance_row, queued_event, started_event, task_row
 
@@ -46,7 +49,8 @@ def _latest(db: Database, workflow_id: str) -> tuple[Definition, int]:
 
 
 def _rows(definition: Definition, version: int, payloads: list[dict[str, Any]], now: datetime,
-          key: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+          key: str | None = None, business_key: str | None = None,
+          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """New instances with their first steps queued (mapped ones expanded from the payload), and the events.
 
     Raises the payload's error, naming its position when there are several: a mapped
@@ -63,7 +67,7 @@ def _rows(definition: Definition, version: int, payloads: list[dict[str, Any]], 
                 error.args = (f"payloads[{position}]: {error}",)
             raise error from None
         instance.update(results=progress.results, waiting=progress.waiting, steps_left=progress.steps_left,
-                        current_step=progress.current_step, idempotency_key=key)
+                        current_step=progress.current_step, idempotency_key=key, business_key=business_key)
         events += [started_event(instance, now), *progress.events]
         if progress.steps_left == 0:  # every step a map over an empty list: done as it starts
             instance.update(moves.finished_row(InstanceStatus.DONE, now))
@@ -78,7 +82,7 @@ _START_ATTEMPTS = 5
 
 
 def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime,
-           key: str | None = None) -> tuple[list[str], list[Dispatch]]:
+           key: str | None = None, business_key: str | None = None) -> tuple[list[str], list[Dispatch]]:
     """Record one instance per payload, each with its first steps queued, in one statement.
 
     Returns the ids of the instances started, in order, and their first steps to
@@ -87,8 +91,12 @@ def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime,
     db = database()
     for _ in range(_START_ATTEMPTS):
         definition, version = _latest(db, workflow_id)
-        instances, tasks, events = _rows(definition, version, payloads, now, key)
-        started = db.store.start(workflow_id, version, instances, tasks, events)
+        instances, tasks, events = _rows(definition, version, payloads, now, key, business_key)
+        try:
+            started = db.store.start(workflow_id, version, instances, tasks, events)
+        except KeyInUse:
+            assert business_key is not None, "only a business key can be in use"
+            raise BusinessKeyInUse(workflow_id, business_key, _running_with(db, workflow_id, business_key)) from None
         if started.latest != version:
             db.latest.pop(workflow_id, None)  # a newer version was saved: start that one
             continue
@@ -100,20 +108,22 @@ def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime,
     raise ConfigurationError(f"workflow {workflow_id!r} kept getting new versions while starting; try again")
 
 
+def _running_with(db: Database, workflow_id: str, business_key: str) -> str | None:
+    """The unfinished instance of ``workflow_id`` that has ``business_key``, if any."""
+    with db.engine.connect() as conn:
+        return conn.scalar(select(instances.c.id).where(instances.c.workflow_id == workflow_id,
+                                                        instances.c.business_key == business_key,
+                                                        instances.c.finished_at.is_(None)))
+
+
 def _payload(payload: Any) -> dict[str, Any]:
     settings = get_settings()
     return json_object({} if payload is None else payload, what="payload", max_bytes=settings.max_payload_bytes,
                        max_depth=settings.max_payload_depth)
 
 
-def _key(key: Any) -> str:
-    if not isinstance(key, str) or not key.strip() or len(key) > 255 or "\x00" in key:
-        raise InvalidArgument(f"idempotency key {key!r:.80}: expected a non-empty string of at most 255 characters")
-    return key
-
-
 def start(workflow_id: str, payload: dict[str, Any] | None = None, *,
-          idempotency_key: str | None = None) -> tuple[str, bool]:
+          idempotency_key: str | None = None, business_key: str | None = None) -> tuple[str, bool]:
     """Start an instance; return its id and whether this call created it.
 
     With an ``idempotency_key``, a retried call (the same workflow, key and payload)
@@ -121,11 +131,13 @@ def start(workflow_id: str, payload: dict[str, Any] | None = None, *,
 
     Raises:
         IdempotencyConflict: the key started an instance of this workflow with another payload.
+        BusinessKeyInUse: an unfinished instance of this workflow has ``business_key``.
     """
     user_name(workflow_id, "workflow id")
     data = _payload(payload)
-    key = None if idempotency_key is None else _key(idempotency_key)
-    ids, dispatches = _start(workflow_id, [data], utcnow(), key)
+    key = None if idempotency_key is None else check_key(idempotency_key)
+    business = None if business_key is None else check_key(business_key, "business key")
+    ids, dispatches = _start(workflow_id, [data], utcnow(), key, business)
     if not ids:
         assert key is not None
         found = retrying(partial(database().store.started_with, workflow_id, key), "reading a started instance")
@@ -142,12 +154,18 @@ def start(workflow_id: str, payload: dict[str, Any] | None = None, *,
 
 
 def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None, *,
-                   idempotency_key: str | None = None) -> str:
+                   idempotency_key: str | None = None, business_key: str | None = None) -> str:
     """Start the latest version of ``workflow_id`` with ``payload``; return the instance id.
 
     ``idempotency_key``: a retried call with the same key and payload returns the
     instance the first call started instead of starting another (what a portal needs
     when its request timed out).
+
+    ``business_key``: the case's own name (the form number a citizen quotes), to find the
+    instance by (``oms list --key``) and signal it (:func:`oms.signal_by_key`). Unique among
+    the workflow's unfinished instances: a second start with a key in use is refused
+    (``BusinessKeyInUse``, naming the running instance); once that instance has ended, the
+    key may start another.
 
     Raises:
         InvalidArgument: ``workflow_id`` cannot be a workflow id (or is the engine's).
@@ -155,10 +173,11 @@ def start_workflow(workflow_id: str, payload: dict[str, Any] | None = None, *,
             than ``OMS_MAX_PAYLOAD_DEPTH`` or holds text that cannot be stored (NUL, lone surrogates).
         UnknownDefinition: no definition of ``workflow_id`` has been saved.
         IdempotencyConflict: ``idempotency_key`` already started an instance with another payload.
+        BusinessKeyInUse: an unfinished instance of this workflow has ``business_key``; nothing was started.
         BrokerUnavailable: the instance is recorded (its id is ``exc.instance_id``) but its
             first step could not be published; the reconciler will publish it.
     """
-    return start(workflow_id, payload, idempotency_key=idempotency_key)[0]
+    return start(workflow_id, payload, idempotency_key=idempotency_key, business_key=business_key)[0]
 
 
 def start_workflows(workflow_id: str, payloads: list[dict[str, Any]]) -> list[str]:

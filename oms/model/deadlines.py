@@ -35,10 +35,28 @@ def clock(owner: Step | Definition, sla: timedelta | BusinessDays, hours: Schedu
     return hours.add(opened, hours.between(opened, expires) * fraction), expires
 
 
+#: A timer that has not ended this long after it was due is yellow, then red: the SLA scan is not running.
+TIMER_WARN = timedelta(minutes=1)
+TIMER_LATE = timedelta(minutes=5)
+
+
+def wake_at(sleep: timedelta | BusinessDays, hours: Schedule | None, start: datetime) -> datetime:
+    """When a timer started at ``start`` ends: ``sleep`` later in wall time, or in its calendar's working time."""
+    if hours is None:
+        assert isinstance(sleep, timedelta), "business days need a calendar (checked when the definition is made)"
+        return start + sleep
+    return hours.deadline(hours.next_open(start), sleep)
+
+
 def step_clock(definition: Definition, index: int, start: datetime,
                hours: Schedule | None) -> tuple[datetime, datetime]:
-    """The clock of step ``index`` started at ``start``, in its calendar's ``hours`` (``None``: wall time)."""
+    """The clock of step ``index`` started at ``start``, in its calendar's ``hours`` (``None``: wall time).
+
+    A timer's clock is its sleep: it turns yellow :data:`TIMER_WARN` and red :data:`TIMER_LATE` after it was due."""
     step = definition.steps[index]
+    if step.sleep is not None:
+        due = wake_at(step.sleep, hours, start)
+        return due + TIMER_WARN, due + TIMER_LATE
     if step.sla is None:
         return NO_DEADLINE, NO_DEADLINE
     return clock(step, step.sla, hours, start)

@@ -23,7 +23,9 @@ from pydantic import (
 from ..durations import Duration
 from ..exceptions import InvalidArgument, InvalidDefinition, describe
 from ..settings import get_settings
+from ..states import StepKind
 from .files import read_definition
+from .forms import MAX_FORM_CHARS, check_schema
 from .graph import Graph, MapPath
 from .jsonvalue import unstorable
 from .names import NAME_PATTERN, SYSTEM_PREFIX, check_free, check_name
@@ -76,6 +78,26 @@ class _Model(BaseModel):
         return None if value is None else check_name(value, "calendar id")
 
 
+class Assignment(BaseModel):
+    """Who may claim a human step: these people, and anyone in these groups (``oms user create --groups``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    users: list[str] = Field(default_factory=list, max_length=100)
+    groups: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("users", "groups")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        return [check_name(name, "a user or group name") for name in value]
+
+    @model_validator(mode="after")
+    def _someone(self) -> Self:
+        if not self.users and not self.groups:
+            raise ValueError("assign names nobody: give users and/or groups")
+        return self
+
+
 class Step(_Model):
     """One step: who does it (``topic``), how long it may take (``sla``), how often to retry."""
 
@@ -108,6 +130,14 @@ class Step(_Model):
     #: Its message goes to the queue the app routes the task to, unless the step names a ``topic`` of its own.
     #: In a tracked workflow (:func:`oms.track`), the task the step stands for, published by Celery itself.
     task: str | None = None
+    #: A human step: the people and groups who may claim it from their inbox (:func:`oms.inbox`).
+    assign: Assignment | None = None
+    #: A JSON Schema (draft 2020-12) the result must satisfy: the person's (a human step), or the signal's data.
+    form: dict[str, Any] | None = None
+    #: A waiting step: done when this signal arrives for its instance (:func:`oms.signal`); its data the result.
+    wait_for: str | None = None
+    #: A timer: done this long after it became ready (working time, or business days, under a calendar).
+    sleep: Sla | None = None
 
     @field_validator("id")
     @classmethod
@@ -126,8 +156,53 @@ class Step(_Model):
     def _task(cls, value: str | None) -> str | None:
         return None if value is None else check_task_name(value)
 
+    @field_validator("wait_for")
+    @classmethod
+    def _wait_for(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "signal name")
+
+    @field_validator("form")
+    @classmethod
+    def _form(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value)) > MAX_FORM_CHARS:
+            raise ValueError(f"the form is over {MAX_FORM_CHARS} characters of JSON")
+        return None if value is None else check_schema(value)
+
+    @property
+    def kind(self) -> StepKind:
+        """Who ends the step: a worker, a person (``assign``), a signal (``wait_for``) or the clock (``sleep``)."""
+        if self.assign is not None:
+            return StepKind.HUMAN
+        if self.wait_for is not None:
+            return StepKind.WAIT
+        return StepKind.TIMER if self.sleep is not None else StepKind.WORKER
+
+    def _check_kind(self) -> bool:
+        """Refuse what a step ended by a person, a signal or the clock cannot have; ``True`` for such a step."""
+        kinds = [name for name in ("assign", "wait_for", "sleep") if getattr(self, name) is not None]
+        if len(kinds) > 1:
+            raise ValueError(f"a step is ended by one of assign, wait_for or sleep, not {' and '.join(kinds)}")
+        if self.form is not None and self.kind not in (StepKind.HUMAN, StepKind.WAIT):
+            raise ValueError("form: only a human step (assign) or a waiting step (wait_for) has a form")
+        if self.kind is StepKind.WORKER:
+            return False
+        own = self.kind.topic
+        for name in ("task", "map"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}: a {self.kind} step ({kinds[0]}) runs no worker and maps over nothing")
+        if self.topic and self.topic != own:
+            raise ValueError(f"topic: a {self.kind} step ({kinds[0]}) is offered to no worker (its topic is {own!r})")
+        if self.kind is StepKind.TIMER and self.sla is not None:
+            raise ValueError("sla: a timer's clock is its sleep (it is yellow a minute, red five minutes after it "
+                             "was due and did not end)")
+        object.__setattr__(self, "topic", own)
+        return True
+
     @model_validator(mode="after")
     def _topic(self) -> Self:
+        if self._check_kind():
+            self._check_warning(self.sla)
+            return self
         topic = check_name(self.topic or self.id, "topic")
         if not _system.get():
             check_free(topic, "topic")
@@ -217,8 +292,19 @@ class Definition(_Model):
         if isinstance(self.sla, BusinessDays) and not self.calendar:
             raise ValueError(f"sla: {self.sla} counts business days: name the calendar they are counted in "
                              "(calendar: ...)")
+        signals: dict[str, str] = {}
         for number, step in enumerate(self.steps):
-            if step.sla is None and not self.tracked:
+            if self.tracked and step.kind is not StepKind.WORKER:
+                raise ValueError(f"steps[{number}]: a tracked workflow's steps are Celery tasks, not {step.kind} steps")
+            if step.wait_for is not None:
+                if step.wait_for in signals:
+                    raise ValueError(f"steps[{number}].wait_for: steps {signals[step.wait_for]!r} and {step.id!r} "
+                                     f"both wait for {step.wait_for!r}: give each its own signal")
+                signals[step.wait_for] = step.id
+            if isinstance(step.sleep, BusinessDays) and not self.calendar_of(number):
+                raise ValueError(f"steps[{number}].sleep: {step.sleep} counts business days: name the calendar they "
+                                 "are counted in (calendar: ... on the step or the workflow)")
+            if step.sla is None and not self.tracked and step.kind is not StepKind.TIMER:
                 raise ValueError(f"steps[{number}].sla: Field required (step {step.id!r}; only a tracked workflow's "
                                  "steps may have none)")
             if isinstance(step.sla, BusinessDays) and not self.calendar_of(number):
@@ -233,6 +319,10 @@ class Definition(_Model):
     def calendars(self) -> set[str]:
         """Every calendar this definition names."""
         return {name for name in [self.calendar, *(step.calendar for step in self.steps)] if name}
+
+    def waits_for(self) -> dict[str, int]:
+        """The signals this workflow's steps wait for, each with its step's index."""
+        return {step.wait_for: index for index, step in enumerate(self.steps) if step.wait_for is not None}
 
     @property
     def graph(self) -> Graph:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..states import StepKind
+
 if TYPE_CHECKING:
     from .definitions import Step
 
@@ -69,6 +71,8 @@ class Graph:
     predecessors: tuple[tuple[int, ...], ...]
     successors: tuple[tuple[int, ...], ...]
     maps: tuple[MapPath | None, ...]
+    #: Whether a worker runs each step (not a person, a signal or a timer): only such steps ride a Celery chain.
+    workers: tuple[bool, ...]
 
     @classmethod
     def of(cls, steps: Sequence[Step]) -> Graph:
@@ -95,7 +99,8 @@ class Graph:
             for p in before:
                 successors[p].append(i)
         graph = cls(ids, tuple(predecessors), tuple(tuple(s) for s in successors),
-                    tuple(MapPath.parse(s.map) if s.map is not None else None for s in steps))
+                    tuple(MapPath.parse(s.map) if s.map is not None else None for s in steps),
+                    tuple(s.kind is StepKind.WORKER for s in steps))
         graph._check_acyclic()
         graph._check_maps()
         return graph
@@ -165,12 +170,17 @@ class Graph:
 
     def chained(self, index: int) -> int | None:
         """The step that follows ``index`` in a straight run: its only successor, of which it is the only
-        predecessor, neither of them mapped. A Celery chain carries the run; anything else the engine publishes."""
+        predecessor, neither of them mapped, both run by workers. A Celery chain carries the run; anything else the
+        engine offers."""
         after = self.successors[index]
         if len(after) == 1 and len(self.predecessors[after[0]]) == 1 and not self.maps[index] \
-                and not self.maps[after[0]]:
+                and not self.maps[after[0]] and self.worker(index) and self.worker(after[0]):
             return after[0]
         return None
+
+    def worker(self, index: int) -> bool:
+        """Whether a worker runs step ``index`` (its message is published), not a person, a signal or the clock."""
+        return self.workers[index]
 
     def run(self, index: int) -> list[int]:
         """The straight run from ``index``: the steps one Celery chain carries."""

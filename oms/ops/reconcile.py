@@ -22,7 +22,7 @@ from ..celery.compiler import step_queue
 from ..celery.dispatch import Dispatch, engine_publishes, publish_all
 from ..durations import utcnow
 from ..settings import get_settings
-from ..states import EventKind, InstanceStatus, TaskStatus
+from ..states import EventKind, InstanceStatus, StepKind, TaskStatus
 from ..store import runs
 from ..store.catalog import load_definition
 from ..store.db import transaction
@@ -30,6 +30,9 @@ from ..store.events import record
 from ..store.tables import InstanceRow, TaskRow
 
 logger = logging.getLogger(__name__)
+
+#: The topics of steps no worker runs.
+NO_MESSAGE = [kind.topic for kind in StepKind if kind is not StepKind.WORKER]
 
 
 def queue_state(topic: str) -> tuple[int, int] | None:
@@ -67,6 +70,7 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
                 TaskRow.ready_at <= cutoff,
                 or_(TaskRow.dispatched_at.is_(None), TaskRow.dispatched_at <= cutoff),
                 InstanceRow.status == InstanceStatus.RUNNING.value,
+                TaskRow.topic.not_in(NO_MESSAGE),  # a person, a signal or a timer ends these: never published
             )
             .order_by(TaskRow.ready_at)
             .with_for_update(of=TaskRow, skip_locked=True)
@@ -75,7 +79,8 @@ def reconcile(now: datetime | None = None, *, batch: int = 500) -> int:
         # read in this transaction: another one would wait for its lock on SQLite
         defined = {(task.workflow_id, version): load_definition(session, task.workflow_id, version)[0]
                    for task, version in rows}
-        ours = [(task, version) for task, version in rows if engine_publishes(defined[task.workflow_id, version])]
+        ours = [(task, version) for task, version in rows
+                if engine_publishes(defined[task.workflow_id, version], task.step_index)]
         # a task step's queue is the one its task is routed to, not its topic's
         queues = {id(task): step_queue(current(), defined[task.workflow_id, version].steps[task.step_index])
                   for task, version in ours}

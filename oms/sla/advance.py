@@ -30,14 +30,16 @@ class ScanReport:
     #: Instance ids of the escalations started (one per warning and per violation).
     escalations: list[str] = field(default_factory=list)
     leases_expired: int = 0
+    #: Timers ended (``sleep`` steps whose time had passed).
+    timers: int = 0
     #: Rows the scan could not handle: each logged, recorded on the row (``task.scan_failed`` /
     #: ``workflow.scan_failed``) and looked at again later.
     errors: int = 0
 
     @property
     def rows(self) -> int:
-        """Rows moved on: lights changed, lapsed claims swept."""
-        return self.warnings + self.violations + self.leases_expired
+        """Rows moved on: lights changed, lapsed claims swept, timers ended."""
+        return self.warnings + self.violations + self.leases_expired + self.timers
 
 
 @dataclass

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from ..model.names import SYSTEM_PREFIX
+from ..model.names import SYSTEM_PREFIX, reserved
 from ..settings import get_settings
 from ..states import GREEN, PREDICTED, YELLOW, TaskStatus
 from ..store.tables import DefinitionRow, TaskRow
@@ -186,8 +186,9 @@ def topics(session: Session) -> frozenset[str]:
 
 
 def _spec_topics(spec: Any) -> list[str]:
-    """The topics a stored definition's steps name (none for one that no longer reads: the scan goes on)."""
+    """The topics a stored definition's steps name (none for one that no longer reads: the scan goes on), but the
+    engine's own: a person, a signal or a timer ends those steps, at no worker's pace."""
     try:
-        return [str(step.get("topic") or step["id"]) for step in spec["steps"]]
+        return [topic for step in spec["steps"] if not reserved(topic := str(step.get("topic") or step["id"]))]
     except (TypeError, KeyError, AttributeError):
         return []

@@ -27,6 +27,7 @@ from ..durations import utcnow
 from ..engine import control
 from ..engine.door import Task, sweep
 from ..engine.escalations import VIOLATION, WARNING, escalation_workflow
+from ..engine.timers import wake_timers
 from ..states import EventKind, TaskStatus
 from ..store import runs
 from ..store.db import TRANSIENT, retrying, transaction
@@ -58,6 +59,9 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
     escalation_workflow(WARNING)
     escalation_workflow(VIOLATION)
     while True:
+        woken, after_timers = wake_timers(now, limit=batch, on_error=partial(_row_error, report, now, "timer"))
+        report.timers += woken
+        publish_all(after_timers)
         work = Batch(now)
         try:
             due = _scan_batch(work, batch, isolated=False)
@@ -69,10 +73,10 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
             due = _scan_batch(work, batch, isolated=True)
         _apply_policies(work)
         work.add_to(report)
-        expired = sweep(now=now, limit=batch, on_error=partial(_sweep_failed, report, now))
+        expired = sweep(now=now, limit=batch, on_error=partial(_row_error, report, now, "lease sweep"))
         report.leases_expired += len(expired)
         publish_all(work.dispatches + expired)
-        if max(*due, len(expired)) < batch:
+        if max(*due, len(expired), woken) < batch:
             break
     try:
         _predict(now, report)
@@ -217,11 +221,11 @@ def _predict(now: datetime, report: ScanReport) -> None:
     publish_all(work.dispatches)
 
 
-def _sweep_failed(report: ScanReport, now: datetime, task: Task, error: BaseException) -> None:
+def _row_error(report: ScanReport, now: datetime, what: str, task: Task, error: BaseException) -> None:
     report.errors += 1
-    _record_failure(task.id, f"lease sweep: {type(error).__name__}: {error}", now)
+    _record_failure(task.id, f"{what}: {type(error).__name__}: {error}", now)
 
 
 def _counts(report: ScanReport) -> dict[str, Any]:
     return {"warnings": report.warnings, "violations": report.violations, "escalations": len(report.escalations),
-            "leases_expired": report.leases_expired, "errors": report.errors}
+            "leases_expired": report.leases_expired, "timers": report.timers, "errors": report.errors}

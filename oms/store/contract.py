@@ -135,6 +135,10 @@ class State:
     lease_expires_at: datetime | None = None
 
 
+class KeyInUse(Exception):
+    """A start's business key belongs to an unfinished instance of the workflow: nothing was inserted."""
+
+
 class Store(Protocol):
     """The transitions of the hot path. ``now`` always comes from the caller (an injectable clock)."""
 
@@ -143,7 +147,8 @@ class Store(Protocol):
         """Insert new instances with their first tasks and events, if ``version`` is still the latest.
 
         An instance whose ``idempotency_key`` already started one of this workflow is
-        not inserted, nor are its tasks and events (see :meth:`started_with`).
+        not inserted, nor are its tasks and events (see :meth:`started_with`). Raises
+        :class:`KeyInUse`, inserting nothing, when a ``business_key`` is an unfinished instance's.
         """
 
     def started_with(self, workflow_id: str, key: str) -> tuple[str, dict[str, Any]] | None:

@@ -46,7 +46,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from ..states import OPEN_TASK, EventKind, InstanceStatus, Light, LightReason, TaskStatus, light_event, task_event
+from ..states import (
+    OPEN_TASK,
+    EventKind,
+    InstanceStatus,
+    Light,
+    LightReason,
+    StepKind,
+    TaskStatus,
+    light_event,
+    task_event,
+)
 from .events import record
 from .tables import InstanceRow, TaskRow, events, instances, tasks
 from .tables import literal as sql
@@ -62,6 +72,8 @@ TASK_COLUMNS = ("id", "instance_id", "workflow_id", "step_id", "step_index", "to
                 "payload", "expires_at", "lease_expires_at", "worker_id", "item_index", "item")
 
 STARTED = task_event(TaskStatus.PENDING, TaskStatus.RUNNING)
+RELEASED = task_event(TaskStatus.RUNNING, TaskStatus.PENDING)
+HUMAN_TOPIC = StepKind.HUMAN.topic
 CANCELLED = task_event(TaskStatus.RUNNING, TaskStatus.CANCELLED)
 
 
@@ -176,6 +188,34 @@ def claim(worker_id: Value, now: Value, lease_until: Value, *where: ColumnElemen
     return (
         update(tasks).where(tasks.c.id == target)
         .values(status=sql(TaskStatus.RUNNING), worker_id=worker_id, started_at=now, lease_expires_at=lease_until)
+        .returning(*(tasks.c[name] for name in TASK_COLUMNS))
+    )
+
+
+def hold(which: ColumnElement[bool], holder: Value, now: Value) -> Update:
+    """The queued human steps ``which`` names are claimed by the person ``holder``: with no lease, her claim does
+    not lapse (she releases it, is disabled, or a supervisor reassigns the step)."""
+    return (
+        update(tasks).where(which, tasks.c.topic == HUMAN_TOPIC, tasks.c.status == sql(TaskStatus.PENDING))
+        .values(status=sql(TaskStatus.RUNNING), worker_id=holder, started_at=now, lease_expires_at=None)
+        .returning(*(tasks.c[name] for name in TASK_COLUMNS))
+    )
+
+
+def unhold(which: ColumnElement[bool]) -> Update:
+    """People's claims on the human steps ``which`` names go back to the queue; their SLA clocks run on."""
+    return (
+        update(tasks).where(which, tasks.c.topic == HUMAN_TOPIC, tasks.c.status == sql(TaskStatus.RUNNING))
+        .values(status=sql(TaskStatus.PENDING), worker_id=None, started_at=None)
+        .returning(*(tasks.c[name] for name in TASK_COLUMNS))
+    )
+
+
+def reassign(which: ColumnElement[bool], assign: Value) -> Update:
+    """The open human steps ``which`` names get new candidates (``{"users": [...], "groups": [...]}``)."""
+    return (
+        update(tasks).where(which, tasks.c.topic == HUMAN_TOPIC, tasks.c.status.in_([sql(s) for s in OPEN_TASK]))
+        .values(assign=assign)
         .returning(*(tasks.c[name] for name in TASK_COLUMNS))
     )
 

@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from ..model.task import Task
 from ..states import TaskStatus
 from . import moves
-from .contract import IN_TRANSACTION, Finished, Move, Started, State
+from .contract import IN_TRANSACTION, Finished, KeyInUse, Move, Started, State
 from .tables import definitions, events, instances, literal, tasks
 
 if TYPE_CHECKING:
@@ -50,9 +51,12 @@ class PortableStore:
             used = set(conn.scalars(select(instances.c.idempotency_key).where(
                 instances.c.workflow_id == workflow_id, instances.c.idempotency_key.in_(keys)))) if keys else set()
             fresh = {i["id"] for i in instances_ if i.get("idempotency_key") not in used}
-            insert_rows(conn, [i for i in instances_ if i["id"] in fresh],
-                        [t for t in tasks_ if t["instance_id"] in fresh],
-                        [e for e in events_ if e["instance_id"] in fresh])
+            try:
+                insert_rows(conn, [i for i in instances_ if i["id"] in fresh],
+                            [t for t in tasks_ if t["instance_id"] in fresh],
+                            [e for e in events_ if e["instance_id"] in fresh])
+            except IntegrityError as exc:
+                raise KeyInUse(str(exc.orig)) from None
         return Started(len(fresh), latest)
 
     def started_with(self, workflow_id: str, key: str) -> tuple[str, dict[str, Any]] | None:

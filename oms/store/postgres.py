@@ -18,7 +18,7 @@ from psycopg.rows import namedtuple_row
 from ..model.task import Task
 from ..settings import get_settings
 from ..states import TaskStatus
-from .contract import IN_TRANSACTION, Advance, CountItem, Finished, Move, Offered, Retry, Started, State
+from .contract import IN_TRANSACTION, Advance, CountItem, Finished, KeyInUse, Move, Offered, Retry, Started, State
 
 if TYPE_CHECKING:
     from .db import Database
@@ -101,9 +101,12 @@ class PostgresStore:
 
     def start(self, workflow_id: str, version: int, instances: list[dict[str, Any]], tasks: list[dict[str, Any]],
               events: list[dict[str, Any]]) -> Started:
-        row = self._one(self.sql.start, {"workflow_id": workflow_id, "version": version,
-                                         "instances": rows_json(instances), "tasks": rows_json(tasks),
-                                         "events": rows_json(events)})
+        try:
+            row = self._one(self.sql.start, {"workflow_id": workflow_id, "version": version,
+                                             "instances": rows_json(instances), "tasks": rows_json(tasks),
+                                             "events": rows_json(events)})
+        except psycopg.errors.UniqueViolation as exc:
+            raise KeyInUse(str(exc)) from None
         return Started(row.inserted, row.latest)
 
     def started_with(self, workflow_id: str, key: str) -> tuple[str, dict[str, Any]] | None:

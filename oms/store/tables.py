@@ -30,7 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ..states import GREEN, InstanceStatus, Light, TaskStatus
+from ..states import GREEN, InstanceStatus, Light, StepKind, TaskStatus
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 EventId = BigInteger().with_variant(Integer(), "sqlite")
@@ -125,6 +125,8 @@ class InstanceRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     #: The calendar the instance's own SLA counts in (to move its clock when the calendar changes).
     calendar_id: Mapped[str | None] = mapped_column(String(128))
+    #: The case's own name (a form number a citizen quotes): unique among the workflow's unfinished instances.
+    business_key: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         Index("ix_oms_instances_workflow_status", "workflow_id", "status"),
@@ -145,6 +147,20 @@ class InstanceRow(Base):
             "ix_oms_instances_sla_check",
             "sla_check_at",
             **where("sla_check_at IS NOT NULL"),
+        ),
+        #: One unfinished instance per business key and workflow (``start_workflow(..., business_key=)``)…
+        Index(
+            "ix_oms_instances_business_key_open",
+            "workflow_id",
+            "business_key",
+            unique=True,
+            **where("business_key IS NOT NULL AND finished_at IS NULL"),
+        ),
+        #: …and every instance, finished or not, found by its key (``oms list --key``).
+        Index(
+            "ix_oms_instances_business_key",
+            "business_key",
+            **where("business_key IS NOT NULL"),
         ),
         #: ``/metrics``: the instances not finished well, by workflow, without reading the finished ones.
         Index(
@@ -212,6 +228,11 @@ class TaskRow(Base):
     light_reason: Mapped[str | None] = mapped_column(String(16))
     #: When the scanner last predicted the step would finish (see :mod:`oms.predict`).
     predicted_finish: Mapped[datetime | None]
+    #: A human step's candidates, ``{"users": [...], "groups": [...]}``: its definition's ``assign`` until a
+    #: supervisor reassigns it. ``worker_id`` is then the person holding her claim (no lease: it does not lapse).
+    assign: Mapped[dict[str, Any] | None]
+    #: A timer: when it ends by itself (the SLA scan ends it, through :data:`ix_oms_tasks_timers`).
+    wake_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_oms_tasks_instance_step", "instance_id", "step_index", "item_index"),
@@ -247,6 +268,19 @@ class TaskRow(Base):
             "lease_expires_at",
             **equals("status", TaskStatus.RUNNING),
         ),
+        #: Timers still to end: the scan reads the due ones, and nothing while none is.
+        Index(
+            "ix_oms_tasks_timers",
+            "wake_at",
+            **where(f"wake_at IS NOT NULL AND status = '{TaskStatus.PENDING.value}'"),
+        ),
+        #: Human steps not finished: an inbox reads these, never the machine steps.
+        Index(
+            "ix_oms_tasks_human_open",
+            "expires_at",
+            **where(f"topic = '{StepKind.HUMAN.topic}' AND status IN ('{TaskStatus.PENDING.value}', "
+                    f"'{TaskStatus.RUNNING.value}')"),
+        ),
     )
 
 
@@ -265,6 +299,49 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (Index("ix_oms_events_instance", "instance_id", "id"),)
+
+
+class SignalRow(Base):
+    """An outside event for one instance (:func:`oms.signal`): kept until the step waiting for it is ready."""
+
+    __tablename__ = "oms_signals"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("oms_instances.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The sender's key for it: the same key again changes nothing.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime]
+    #: When its step took it, and which attempt (``None``: kept, its step not ready yet).
+    consumed_at: Mapped[datetime | None]
+    task_id: Mapped[str | None] = mapped_column(String(40))
+
+    __table_args__ = (
+        Index("ix_oms_signals_key", "instance_id", "idempotency_key", unique=True,
+              **where("idempotency_key IS NOT NULL")),
+        #: Signals kept for steps not ready yet: what a step that becomes ready, and the scan, look for.
+        Index("ix_oms_signals_kept", "instance_id", "name", **where("consumed_at IS NULL")),
+    )
+
+
+class UserRow(Base):
+    """A person who works human steps from her inbox (``oms user create``); her token's SHA-256 only is kept."""
+
+    __tablename__ = "oms_users"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: The groups she belongs to (a human step's ``assign.groups`` names them).
+    groups: Mapped[list[str]] = mapped_column(Json, default=list)
+    email: Mapped[str | None] = mapped_column(String(320))
+    #: ``person``, or ``supervisor``: a person who may also reassign her groups' steps.
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    #: Set by ``oms user disable``: her claims went back to the queue and her token stopped working.
+    disabled_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_oms_users_token", "token_hash", unique=True),)
 
 
 class CalendarRow(Base):
@@ -346,3 +423,5 @@ definitions = cast(Table, DefinitionRow.__table__)
 instances = cast(Table, InstanceRow.__table__)
 tasks = cast(Table, TaskRow.__table__)
 events = cast(Table, EventRow.__table__)
+signals = cast(Table, SignalRow.__table__)
+users = cast(Table, UserRow.__table__)

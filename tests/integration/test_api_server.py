@@ -313,7 +313,7 @@ def test_a_long_poll_is_woken_on_rabbitmq(postgres_url: str, tmp_path: Path) -> 
     from oms.store.db import transaction
 
     with transaction() as session:
-        session.execute(text("TRUNCATE oms_events, oms_tasks, oms_instances, oms_definitions, oms_api_tokens"))
+        session.execute(text("TRUNCATE oms_events, oms_signals, oms_tasks, oms_instances, oms_definitions, oms_api_tokens, oms_users"))
     secret, _ = tokens.create("admin", name="ops")
     headers = {"Authorization": f"Bearer {secret}"}
     topic = f"rmq_wake_{uuid.uuid4().hex[:8]}"  # a queue no other test has filled

@@ -61,7 +61,7 @@ def test_the_epa_workflow_runs_on_rabbitmq(postgres_url: str, tmp_path: Path) ->
     from oms.store.db import transaction
 
     with transaction() as session:
-        session.execute(text("TRUNCATE oms_events, oms_tasks, oms_instances, oms_definitions"))
+        session.execute(text("TRUNCATE oms_events, oms_signals, oms_tasks, oms_instances, oms_definitions"))
     process = WorkerProcess(backend.env, tmp_path, list(EPA_STEPS))
     try:
         Workflow(**EPA).save()

@@ -123,8 +123,11 @@ def test_failures_retry_with_backoff_then_fail_the_instance(backend: Backend) ->
 
 
 def test_illegal_transitions_are_refused() -> None:
-    with pytest.raises(InvalidTransition, match="cannot go from 'pending' to 'done'"):
-        task_event(TaskStatus.PENDING, TaskStatus.DONE)
+    with pytest.raises(InvalidTransition, match="cannot go from 'done' to 'running'"):
+        task_event(TaskStatus.DONE, TaskStatus.RUNNING)
+    with pytest.raises(InvalidTransition, match="cannot go from 'pending' to 'lapsed'"):
+        task_event(TaskStatus.PENDING, TaskStatus.LAPSED)
+    assert task_event(TaskStatus.PENDING, TaskStatus.DONE) == "task.done"  # a signal came, a timer ran out
     with pytest.raises(InvalidTransition, match="cannot go from 'done' to 'running'"):
         instance_event(InstanceStatus.DONE, InstanceStatus.RUNNING)
     assert task_event(TaskStatus.RUNNING, TaskStatus.CANCELLED) == "task.cancelled"

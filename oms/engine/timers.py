@@ -1,0 +1,72 @@
+"""Timers: steps with ``sleep`` end by themselves when their time has passed, exactly once, whoever scans.
+
+A timer is queued on the engine's ``oms.timer`` topic with its ``wake_at`` (its sleep
+counted in its calendar's working time, or wall time). The SLA scan reads the due
+ones through a partial index, which holds only timers still to end, so ten thousand
+sleeping timers cost a scan one index probe. Each ends in a transaction of its own,
+under its instance's lock, only if still queued: two scans that read the same timer
+end it once. A cancelled instance's timers are cancelled with its other steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Row
+
+from ..celery.dispatch import Dispatch
+from ..exceptions import InstanceFinished, TaskAlreadyFinished
+from ..model.task import Task
+from ..states import TaskStatus
+from ..store import moves
+from ..store.catalog import definition
+from ..store.db import TRANSIENT, database, retrying
+from ..store.portable import as_task
+from ..store.tables import literal, tasks
+from .plan import Outcome, Plan, apply_in_transaction, dispatches
+
+__all__ = ["wake_timers"]
+
+logger = logging.getLogger(__name__)
+
+
+def _due(now: datetime, limit: int) -> list[Row[Any]]:
+    with database().engine.connect() as conn:
+        return list(conn.execute(moves.with_instance(tasks).where(
+            tasks.c.wake_at.is_not(None), tasks.c.status == literal(TaskStatus.PENDING), tasks.c.wake_at <= now)
+            .order_by(tasks.c.wake_at).limit(limit)))
+
+
+def wake_timers(now: datetime, *, limit: int = 1000,
+                on_error: Callable[[Task, BaseException], None] | None = None) -> tuple[int, list[Dispatch]]:
+    """End the timers due at ``now`` (at most ``limit``); return how many this call ended, and what to publish.
+
+    A timer that cannot be ended is logged (and given to ``on_error``); the others are.
+    """
+    db = database()
+    ended, published = 0, []
+    for row in retrying(partial(_due, now, limit), "reading due timers"):
+        task = as_task(row)
+        try:
+            workflow = definition(task.workflow_id, task.version)
+            step = workflow.steps[task.step_index]
+            plan = Plan(workflow, task, Outcome.arrived(None, slept=str(step.sleep)), now)
+            offered = retrying(partial(apply_in_transaction, db, plan), "ending a timer")
+        except TRANSIENT:
+            raise
+        except (TaskAlreadyFinished, InstanceFinished):
+            continue
+        except Exception as exc:
+            logger.error("cannot end timer %s (%s: %s)", task.id, type(exc).__name__, exc, exc_info=exc)
+            if on_error is not None:
+                on_error(task, exc)
+            continue
+        if offered is None:
+            continue  # another scan ended it, or its instance ended first
+        ended += 1
+        published += dispatches(task, offered)
+    return ended, published

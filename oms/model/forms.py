@@ -1,0 +1,62 @@
+"""Forms: the JSON Schema a human step's result (or a waiting step's signal data) must satisfy.
+
+Checked with :mod:`jsonschema` (draft 2020-12, formats such as ``date`` checked too):
+the schema when the definition is made, the result when a person completes the
+step. A result that does not fit is refused with every field named, so a page can
+show each message next to its field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+
+from ..exceptions import InvalidPayload
+
+__all__ = ["FormError", "check_form", "check_schema"]
+
+#: The widest form a definition may carry, in characters of its JSON (it is stored with every version).
+MAX_FORM_CHARS = 64_000
+
+
+class FormError(InvalidPayload):
+    """A result does not satisfy its step's form; ``fields`` maps each field's path to what is wrong with it."""
+
+    def __init__(self, step_id: str, fields: dict[str, str]) -> None:
+        self.step_id, self.fields = step_id, fields
+        said = "; ".join(f"{name}: {message}" for name, message in fields.items())
+        super().__init__(f"the result does not fit the form of step {step_id!r}: {said}")
+
+
+def check_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` if it is a JSON Schema of an object, else ``ValueError`` saying what is wrong with it."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path).lstrip(".")
+        raise ValueError(f"not a JSON Schema{f' at {where}' if where else ''}: {exc.message}") from None
+    if schema.get("type", "object") != "object":
+        raise ValueError(f"a form describes a JSON object (type: object), not {schema.get('type')!r}")
+    return schema
+
+
+def _field(error: ValidationError) -> str:
+    path = [str(p) for p in error.absolute_path]
+    required = error.validator_value
+    if error.validator == "required" and isinstance(error.instance, dict) and isinstance(required, list):
+        missing = next((name for name in required if name not in error.instance), None)
+        if missing is not None:
+            path.append(str(missing))
+    return ".".join(path) or "(the result)"
+
+
+def check_form(schema: dict[str, Any], result: dict[str, Any] | None, step_id: str) -> None:
+    """Raise :class:`FormError` naming each field of ``result`` that ``schema`` refuses."""
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    fields: dict[str, str] = {}
+    for error in sorted(validator.iter_errors(result or {}), key=lambda e: [str(p) for p in e.absolute_path]):
+        fields.setdefault(_field(error), error.message)
+    if fields:
+        raise FormError(step_id, fields)

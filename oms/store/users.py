@@ -1,0 +1,130 @@
+"""People who work human steps: their groups, e-mail address and role, and their personal token's hash.
+
+A person's token is made as an API token is (:mod:`oms.store.tokens`): shown once,
+kept as its SHA-256. Disabling her (:func:`oms.engine.people.disable_user`) gives her
+claims back and stops her token at the next request.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, select
+from sqlalchemy.exc import IntegrityError
+
+from ..durations import utcnow
+from ..exceptions import InvalidArgument, UnknownUser
+from ..model.names import user_name
+from .db import database, retrying
+from .tables import users
+from .tokens import digest
+
+#: A person's roles: ``person`` works her steps; a ``supervisor`` may also reassign her groups' steps.
+ROLES = ("person", "supervisor")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+MAX_GROUPS = 100
+
+
+@dataclass(frozen=True)
+class User:
+    """A person as the engine knows her (never her token)."""
+
+    name: str
+    groups: tuple[str, ...]
+    email: str | None
+    role: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+    @property
+    def supervisor(self) -> bool:
+        return self.role == "supervisor"
+
+
+def _user(row: Row[Any]) -> User:
+    return User(row.name, tuple(row.groups or ()), row.email, row.role, row.created_at, row.disabled_at)
+
+
+_COLUMNS = (users.c.name, users.c.groups, users.c.email, users.c.role, users.c.created_at, users.c.disabled_at)
+
+
+def check_groups(groups: list[str] | tuple[str, ...]) -> list[str]:
+    """Group names as stored: each a name users may take, no repeats, at most :data:`MAX_GROUPS`."""
+    if len(groups) > MAX_GROUPS:
+        raise InvalidArgument(f"at most {MAX_GROUPS} groups, not {len(groups)}")
+    return sorted({user_name(group, "group name") for group in groups})
+
+
+def create(name: str, groups: list[str], *, email: str | None = None, role: str = "person") -> tuple[str, User]:
+    """Add a person; return her token (the only time it is shown) and what is stored about her."""
+    name = user_name(name, "user name")
+    checked = check_groups(groups)
+    if role not in ROLES:
+        raise InvalidArgument(f"unknown role {role!r} for a person: expected one of {', '.join(ROLES)}")
+    if email is not None and (len(email) > 320 or not _EMAIL.fullmatch(email)):
+        raise InvalidArgument(f"e-mail address {email!r:.80} does not look like name@domain.tld")
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = {"name": name, "groups": checked, "email": email, "role": role, "token_hash": digest(token),
+           "created_at": now, "disabled_at": None}
+    db = database()
+
+    def insert() -> None:
+        with db.engine.begin() as conn:
+            conn.execute(users.insert().values(**row))
+
+    try:
+        retrying(insert, "adding a person")
+    except IntegrityError:
+        raise InvalidArgument(f"a user named {name!r} exists already (`oms user list`)") from None
+    return token, User(name, tuple(checked), email, role, now, None)
+
+
+def get(name: str, *, live: bool = True, conn: Connection | None = None) -> User:
+    """The person named ``name``; :class:`UnknownUser` if there is none (or, when ``live``, she is disabled)."""
+    name = user_name(name, "user name")
+    query = select(*_COLUMNS).where(users.c.name == name)
+    if conn is not None:
+        row = conn.execute(query).first()
+    else:
+        def read() -> Row[Any] | None:
+            with database().engine.connect() as c:
+                return c.execute(query).first()
+
+        row = retrying(read, "reading a person")
+    if row is None:
+        raise UnknownUser(name)
+    found = _user(row)
+    if live and found.disabled_at is not None:
+        raise UnknownUser(name, disabled=True)
+    return found
+
+
+def disable(conn: Connection, name: str, now: datetime) -> None:
+    """Mark the person disabled (in the caller's transaction, which gives her claims back)."""
+    conn.execute(users.update().where(users.c.name == name).values(disabled_at=now))
+
+
+def list_users() -> list[User]:
+    """Everyone, disabled people too, by name."""
+    def read() -> list[User]:
+        with database().engine.connect() as conn:
+            return [_user(row) for row in conn.execute(select(*_COLUMNS).order_by(users.c.name))]
+
+    return retrying(read, "reading people")
+
+
+def find_digest(hashed: str) -> User | None:
+    """The live person whose token has this :func:`~oms.store.tokens.digest`, or ``None``."""
+    def read() -> Row[Any] | None:
+        with database().engine.connect() as conn:
+            return conn.execute(select(*_COLUMNS).where(users.c.token_hash == hashed)).first()
+
+    row = retrying(read, "reading a person's token")
+    if row is None or row.disabled_at is not None:
+        return None
+    return _user(row)
