@@ -153,7 +153,8 @@ class TaskNotClaimed(OmsError):
 
     def __init__(self, task_id: str, status: str) -> None:
         self.task_id, self.status = task_id, status
-        super().__init__(f"task {task_id!r} is {status}, not running: claim it with fetch_task first")
+        super().__init__(f"task {task_id!r} is {status}, not running: claim it with fetch_task first (a human "
+                         "step: oms.claim)")
 
 
 class NotLeaseHolder(OmsError):

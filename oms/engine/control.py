@@ -23,12 +23,13 @@ from ..model.task import Task
 from ..states import OPEN_TASK, RED, InstanceStatus, TaskStatus, instance_event
 from ..store import moves
 from ..store.catalog import load_definition
+from ..store.contract import Offered
 from ..store.db import retrying, transaction
 from ..store.events import event
 from ..store.tables import InstanceRow, TaskRow, events, instances, tasks
 from .checks import check_reason
 from .escalations import VIOLATION, Escalations, escalation_workflow, task_payload
-from .plan import Outcome, Plan, apply, cancel_open_tasks
+from .plan import Outcome, Plan, apply, cancel_open_tasks, dispatches, take_kept
 from .progress import Progress
 from .rows import queued_event, task_row
 
@@ -106,8 +107,11 @@ def rerun(session: Session, instance_id: str, now: datetime) -> list[Dispatch]:
     if progress.offered:
         session.execute(insert(tasks), progress.offered)
     session.execute(insert(events), progress.events)
-    return [Dispatch(instance.id, instance.workflow_id, instance.version, row["step_index"], 0.0, row["item_index"])
-            for row in progress.offered]
+    offered = [Offered(row["step_index"], row["item_index"]) for row in progress.offered]
+    session.flush()  # the instance as moved, before a kept signal moves it on
+    offered += take_kept(session.connection(), definition, progress.offered, instance.payload, instance.version, now)
+    return [Dispatch(instance.id, instance.workflow_id, instance.version, o.step_index, o.countdown, o.item_index)
+            for o in offered]
 
 
 def end_breached(session: Session, task_id: str, instance_id: str, policy: str, now: datetime,
@@ -126,8 +130,7 @@ def end_breached(session: Session, task_id: str, instance_id: str, policy: str, 
     session.flush()
     offered = apply(session.connection(), Plan(definition, held, Outcome.breached(reason, retry=policy == "retry"),
                                                now)) or []
-    return [Dispatch(instance.id, instance.workflow_id, instance.version, o.step_index, o.countdown, o.item_index)
-            for o in offered]
+    return dispatches(held, offered)
 
 
 def breach(task_id: str, reason: str, now: datetime) -> list[Dispatch]:

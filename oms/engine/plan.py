@@ -252,12 +252,20 @@ def apply(conn: Connection, plan: Plan) -> list[Offered] | None:
         conn.execute(tasks.insert(), [{**r, "payload": instance.payload} for r in progress.offered])
     if progress.events:
         conn.execute(events.insert(), progress.events)
-    offers = plan.offers(progress.offered)
-    for row in progress.offered:  # a waiting step made ready takes the signal kept for it, in this transaction
-        name = plan.definition.steps[row["step_index"]].wait_for
-        if name is not None and (kept := signals.kept(conn, task.instance_id, name)) is not None:
-            offers += take_signal(conn, plan.definition, _task_of(row, instance.payload, task.version), kept, now)
-    return offers
+    return plan.offers(progress.offered) + take_kept(conn, plan.definition, progress.offered, instance.payload,
+                                                     task.version, now)
+
+
+def take_kept(conn: Connection, definition: Definition, offered: list[dict[str, Any]], payload: dict[str, Any],
+              version: int, now: datetime) -> list[Offered]:
+    """The waiting steps among the rows just ``offered`` take the signals kept for them, in the caller's
+    transaction; return what that offered in turn."""
+    more: list[Offered] = []
+    for row in offered:
+        name = definition.steps[row["step_index"]].wait_for
+        if name is not None and (kept := signals.kept(conn, row["instance_id"], name)) is not None:
+            more += take_signal(conn, definition, _task_of(row, payload, version), kept, now)
+    return more
 
 
 def dispatches(task: Task, offered: list[Offered]) -> list[Dispatch]:

@@ -265,3 +265,28 @@ def test_two_steps_cannot_wait_for_the_same_signal() -> None:
     with pytest.raises(InvalidDefinition, match="both wait for 'x'"):
         Workflow(id="w", steps=[{"id": "a", "wait_for": "x", "sla": "1h"},  # type: ignore[list-item]
                                 {"id": "b", "wait_for": "x", "sla": "1h"}])
+
+
+def test_steps_of_people_and_timers_follow_a_worker_s_step(people: Backend) -> None:
+    """The one-statement path (PostgreSQL) offers a human step and a timer after a worker's step, with their
+    candidates and wake time."""
+    spec = {"id": "after_work", "steps": [
+        {"id": "validate_tax_id", "sla": "2m"},
+        {"id": "approve", "sla": "1d", "assign": {"users": ["bob"], "groups": ["supervisors"]}},
+        {"id": "cooling_off", "sleep": "1h"},
+        {"id": "issue_permit", "sla": "1h"},
+    ]}
+    iid = _started(spec)
+    task = fetch_task("validate_tax_id", max_wait=0, worker_id="w")
+    assert task is not None
+    complete_task(task.id, {"valid": True}, worker_id="w")
+    approve = _task(iid, "approve")
+    assert (approve.status, approve.topic, approve.assign) == ("pending", "oms.human",
+                                                              {"users": ["bob"], "groups": ["supervisors"]})
+    assert [item.step_id for item in oms.inbox("bob")] == ["approve"]
+    assert [item.step_id for item in oms.inbox("dave")] == ["approve"]  # his group's
+    oms.claim(approve.id, "bob")
+    complete_task(approve.id, None, worker_id="bob")
+    timer = _task(iid, "cooling_off")
+    assert timer.status == "pending" and timer.wake_at is not None
+    assert timedelta(minutes=59) < timer.wake_at - timer.ready_at <= timedelta(hours=1)
