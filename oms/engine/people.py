@@ -14,7 +14,8 @@ that says why, and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -34,15 +35,28 @@ from ..exceptions import (
     TaskNotFound,
     check_id,
 )
+from ..model.names import user_name
 from ..model.task import Task
 from ..states import EventKind, StepKind, TaskStatus
 from ..store import moves, users
-from ..store.candidates import assigned_to, candidates, visible_to
-from ..store.db import database, retrying
+from ..store.candidates import candidates, claimable_by, visible_to
+from ..store.db import Database, database, retrying
 from ..store.portable import as_task
 from ..store.tables import instances, tasks
 
 __all__ = ["claim", "release", "reassign", "disable_user"]
+
+
+@contextmanager
+def _connection(db: Database) -> Iterator[Connection]:
+    """Where a person's move runs: on PostgreSQL an autocommit connection (the move is one statement, its own
+    transaction: one round trip); on SQLite a transaction (the move's statements together)."""
+    if db.dialect == "postgresql":
+        with db.autocommit.connect() as conn:
+            yield conn
+    else:
+        with db.engine.begin() as conn:
+            yield conn
 
 
 def _move(conn: Connection, statement: Update, kind: EventKind, now: datetime, **data: Any) -> list[Task]:
@@ -100,13 +114,15 @@ def claim(task_id: str, user: str, *, now: datetime | None = None) -> Task:
     now = now or utcnow()
     db = database()
 
+    name = user_name(user, "user name")
+
     def move() -> Task:
-        with db.engine.begin() as conn:
-            person = users.get(user, conn=conn)
-            which = (tasks.c.id == task_id) & assigned_to(conn.dialect.name, person.name, person.groups)
-            claimed = _move(conn, moves.hold(which, person.name, now), moves.STARTED, now, worker_id=person.name)
+        with _connection(db) as conn:
+            which = (tasks.c.id == task_id) & claimable_by(conn.dialect.name, name)
+            claimed = _move(conn, moves.hold(which, name, now), moves.STARTED, now, worker_id=name)
             if claimed:
                 return claimed[0]
+            person = users.get(name, conn=conn)
             held = conn.execute(moves.with_instance(tasks).where(
                 tasks.c.id == task_id, tasks.c.worker_id == person.name,
                 tasks.c.status == TaskStatus.RUNNING, tasks.c.topic == StepKind.HUMAN.topic)).first()
@@ -129,14 +145,16 @@ def release(task_id: str, user: str, *, reason: str | None = None, now: datetime
     now = now or utcnow()
     db = database()
 
+    name = user_name(user, "user name")
+
     def move() -> Task:
-        with db.engine.begin() as conn:
-            person = users.get(user, conn=conn)
-            which = (tasks.c.id == task_id) & (tasks.c.worker_id == person.name)
-            released = _move(conn, moves.unhold(which), moves.RELEASED, now, worker_id=person.name,
+        with _connection(db) as conn:
+            which = (tasks.c.id == task_id) & (tasks.c.worker_id == name)
+            released = _move(conn, moves.unhold(which), moves.RELEASED, now, worker_id=name,
                              reason=reason or "released")
             if released:
                 return released[0]
+            person = users.get(name, conn=conn)
             _refuse(conn, task_id, person, holding=True)
             raise AssertionError("unreachable")
 

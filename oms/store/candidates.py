@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, TextClause, bindparam, or_, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Text
 
-from .tables import tasks
+from .tables import tasks, users
 from .users import User
 
 _TABLE = tasks.name
@@ -31,6 +31,24 @@ def assigned_to(dialect: str, user: str, groups: Sequence[str]) -> TextClause:
                                       bindparam("candidate_groups", list(groups), type_=ARRAY(Text())))
     return _SQLITE.bindparams(bindparam("candidate_user", user, type_=Text()),
                               bindparam("candidate_groups", json.dumps(list(groups)), type_=Text()))
+
+
+_CLAIMABLE_POSTGRESQL = text(
+    f"EXISTS (SELECT 1 FROM {users.name} AS person WHERE person.name = :claimant AND person.disabled_at IS NULL "
+    f"AND (jsonb_exists({_TABLE}.assign -> 'users', person.name) OR jsonb_exists_any({_TABLE}.assign -> 'groups', "
+    "ARRAY(SELECT jsonb_array_elements_text(person.groups)))))")
+_CLAIMABLE_SQLITE = text(
+    f"EXISTS (SELECT 1 FROM {users.name} AS person WHERE person.name = :claimant AND person.disabled_at IS NULL "
+    f"AND (EXISTS (SELECT 1 FROM json_each({_TABLE}.assign, '$.users') WHERE value = person.name) "
+    f"OR EXISTS (SELECT 1 FROM json_each({_TABLE}.assign, '$.groups') AS step, json_each(person.groups) AS mine "
+    "WHERE step.value = mine.value)))")
+
+
+def claimable_by(dialect: str, name: str) -> TextClause:
+    """A condition on the task table: the live person ``name`` is among its candidates, her groups read in the same
+    statement (a claim is one statement, its person not read first)."""
+    statement = _CLAIMABLE_POSTGRESQL if dialect == "postgresql" else _CLAIMABLE_SQLITE
+    return statement.bindparams(bindparam("claimant", name, type_=Text()))
 
 
 def visible_to(dialect: str, user: User) -> ColumnElement[bool]:
