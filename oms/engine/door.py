@@ -43,7 +43,6 @@ from ..exceptions import (
     check_id,
 )
 from ..model.definitions import Definition
-from ..model.forms import check_form
 from ..model.task import Task
 from ..settings import get_settings
 from ..states import InstanceStatus, TaskStatus
@@ -221,9 +220,7 @@ class Door:
         held, holder = self._task(task, worker_id)
         stored = check_result(result)
         definition = catalog.definition(held.workflow_id, held.version)
-        form = definition.steps[held.step_index].form
-        if form is not None:  # a human step's: the person's result must fit it
-            check_form(form, stored, held.step_id)
+        definition.steps[held.step_index].check_result(stored)  # a human step's form
         dispatches = self._end(Plan(definition, held, Outcome.done(stored, holder), now or utcnow()),
                                "completing a task")
         if chained:

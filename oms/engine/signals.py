@@ -35,7 +35,6 @@ from ..exceptions import (
     UnknownSignal,
     check_id,
 )
-from ..model.forms import check_form
 from ..model.names import check_name, user_name
 from ..states import FINISHED_INSTANCE, EventKind, TaskStatus
 from ..store import moves, signals
@@ -88,8 +87,7 @@ def _receive(session: Session, which: ColumnElement[bool], missing: Exception, n
         raise UnknownSignal(instance.workflow_id, name, sorted(waits))
     index = waits[name]
     step = definition.steps[index]
-    if step.form is not None:
-        check_form(step.form, data, step.id)
+    step.check_result(data)  # its form, if it has one
     attempts = conn.execute(moves.with_instance(tasks).add_columns(tasks.c.status)
                             .where(tasks.c.instance_id == instance.id, tasks.c.step_index == index)
                             .order_by(tasks.c.attempt.desc()).limit(1).with_for_update(of=tasks)).first()

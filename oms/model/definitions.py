@@ -25,7 +25,7 @@ from ..exceptions import InvalidArgument, InvalidDefinition, describe
 from ..settings import get_settings
 from ..states import StepKind
 from .files import read_definition
-from .forms import MAX_FORM_CHARS, check_schema
+from .forms import MAX_FORM_CHARS, check_form, check_schema, validator
 from .graph import Graph, MapPath
 from .jsonvalue import unstorable
 from .names import NAME_PATTERN, SYSTEM_PREFIX, check_free, check_name
@@ -138,6 +138,7 @@ class Step(_Model):
     wait_for: str | None = None
     #: A timer: done this long after it became ready (working time, or business days, under a calendar).
     sleep: Sla | None = None
+    _form_validator: Any = PrivateAttr(default=None)
 
     @field_validator("id")
     @classmethod
@@ -167,6 +168,14 @@ class Step(_Model):
         if value is not None and len(json.dumps(value)) > MAX_FORM_CHARS:
             raise ValueError(f"the form is over {MAX_FORM_CHARS} characters of JSON")
         return None if value is None else check_schema(value)
+
+    def check_result(self, result: dict[str, Any] | None) -> None:
+        """Raise :class:`~oms.model.forms.FormError` if the step has a ``form`` and ``result`` does not fit it."""
+        if self.form is None:
+            return
+        if self._form_validator is None:  # built once per definition a process holds
+            self._form_validator = validator(self.form)
+        check_form(self._form_validator, result, self.id)
 
     @property
     def kind(self) -> StepKind:

@@ -15,7 +15,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 
 from ..exceptions import InvalidPayload
 
-__all__ = ["FormError", "check_form", "check_schema"]
+__all__ = ["FormError", "check_form", "check_schema", "validator"]
 
 #: The widest form a definition may carry, in characters of its JSON (it is stored with every version).
 MAX_FORM_CHARS = 64_000
@@ -52,11 +52,15 @@ def _field(error: ValidationError) -> str:
     return ".".join(path) or "(the result)"
 
 
-def check_form(schema: dict[str, Any], result: dict[str, Any] | None, step_id: str) -> None:
-    """Raise :class:`FormError` naming each field of ``result`` that ``schema`` refuses."""
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+def validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """The validator of a form, formats (``date``, ``email``…) checked too."""
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def check_form(form: Draft202012Validator, result: dict[str, Any] | None, step_id: str) -> None:
+    """Raise :class:`FormError` naming each field of ``result`` that the ``form`` refuses."""
     fields: dict[str, str] = {}
-    for error in sorted(validator.iter_errors(result or {}), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in sorted(form.iter_errors(result or {}), key=lambda e: [str(p) for p in e.absolute_path]):
         fields.setdefault(_field(error), error.message)
     if fields:
         raise FormError(step_id, fields)
