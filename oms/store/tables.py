@@ -278,8 +278,8 @@ class TaskRow(Base):
         Index(
             "ix_oms_tasks_human_open",
             "expires_at",
-            **where(f"topic = '{StepKind.HUMAN.topic}' AND status IN ('{TaskStatus.PENDING.value}', "
-                    f"'{TaskStatus.RUNNING.value}')"),
+            **where(f"topic = '{StepKind.HUMAN.topic}' AND (status = '{TaskStatus.PENDING.value}' OR "
+                    f"status = '{TaskStatus.RUNNING.value}')"),
         ),
     )
 

@@ -35,7 +35,7 @@ def upgrade() -> None:
     op.add_column("oms_tasks", sa.Column("wake_at", MOMENT, nullable=True))
     _index("ix_oms_tasks_timers", "oms_tasks", ["wake_at"], "wake_at IS NOT NULL AND status = 'pending'")
     _index("ix_oms_tasks_human_open", "oms_tasks", ["expires_at"],
-           "topic = 'oms.human' AND status IN ('pending', 'running')")
+           "topic = 'oms.human' AND (status = 'pending' OR status = 'running')")
     op.create_table(
         "oms_signals",
         sa.Column("id", ID, autoincrement=True, nullable=False),
