@@ -76,7 +76,7 @@ class FormErrorBody(ErrorBody):
 
 
 #: What each documented status means, in the OpenAPI document of the routes that answer it.
-MEANINGS = {401: "No token, or an unknown, revoked or disabled person's one.",
+MEANINGS = {401: "No token, or an unknown or revoked one (a disabled person's too).",
             403: "The caller's role (or topic, or groups) does not allow this.",
             404: "Nothing has this id (or name, or business key).",
             409: "It cannot apply as things stand; nothing was changed.",
