@@ -6,8 +6,11 @@ the browser on any site's request, so an unsafe method authenticated by cookie
 must also carry :data:`CSRF_HEADER` equal to the cookie :data:`CSRF_COOKIE`
 (double submit: another site can make the browser send cookies, not read them).
 
-Roles: ``admin`` everything; ``starter`` starts instances and reads; ``reader``
-reads; ``worker`` fetches, completes, fails and extends tasks of its topics only.
+Roles of API tokens (:mod:`oms.store.tokens`): ``admin`` everything; ``starter``
+starts instances, sends signals and reads; ``reader`` reads; ``worker`` fetches,
+completes, fails and extends tasks of its topics only; ``signaller`` sends signals
+only. A person's own token (:mod:`oms.store.users`) has her role, ``person`` or
+``supervisor``: she works the human steps she may see, as herself, and nothing else.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from ..store import tokens
+from ..store import tokens, users
 from .errors import ApiError
-from .revocations import TokenCache
+from .revocations import Holder, TokenCache
 
 #: The page's cookies and header (see the module's docstring).
 TOKEN_COOKIE = "oms_token"
@@ -30,15 +33,24 @@ CSRF_HEADER = "X-OMS-CSRF"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Roles that may read (GET) the API's resources.
 READERS = ("admin", "starter", "reader")
+#: The roles of a person's own token (``oms user create``): she acts as herself, on human steps only.
+PEOPLE = users.ROLES
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: a token's name, its role, and a worker token's topics (``None``: not limited to topics)."""
+    """The caller: a token's name, its role, a worker token's topics (``None``: not limited to topics), and a
+    person's groups."""
 
     name: str
     role: str
     topics: frozenset[str] | None
+    groups: tuple[str, ...] = ()
+
+    @property
+    def person(self) -> bool:
+        """Whether the caller is a person (her own token), who acts as herself."""
+        return self.role in PEOPLE
 
     def may_take(self, topic: str) -> bool:
         """Whether this caller may fetch, complete, fail or extend tasks of ``topic``."""
@@ -68,11 +80,17 @@ def lookup(token: str) -> Principal | None:
     found = cache.get(hashed) if cache is not None else None
     if found is None:
         generation = cache.generation if cache is not None else 0
-        found = tokens.find_digest(hashed)
+        found = tokens.find_digest(hashed) or users.find_digest(hashed)
         if found is None:
             return None
         if cache is not None:
             cache.put(hashed, found, generation)
+    return _principal(found)
+
+
+def _principal(found: Holder) -> Principal:
+    if isinstance(found, users.User):
+        return Principal(found.name, found.role, None, found.groups)
     return Principal(found.name, found.role, found.topics)
 
 
@@ -122,6 +140,10 @@ def resolve(token: str | None, roles: tuple[str, ...] | None = None) -> Principa
 STARTERS = ("admin", "starter")
 WORKERS = ("admin", "worker")
 ADMINS = ("admin",)
+#: Roles that may send signals (a portal; a signaller token does nothing else).
+SIGNALLERS = ("admin", "starter", "signaller")
+#: Who reads an inbox or a human step: a person her own; an admin anyone's (``?user=``).
+INBOXES = ("admin", *PEOPLE)
 
 #: Who may call each route of the API, by method and path template: one table, checked for every request by
 #: :func:`authorize`. A route missing from it (and from :data:`PUBLIC`) is refused to everyone, and
@@ -143,13 +165,23 @@ RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/sla/summary"): READERS,
     ("GET", "/v1/board"): READERS,
     ("POST", "/v1/topics/{topic}/fetch"): WORKERS,
-    ("POST", "/v1/tasks/{task_id}/complete"): WORKERS,
-    ("POST", "/v1/tasks/{task_id}/fail"): WORKERS,
+    #: a person completes or fails her own human step, as herself (oms.api.tasks checks it is hers)
+    ("POST", "/v1/tasks/{task_id}/complete"): (*WORKERS, *PEOPLE),
+    ("POST", "/v1/tasks/{task_id}/fail"): (*WORKERS, *PEOPLE),
     ("POST", "/v1/tasks/{task_id}/extend"): WORKERS,
     ("POST", "/v1/tasks/{task_id}/pause"): WORKERS,
     #: a paused clock runs again when the citizen answers: the portal (a starter) may say so, as may the workers
     ("POST", "/v1/tasks/{task_id}/resume"): ("admin", "starter", "worker"),
     ("GET", "/metrics"): ("admin", "reader"),
+    # people in the loop (oms.api.people, oms.api.signals)
+    ("GET", "/v1/inbox"): INBOXES,
+    ("GET", "/v1/tasks/{task_id}"): INBOXES,
+    ("POST", "/v1/tasks/{task_id}/claim"): PEOPLE,
+    ("POST", "/v1/tasks/{task_id}/release"): PEOPLE,
+    #: a supervisor, of the step's candidates (oms.api.people checks it)
+    ("POST", "/v1/tasks/{task_id}/reassign"): ("admin", "supervisor"),
+    ("POST", "/v1/instances/{instance_id}/signals/{name}"): SIGNALLERS,
+    ("POST", "/v1/workflows/{workflow_id}/signals/{name}"): SIGNALLERS,
 }
 
 #: The routes anyone may call, without a token: the probes, the page's shell and sign-in (which read the
@@ -169,7 +201,7 @@ def _cached(token: str) -> Principal | None:
     """The caller of a token the revocation cache holds (no database read), else ``None``."""
     cache = _cache
     found = cache.get(tokens.digest(token)) if cache is not None else None
-    return None if found is None else Principal(found.name, found.role, found.topics)
+    return None if found is None else _principal(found)
 
 
 async def authorize(request: Request) -> None:

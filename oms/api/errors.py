@@ -16,9 +16,11 @@ import kombu.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from .. import exceptions as oms_errors
+from ..model.forms import FormError
 from ..store.db import TRANSIENT
 from ..store.tokens import UnknownToken
 
@@ -60,6 +62,33 @@ NAMES = {400: "MalformedJson", 401: "Unauthorized", 403: "Forbidden", 404: "NotF
          503: "Unavailable"}
 
 
+class ErrorBody(BaseModel):
+    """Every error's body."""
+
+    error: str = Field(description="The error's type: an exception's name (`TaskClaimed`) or `Forbidden`, …")
+    detail: str = Field(description="One sentence saying what is wrong and, where it helps, what to do.")
+
+
+class FormErrorBody(ErrorBody):
+    """A result (or a signal's data) that does not fit its step's form: each field's message, to show beside it."""
+
+    fields: dict[str, str] = Field(description="Each refused field's path (`inspector`, `address.zip`) -> why.")
+
+
+#: What each documented status means, in the OpenAPI document of the routes that answer it.
+MEANINGS = {401: "No token, or an unknown or revoked one (a disabled person's too).",
+            403: "The caller's role (or topic, or groups) does not allow this.",
+            404: "Nothing has this id (or name, or business key).",
+            409: "It cannot apply as things stand; nothing was changed.",
+            422: "A field is missing, malformed or refused."}
+
+
+def documented(*statuses: int, form: bool = False) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route for the error ``statuses`` it answers (``form``: its 422 may carry ``fields``)."""
+    return {status: {"model": FormErrorBody if form and status == 422 else ErrorBody,
+                     "description": MEANINGS[status]} for status in statuses}
+
+
 class ApiError(Exception):
     """An error the API itself raises (no token, wrong role, too large): its status, type and sentence."""
 
@@ -74,8 +103,11 @@ def sentence(text: str) -> str:
     return " ".join(lines[0].split()) if lines else ""
 
 
-def body(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": sentence(detail) or error}, status_code=status, headers=headers)
+def body(status: int, error: str, detail: str, headers: dict[str, str] | None = None,
+         **more: Any) -> JSONResponse:
+    """The error's JSON response: ``error`` and ``detail``, and any ``more`` (a form's ``fields``)."""
+    return JSONResponse({"error": error, "detail": sentence(detail) or error, **more}, status_code=status,
+                        headers=headers)
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -123,7 +155,8 @@ def install(app: FastAPI) -> None:
     async def _known(request: Request, exc: Exception) -> JSONResponse:
         status = status_of(exc)
         if status is not None:
-            return body(status, type(exc).__name__, str(exc))
+            more = {"fields": exc.fields} if isinstance(exc, FormError) else {}
+            return body(status, type(exc).__name__, str(exc), **more)
         if isinstance(exc, TRANSIENT):
             logger.warning("database unreachable during %s %s: %s", request.method, request.url.path,
                            type(exc).__name__)

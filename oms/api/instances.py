@@ -16,7 +16,7 @@ from ..engine import control, starts
 from ..exceptions import InvalidArgument
 from ..reads import Event, InstanceSummary, StepSummary, TaskInfo
 from ..settings import get_settings
-from .errors import ApiError
+from .errors import ApiError, documented
 
 router = APIRouter(prefix="/v1", tags=["instances"])
 
@@ -25,6 +25,8 @@ class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # {"form_id": …} without "payload" is refused, not started with {}
 
     payload: Any = Field(default_factory=dict, description="A JSON object every step can read.")
+    business_key: str | None = Field(None, description="The case's own name (the form number a citizen quotes): "
+                                     "one unfinished instance of the workflow may have it; signals find it by it.")
 
 
 class CancelRequest(BaseModel):
@@ -40,7 +42,7 @@ class InstancePage(BaseModel):
     next_cursor: str | None
 
 
-def _check_size(payload: Any) -> None:
+def check_size(payload: Any) -> None:
     """413 for a payload over ``OMS_MAX_PAYLOAD_BYTES`` (the engine would refuse it as invalid, 422)."""
     limit = get_settings().max_payload_bytes
     try:
@@ -53,13 +55,16 @@ def _check_size(payload: Any) -> None:
 
 
 @router.post("/workflows/{workflow_id}/instances", status_code=201,
-             responses={200: {"description": "The Idempotency-Key started this instance before."}})
+             responses={200: {"description": "The Idempotency-Key started this instance before."},
+                        **documented(404, 409, 422)})
 def start_instance(workflow_id: str, body: StartRequest, response: Response,
                    idempotency_key: Annotated[str | None, Header()] = None) -> dict[str, str]:
     """Start the latest version of a workflow: 201 ``{"instance_id": …}``; with a reused ``Idempotency-Key``
-    and the same payload, 200 and the instance it started; with another payload, 409."""
-    _check_size(body.payload)
-    instance_id, created = starts.start(workflow_id, body.payload, idempotency_key=idempotency_key)
+    and the same payload, 200 and the instance it started; with another payload, 409. 409 ``BusinessKeyInUse``
+    names the unfinished instance that has the ``business_key``."""
+    check_size(body.payload)
+    instance_id, created = starts.start(workflow_id, body.payload, idempotency_key=idempotency_key,
+                                        business_key=body.business_key)
     if not created:
         response.status_code = 200
     return {"instance_id": instance_id}
@@ -86,10 +91,12 @@ def list_instances(
     light: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    business_key: str | None = None,
 ) -> InstancePage:
-    """Instances, newest first, filtered by workflow, status and worst light; page with ``cursor``."""
+    """Instances, newest first, filtered by workflow, status, worst light and business key; page with
+    ``cursor``."""
     found = queries.list_instances(workflow, status, light, limit=limit + 1,
-                                   before=_decode(cursor) if cursor else None)
+                                   before=_decode(cursor) if cursor else None, business_key=business_key)
     page = found[:limit]
     return InstancePage(instances=page, next_cursor=_cursor(page[-1]) if len(found) > limit else None)
 

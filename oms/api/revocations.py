@@ -2,7 +2,7 @@
 
 Looking a token up costs a database round trip on every request, which is a
 large share of a pull worker's fetch + complete. On PostgreSQL, ``oms token
-revoke`` (and ``create``) send ``NOTIFY oms_api_tokens`` in their transaction;
+revoke`` (and ``create``) and ``oms user disable`` send ``NOTIFY oms_api_tokens`` in their transaction;
 each API process listens on one connection of its own and empties its cache on
 every notification, so a revoked token is refused by the next request. While the
 listener is not connected nothing is cached, and an entry lives at most
@@ -21,6 +21,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from ..store.tokens import CHANNEL, TokenInfo
+from ..store.users import User
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +29,16 @@ logger = logging.getLogger(__name__)
 TTL = 10.0
 
 
+#: What a live token names: an API token, or a person (her personal token).
+Holder = TokenInfo | User
+
+
 class TokenCache:
     """Token hashes -> live tokens, emptied by every notification on :data:`~oms.tokens.CHANNEL`."""
 
     def __init__(self, database_url: str) -> None:
         self.dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self.entries: dict[str, tuple[float, TokenInfo]] = {}
+        self.entries: dict[str, tuple[float, Holder]] = {}
         #: Bumped by every notification: a lookup that began before one must not fill the cache.
         self.generation = 0
         self.listening = threading.Event()
@@ -42,7 +47,7 @@ class TokenCache:
         self.thread = threading.Thread(target=self._listen, name="oms-token-revocations", daemon=True)
         self.thread.start()
 
-    def get(self, hashed: str) -> TokenInfo | None:
+    def get(self, hashed: str) -> Holder | None:
         if not self.listening.is_set():
             return None
         found = self.entries.get(hashed)
@@ -50,7 +55,7 @@ class TokenCache:
             return None
         return found[1]
 
-    def put(self, hashed: str, info: TokenInfo, generation: int) -> None:
+    def put(self, hashed: str, info: Holder, generation: int) -> None:
         """Remember ``info``, read while the cache was at ``generation`` (unless a notification came since)."""
         with self.lock:
             if self.listening.is_set() and generation == self.generation:

@@ -3,7 +3,9 @@
 A fetch claims only while its caller is still connected; a claim made as the
 caller went away is released at once (:func:`oms.door.release`), so a vanished
 client never leaves a step leased to nobody. ``worker_id`` names the lease's
-holder: the fetch's, or one the server makes up and returns in the task.
+holder: the fetch's, or one the server makes up and returns in the task. A
+person's token completes and fails the human steps she holds, as herself: her
+name is the holder, and a ``worker_id`` naming anyone else is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from ..engine import checks, door
 from ..exceptions import InvalidArgument
 from ..model.task import Task
+from ..reads.inbox import human_task
+from ..states import StepKind
 from .auth import Principal, current, require_topic
+from .errors import ApiError, documented
 
 router = APIRouter(prefix="/v1", tags=["pull workers"])
 #: The caller, let in by :func:`~oms.api.auth.authorize` (its role by :data:`~oms.api.auth.RULES`).
@@ -42,18 +47,23 @@ class FetchRequest(BaseModel):
     worker_id: str | None = Field(None, description="The holder's name; the server makes one up if none is given.")
 
 
+#: A finishing call's ``worker_id``: the lease's holder; a person's token is the holder herself.
+HOLDER = Field(None, description="The lease's holder (required of worker and admin tokens); a person's token may "
+                                 "leave it out: she is the holder.")
+
+
 class CompleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    result: dict[str, Any] | None = None
-    worker_id: str
+    result: dict[str, Any] | None = Field(None, description="The step's result; a human step's must fit its form.")
+    worker_id: str | None = HOLDER
 
 
 class FailRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Any = Field(..., description="What went wrong (non-empty text).")
-    worker_id: str
+    worker_id: str | None = HOLDER
 
 
 class ExtendRequest(BaseModel):
@@ -159,19 +169,35 @@ def _held(task_id: str, who: Principal) -> None:
     require_topic(who, door.lookup(task_id).topic)
 
 
-@router.post("/tasks/{task_id}/complete")
+def _holder(task_id: str, who: Principal, worker_id: str | None) -> str:
+    """Who finishes the task: a person herself, on a human step she may see (else 403); for another caller, the
+    body's ``worker_id`` (422 without one), on a topic it may work on."""
+    if not who.person:
+        if worker_id is None:
+            raise ApiError(422, "InvalidRequest", "worker_id: Field required")
+        _held(task_id, who)
+        return checks.check_worker_id(worker_id)
+    if worker_id is not None and worker_id != who.name:
+        raise ApiError(403, "Forbidden", f"a {who.role} token acts as {who.name!r} only, not as {worker_id!r}")
+    if door.lookup(task_id).topic != StepKind.HUMAN.topic:
+        raise ApiError(403, "Forbidden", f"a {who.role} token works on human steps only: task {task_id} is not one")
+    human_task(task_id, who.name)  # NotAssigned (403): not hers, nor her groups', to see
+    return who.name
+
+
+@router.post("/tasks/{task_id}/complete", responses=documented(401, 403, 404, 409, 422, form=True))
 def complete(task_id: str, body: CompleteRequest, who: Caller) -> dict[str, str]:
-    """Mark a fetched task done, storing ``result``; only its lease holder (``worker_id``) may."""
-    _held(task_id, who)
-    door.complete(task_id, body.result, worker_id=checks.check_worker_id(body.worker_id))
+    """Mark a fetched task (or a human step the caller holds) done, storing ``result``; only its holder may. A
+    result that does not fit the step's form: 422 ``FormError`` with ``fields``, each refused field's message."""
+    door.complete(task_id, body.result, worker_id=_holder(task_id, who, body.worker_id))
     return {"status": "done"}
 
 
-@router.post("/tasks/{task_id}/fail")
+@router.post("/tasks/{task_id}/fail", responses=documented(401, 403, 404, 409, 422))
 def fail(task_id: str, body: FailRequest, who: Caller) -> dict[str, str]:
-    """Mark a fetched task failed with ``reason``: retried per its step, or the instance fails."""
-    _held(task_id, who)
-    door.fail(task_id, body.reason, worker_id=checks.check_worker_id(body.worker_id))
+    """Mark a fetched task (or a human step the caller holds) failed with ``reason``: retried per its step, or
+    the instance fails."""
+    door.fail(task_id, body.reason, worker_id=_holder(task_id, who, body.worker_id))
     return {"status": "failed"}
 
 

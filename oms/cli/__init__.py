@@ -21,6 +21,7 @@ from .doctor import doctor
 from .instances import cancel, history, list_, retry, start, status
 from .processes import beat, demo, worker
 from .retention import prune
+from .users import user
 from .workflows import workflow
 
 #: Options of the root group, by the setting they override.
@@ -64,7 +65,7 @@ def main(database_url: str | None, broker_url: str | None, home: str | None, app
 
 
 for _command in (workflow, calendar, start, status, history, list_, cancel, retry, prune, worker, beat, demo, db,
-                 doctor, api, token):
+                 doctor, api, token, user):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -1,4 +1,5 @@
-"""``oms api`` (the HTTP API on uvicorn) and ``oms token create | list | revoke`` (who may call it)."""
+"""``oms api`` (the HTTP API on uvicorn) and ``oms token create | list | revoke`` (who may call it; people's own
+tokens: :mod:`.users`)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,9 @@ def token() -> None:
     """Bearer tokens of the HTTP API: stored as hashes, shown once, revoked at once.
 
     \b
-    Roles: admin (everything), starter (start and read instances), reader (GET only),
-    worker (fetch, complete, fail, extend tasks of its --topics).
+    Roles: admin (everything), starter (start and read instances, send signals), reader (GET only),
+    worker (fetch, complete, fail, extend tasks of its --topics), signaller (send signals only).
+    People have tokens of their own: see `oms user`.
 
     \b
     Examples:
@@ -63,7 +65,7 @@ def token() -> None:
 
 
 @token.command(context_settings=CONTEXT)
-@env_option("--role", env="OMS_TOKEN_ROLE", required=True, type=click.Choice(["admin", "starter", "reader", "worker"]),
+@env_option("--role", env="OMS_TOKEN_ROLE", required=True, type=click.Choice(tokens.ROLES),
             help="What the token may do.")
 @env_option("--topics", env="OMS_TOKEN_TOPICS", metavar="A,B", help="A worker token's topics, comma-separated.")
 @env_option("--name", env="OMS_TOKEN_NAME", metavar="NAME",
@@ -75,6 +77,7 @@ def create(role: str, topics: str | None, name: str | None) -> None:
     Examples:
       oms token create --role admin --name ops
       oms token create --role worker --topics validate_tax_id --name irs-bot
+      oms token create --role signaller --name portal-signals
     """
     secret, info = tokens.create(role, name=name, topics=[t.strip() for t in topics.split(",")] if topics else None)
     click.echo(f"created token {info.name!r} ({info.role}); it is shown once, keep it:", err=True)
@@ -92,7 +95,7 @@ def list_() -> None:
     for info in tokens.list_tokens():
         state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "live"
         topics = ",".join(sorted(info.topics)) if info.topics else "-"
-        click.echo(f"{info.name:<24} {info.role:<8} {topics:<32} created {info.created_at:%Y-%m-%d %H:%M}  {state}")
+        click.echo(f"{info.name:<24} {info.role:<9} {topics:<32} created {info.created_at:%Y-%m-%d %H:%M}  {state}")
 
 
 @token.command(context_settings=CONTEXT)

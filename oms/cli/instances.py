@@ -45,15 +45,18 @@ def _json_object(text: str) -> dict[str, object]:
 @click.argument("workflow")
 @env_option("--payload", env="OMS_PAYLOAD", default="{}", show_default=True, metavar="JSON",
             help="The instance's payload, a JSON object every step can read.")
-def start(workflow: str, payload: str) -> None:
+@env_option("--key", env="OMS_BUSINESS_KEY", metavar="KEY",
+            help="Its business key, the case's own name: one unfinished instance of WORKFLOW may have it.")
+def start(workflow: str, payload: str, key: str | None) -> None:
     """Start the latest version of WORKFLOW and print the new instance's id.
 
     \b
     Examples:
       oms start epa_waste_reg --payload '{"form_id": "F8700-12-42"}'
+      oms start epa_waste_reg --payload '{"form_id": "F8700-12-42"}' --key F8700-12-42
       id=$(oms start epa_waste_reg --payload '{"form_id": "F1"}') && oms status "$id"
     """
-    click.echo(start_workflow(workflow, payload=_json_object(payload)))
+    click.echo(start_workflow(workflow, payload=_json_object(payload), business_key=key))
 
 
 @click.command(context_settings=CONTEXT)
@@ -85,6 +88,8 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
     took = render.seconds(((info.finished_at or now) - info.created_at).total_seconds())
     click.echo(f"instance  {info.id}")
     click.echo(f"workflow  {info.workflow_id} v{info.version}, at step {info.current_step}")
+    if info.business_key is not None:
+        click.echo(f"key       {info.business_key}")
     click.echo("status    " + click.style(info.status, fg=render.COLOURS.get(info.status)) + f"  ({took})  light "
                + click.style(worst, fg=render.COLOURS.get(worst)))
     click.echo(f"started   {render.moment(info.created_at)}   finished {render.moment(info.finished_at)}")
@@ -167,19 +172,22 @@ def history(instance_id: str, as_json: bool) -> None:
             help="Only instances with this status.")
 @env_option("--light", env="OMS_LIGHT", type=click.Choice([light.value for light in LIGHTS]),
             help="Only instances whose worst light (their own or a step's) is this one.")
+@env_option("--key", env="OMS_BUSINESS_KEY", metavar="KEY", help="Only instances with this business key.")
 @env_option("--limit", env="OMS_LIMIT", type=click.IntRange(min=1), default=50, show_default=True,
             help="At most this many, newest first.")
 @env_option("--json", "as_json", env="OMS_JSON", is_flag=True, help="Print the instances as JSON.")
-def list_(workflow: str | None, status: str | None, light: str | None, limit: int, as_json: bool) -> None:
-    """List instances, newest first, with the worst light each has seen.
+def list_(workflow: str | None, status: str | None, light: str | None, key: str | None, limit: int,
+          as_json: bool) -> None:
+    """List instances, newest first, with the worst light each has seen (and its business key, if it has one).
 
     \b
     Examples:
       oms list
       oms list --workflow epa_waste_reg --status running
       oms list --light red             # every instance with a late step
+      oms list --key F8700-12-42       # the case a citizen quotes
     """
-    found = list_instances(workflow, status, light, limit)
+    found = list_instances(workflow, status, light, limit, business_key=key)
     warn_if_no_scan()
     if as_json:
         render.as_json(found)
@@ -188,13 +196,15 @@ def list_(workflow: str | None, status: str | None, light: str | None, limit: in
         click.echo("(no instances)", err=True)
         return
     now = datetime.now(UTC)
+    keyed = any(i.business_key for i in found)  # a column for business keys only when there are some
     rows = [
-        [i.id, f"{i.workflow_id} v{i.version}", render.status(i.status), render.light(i.light), i.current_step or "-",
-         render.moment(i.created_at), render.seconds(((i.finished_at or now) - i.created_at).total_seconds()),
-         (i.error or "")[:60]]
+        [i.id, f"{i.workflow_id} v{i.version}", *([i.business_key or "-"] if keyed else []), render.status(i.status),
+         render.light(i.light), i.current_step or "-", render.moment(i.created_at),
+         render.seconds(((i.finished_at or now) - i.created_at).total_seconds()), (i.error or "")[:60]]
         for i in found
     ]
-    render.table(["instance", "workflow", "status", "light", "step", "started", "took", "error"], rows)
+    render.table(["instance", "workflow", *(["key"] if keyed else []), "status", "light", "step", "started", "took",
+                  "error"], rows)
 
 
 @click.command(context_settings=CONTEXT)

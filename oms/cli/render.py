@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 
 from ..durations import format_duration
 
@@ -67,12 +67,13 @@ def moment(value: datetime | None, precise: bool = False) -> str:
     return (text[:-3] if precise else text[:-7]) + "Z"
 
 
-def as_json(value: BaseModel | Sequence[BaseModel]) -> None:
-    """Echo a model, or a list of models, as indented JSON."""
-    data: Any = value.model_dump(mode="json") if isinstance(value, BaseModel) else [
-        v.model_dump(mode="json") for v in value
-    ]
-    click.echo(json.dumps(data, indent=2))
+#: Serialises what it is given as its runtime type says: models, dataclasses, lists of them, times in ISO 8601.
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def as_json(value: object) -> None:
+    """Echo a model or a dataclass, or a list of them, as indented JSON."""
+    click.echo(json.dumps(_ANY.dump_python(value, mode="json"), indent=2))
 
 
 def graph(workflow: Definition) -> list[str]:

@@ -186,6 +186,8 @@ class InstanceInfo(BaseModel):
     tasks: list[TaskInfo]
     #: The graph: each step with its predecessors, status and worst light (a mapped step as one entry).
     steps: list[StepInfo]
+    #: The case's own name it was started with (``start_workflow(..., business_key=)``), if any.
+    business_key: str | None = None
 
     def worst_light(self, now: datetime) -> str:
         """The worst of the instance's own light and its steps', each read from its clock at ``now`` (as ``oms
@@ -241,6 +243,7 @@ def get_instance(instance_id: str) -> InstanceInfo:
             finished_at=row.finished_at,
             tasks=tasks,
             steps=_steps(definition, tasks, row.results, datetime.now(UTC)),
+            business_key=row.business_key,
         )
 
 
@@ -266,13 +269,14 @@ class InstanceSummary(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     error: str | None
+    business_key: str | None = None
 
 
 def list_instances(
     workflow_id: str | None = None, status: str | None = None, light: str | None = None, limit: int = 50,
-    now: datetime | None = None, before: tuple[datetime, str] | None = None,
+    now: datetime | None = None, before: tuple[datetime, str] | None = None, business_key: str | None = None,
 ) -> list[InstanceSummary]:
-    """The newest instances, filtered by workflow, status and worst light.
+    """The newest instances, filtered by workflow, status, worst light and business key.
 
     ``before``: only instances after this ``(created_at, id)`` in the order (newest
     first): the last line of the previous page, for paging through a long list.
@@ -320,6 +324,8 @@ def list_instances(
         query = query.where(InstanceRow.workflow_id == workflow_id)
     if status is not None:
         query = query.where(InstanceRow.status == status)
+    if business_key is not None:
+        query = query.where(InstanceRow.business_key == business_key)
     if light is not None:
         query = query.where(worst == LIGHTS.index(light))
     with transaction() as session:
@@ -327,7 +333,7 @@ def list_instances(
             InstanceSummary(
                 id=row.id, workflow_id=row.workflow_id, version=row.version, status=row.status,
                 current_step=step_id, light=LIGHTS[rank_value], created_at=row.created_at,
-                finished_at=row.finished_at, error=row.error,
+                finished_at=row.finished_at, error=row.error, business_key=row.business_key,
             )
             for row, step_id, rank_value in session.execute(query)
         ]

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, select, text
 
 from ..exceptions import InvalidArgument, OmsError
 from ..model.names import user_name
 from .db import database, retrying, transaction
 from .tables import TokenRow
 
-#: What each role may do: admin everything; starter starts and reads; reader reads; worker pulls its topics.
-ROLES = ("admin", "starter", "reader", "worker")
+#: What each role may do: admin everything; starter starts and reads; reader reads; worker pulls its topics;
+#: signaller sends signals only (a portal that says "the form was submitted").
+ROLES = ("admin", "starter", "reader", "worker", "signaller")
 #: PostgreSQL channel told of every token created or revoked (API processes then forget the tokens they cached).
 CHANNEL = "oms_api_tokens"
 
@@ -96,7 +96,7 @@ def create(role: str, *, name: str | None = None, topics: list[str] | None = Non
         row = TokenRow(name=name, token_hash=digest(token), role=role, topics=joined, created_at=now,
                        revoked_at=None)
         session.add(row)
-        _notify(session, name)
+        notify(session.connection(), name)
         return token, _info(row)
 
 
@@ -114,14 +114,15 @@ def revoke(name: str) -> TokenInfo:
             raise UnknownToken(name)
         if row.revoked_at is None:
             row.revoked_at = datetime.now(UTC)
-        _notify(session, name)
+        notify(session.connection(), name)
         return _info(row)
 
 
-def _notify(session: Session, name: str) -> None:
-    """Tell the API processes, when the transaction commits, that a token changed (PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, :name)"), {"channel": CHANNEL, "name": name})
+def notify(conn: Connection, name: str) -> None:
+    """Tell the API processes, when the transaction commits, that a token changed (PostgreSQL): they forget the
+    tokens they remember, an API token's or a person's."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, :name)"), {"channel": CHANNEL, "name": name})
 
 
 def find(token: str) -> TokenInfo | None:

@@ -21,7 +21,7 @@ from ..exceptions import InvalidArgument, UnknownUser
 from ..model.names import user_name
 from .db import database, retrying
 from .tables import users
-from .tokens import digest
+from .tokens import digest, notify
 
 #: A person's roles: ``person`` works her steps; a ``supervisor`` may also reassign her groups' steps.
 ROLES = ("person", "supervisor")
@@ -105,8 +105,10 @@ def get(name: str, *, live: bool = True, conn: Connection | None = None) -> User
 
 
 def disable(conn: Connection, name: str, now: datetime) -> None:
-    """Mark the person disabled (in the caller's transaction, which gives her claims back)."""
+    """Mark the person disabled (in the caller's transaction, which gives her claims back); every API process
+    forgets her token as it commits (:func:`~oms.store.tokens.notify`)."""
     conn.execute(users.update().where(users.c.name == name).values(disabled_at=now))
+    notify(conn, name)
 
 
 def list_users() -> list[User]:

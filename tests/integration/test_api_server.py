@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,18 +281,18 @@ def test_metrics_on_postgres_read_open_rows_through_partial_indexes(api: ApiProc
             assert index in plan, plan
 
 
-def test_cached_tokens_are_forgotten_when_any_token_is_revoked(postgres_backend: Backend) -> None:
+def forgotten_at_once(database_url: str, secret: str, revoke: Callable[[], object]) -> None:
+    """An API process's token cache remembers ``secret`` as live, and forgets it within 0.2 s of ``revoke()``."""
     from oms.api import auth
     from oms.api.revocations import TokenCache
 
-    secret, _ = tokens.create("reader", name="cached")
-    cache = TokenCache(postgres_backend.database_url)
+    cache = TokenCache(database_url)
     auth.use_cache(cache)
     try:
         assert cache.listening.wait(10)
         assert auth.lookup(secret) is not None
         assert cache.get(tokens.digest(secret)) is not None  # remembered: the next request reads no row
-        tokens.revoke("cached")
+        revoke()
         revoked = time.monotonic()
         while auth.lookup(secret) is not None:
             assert time.monotonic() - revoked < 0.2, "a revoked token was still accepted"
@@ -301,6 +301,11 @@ def test_cached_tokens_are_forgotten_when_any_token_is_revoked(postgres_backend:
     finally:
         auth.use_cache(None)
         cache.close()
+
+
+def test_cached_tokens_are_forgotten_when_any_token_is_revoked(postgres_backend: Backend) -> None:
+    secret, _ = tokens.create("reader", name="cached")
+    forgotten_at_once(postgres_backend.database_url, secret, lambda: tokens.revoke("cached"))
 
 
 def test_a_long_poll_is_woken_on_rabbitmq(postgres_url: str, tmp_path: Path) -> None:

@@ -299,3 +299,31 @@ def test_calendars_from_files_and_a_paused_step_in_oms_status(sqlite_backend: Ba
     assert "(paused)" in status and "(waiting for citizen)" in status and "working time, epa_business" in status
     clock = json.loads(oms(sqlite_backend, tmp_path, "status", instance_id, "--json").stdout)["tasks"][0]["sla_clock"]
     assert clock["paused"] is True and clock["calendar"] == "epa_business"
+
+
+def test_people_and_business_keys_on_the_command_line(backend: Backend, tmp_path: Path) -> None:
+    from oms.store import tokens, users
+
+    from ..unit.test_people import PORTAL
+
+    made = oms(backend, tmp_path, "user", "create", "alice", "--groups", "inspectors", "--email", "alice@agency.gov")
+    secret = made.stdout.strip()
+    assert "shown once" in made.stderr and users.find_digest(tokens.digest(secret)) is not None
+    oms(backend, tmp_path, "user", "create", "dave", "--groups", "inspectors,supervisors", "--role", "supervisor")
+    Workflow(**PORTAL).save()  # type: ignore[arg-type]
+    instance_id = oms(backend, tmp_path, "start", "portal", "--key", "F8700-12-42").stdout.strip()
+    all_refused(backend, tmp_path, [
+        (["user", "create", "alice", "--groups", "x"], r"a user named 'alice' exists already"),
+        (["user", "disable", "zoe"], r"unknown user 'zoe'"),
+        (["start", "portal", "--key", "F8700-12-42"], f"belongs to running instance {instance_id}"),
+    ])
+    listed = json.loads(oms(backend, tmp_path, "user", "list", "--json").stdout)
+    assert [(u["name"], u["groups"], u["email"], u["role"]) for u in listed] == [
+        ("alice", ["inspectors"], "alice@agency.gov", "person"), ("dave", ["inspectors", "supervisors"], None,
+                                                                  "supervisor")]
+    assert secret not in oms(backend, tmp_path, "user", "list").stdout
+    assert oms(backend, tmp_path, "user", "disable", "alice").stdout.strip() == (
+        "disabled alice: 0 claimed step(s) went back to their queues")
+    assert users.find_digest(tokens.digest(secret)) is None
+    [found] = json.loads(oms(backend, tmp_path, "list", "--key", "F8700-12-42", "--json").stdout)
+    assert (found["id"], found["business_key"]) == (instance_id, "F8700-12-42")
