@@ -162,13 +162,14 @@ def release(task_id: str, user: str, *, reason: str | None = None, now: datetime
 
 
 def reassign(task_id: str, *, user: str | None = None, groups: Sequence[str] | None = None, by: str,
-             now: datetime | None = None) -> Task:
+             supervisor: str | None = None, now: datetime | None = None) -> Task:
     """Give a human step new candidates: ``user`` (who then holds it) and/or ``groups`` (whose queue it joins).
 
     A claim someone else held ends (``task.released``); the step's ``assign`` becomes
-    the new candidates (``task.reassigned``, with ``by``, who did it). Whether ``by``
-    may do it is the caller's to decide (the HTTP API: a supervisor of the step's
-    groups, or an admin token).
+    the new candidates (``task.reassigned``, with ``by``, who did it). ``supervisor``:
+    the person doing it must be among the step's candidates (named, or in one of its
+    groups), checked under the step's lock (else ``NotAssigned``); ``None``: an
+    operator's call, not checked (the HTTP API's admin tokens, the Python API).
 
     Raises:
         InvalidArgument: neither ``user`` nor ``groups``. UnknownUser: ``user`` is not a live person.
@@ -191,9 +192,13 @@ def reassign(task_id: str, *, user: str | None = None, groups: Sequence[str] | N
             if row is None or row.topic != StepKind.HUMAN.topic or row.status not in (TaskStatus.PENDING,
                                                                                           TaskStatus.RUNNING):
                 _refuse(conn, task_id, None, holding=False)
+            assert row is not None
+            if supervisor is not None:
+                boss, assign = users.get(supervisor, conn=conn), row.assign or {}
+                if boss.name not in assign.get("users", []) and not set(boss.groups) & set(assign.get("groups", [])):
+                    raise NotAssigned(task_id, boss.name)
             this = tasks.c.id == task_id
             holder = row.worker_id if row is not None and row.status == TaskStatus.RUNNING else None
-            assert row is not None
             if holder is not None and (person is None or holder != person.name):
                 _move(conn, moves.unhold(this), moves.RELEASED, now, worker_id=holder, reason=f"reassigned by {by}")
             assign = candidates([person.name] if person else [], new_groups)
