@@ -9,8 +9,12 @@
 3. Detection lateness: a real ``celery beat`` (interval 1 s) and worker on the
    ``oms`` queue; 400 one-step workflows with a 2 s SLA nobody takes, started over
    ~20 s; lateness = when ``task.sla_violated`` was recorded − ``expires_at``.
+4. (``--waiting N``, after 1.) People in the loop cost a scan nothing while nothing is due:
+   the no-news scan at the largest size, then again with N more instances started, half
+   waiting on a signal (a 30-day SLA) and half on a timer (30 days, not due); medians and
+   their ratio. The instances are deleted again before 2.
 
-    .venv/bin/python benchmarks/sla_scan.py [--sizes 10000,100000,1000000]
+    .venv/bin/python benchmarks/sla_scan.py [--sizes 10000,100000,1000000] [--waiting 10000]
 """
 
 from __future__ import annotations
@@ -85,6 +89,38 @@ def _no_news(samples: int = 30) -> tuple[float, float]:
     return statistics.median(times), statistics.quantiles(times, n=20)[18]
 
 
+#: The two kinds of instance ``--waiting`` adds: one waiting on a signal, one on a timer; neither due for a month.
+WAITING = {"bench_wait": [{"id": "collect_form", "wait_for": "form_submitted", "sla": "30d"}],
+           "bench_timer": [{"id": "cooling_off", "sleep": "30d"}]}
+
+
+def _waiting(n: int) -> tuple[float, float]:
+    """The no-news scan's median before and after starting ``n`` instances waiting on signals and timers (half
+    each, in batches of 1,000 through ``start_workflows``); they are deleted again afterwards."""
+    from sqlalchemy import text
+
+    from oms import Workflow, start_workflows
+    from oms.store.db import transaction
+
+    for workflow_id, steps in WAITING.items():
+        Workflow(id=workflow_id, steps=steps).save()
+    before, _ = _no_news()
+    for workflow_id, count in zip(WAITING, (n - n // 2, n // 2), strict=True):
+        for first in range(0, count, 1000):
+            start_workflows(workflow_id, [{"i": i} for i in range(first, min(first + 1000, count))])
+    with transaction() as s:
+        s.execute(text("ANALYZE oms_tasks"))
+        s.execute(text("ANALYZE oms_instances"))
+    after, _ = _no_news()
+    kinds = list(WAITING)
+    with transaction() as s:
+        for table in ("oms_events", "oms_tasks"):
+            s.execute(text(f"DELETE FROM {table} WHERE instance_id IN "
+                           "(SELECT id FROM oms_instances WHERE workflow_id = ANY(:w))"), {"w": kinds})
+        s.execute(text("DELETE FROM oms_instances WHERE workflow_id = ANY(:w)"), {"w": kinds})
+    return before, after
+
+
 def _fresh_breaches(n: int, broker_url: str) -> float:
     import redis
     from sqlalchemy import text
@@ -153,6 +189,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--breaches", type=int, default=10000)
     parser.add_argument("--late-workflows", type=int, default=400)
+    parser.add_argument("--waiting", type=int, default=0, metavar="N",
+                        help="also measure the scan with N instances waiting on signals and timers (e.g. 10000)")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/11")
     args = parser.parse_args()
 
@@ -185,6 +223,10 @@ def main() -> None:
             p50, p95 = _no_news()
             print(f"  {size:>9,} rows (filled in {time.perf_counter() - began:5.1f} s): no-news scan "
                   f"median {p50:.2f} ms, p95 {p95:.2f} ms", flush=True)
+        if args.waiting:
+            before, after = _waiting(args.waiting)
+            print(f"  {have:>9,} rows, no-news scan median {before:.2f} ms; with {args.waiting:,} instances waiting "
+                  f"on signals and timers (not due): {after:.2f} ms, ratio {after / before:.2f}", flush=True)
         _pace(1000)
         p50, p95 = _no_news()
         print(f"  {have:>9,} rows, topic paced (1,000 finished in 5 min; the scan predicts its oldest 10,000 queued "

@@ -12,14 +12,14 @@ from ..engine.control import cancel_workflow, retry_workflow
 from ..engine.starts import start_workflow
 from ..reads import get_instance, list_instances
 from ..reads import history as events
-from ..states import CLEARED, LIGHTS, InstanceStatus, TaskStatus
+from ..states import CLEARED, LIGHTS, InstanceStatus, StepKind, TaskStatus
 from ..store.lights import seen_light
 from ..store.runs import missing_scan
-from . import render
+from . import kinds, render
 from .base import CONTEXT, die, env_option
 
 if TYPE_CHECKING:
-    from ..reads import TaskInfo
+    from ..reads import StepInfo, TaskInfo
 
 
 def warn_if_no_scan() -> None:
@@ -105,21 +105,22 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
             noun = "item" if step.item_count == 1 else "items"
             note = (f"{step.item_count} {noun}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
                     if step.item_count else f"map {step.map}")
-            rows.append([step.id, "-", render.status(step.status), render.light(step.light), step.sla or "-",
-                         "-", "-", "-", "-", after, note])
+            rows.append([step.id, "-", render.status(step.status), render.light(step.light), step.kind,
+                         step.sla or "-", "-", "-", "-", "-", after, note])
             if not items:
                 continue
         elif not attempts:
-            rows.append([step.id, "-", render.status(step.status), "-", "-", "-", "-", "-", "-", after, ""])
+            rows.append([step.id, "-", render.status(step.status), "-", step.kind, "-", "-", "-", "-", "-", after,
+                         kinds.step_note(step, None, now)])
             continue
         for task in attempts:
             label = step.id if task.item_index is None else f"  {step.id}[{task.item_index}]"
-            rows.append([label, str(task.attempt), render.status(task.status), _light(task, now),
+            rows.append([label, str(task.attempt), render.status(task.status), _light(task, now), step.kind,
                          step.sla or "-", render.seconds(task.queue_wait_s), render.seconds(task.run_s),
                          render.seconds(task.total_s), task.worker_id or "-", after if task.item_index is None else "",
-                         _note(task, now)])
-    render.table(["step", "attempt", "status", "light", "sla", "queue wait", "run", "total", "worker", "after",
-                  "note"], rows)
+                         _note(step, task, now)])
+    render.table(["step", "attempt", "status", "light", "kind", "sla", "queue wait", "run", "total", "worker",
+                  "after", "note"], rows)
 
 
 def _light(task: TaskInfo, now: datetime) -> render.Cell:
@@ -128,9 +129,14 @@ def _light(task: TaskInfo, now: datetime) -> render.Cell:
     return render.light(task.light_now(now), "" if why in (None, CLEARED) else f" ({why})")
 
 
-def _note(task: TaskInfo, now: datetime) -> str:
+def _note(step: StepInfo, task: TaskInfo, now: datetime) -> str:
+    """What the attempt's kind says (whom it is queued for, its signal, its timer's end), then its clock: a timer's
+    clock is its sleep, said already."""
+    said = kinds.step_note(step, task, now)
+    if step.kind == StepKind.TIMER:
+        return "; ".join(filter(None, [said, task.error]))
     if task.finished_at is not None and not task.paused_s and not task.paused_at:
-        return task.error or ""
+        return "; ".join(filter(None, [said, task.error]))
     clock = task.clock(now)
     parts = [f"used {render.seconds(clock.used_s)}"]
     if clock.paused_s or clock.paused:
@@ -140,7 +146,7 @@ def _note(task: TaskInfo, now: datetime) -> str:
                      else f"overdue by {render.seconds(-clock.left_s)}")
     if clock.calendar:
         parts.append(f"working time, {clock.calendar}")
-    return ", ".join(parts) + (f"; {task.error}" if task.error else "")
+    return "; ".join(filter(None, [said, ", ".join(parts), task.error]))
 
 
 @click.command(context_settings=CONTEXT)
@@ -160,9 +166,8 @@ def history(instance_id: str, as_json: bool) -> None:
         return
     rows = []
     for event in log:
-        details = " ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
         rows.append([render.moment(event.at, precise=True), event.kind, event.step_id or "",
-                     str(event.attempt or ""), details])
+                     str(event.attempt or ""), kinds.event_details(event.kind, event.data)])
     render.table(["at", "event", "step", "attempt", "details"], rows)
 
 

@@ -15,9 +15,10 @@ import click
 from pydantic import TypeAdapter
 
 from ..durations import format_duration
+from ..model.worktime import format_sla
 
 if TYPE_CHECKING:
-    from ..model.definitions import Definition
+    from ..model.definitions import Definition, Step
 
 #: Colours of the lights and of the statuses that need attention.
 COLOURS = {"green": "green", "yellow": "yellow", "red": "red", "failed": "red", "cancelled": "magenta"}
@@ -76,14 +77,29 @@ def as_json(value: object) -> None:
     click.echo(json.dumps(_ANY.dump_python(value, mode="json"), indent=2))
 
 
+def candidates(assign: dict[str, list[str]] | None) -> str:
+    """Who may claim a human step: ``group inspectors, alice``."""
+    assign = assign or {}
+    return ", ".join([*(f"group {g}" for g in assign.get("groups", [])), *assign.get("users", [])]) or "nobody"
+
+
+def _ended_by(step: Step) -> str:
+    if step.assign is not None:
+        return f" [human: {candidates(step.assign.model_dump())}]"
+    if step.wait_for is not None:
+        return f" [signal {step.wait_for}]"
+    return "" if step.sleep is None else f" [sleep {format_sla(step.sleep)}]"
+
+
 def graph(workflow: Definition) -> list[str]:
     """The steps as arrows, one source step per block: fan-outs branch, joins and maps say so.
 
     ``a ─┬─▶ b`` / ``   └─▶ c`` for a fan-out, ``(waits for b, c)`` on a join,
-    ``(each of payload.items)`` on a mapped step; first steps are marked ``●``.
+    ``(each of payload.items)`` on a mapped step; first steps are marked ``●``; a step no worker
+    runs says who ends it (``[human: group inspectors]``, ``[signal form_submitted]``, ``[sleep 10bd]``).
     """
     g = workflow.graph
-    ids = [step.id for step in workflow.steps]
+    ids = [step.id + _ended_by(step) for step in workflow.steps]
 
     def target(index: int) -> str:
         notes = []

@@ -21,6 +21,7 @@ from sqlalchemy import Row
 from ..celery.dispatch import Dispatch
 from ..exceptions import InstanceFinished, TaskAlreadyFinished
 from ..model.task import Task
+from ..model.worktime import format_sla
 from ..states import TaskStatus
 from ..store import moves
 from ..store.catalog import definition
@@ -54,7 +55,9 @@ def wake_timers(now: datetime, *, limit: int = 1000,
         try:
             workflow = definition(task.workflow_id, task.version)
             step = workflow.steps[task.step_index]
-            plan = Plan(workflow, task, Outcome.arrived(None, slept=str(step.sleep)), now)
+            assert step.sleep is not None
+            slept = format_sla(step.sleep)  # as the definition says it: 10m, 10bd
+            plan = Plan(workflow, task, Outcome.arrived(None, slept=slept), now)
             offered = retrying(partial(apply_in_transaction, db, plan), "ending a timer")
         except TRANSIENT:
             raise

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from ..exceptions import ConfigurationError
 from ..settings import OmsSettings, get_settings
+from ..states import StepKind
 from .definitions import Definition, Step
 
 #: URL schemes of kombu's Redis transport, the one with a visibility timeout.
@@ -40,6 +41,8 @@ def check_fits_broker(workflow: Definition, settings: OmsSettings | None = None)
     for index, step in enumerate(workflow.steps):
         if workflow.calendar_of(index) or workflow.tracked or (sla := wall_sla(step)) is None:
             continue  # no Celery time limit under a calendar (see compiler.step_signature), nor on Celery's tasks
+        if step.kind is not StepKind.WORKER:
+            continue  # a person, a signal or the clock ends it: no message is published for it
         _, hard = time_limits(sla, settings)
         longest = hard + step.retry_delay(step.retries).total_seconds()
         if longest > settings.visibility_timeout:

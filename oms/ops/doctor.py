@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..celery.app import current as celery_app
 from ..durations import format_duration
 from ..settings import ENGINE_QUEUE, celery_command, get_settings
-from ..states import TaskStatus
+from ..states import StepKind, TaskStatus
 from ..store.catalog import load_definition
 from ..store.db import connect, safe_url, transaction
 from ..store.runs import MISSED_SCANS, RECONCILE, SCAN, last_run, missing_scan
@@ -31,6 +31,10 @@ from ..store.tables import DefinitionRow, TaskRow
 from .reconcile import queue_state
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+#: The engine's topics of steps no worker runs, and what waits on each.
+NO_WORKER = {StepKind.HUMAN.topic: "step(s) queued for people (claimed from their inbox, no worker serves them)",
+             StepKind.WAIT.topic: "step(s) waiting for a signal (oms.signal ends them, no worker)",
+             StepKind.TIMER.topic: "timer(s) sleeping (the SLA scan ends them, no worker)"}
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,10 @@ def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
     checks = []
     for topic in sorted(topics | {ENGINE_QUEUE}):
         count, oldest = waiting.get(topic, (0, None))
+        if topic in NO_WORKER:  # people, signals and the clock end these steps: no consumer is missing
+            detail = f"{count} {NO_WORKER[topic]}" + (f", the oldest for {_ago(oldest, now)}" if oldest else "")
+            checks.append(Check(f"topic {topic}", OK, detail))
+            continue
         state = queue_state(topic)
         queued = None if state is None else state[0]
         consumers = list(serving.get(topic, []))

@@ -52,6 +52,9 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "oms_sla_warnings": (EventKind.TASK_SLA_WARNING, EventKind.WORKFLOW_SLA_WARNING),
     "oms_lease_expiries": (EventKind.TASK_LEASE_EXPIRED,),
     "oms_redispatches": (EventKind.TASK_REDISPATCHED,),
+    "oms_signals_received": (EventKind.SIGNAL_RECEIVED,),
+    "oms_claims_released": (EventKind.TASK_RELEASED,),
+    "oms_reassignments": (EventKind.TASK_REASSIGNED,),
 }
 #: What each counter says, for ``# HELP``.
 HELP = {
@@ -64,6 +67,10 @@ HELP = {
     "oms_workflows_finished": "Instances that ended, by the status they ended in (done, failed, cancelled).",
     "oms_lease_expiries": "Claims that lapsed (dead workers, pull leases run out, claims given back).",
     "oms_redispatches": "Steps the reconciler published again after their message was lost.",
+    "oms_signals_received": "Signals received for waiting steps (taken at once, or kept until the step is ready).",
+    "oms_claims_released": "People's claims on human steps given back (released, reassigned, or the person "
+                            "disabled).",
+    "oms_reassignments": "Human steps given new candidates by a supervisor.",
 }
 _BY_KIND = {kind: name for name, kinds in COUNTERS.items() for kind in kinds}
 _TIMED = (EventKind.TASK_DONE, EventKind.TASK_FAILED)
@@ -166,6 +173,8 @@ def _roll_up(now: datetime) -> int:
                 continue
             labels = _labels(workflow=workflow, step=row.step_id or "")
             deltas[(f"{name}_total", labels)] += 1
+            # a waiting step or a timer ends from pending, claimed by nobody: no queue wait nor run time to observe;
+            # a person's step is timed from its last claim (a released claim was waiting, not running)
             if row.kind in _TIMED and row.started_at is not None:
                 _observe(deltas, "oms_queue_wait_seconds", workflow, row.step_id or "",
                          (row.started_at - row.ready_at).total_seconds())

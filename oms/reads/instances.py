@@ -13,11 +13,13 @@ from ..exceptions import InvalidArgument, UnknownInstance, check_id
 from ..model.deadlines import paused_time
 from ..model.definitions import Definition
 from ..model.worktime import format_sla
-from ..states import LIGHTS, InstanceStatus, TaskStatus, worst
+from ..states import LIGHTS, InstanceStatus, StepKind, TaskStatus, worst
+from ..store import signals
 from ..store.catalog import load_definition, schedule
 from ..store.db import transaction
 from ..store.lights import seen_light, seen_rank
 from ..store.tables import EventRow, InstanceRow, TaskRow
+from .kinds import kind_fields
 
 
 class Clock(BaseModel):
@@ -62,6 +64,10 @@ class TaskInfo(BaseModel):
     #: ``predicted``: yellow because the topic's pace will make it late; ``cleared``: a prediction taken back.
     light_reason: str | None = None
     predicted_finish: datetime | None = None
+    #: A human step's candidates, ``{"users": [...], "groups": [...]}`` (as reassigned); ``worker_id`` holds it.
+    assign: dict[str, list[str]] | None = None
+    #: A timer: when it ends (its clock's ``warn_at`` and ``expires_at`` are a minute and five after it).
+    wake_at: datetime | None = None
 
     def light_now(self, now: datetime) -> str:
         """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`);
@@ -129,6 +135,17 @@ class StepInfo(BaseModel):
     #: A mapped step's items by the status of their latest attempt, and how many there are.
     items: dict[str, int] | None = None
     item_count: int | None = None
+    #: Who ends it: ``worker``, ``human`` (a person, from her inbox), ``wait`` (a signal) or ``timer`` (the clock).
+    kind: str = StepKind.WORKER.value
+    #: A human step: who may claim it (its latest attempt's candidates, as reassigned), and who holds it now.
+    assign: dict[str, list[str]] | None = None
+    held_by: str | None = None
+    #: A waiting step: the signal it waits for, and whether one came before the step was ready and is kept for it.
+    wait_for: str | None = None
+    signal_kept: bool | None = None
+    #: A timer: its sleep as defined, and when it ends (``None`` until it is ready).
+    sleep: str | None = None
+    wake_at: datetime | None = None
 
 
 #: A step none of whose attempts is queued yet: it waits for its predecessors.
@@ -140,7 +157,9 @@ STEP_PRECEDENCE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.RUNNING, 
 ITEM_COUNTS = (TaskStatus.DONE, TaskStatus.RUNNING, TaskStatus.PENDING, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
-def _steps(definition: Definition, tasks: list[TaskInfo], results: dict[str, Any], now: datetime) -> list[StepInfo]:
+def _steps(definition: Definition, tasks: list[TaskInfo], results: dict[str, Any], now: datetime,
+           kept: set[str]) -> list[StepInfo]:
+    """The graph's steps as they stand; ``kept``: the signals received before their steps were ready."""
     graph = definition.graph
     steps = []
     for index, step in enumerate(definition.steps):
@@ -160,6 +179,7 @@ def _steps(definition: Definition, tasks: list[TaskInfo], results: dict[str, Any
             items={s.value: states.count(s) for s in ITEM_COUNTS}
             if step.map else None,
             item_count=len(latest) if step.map else None,
+            **kind_fields(step, max(mine, key=lambda t: t.attempt) if mine else None, kept),
         ))
     return steps
 
@@ -173,6 +193,8 @@ class InstanceInfo(BaseModel):
     status: str
     #: Id of the step the instance is at (the last one once it is done).
     current_step: str
+    #: The case's own name it was started with (a form number), if any.
+    business_key: str | None = None
     payload: dict[str, Any]
     results: dict[str, Any]
     error: str | None
@@ -186,8 +208,6 @@ class InstanceInfo(BaseModel):
     tasks: list[TaskInfo]
     #: The graph: each step with its predecessors, status and worst light (a mapped step as one entry).
     steps: list[StepInfo]
-    #: The case's own name it was started with (``start_workflow(..., business_key=)``), if any.
-    business_key: str | None = None
 
     def worst_light(self, now: datetime) -> str:
         """The worst of the instance's own light and its steps', each read from its clock at ``now`` (as ``oms
@@ -232,6 +252,7 @@ def get_instance(instance_id: str) -> InstanceInfo:
             version=row.version,
             status=row.status,
             current_step=definition.steps[row.current_step].id,
+            business_key=row.business_key,
             payload=row.payload,
             results=row.results,
             error=row.error,
@@ -242,8 +263,8 @@ def get_instance(instance_id: str) -> InstanceInfo:
             updated_at=row.updated_at,
             finished_at=row.finished_at,
             tasks=tasks,
-            steps=_steps(definition, tasks, row.results, datetime.now(UTC)),
-            business_key=row.business_key,
+            steps=_steps(definition, tasks, row.results, datetime.now(UTC),
+                         {s.name for s in signals.received(session.connection(), row.id) if s.task_id is None}),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -9,11 +10,12 @@ from sqlalchemy import func, select
 
 from ..model.definitions import SYSTEM_PREFIX
 from ..model.graph import Graph
-from ..states import OPEN_TASK, RED
+from ..states import OPEN_TASK, RED, StepKind
 from ..store.catalog import load_definition
 from ..store.db import transaction
 from ..store.tables import DefinitionRow, InstanceRow, TaskRow
 from .instances import TaskInfo, seconds
+from .kinds import kind_of
 
 
 def overdue(limit: int = 1000) -> list[TaskInfo]:
@@ -37,10 +39,17 @@ class StepSummary(BaseModel):
     green: int = 0
     yellow: int = 0
     red: int = 0
+    #: Ready to claimed (a person's step: to the claim that completed it; released claims count as waiting).
     queue_wait_p50_s: float | None = None
     queue_wait_p95_s: float | None = None
     run_p50_s: float | None = None
     run_p95_s: float | None = None
+    #: Who ends the step (``worker``, ``human``, ``wait``, ``timer``): nobody claims a waiting step or a timer, so
+    #: they have no queue wait nor run time, only their total.
+    kind: str = StepKind.WORKER.value
+    #: Ready to finished, what the SLA measures.
+    total_p50_s: float | None = None
+    total_p95_s: float | None = None
 
 
 def _percentile(values: list[float], fraction: float) -> float | None:
@@ -57,27 +66,28 @@ def sla_summary(since: datetime | None = None) -> list[StepSummary]:
         since: only attempts that became ready at or after this moment (default: all).
     """
     query = select(
-        TaskRow.workflow_id, TaskRow.step_id, TaskRow.light, TaskRow.ready_at, TaskRow.started_at, TaskRow.finished_at
+        TaskRow.workflow_id, TaskRow.step_id, TaskRow.topic, TaskRow.light, TaskRow.ready_at, TaskRow.started_at,
+        TaskRow.finished_at
     ).where(~TaskRow.workflow_id.startswith(SYSTEM_PREFIX))
     if since is not None:
         query = query.where(TaskRow.ready_at >= since)
     summaries: dict[tuple[str, str], StepSummary] = {}
-    waits: dict[tuple[str, str], list[float]] = {}
-    runs: dict[tuple[str, str], list[float]] = {}
+    figures: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (workflow, step, figure) -> seconds
     with transaction() as session:
-        for workflow_id, step_id, light, ready, started, finished in session.execute(query):
+        for workflow_id, step_id, topic, light, ready, started, finished in session.execute(query):
             key = (workflow_id, step_id)
-            summary = summaries.setdefault(key, StepSummary(workflow_id=workflow_id, step_id=step_id))
+            summary = summaries.setdefault(key, StepSummary(workflow_id=workflow_id, step_id=step_id,
+                                                            kind=kind_of(topic)))
             setattr(summary, light, getattr(summary, light) + 1)
-            if (wait := seconds(ready, started)) is not None:
-                waits.setdefault(key, []).append(wait)
-            if (run := seconds(started, finished)) is not None:
-                runs.setdefault(key, []).append(run)
+            for figure, value in (("queue_wait", seconds(ready, started)), ("run", seconds(started, finished)),
+                                  ("total", seconds(ready, finished))):
+                if value is not None:
+                    figures[(*key, figure)].append(value)
     for key, summary in summaries.items():
-        summary.queue_wait_p50_s = _percentile(waits.get(key, []), 0.5)
-        summary.queue_wait_p95_s = _percentile(waits.get(key, []), 0.95)
-        summary.run_p50_s = _percentile(runs.get(key, []), 0.5)
-        summary.run_p95_s = _percentile(runs.get(key, []), 0.95)
+        for figure in ("queue_wait", "run", "total"):
+            values = figures.get((*key, figure), [])
+            setattr(summary, f"{figure}_p50_s", _percentile(values, 0.5))
+            setattr(summary, f"{figure}_p95_s", _percentile(values, 0.95))
     return sorted(summaries.values(), key=lambda s: (s.workflow_id, s.step_id))
 
 

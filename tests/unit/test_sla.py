@@ -247,6 +247,21 @@ def test_long_retry_backoffs_are_capped_and_fit_the_broker(backend: Backend) -> 
     assert scan_sla(now).errors == 0 and get_instance(iid).status == "running"
 
 
+def test_steps_no_worker_runs_are_not_held_to_the_redis_visibility_timeout() -> None:
+    """A person's, a signal's or a timer's step publishes no message: a month for the citizen's form fits Redis."""
+    from oms.exceptions import ConfigurationError
+    from oms.model.limits import check_fits_broker
+    from oms.settings import OmsSettings
+
+    redis = OmsSettings(broker_url="redis://127.0.0.1:1/0")
+    check_fits_broker(Workflow(id="patient", steps=[
+        {"id": "collect_form", "wait_for": "form_submitted", "sla": "30d"},
+        {"id": "assign_inspector", "assign": {"groups": ["inspectors"]}, "sla": "10d"},
+        {"id": "cooling_off", "sleep": "30d"}]), redis)
+    with pytest.raises(ConfigurationError, match="'charge_fee' .* OMS_VISIBILITY_TIMEOUT"):
+        check_fits_broker(Workflow(id="impatient", steps=[{"id": "charge_fee", "sla": "10d"}]), redis)
+
+
 def start_instance_of(workflow_id: str) -> str:
     with transaction() as s:
         definition, version = load_definition(s, workflow_id)
