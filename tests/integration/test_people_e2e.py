@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 
 import oms
@@ -23,10 +25,12 @@ from act import complete_task
 from oms import Calendar, InstanceFinished, Workflow, get_instance, history
 from oms.durations import utcnow
 from oms.model.files import read_definition
+from oms.store import tokens
 
 from ..conftest import Backend
 from ..invariants import assert_consistent
 from ..workers import ROOT, BeatProcess, WorkerProcess, wait_finished
+from .test_api_server import ApiProcess
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +49,17 @@ def _definition() -> dict[str, Any]:
     return spec
 
 
-def portal_signal(business_key: str, data: dict[str, Any], *, idempotency_key: str) -> oms.Receipt:
-    """The citizen portal's one call: the form ``form_submitted`` for the registration with this form number
-    (over HTTP: ``POST /v1/workflows/epa_waste_reg/signals/form_submitted`` with ``{"business_key", "data"}``)."""
-    return oms.signal_by_key(WORKFLOW, business_key, "form_submitted", data, idempotency_key=idempotency_key)
+@dataclass
+class Portal:
+    """The citizen portal: a real ``oms api`` process and a ``signaller`` token."""
+
+    api: ApiProcess
+    headers: dict[str, str]
+
+    def signal(self, business_key: str, data: dict[str, Any], *, idempotency_key: str) -> httpx.Response:
+        """The portal's one call: the form ``form_submitted`` for the registration with this form number."""
+        return httpx.post(f"{self.api.url}/v1/workflows/{WORKFLOW}/signals/form_submitted", headers=self.headers,
+                          json={"business_key": business_key, "data": data, "idempotency_key": idempotency_key})
 
 
 def _until(what: str, found: Any, timeout: float = 30) -> Any:
@@ -62,18 +73,26 @@ def _until(what: str, found: Any, timeout: float = 30) -> Any:
 
 
 @pytest.fixture
-def agency(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
-    """The registration saved, an inspector, a worker for the machine steps and the engine's queue, and beat."""
+def portal(backend: Backend, tmp_path: Path) -> Iterator[Portal]:
+    """The registration saved, an inspector, a worker for the machine steps and the engine's queue, beat, and the
+    HTTP API the portal signals through."""
     Calendar.from_file(ROOT / "examples/calendars/epa_business.yaml").save()
     Workflow(**_definition()).save()
     oms.create_user("alice", ["inspectors"], email="alice@epa.example")
     env = {**backend.env, "OMS_SLA_SCAN_INTERVAL": str(INTERVAL)}
+    secret, _ = tokens.create("signaller", name="portal")
     worker = WorkerProcess(env, tmp_path, ["oms", "validate_tax_id", "charge_fee", "issue_permit"],
                            modules="tests.handlers,examples.workers.permits")
     beat = BeatProcess(env, tmp_path)
-    yield backend
-    beat.stop()
-    worker.stop()
+    try:
+        api = ApiProcess(backend, tmp_path)
+        try:
+            yield Portal(api, {"Authorization": f"Bearer {secret}"})
+        finally:
+            api.stop()
+    finally:
+        beat.stop()
+        worker.stop()
 
 
 def _inspect(instance_id: str) -> str:
@@ -88,14 +107,17 @@ def _inspect(instance_id: str) -> str:
     return item.task_id
 
 
-def test_a_registration_runs_through_the_portal_a_person_and_a_timer(agency: Backend) -> None:
+def test_a_registration_runs_through_the_portal_a_person_and_a_timer(portal: Portal) -> None:
     instance_id = oms.start_workflow(WORKFLOW, {"form_id": "F8700-12-42"}, business_key="F8700-12-42")
     with pytest.raises(oms.BusinessKeyInUse, match=instance_id):
         oms.start_workflow(WORKFLOW, {"form_id": "F8700-12-42"}, business_key="F8700-12-42")
-    receipt = portal_signal("F8700-12-42", FORM, idempotency_key="portal-F8700-12-42-1")
-    assert receipt.instance_id == instance_id and receipt.task_id is not None
-    again = portal_signal("F8700-12-42", FORM, idempotency_key="portal-F8700-12-42-1")  # the portal retried
-    assert (again.signal_id, again.new) == (receipt.signal_id, False)
+    sent = portal.signal("F8700-12-42", FORM, idempotency_key="portal-F8700-12-42-1")
+    assert sent.status_code == 202, sent.text
+    receipt = sent.json()
+    assert receipt["instance_id"] == instance_id and receipt["task_id"] is not None
+    again = portal.signal("F8700-12-42", FORM, idempotency_key="portal-F8700-12-42-1")  # the portal retried
+    assert again.status_code == 200 and (again.json()["signal_id"], again.json()["new"]) == (
+        receipt["signal_id"], False)
 
     _inspect(instance_id)
     timer = _until("the cooling-off timer", lambda: [t for t in get_instance(instance_id).tasks
@@ -126,21 +148,21 @@ def test_a_registration_runs_through_the_portal_a_person_and_a_timer(agency: Bac
     assert [e.data for e in events if e.kind == "task.started" and e.step_id == "assign_inspector"] == [
         {"worker_id": "alice"}]
     assert_consistent([instance_id])
-    with pytest.raises(InstanceFinished):  # done: the portal's late form is refused
-        portal_signal("F8700-12-42", FORM, idempotency_key="portal-F8700-12-42-2")
+    late = portal.signal("F8700-12-42", FORM, idempotency_key="portal-F8700-12-42-2")  # done: a late form is refused
+    assert (late.status_code, late.json()["error"]) == (409, "InstanceFinished")
     assert oms.start_workflow(WORKFLOW, {"form_id": "F8700-12-42"}, business_key="F8700-12-42") != instance_id
 
 
-def test_a_cancelled_registration_refuses_signals_and_its_timer_never_fires(agency: Backend) -> None:
+def test_a_cancelled_registration_refuses_signals_and_its_timer_never_fires(portal: Portal) -> None:
     withdrawn = oms.start_workflow(WORKFLOW, {"form_id": "F8700-12-43"}, business_key="F8700-12-43")
     oms.cancel_workflow(withdrawn, "the facility withdrew its registration")
-    with pytest.raises(InstanceFinished):
-        portal_signal("F8700-12-43", FORM, idempotency_key="portal-F8700-12-43-1")
+    refused = portal.signal("F8700-12-43", FORM, idempotency_key="portal-F8700-12-43-1")
+    assert (refused.status_code, refused.json()["error"]) == (409, "InstanceFinished")
     with pytest.raises(InstanceFinished):
         oms.signal(withdrawn, "form_submitted", FORM)
 
     cooling = oms.start_workflow(WORKFLOW, {"form_id": "F8700-12-42"}, business_key="F8700-12-42")
-    portal_signal("F8700-12-42", FORM, idempotency_key="portal-F8700-12-42-1")
+    assert portal.signal("F8700-12-42", FORM, idempotency_key="portal-F8700-12-42-1").status_code == 202
     _inspect(cooling)
     timer = _until("the cooling-off timer", lambda: [t for t in get_instance(cooling).tasks
                                                      if t.step_id == "cooling_off"])[0]
