@@ -280,12 +280,19 @@ def _task_of(row: dict[str, Any], payload: dict[str, Any], version: int) -> Task
                 payload, version=version, step_index=row["step_index"], failures=row["failures"])
 
 
+def end_waiting(conn: Connection, definition: Definition, task: Task, signal: signals.Signal,
+                now: datetime) -> list[Offered] | None:
+    """End the queued waiting step ``task`` with ``signal``'s data; return what that offered (``None`` if the step
+    was no longer queued). The caller marks the signal taken."""
+    return apply(conn, Plan(definition, task, Outcome.arrived(signal.data, signal=signal.name,
+                                                              signal_id=signal.id), now))
+
+
 def take_signal(conn: Connection, definition: Definition, task: Task, signal: signals.Signal,
                 now: datetime) -> list[Offered]:
-    """End the queued waiting step ``task`` with ``signal``'s data, and mark the signal taken by it; return what
+    """End the queued waiting step ``task`` with the kept ``signal``, and mark the signal taken by it; return what
     that offered (``[]`` if the step was no longer queued: the signal stays kept)."""
-    offered = apply(conn, Plan(definition, task, Outcome.arrived(signal.data, signal=signal.name,
-                                                                 signal_id=signal.id), now))
+    offered = end_waiting(conn, definition, task, signal, now)
     if offered is None:
         return []
     signals.consume(conn, signal.id, task.id, now)

@@ -44,7 +44,7 @@ from ..store.events import step_event
 from ..store.portable import as_task
 from ..store.tables import events, instances, tasks
 from .checks import check_key, check_result
-from .plan import dispatches, take_signal
+from .plan import dispatches, end_waiting
 
 __all__ = ["Receipt", "signal", "signal_by_key"]
 
@@ -73,12 +73,14 @@ def _name(name: object) -> str:
 def _receive(session: Session, which: ColumnElement[bool], missing: Exception, name: str, data: dict[str, Any],
              key: str | None, now: datetime) -> tuple[Receipt, list[Dispatch]]:
     conn = session.connection()
-    instance = conn.execute(select(instances.c.id, instances.c.workflow_id, instances.c.version,
-                                   instances.c.status).where(which).with_for_update()).first()
+    instance = conn.execute(select(instances.c.id, instances.c.workflow_id, instances.c.version, instances.c.status,
+                                   *signals.seen_columns(key))
+                            .select_from(signals.with_key(instances, key)).where(which)
+                            .with_for_update(of=instances)).first()
     if instance is None:
         raise missing
-    if key is not None and (seen := signals.by_key(conn, instance.id, key)) is not None:
-        return Receipt(instance.id, seen.name, seen.id, seen.task_id, new=False), []
+    if key is not None and instance.seen_id is not None:
+        return Receipt(instance.id, instance.seen_name, instance.seen_id, instance.seen_task_id, new=False), []
     if instance.status in FINISHED_INSTANCE:
         raise InstanceFinished(instance.id, instance.status)
     definition, _ = load_definition(session, instance.workflow_id, instance.version)
@@ -96,14 +98,15 @@ def _receive(session: Session, which: ColumnElement[bool], missing: Exception, n
         raise SignalRefused(instance.id, name, f"step {step.id!r} is {attempts.status} already")
     if not queued and signals.kept(conn, instance.id, name) is not None:
         raise SignalRefused(instance.id, name, f"a signal {name!r} is kept for step {step.id!r} already")
-    kept = signals.keep(conn, instance.id, name, data, key, now)
+    task = as_task(attempts) if queued else None
+    kept = signals.keep(conn, instance.id, name, data, key, now, taken_by=None if task is None else task.id)
     conn.execute(events.insert(), [step_event(EventKind.SIGNAL_RECEIVED, instance.id, now, step.id, name=name,
                                               signal=kept.id, idempotency_key=key, kept=None if queued else True)])
-    if not queued:
+    if task is None:
         return Receipt(instance.id, name, kept.id, None), []
-    assert attempts is not None
-    task = as_task(attempts)
-    offered = take_signal(conn, definition, task, kept, now)
+    offered = end_waiting(conn, definition, task, kept, now)
+    if offered is None:  # cannot be, under the task's lock; if it were, roll back rather than store it taken
+        raise SignalRefused(instance.id, name, f"step {step.id!r} is no longer queued")
     return Receipt(instance.id, name, kept.id, task.id), dispatches(task, offered)
 
 

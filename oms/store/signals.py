@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Join, Label, Table, insert, select, update
 
 from .tables import signals
 
@@ -41,20 +41,29 @@ def kept(conn: Connection, instance_id: str, name: str) -> Signal | None:
     return None if row is None else _signal(row)
 
 
-def by_key(conn: Connection, instance_id: str, key: str) -> Signal | None:
-    """The signal the instance received with this idempotency key, if any."""
-    row = conn.execute(select(*_COLUMNS).where(signals.c.instance_id == instance_id,
-                                               signals.c.idempotency_key == key)).first()
-    return None if row is None else _signal(row)
+def with_key(instance: Table, key: str | None) -> Join | Table:
+    """``instance`` joined to the signal it received with the idempotency ``key`` (its columns ``seen_*``, null
+    when none): the key is looked up in the statement that locks the instance."""
+    if key is None:
+        return instance
+    return instance.outerjoin(signals, (signals.c.instance_id == instance.c.id) & (signals.c.idempotency_key == key))
+
+
+def seen_columns(key: str | None) -> list[Label[Any]]:
+    """The columns :func:`with_key` adds: the signal sent with the key, if any."""
+    if key is None:
+        return []
+    return [signals.c.id.label("seen_id"), signals.c.name.label("seen_name"), signals.c.task_id.label("seen_task_id")]
 
 
 def keep(conn: Connection, instance_id: str, name: str, data: dict[str, Any], key: str | None,
-         now: datetime) -> Signal:
-    """Store a signal as received (kept until a step takes it)."""
+         now: datetime, *, taken_by: str | None = None) -> Signal:
+    """Store a signal as received: kept until a step takes it, or taken at once by the attempt ``taken_by``."""
+    taken = {} if taken_by is None else {"consumed_at": now, "task_id": taken_by}
     signal_id = conn.execute(insert(signals).values(instance_id=instance_id, name=name, data=data,
-                                                    idempotency_key=key, received_at=now)
+                                                    idempotency_key=key, received_at=now, **taken)
                              .returning(signals.c.id)).scalar_one()
-    return Signal(signal_id, name, data, now)
+    return Signal(signal_id, name, data, now, taken_by)
 
 
 def consume(conn: Connection, signal_id: int, task_id: str, now: datetime) -> None:
