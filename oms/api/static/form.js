@@ -55,10 +55,18 @@ window.OMS.form = (function () {
     if (typeof value === "object" && !Array.isArray(value)) {
       const keys = Object.keys(value);
       if (!keys.length) return el("p", { class: "hint" }, "none");
-      return el("dl", { class: "json" }, keys.map((key) => [el("dt", null, key),
+      return el("dl", { class: "json" }, keys.flatMap((key) => [el("dt", null, key),
         el("dd", null, typeof value[key] === "string" ? value[key] : JSON.stringify(value[key], null, 1))]));
     }
     return el("pre", null, JSON.stringify(value, null, 2));
+  }
+
+  // The order of the fields: the required ones as ``required`` lists them, then the others. (A stored definition
+  // does not keep the order of an object's keys: PostgreSQL's jsonb sorts them; a list keeps its order.)
+  function fieldOrder(schema) {
+    const names = Object.keys(schema.properties);
+    const required = (Array.isArray(schema.required) ? schema.required : []).filter((n) => names.includes(n));
+    return [...new Set(required), ...names.filter((n) => !required.includes(n))];
   }
 
   // Fill ``form`` from ``schema`` (``null``: any JSON object, typed as JSON). ``disabled``: read-only (not hers).
@@ -78,7 +86,8 @@ window.OMS.form = (function () {
         el("label", { for: "field-result" }, "result (a JSON object)"), area, errors["(the result)"]));
     } else {
       const required = new Set(Array.isArray(schema.required) ? schema.required : []);
-      Object.entries(schema.properties).forEach(([name, property], index) => {
+      fieldOrder(schema).forEach((name, index) => {
+        const property = schema.properties[name];
         const sub = property && typeof property === "object" ? property : {};
         const id = "field-" + index;
         const made = control(name, sub, id, disabled);

@@ -54,7 +54,7 @@
   }
 
   function holder(item) {
-    if (!item.claimed_by) return el("span", { class: "holder queued" }, "queued: anyone of its candidates may claim it");
+    if (!item.claimed_by) return el("span", { class: "holder queued" }, "queued");
     if (item.claimed_by === state.user) return el("span", { class: "holder mine" }, "yours");
     return el("span", { class: "holder taken" }, "taken by " + item.claimed_by);
   }
