@@ -1,4 +1,5 @@
-"""The page's HTML documents (sign-in, the operators' board, a person's My work), as plain string templates: no template engine, no build step.
+"""The page's HTML documents (sign-in, the operators' board, a person's My work), as plain string templates: no
+template engine, no build step.
 
 The server renders only a shell (who is signed in, the login form and its error);
 the scripts fill it from the JSON API: ``static/page.js`` the operators' board,

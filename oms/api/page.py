@@ -68,7 +68,8 @@ async def _form(request: Request) -> dict[str, str]:
 
 @router.get("/", include_in_schema=False)
 def page(request: Request) -> Response:
-    """The board (a person: her My work) for a signed-in browser; the token form otherwise (also once its token is revoked).
+    """The board (a person's token: her My work) for a signed-in browser; the token form otherwise (also once its
+    token is revoked).
 
     Under ``oms api --insecure-no-auth`` (loopback only) every caller is the anonymous admin, as in the API.
     """
