@@ -4,7 +4,8 @@ real ``oms api`` on PostgreSQL.
 Alice and Bob both see the human step in their inboxes, its light and a countdown that ticks. Alice claims it and
 Bob's open page shows it taken without a reload. Alice submits the step's form wrong: the API's refusals appear next
 to their fields and the step stays hers. She corrects it and completes it: the instance moves on to its next step.
-An admin's board then finds an instance by its business key. Screenshots go to ``test-artifacts/``.
+An admin's board then finds an instance by its business key, and shows who holds a human step and when a timer
+ends. Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ WORKFLOW = {
     "id": "my_work_inspection",
     "steps": [
         {"id": "inspect", "assign": {"groups": ["inspectors"]}, "sla": "1h", "form": FORM},
-        {"id": "file_report", "sla": "1h"},  # no worker runs it: the instance waits there
+        {"id": "cooling_off", "sleep": "1h"},  # the instance waits there (no SLA scan runs here)
+        {"id": "file_report", "sla": "1h"},
     ],
 }
 
@@ -163,7 +165,7 @@ def test_two_inspectors_claim_and_complete_a_step_from_their_pages(
     alice.find_element(By.ID, "complete-button").click()
     wait_for(alice, "#work-message", "Completed")
     WebDriverWait(alice, 20, poll_frequency=0.2).until(
-        lambda _: get_instance(instance_id).current_step == "file_report")
+        lambda _: get_instance(instance_id).current_step == "cooling_off")
     instance = get_instance(instance_id)
     assert instance.steps[0].status == "done"
     assert instance.results["inspect"] == {"inspector": "Alice Ng", "visit_on": "2026-12-07", "score": 7.5,
@@ -189,3 +191,8 @@ def test_two_inspectors_claim_and_complete_a_step_from_their_pages(
     assert wait_for(alice, "#instance-key") == "F8700-99-01"
     assert "held by bob" in wait_for(alice, "#timeline [data-step='inspect'] .kind", "held by bob")
     screenshot(alice, "my-work-board-key.png")
+    alice.get(f"{api.url}/#/instances/{instance_id}")
+    [timer] = [s for s in get_instance(instance_id).steps if s.id == "cooling_off"]
+    assert timer.wake_at is not None
+    ends = wait_for(alice, "#timeline [data-step='cooling_off'] .kind", "ends")
+    assert f"sleep 1h · ends {timer.wake_at:%Y-%m-%d %H:%M:%S} UTC" == ends
