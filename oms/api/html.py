@@ -1,7 +1,10 @@
-"""The page's two HTML documents, as plain string templates: no template engine, no build step.
+"""The page's HTML documents (sign-in, the operators' board, a person's My work), as plain string templates: no
+template engine, no build step.
 
 The server renders only a shell (who is signed in, the login form and its error);
-``static/page.js`` fills it from the JSON API. Every value put in here goes
+the scripts fill it from the JSON API: ``static/page.js`` the operators' board,
+``static/work.js`` and ``static/form.js`` a person's My work (``static/common.js``
+is what they share). Every value put in here goes
 through :func:`html.escape`, so nothing a user typed becomes markup.
 """
 
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 from html import escape
 from string import Template
+
+from .auth import PEOPLE  # the roles that see My work rather than the operators' board
 
 _HEAD = """<!doctype html>
 <html lang="en">
@@ -30,21 +35,25 @@ _LOGIN = Template(_HEAD + """<body class="login">
 <button type="submit">Sign in</button>
 $error
 </form>
-<p class="hint">Create a token with <code>oms token create --role reader</code> (or admin to cancel and retry).</p>
+<p class="hint">Create a token with <code>oms token create --role reader</code> (or admin to cancel and retry); a
+person signs in with her own, from <code>oms user create</code>.</p>
 </main>
 </body>
 </html>
 """)
 
-_APP = Template(_HEAD + """<body data-role="$role" data-csrf-cookie="$csrf_cookie" data-csrf-header="$csrf_header">
+#: The top of a signed-in page: who, sign out (a form carrying the CSRF value), the status line.
+_TOP = """<body data-role="$role" data-name="$name" data-csrf-cookie="$csrf_cookie" data-csrf-header="$csrf_header">
 <header>
-<h1><a href="#/">HMS-OMS operator board</a></h1>
+<h1><a href="#/">$heading</a></h1>
 <p class="who">signed in as <strong>$name</strong> ($role)</p>
 <form method="post" action="/logout"><input type="hidden" name="csrf" value="$csrf">
 <button type="submit">Sign out</button></form>
 </header>
 <p id="status-line" role="status" aria-live="polite">loading…</p>
-<main>
+"""
+
+_APP = Template(_HEAD + _TOP.replace("$heading", "HMS-OMS operator board") + """<main>
 <section id="overview">
 <h2>Workflows</h2>
 <div id="board"></div>
@@ -56,8 +65,11 @@ _APP = Template(_HEAD + """<body data-role="$role" data-csrf-cookie="$csrf_cooki
 </select></label>
 <label>light <select name="light" id="f-light"><option value="">any</option>
 <option>green</option><option>yellow</option><option>red</option></select></label>
+<label>business key <input type="search" name="business_key" id="f-business_key" maxlength="200"
+placeholder="form number, exact"></label>
 </form>
-<table id="instances"><thead><tr><th>instance</th><th>workflow</th><th>status</th><th>step</th><th>light</th>
+<table id="instances"><thead><tr><th>instance</th><th>workflow</th><th>business key</th><th>status</th><th>step</th>
+<th>light</th>
 <th>started (UTC)</th><th>finished (UTC)</th></tr></thead><tbody></tbody></table>
 <nav class="pager"><button type="button" id="page-newer">← newer</button>
 <span id="page-number">page 1</span><button type="button" id="page-older">older →</button></nav>
@@ -74,7 +86,40 @@ _APP = Template(_HEAD + """<body data-role="$role" data-csrf-cookie="$csrf_cooki
 <tbody></tbody></table>
 </section>
 </main>
+<script src="/static/common.js"></script>
 <script src="/static/page.js"></script>
+</body>
+</html>
+""")
+
+#: A person's page (role ``person`` or ``supervisor``): her inbox, and the step she opened with its form.
+_WORK = Template(_HEAD + _TOP.replace("$heading", "HMS-OMS · My work") + """<main>
+<section id="work">
+<h2>My work</h2>
+<p id="work-message" role="alert"></p>
+<p class="hint">The steps queued for you and your groups, most urgent first. Claim one to work on it: it is yours
+until you complete or release it.</p>
+<ol id="inbox"></ol>
+</section>
+<section id="task" hidden>
+<p><a href="#/">← My work</a></p>
+<div id="task-head"></div>
+<div id="task-actions"></div>
+<p id="task-message" role="alert"></p>
+<div class="task-body">
+<form id="task-form" novalidate></form>
+<aside id="task-context">
+<h3>Payload</h3>
+<div id="task-payload"></div>
+<h3>Earlier results</h3>
+<div id="task-results"></div>
+</aside>
+</div>
+</section>
+</main>
+<script src="/static/common.js"></script>
+<script src="/static/form.js"></script>
+<script src="/static/work.js"></script>
 </body>
 </html>
 """)
@@ -87,6 +132,10 @@ def login_page(error: str | None = None) -> str:
 
 
 def app_page(*, name: str, role: str, csrf: str, csrf_cookie: str, csrf_header: str) -> str:
-    """The board's shell for a signed-in principal; the script reads its role and CSRF names from ``<body>``."""
+    """The shell for a signed-in principal, by role: a person's My work, else the operators' board; the scripts
+    read its role, name and CSRF names from ``<body>``."""
     values = {"name": name, "role": role, "csrf": csrf, "csrf_cookie": csrf_cookie, "csrf_header": csrf_header}
-    return _APP.substitute(title="board", **{key: escape(value, quote=True) for key, value in values.items()})
+    escaped = {key: escape(value, quote=True) for key, value in values.items()}
+    if role in PEOPLE:
+        return _WORK.substitute(title="my work", **escaped)
+    return _APP.substitute(title="board", **escaped)

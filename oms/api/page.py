@@ -1,4 +1,5 @@
-"""The operators' traffic-light page: ``GET /``, its two static files, and login/logout by token.
+"""The page: ``GET /`` (the operators' traffic-light board, or a person's My work), its static files, and
+login/logout by token.
 
 The page is a shell the script fills from the JSON API (``/v1``), polling every
 two seconds, so it holds no rule of its own. Signing in trades the token for two
@@ -26,7 +27,9 @@ from .html import app_page, login_page
 router = APIRouter()
 
 #: The static files, by name, with their media types: nothing else is served from the folder.
-STATIC = {"page.js": "text/javascript; charset=utf-8", "page.css": "text/css; charset=utf-8"}
+STATIC = {"common.js": "text/javascript; charset=utf-8", "page.js": "text/javascript; charset=utf-8",
+          "work.js": "text/javascript; charset=utf-8", "form.js": "text/javascript; charset=utf-8",
+          "page.css": "text/css; charset=utf-8"}
 
 #: Headers of every HTML response: only this origin's script and style run; no framing, no caching.
 PAGE_HEADERS = {
@@ -65,7 +68,8 @@ async def _form(request: Request) -> dict[str, str]:
 
 @router.get("/", include_in_schema=False)
 def page(request: Request) -> Response:
-    """The board for a signed-in browser; the token form otherwise (also once its token is revoked).
+    """The board (a person's token: her My work) for a signed-in browser; the token form otherwise (also once its
+    token is revoked).
 
     Under ``oms api --insecure-no-auth`` (loopback only) every caller is the anonymous admin, as in the API.
     """
@@ -118,7 +122,7 @@ def _static(name: str) -> bytes:
 
 @router.get("/static/{name}", include_in_schema=False)
 def static(name: str) -> Response:
-    """``page.js`` and ``page.css``, shipped inside the package (no CDN: the page works offline)."""
+    """The scripts and ``page.css`` of :data:`STATIC`, shipped inside the package (no CDN: the page works offline)."""
     if name not in STATIC:
         return JSONResponse({"error": "NotFound", "detail": f"No static file {name!r}."}, status_code=404)
     return Response(_static(name), media_type=STATIC[name],

@@ -12,7 +12,12 @@ from fastapi.testclient import TestClient
 from oms.api import page
 from oms.api.auth import CSRF_COOKIE, TOKEN_COOKIE, Principal
 
-TOKENS = {"good": Principal(name="<script>alert(1)</script>", role="admin", topics=None)}
+TOKENS = {"good": Principal(name="<script>alert(1)</script>", role="admin", topics=None),
+          "alice": Principal(name="<b>alice</b>", role="person", topics=None, groups=("inspectors",)),
+          "dave": Principal(name="dave", role="supervisor", topics=None, groups=("supervisors",)),
+          "reader": Principal(name="r", role="reader", topics=None)}
+#: The scripts the page serves: each must be listed in page.STATIC, and none may write markup.
+SCRIPTS = ("common.js", "page.js", "work.js", "form.js")
 
 
 @pytest.fixture
@@ -53,6 +58,26 @@ def test_the_shell_escapes_what_it_shows(client: TestClient) -> None:
     assert 'data-role="admin"' in response.text and '<script src="/static/page.js">' in response.text
 
 
+def test_a_person_gets_my_work_and_the_others_the_board(client: TestClient) -> None:
+    """The shell is picked by role: a person's or a supervisor's token gets My work (its scripts after
+    common.js); every other role the operators' board."""
+    for who, work in (("alice", True), ("dave", True), ("reader", False), ("good", False)):
+        client.cookies.clear()
+        client.post("/login", data={"token": who})
+        shell = client.get("/").text
+        scripts = [line for line in shell.splitlines() if line.startswith("<script")]
+        if work:
+            assert 'id="inbox"' in shell and 'id="board"' not in shell and "My work" in shell
+            assert scripts == ['<script src="/static/common.js"></script>', '<script src="/static/form.js"></script>',
+                               '<script src="/static/work.js"></script>']
+        else:
+            assert 'id="board"' in shell and 'id="f-business_key"' in shell and 'id="inbox"' not in shell
+            assert scripts == ['<script src="/static/common.js"></script>', '<script src="/static/page.js"></script>']
+    client.cookies.clear()
+    client.post("/login", data={"token": "alice"})
+    assert "&lt;b&gt;alice&lt;/b&gt;" in client.get("/").text
+
+
 def test_another_sites_form_can_neither_sign_in_nor_out(client: TestClient) -> None:
     evil = {"Origin": "http://evil.example"}
     assert client.post("/login", data={"token": "good"}, headers=evil).status_code == 403
@@ -65,9 +90,11 @@ def test_another_sites_form_can_neither_sign_in_nor_out(client: TestClient) -> N
     assert all("Max-Age=0" in c or "expires=" in c.lower() for c in response.headers.get_list("set-cookie"))
 
 
-def test_only_the_two_static_files_are_served(client: TestClient) -> None:
-    script = client.get("/static/page.js")
-    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+def test_only_the_listed_static_files_are_served(client: TestClient) -> None:
+    for name in SCRIPTS:
+        script = client.get(f"/static/{name}")
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert set(page.STATIC) == {*SCRIPTS, "page.css"}
     assert client.get("/static/page.css").headers["content-type"].startswith("text/css")
     assert client.get("/static/html.py").status_code == 404
     assert client.get("/static/..%2Fhtml.py").status_code == 404
@@ -75,6 +102,7 @@ def test_only_the_two_static_files_are_served(client: TestClient) -> None:
 
 def test_the_script_never_writes_markup() -> None:
     """Server data reaches the page as text only: no innerHTML, outerHTML, insertAdjacentHTML or document.write."""
-    script = files("oms.api").joinpath("static", "page.js").read_text()
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert sink not in script
+    for name in SCRIPTS:
+        script = files("oms.api").joinpath("static", name).read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert sink not in script, (name, sink)

@@ -3,107 +3,16 @@
 "use strict";
 
 (function () {
-  const POLL_MS = 2000;
+  const { el, fill, light, when, clock, seconds, api, post } = window.OMS;
   const PAGE_SIZE = 20;
-  const LIGHT_MARK = { green: "●", yellow: "▲", red: "■" };
   const body = document.body;
   const isAdmin = body.dataset.role === "admin";
   const state = {
-    filters: { workflow: "", status: "", light: "" },
+    filters: { workflow: "", status: "", light: "", business_key: "" },
     cursors: [""], // cursors[n] opens page n; "" is the newest page
     next: null,
-    offset: 0, // the server's clock minus this browser's
     message: { instance: null, text: "", error: false },
-    timer: null,
-    loop: 0,
   };
-
-  // ---- small helpers -------------------------------------------------------------------------------------------
-
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else if (key === "dataset") Object.assign(node.dataset, value);
-      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-      else node.setAttribute(key, String(value));
-    }
-    for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  function fill(node, ...children) {
-    node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
-  }
-
-  function cookie(name) {
-    for (const part of document.cookie.split(";")) {
-      const [key, ...rest] = part.trim().split("=");
-      if (key === name) return decodeURIComponent(rest.join("="));
-    }
-    return "";
-  }
-
-  function light(name) {
-    const known = Object.prototype.hasOwnProperty.call(LIGHT_MARK, name) ? name : "unknown";
-    return el("span", { class: "light light-" + known, dataset: { light: known } },
-      (LIGHT_MARK[known] || "?") + " " + (name || "unknown"));
-  }
-
-  function when(iso) {
-    if (!iso) return null;
-    const text = String(iso);
-    return Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(text) ? text : text + "Z");
-  }
-
-  function clock(iso) {
-    const ms = when(iso);
-    return ms === null || Number.isNaN(ms) ? "" : new Date(ms).toISOString().replace("T", " ").slice(0, 19);
-  }
-
-  function seconds(ms) {
-    if (ms === null || Number.isNaN(ms)) return "–";
-    const s = ms / 1000;
-    if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + " s";
-    if (s < 3600) return (s / 60).toFixed(1) + " min";
-    return (s / 3600).toFixed(1) + " h";
-  }
-
-  function setStatus(text, error) {
-    const line = document.getElementById("status-line");
-    line.textContent = text;
-    line.classList.toggle("error", Boolean(error));
-  }
-
-  // ---- the API ---------------------------------------------------------------------------------------------------
-
-  async function api(path, options) {
-    const init = Object.assign({ credentials: "same-origin" }, options || {});
-    init.headers = Object.assign({ Accept: "application/json" }, init.headers || {});
-    const response = await fetch(path, init);
-    const date = Date.parse(response.headers.get("Date") || "");
-    // the Date header has whole seconds: trust it over this browser's clock only when they differ by more
-    if (!Number.isNaN(date)) state.offset = Math.abs(date - Date.now()) > 2000 ? date - Date.now() : 0;
-    if (response.status === 401) {
-      window.location.assign("/"); // the session ended (signed out, token revoked): back to the form
-      throw new Error("signed out");
-    }
-    const data = response.status === 204 ? null : await response.json().catch(() => null);
-    if (!response.ok) {
-      const detail = data && (data.detail || data.error);
-      throw new Error(typeof detail === "string" ? detail : "HTTP " + response.status);
-    }
-    return data;
-  }
-
-  function unsafe(path) {
-    const headers = { [body.dataset.csrfHeader]: cookie(body.dataset.csrfCookie) };
-    return api(path, { method: "POST", headers: headers });
-  }
 
   // ---- the board -------------------------------------------------------------------------------------------------
 
@@ -113,7 +22,7 @@
 
   async function drawBoard(mine) {
     const workflows = await api("/v1/board");
-    if (mine !== state.loop) return; // a newer refresh has started: its answer is the one to show
+    if (!current(mine)) return; // a newer refresh has started: its answer is the one to show
     const cards = workflows.map((wf) => el("article", { class: "workflow", dataset: { workflow: wf.id } },
       el("h3", null,
         el("button", { type: "button", title: "show its instances", onclick: () => setFilter("workflow", wf.id) }, wf.id),
@@ -146,14 +55,15 @@
     const cursor = state.cursors[state.cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
     const data = await api("/v1/instances?" + query.toString());
-    if (mine !== state.loop) return;
+    if (!current(mine)) return;
     state.next = data.next_cursor || null; // the API's page: {instances, next_cursor}
     const rows = data.instances.map((i) => el("tr", { dataset: { instance: i.id } },
       el("td", null, el("a", { href: "#/instances/" + encodeURIComponent(i.id) }, i.id)),
-      el("td", null, i.workflow_id), el("td", { class: "status" }, i.status), el("td", null, i.current_step || ""),
+      el("td", null, i.workflow_id), el("td", { class: "key" }, i.business_key || ""),
+      el("td", { class: "status" }, i.status), el("td", null, i.current_step || ""),
       el("td", null, light(i.light)), el("td", null, clock(i.created_at)), el("td", null, clock(i.finished_at))));
     fill(document.querySelector("#instances tbody"),
-      rows.length ? rows : el("tr", null, el("td", { colspan: 7 }, "No instance matches.")));
+      rows.length ? rows : el("tr", null, el("td", { colspan: 8 }, "No instance matches.")));
     document.getElementById("page-number").textContent = "page " + state.cursors.length;
     document.getElementById("page-newer").disabled = state.cursors.length === 1;
     document.getElementById("page-older").disabled = !state.next;
@@ -162,7 +72,7 @@
   // ---- one instance ----------------------------------------------------------------------------------------------
 
   function bar(task) {
-    const now = Date.now() + state.offset;
+    const now = window.OMS.now();
     const ready = when(task.ready_at);
     const started = when(task.started_at);
     const finished = when(task.finished_at);
@@ -189,10 +99,7 @@
 
   // As oms.lights reads a row: the worse of the light recorded and the clock's (at its end, or now while open).
   function seenLight(task) {
-    const moment = when(task.finished_at) || Date.now() + state.offset;
-    const clockLight = moment >= when(task.expires_at) ? "red" : moment >= when(task.warn_at) ? "yellow" : "green";
-    const order = ["green", "yellow", "red"];
-    return order[Math.max(order.indexOf(task.light), order.indexOf(clockLight))];
+    return window.OMS.liveLight(task.light, task.warn_at, task.expires_at, when(task.finished_at) || window.OMS.now());
   }
 
   function attempt(task) {
@@ -203,6 +110,24 @@
       bar(task));
   }
 
+  // What a step's kind shows: who may claim a human step and who holds it, the signal a step waits for, when a
+  // timer ends.
+  function kindFacts(step) {
+    const facts = [];
+    if (step.kind === "human") {
+      const assign = step.assign || {};
+      const who = [...(assign.users || []), ...(assign.groups || []).map((g) => "group " + g)];
+      facts.push("human" + (who.length ? ": " + who.join(", ") : ""));
+      facts.push(step.held_by ? "held by " + step.held_by : "not claimed");
+    } else if (step.kind === "wait") {
+      facts.push("waits for signal " + step.wait_for + (step.signal_kept ? " (received, kept)" : ""));
+    } else if (step.kind === "timer") {
+      facts.push("sleep " + step.sleep);
+      facts.push(step.wake_at ? "ends " + clock(step.wake_at) + " UTC" : "not started");
+    }
+    return facts.length ? el("span", { class: "kind", dataset: { kind: step.kind } }, facts.join(" · ")) : null;
+  }
+
   function steps(instance) {
     const tasks = instance.tasks || [];
     const list = instance.steps && instance.steps.length ? instance.steps
@@ -211,7 +136,8 @@
       el("div", { class: "step-head" }, el("strong", null, step.id),
         step.status ? el("span", { class: "status" }, step.status) : null,
         step.light && step.attempts !== 0 ? light(step.light) : null,
-        step.attempts !== undefined ? el("span", null, step.attempts + " attempt(s)") : null),
+        step.attempts !== undefined ? el("span", null, step.attempts + " attempt(s)") : null,
+        kindFacts(step)),
       tasks.filter((t) => t.step_id === step.id).map(attempt)));
   }
 
@@ -221,7 +147,7 @@
       onclick: async (event) => {
         event.target.disabled = true;
         try {
-          await unsafe("/v1/instances/" + encodeURIComponent(instance.id) + "/" + verb);
+          await post("/v1/instances/" + encodeURIComponent(instance.id) + "/" + verb);
           state.message = { instance: instance.id, text: label + ": sent", error: false };
         } catch (error) {
           state.message = { instance: instance.id, text: label + " refused: " + error.message, error: true };
@@ -237,7 +163,7 @@
   async function drawInstance(id, mine) {
     const path = "/v1/instances/" + encodeURIComponent(id);
     const [instance, events] = await Promise.all([api(path), api(path + "/history")]);
-    if (mine !== state.loop) return;
+    if (!current(mine)) return;
     const worst = ["red", "yellow", "green"].find((l) => l === instance.light ||
       (instance.steps || []).some((s) => s.light === l)) || "green";
     fill(document.getElementById("instance-head"),
@@ -245,7 +171,9 @@
       el("p", null, "workflow ", el("strong", null, instance.workflow_id), " v" + instance.version,
         " · status ", el("span", { class: "status", id: "instance-status" }, instance.status),
         " · light ", el("span", { id: "instance-light" }, light(worst)),
-        " · at step ", instance.current_step || "–"),
+        " · at step ", instance.current_step || "–",
+        instance.business_key ? [" · business key ", el("strong", { id: "instance-key" }, instance.business_key)]
+          : null),
       instance.error ? el("p", { class: "error" }, instance.error) : null,
       el("p", { class: "legend" }, el("span", { class: "swatch wait" }), "queue wait",
         el("span", { class: "swatch run" }), "run time", el("span", { class: "swatch sla" }), "SLA line"));
@@ -275,26 +203,18 @@
     else await Promise.all([drawBoard(mine), drawList(mine)]);
   }
 
-  async function run(mine) {
-    try {
-      await refresh(mine);
-      setStatus("updated " + new Date().toLocaleTimeString() + " · refreshes every " + POLL_MS / 1000 + " s", false);
-    } catch (error) {
-      setStatus("could not refresh: " + error.message, true);
-    } finally {
-      if (mine === state.loop) state.timer = window.setTimeout(() => run(mine), POLL_MS);
-    }
-  }
-
-  function kick() {
-    window.clearTimeout(state.timer);
-    state.loop += 1;
-    run(state.loop);
-  }
+  const loop = window.OMS.poller(refresh);
+  const kick = loop.kick;
+  const current = (mine) => mine === loop.current;
 
   for (const name of Object.keys(state.filters)) {
-    document.getElementById("f-" + name).addEventListener("change", (event) => setFilter(name, event.target.value));
+    document.getElementById("f-" + name).addEventListener("change",
+      (event) => setFilter(name, event.target.value.trim()));
   }
+  document.getElementById("filters").addEventListener("submit", (event) => {
+    event.preventDefault(); // Enter in the business key: search it
+    setFilter("business_key", document.getElementById("f-business_key").value.trim());
+  });
   document.getElementById("page-older").addEventListener("click", () => {
     if (state.next) { state.cursors.push(state.next); kick(); }
   });
