@@ -127,6 +127,8 @@ class InstanceRow(Base):
     calendar_id: Mapped[str | None] = mapped_column(String(128))
     #: The case's own name (a form number a citizen quotes): unique among the workflow's unfinished instances.
     business_key: Mapped[str | None] = mapped_column(String(255))
+    #: Rungs of the workflow's escalation ladder fired so far (``None``: none, or no ladder).
+    rung: Mapped[int | None]
 
     __table_args__ = (
         Index("ix_oms_instances_workflow_status", "workflow_id", "status"),
@@ -228,6 +230,8 @@ class TaskRow(Base):
     light_reason: Mapped[str | None] = mapped_column(String(16))
     #: When the scanner last predicted the step would finish (see :mod:`oms.predict`).
     predicted_finish: Mapped[datetime | None]
+    #: Rungs of the step's escalation ladder fired for this attempt (``None``: none, or no ladder).
+    rung: Mapped[int | None]
     #: A human step's candidates, ``{"users": [...], "groups": [...]}``: its definition's ``assign`` until a
     #: supervisor reassigns it. ``worker_id`` is then the person holding her claim (no lease: it does not lapse).
     assign: Mapped[dict[str, Any] | None]
@@ -401,6 +405,68 @@ class TokenRow(Base):
     __table_args__ = (Index("ix_oms_api_tokens_hash", "token_hash", unique=True),)
 
 
+class ChannelRow(Base):
+    """Where notices go (``oms channel create``): a webhook (Slack's and Teams' incoming webhooks are webhooks) or
+    an e-mail address. A webhook's secret signs its bodies; it is never logged nor returned."""
+
+    __tablename__ = "oms_channels"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: ``webhook`` or ``email``.
+    kind: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(String(320))
+    secret: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class NoticeRow(Base):
+    """The outbox: one notice to one target, written in the transaction of the escalation that decided it and
+    sent after it by a Celery task; its ``id`` is what a receiver deduplicates on."""
+
+    __tablename__ = "oms_notices"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime]
+    instance_id: Mapped[str | None] = mapped_column(String(40))
+    task_id: Mapped[str | None] = mapped_column(String(40))
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    step_id: Mapped[str | None] = mapped_column(String(128))
+    #: The ladder's rung that sent it (its position), if a ladder did.
+    rung: Mapped[int | None]
+    #: Whom, as the ladder names it once resolved: ``user:alice``, ``group:supervisors``, a channel's name.
+    target: Mapped[str] = mapped_column(String(255))
+    #: The facts it tells: instance, step, light, deadline, time over, the instance page's link.
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: ``pending`` (to send, at ``next_attempt_at``), ``sent``, or ``failed`` (gave up).
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_oms_notices_due", "next_attempt_at", **where("status = 'pending'")),
+        Index("ix_oms_notices_created", "created_at"),
+    )
+
+
+class NoticeAttemptRow(Base):
+    """One attempt at sending a notice, and what came of it."""
+
+    __tablename__ = "oms_notice_attempts"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    notice_id: Mapped[str] = mapped_column(ForeignKey("oms_notices.id", ondelete="CASCADE"))
+    at: Mapped[datetime]
+    ok: Mapped[bool]
+    #: The receiver's answer (``HTTP 200``, ``250 OK``) or the error.
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_oms_notice_attempts_notice", "notice_id", "id"),)
+
+
 class MetricRow(Base):
     """Counters and histogram buckets of ``/metrics``, rolled up from the event log past a watermark.
 
@@ -425,3 +491,6 @@ tasks = cast(Table, TaskRow.__table__)
 events = cast(Table, EventRow.__table__)
 signals = cast(Table, SignalRow.__table__)
 users = cast(Table, UserRow.__table__)
+channels = cast(Table, ChannelRow.__table__)
+notices = cast(Table, NoticeRow.__table__)
+notice_attempts = cast(Table, NoticeAttemptRow.__table__)
