@@ -87,7 +87,8 @@ class DefinitionRow(Base):
 
     workflow_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    spec: Mapped[dict[str, Any]]
+    #: As saved, in plain JSON (not JSONB) on PostgreSQL too: a form's properties keep their author's order.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
 

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.integration
 FORM = {
     "type": "object",
     "required": ["inspector", "visit_on", "score", "passed", "outcome"],
-    "properties": {
+    "properties": {  # in an order neither alphabetical nor jsonb's (shorter keys first): the form keeps it
+        "notes": {"type": "string"},
         "inspector": {"type": "string", "title": "Inspector's name", "minLength": 1},
         "visit_on": {"type": "string", "format": "date"},
         "score": {"type": "number", "minimum": 0, "maximum": 10},
@@ -134,6 +135,8 @@ def test_two_inspectors_claim_and_complete_a_step_from_their_pages(
     # her form: each type its control, required marked; the payload read-only beside it
     controls = {name: alice.find_element(By.CSS_SELECTOR, f"#task-form .field[data-field='{name}'] :is(input, select)")
                 for name in FORM["properties"]}
+    fields = alice.find_elements(By.CSS_SELECTOR, "#task-form .field[data-field]")
+    assert [f.get_attribute("data-field") for f in fields] == list(FORM["properties"])
     assert controls["inspector"].get_attribute("type") == "text"
     assert controls["visit_on"].get_attribute("type") == "date"
     assert controls["score"].get_attribute("type") == "number"

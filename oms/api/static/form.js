@@ -61,12 +61,9 @@ window.OMS.form = (function () {
     return el("pre", null, JSON.stringify(value, null, 2));
   }
 
-  // The order of the fields: the required ones as ``required`` lists them, then the others. (A stored definition
-  // does not keep the order of an object's keys: PostgreSQL's jsonb sorts them; a list keeps its order.)
+  // The order of the fields: as the schema's ``properties`` lists them (definitions keep their author's key order).
   function fieldOrder(schema) {
-    const names = Object.keys(schema.properties);
-    const required = (Array.isArray(schema.required) ? schema.required : []).filter((n) => names.includes(n));
-    return [...new Set(required), ...names.filter((n) => !required.includes(n))];
+    return Object.keys(schema.properties);
   }
 
   // Fill ``form`` from ``schema`` (``null``: any JSON object, typed as JSON). ``disabled``: read-only (not hers).

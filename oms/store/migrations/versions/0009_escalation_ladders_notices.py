@@ -1,7 +1,10 @@
-"""Escalation ladders and the notices they send.
+"""Escalation ladders and the notices they send; definitions kept in their author's key order.
 
 Revision 0009, after 0008. Adds nullable columns (the rungs a step or an instance has
 fired: existing rows have fired none) and new tables; running instances are untouched.
+On PostgreSQL, definitions are stored as ``json`` rather than ``jsonb``, which keeps a
+form's properties in the order written (definitions saved before keep the order jsonb
+gave them).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def _ladders() -> None:
     op.add_column("oms_tasks", sa.Column("rung", sa.Integer(), nullable=True))
     op.add_column("oms_instances", sa.Column("rung", sa.Integer(), nullable=True))
+
+
+def _definitions(to: str) -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"ALTER TABLE oms_definitions ALTER COLUMN spec TYPE {to} USING spec::text::{to}")
 
 
 def _notices() -> None:
@@ -75,9 +83,11 @@ def _notices() -> None:
 def upgrade() -> None:
     _ladders()
     _notices()
+    _definitions("json")
 
 
 def downgrade() -> None:
+    _definitions("jsonb")
     op.drop_index("ix_oms_notice_attempts_notice", table_name="oms_notice_attempts")
     op.drop_table("oms_notice_attempts")
     op.drop_index("ix_oms_notices_created", table_name="oms_notices")
