@@ -105,6 +105,7 @@ until you complete or release it.</p>
 <p><a href="#/">← My work</a></p>
 <div id="task-head"></div>
 <div id="task-actions"></div>
+<form id="task-reassign" hidden></form>
 <p id="task-message" role="alert"></p>
 <div class="task-body">
 <form id="task-form" novalidate></form>

@@ -53,11 +53,13 @@ WORKFLOW = {
 
 @pytest.fixture
 def people(postgres_backend: Backend) -> dict[str, str]:
-    """The tokens of an admin (made before the API starts: it refuses to start with none) and of two inspectors,
-    alice and bob, each from ``oms user create``, which prints it once."""
+    """The tokens of an admin (made before the API starts: it refuses to start with none), of two inspectors,
+    alice and bob, and of their supervisor dave, each from ``oms user create``, which prints it once."""
     made = {"admin": token(postgres_backend, "admin", "my-work-admin")}
     for name in ("alice", "bob"):
         made[name] = oms_command(postgres_backend.env, "user", "create", name, "--groups", "inspectors").strip()
+    made["dave"] = oms_command(postgres_backend.env, "user", "create", "dave", "--groups", "inspectors",
+                               "--role", "supervisor").strip()
     return made
 
 
@@ -199,3 +201,21 @@ def test_two_inspectors_claim_and_complete_a_step_from_their_pages(
     assert timer.wake_at is not None
     ends = wait_for(alice, "#timeline [data-step='cooling_off'] .kind", "ends")
     assert f"sleep 1h · ends {timer.wake_at:%Y-%m-%d %H:%M:%S} UTC" == ends
+
+    # dave, their supervisor, gives bob's step to alice: bob's claim goes back and the step leaves his page
+    other_task = next(t.id for t in get_instance(other_id).tasks if t.step_id == "inspect")
+    alice.delete_all_cookies()
+    alice.get(api.url + "/")
+    sign_in(alice, people["dave"])
+    assert "(supervisor)" in wait_for(alice, ".who")
+    wait_for(alice, f"#inbox li[data-task='{other_task}']", "taken by bob")
+    alice.get(f"{api.url}/#/tasks/{other_task}")
+    wait_for(alice, "#task-reassign", "Reassign")
+    alice.find_element(By.ID, "reassign-button").click()
+    assert "name a person or a group" in wait_for(alice, "#task-message", "Not reassigned")
+    alice.find_element(By.ID, "reassign-user").send_keys("alice", Keys.ENTER)
+    assert "held by alice" in wait_for(alice, "#work-message", "Reassigned")
+    assert get_instance(other_id).steps[0].held_by == "alice"
+    WebDriverWait(bob, 10, poll_frequency=0.2).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, f"#inbox li[data-task='{other_task}']"))
+    assert bob.execute_script("return window.omsSamePage === true;"), "bob's page was reloaded"

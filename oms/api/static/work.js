@@ -1,11 +1,12 @@
 // HMS-OMS My work: a person's inbox (read every two seconds, countdowns ticking every second), claim and release,
-// and the step she opened with its form (form.js). No framework, no build step. Everything from the server is put
+// the step she opened with its form (form.js), and for a supervisor, reassigning it. No framework, no build step. Everything from the server is put
 // in the page as text (textContent / text nodes), never as markup.
 "use strict";
 
 (function () {
   const { el, fill, light, when, clock, now, liveLight, countdown, api, post } = window.OMS;
   const TICK_MS = 1000;
+  const supervisor = document.body.dataset.role === "supervisor";
   const state = {
     user: document.body.dataset.name,
     items: [],
@@ -151,10 +152,57 @@
     if (mine) form.append(el("button", { type: "submit", id: "complete-button" }, "Complete"));
     else form.append(el("p", { class: "hint" }, task.claimed_by ? "Taken by " + task.claimed_by + ": read only."
       : "Claim it to fill in its form."));
+    drawReassign(task);
     fill(document.getElementById("task-payload"), window.OMS.form.show(task.payload));
     fill(document.getElementById("task-results"), window.OMS.form.show(task.results));
     say(document.getElementById("task-message"), "", false);
     state.open = { id: task.task_id, task: task, form: built, holder: task.claimed_by, busy: false };
+  }
+
+  // ---- a supervisor reassigns ------------------------------------------------------------------------------------
+
+  // Her form under the step's head: a person (who holds it at once) and/or groups (whose queue it joins).
+  function drawReassign(task) {
+    const form = document.getElementById("task-reassign");
+    form.hidden = !supervisor;
+    if (!supervisor) return;
+    fill(form, el("fieldset", null, el("legend", null, "Reassign"),
+      el("label", null, "to person ", el("input", { type: "text", name: "user", id: "reassign-user",
+        autocomplete: "off" })),
+      el("label", null, " or to groups ", el("input", { type: "text", name: "groups", id: "reassign-groups",
+        placeholder: "inspectors, supervisors", autocomplete: "off" })),
+      el("button", { type: "submit", id: "reassign-button" }, "Reassign"),
+      el("span", { class: "hint" }, task.claimed_by ? " " + task.claimed_by + "'s claim goes back." : "")));
+  }
+
+  async function reassign(event) {
+    event.preventDefault();
+    const open = state.open;
+    if (!open) return;
+    const user = document.getElementById("reassign-user").value.trim();
+    const groups = document.getElementById("reassign-groups").value.split(",").map((g) => g.trim()).filter(Boolean);
+    const message = document.getElementById("task-message");
+    if (!user && !groups.length) {
+      say(message, "Not reassigned: name a person or a group.", true);
+      return;
+    }
+    const body = {};
+    if (user) body.user = user;
+    if (groups.length) body.groups = groups;
+    document.getElementById("reassign-button").disabled = true;
+    try {
+      const done = await post(path(open.id, "reassign"), body);
+      state.message = { text: "Reassigned: " + (open.task.business_key || open.task.instance_id) + " · step " +
+        open.task.step_id + (done.claimed_by ? ", held by " + done.claimed_by : ", queued for " +
+        (done.assign.groups || []).join(", ")) + ".", error: false };
+      state.open = null;
+      window.location.hash = "#/";
+    } catch (error) {
+      say(message, "Not reassigned: " + error.message, true);
+      const button = document.getElementById("reassign-button");
+      if (button) button.disabled = false;
+    }
+    loop.kick();
   }
 
   async function complete(event) {
@@ -200,6 +248,7 @@
         state.open = null;
         fill(document.getElementById("task-head"), el("h2", null, "Step " + id));
         fill(document.getElementById("task-actions"));
+        document.getElementById("task-reassign").hidden = true;
         fill(document.getElementById("task-form"));
         fill(document.getElementById("task-payload"));
         fill(document.getElementById("task-results"));
@@ -239,6 +288,7 @@
 
   const loop = window.OMS.poller(refresh);
   document.getElementById("task-form").addEventListener("submit", complete);
+  document.getElementById("task-reassign").addEventListener("submit", reassign);
   window.addEventListener("hashchange", loop.kick);
   window.setInterval(tick, TICK_MS);
   loop.kick();
