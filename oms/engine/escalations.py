@@ -49,6 +49,27 @@ def escalation_workflow(action: str) -> tuple[Definition, int]:
     return workflow, ensure_saved(workflow, digest)
 
 
+#: A rung's escalation (``topic:`` on a ladder's rung): an instance of ``oms.escalation.<topic>``.
+RUNG = "escalation"
+
+
+@lru_cache(maxsize=64)
+def rung_definition(topic: str) -> tuple[Definition, str]:
+    """The system workflow of a rung's escalations on ``topic``, with its digest (computed once)."""
+    workflow: Definition = system_workflow(
+        {"id": f"oms.{RUNG}.{topic}", "description": f"Escalation of an SLA by a ladder's rung, on {topic}",
+         "steps": [{"id": "handle", "topic": topic, "sla": "24h"}]}
+    )
+    return workflow, workflow.digest()
+
+
+def rung_workflow(topic: str) -> tuple[Definition, int]:
+    """The system workflow that carries a rung's escalation on ``topic``, and its version (saved once per process
+    and database: saved with the workflow whose ladder names it, so the scan's transaction only reads it)."""
+    workflow, digest = rung_definition(topic)
+    return workflow, ensure_saved(workflow, digest)
+
+
 def task_payload(action: str, task: TaskRow, now: datetime) -> dict[str, Any]:
     """The escalation of a step: which task (and which item of a mapped step) is late, and by how much."""
     item = {} if task.item_index is None else {"item_index": task.item_index}
