@@ -131,7 +131,7 @@ class Rung(BaseModel):
     def _does_something(self) -> Self:
         if not (self.notify or self.reassign or self.topic or self.policy):
             raise ValueError("an empty rung: give it notify, reassign, topic or policy")
-        object.__setattr__(self, "_when", parse_at(self.at))
+        self._when = parse_at(self.at)
         return self
 
     @property

@@ -105,23 +105,41 @@ def advance_task(session: Session, task: TaskRow, version: int, batch: Batch) ->
     moment = min(now, task.finished_at) if finished and task.finished_at else now
     light = light_at(moment, task.warn_at, task.expires_at)
     laddered = step.escalations is not None
-    if light == task.light and not laddered:  # not due after all (clock moved back?): look again later
+    if laddered:
+        _laddered_task(session, task, definition, Light(light), finished, batch)
+        return
+    if light == task.light:  # not due after all (clock moved back?): look again later
         task.sla_check_at = task.warn_at if light == GREEN else task.expires_at
         return
-    if light == YELLOW and light != task.light:
+    if light == YELLOW:
         move_light(session, task, YELLOW, now, check_at=None if finished else task.expires_at,
                    warn_at=task.warn_at.isoformat(), expires_at=task.expires_at.isoformat())
-        _escalate(batch, WARNING, task_payload(WARNING, task, now), laddered)
-    elif light == RED and light != task.light:
+        batch.escalate(WARNING, task_payload(WARNING, task, now))
+        return
+    payload = task_payload(VIOLATION, task, now)
+    move_light(session, task, RED, now, check_at=None, expires_at=payload["expires_at"],
+               overdue_by_s=payload["overdue_by_s"])
+    batch.escalate(VIOLATION, payload)
+    if not finished and step.on_breach != "escalate":
+        batch.breached.append((task.id, task.instance_id, step.on_breach, "SLA breached"))
+
+
+def _laddered_task(session: Session, task: TaskRow, definition: Definition, light: Light, finished: bool,
+                   batch: Batch) -> None:
+    """A due task whose step has a ladder: its light recorded as any other's (a light only gets worse), its due
+    rungs fired in place of the default escalation tasks, its next look the earlier of the two."""
+    now = batch.now
+    if light.rank > Light(task.light).rank:
         payload = task_payload(VIOLATION, task, now)
-        move_light(session, task, RED, now, check_at=None, expires_at=payload["expires_at"],
-                   overdue_by_s=payload["overdue_by_s"])
-        _escalate(batch, VIOLATION, payload, laddered)
-        if not finished and step.on_breach != "escalate":
-            batch.breached.append((task.id, task.instance_id, step.on_breach, "SLA breached"))
-    if laddered:
-        fire_task_rungs(session, task, definition, batch)
-        task.sla_check_at = None if finished else task_check(definition, task)
+        move_light(session, task, light, now, check_at=None, expires_at=payload["expires_at"],
+                   **({"warn_at": task.warn_at.isoformat()} if light == YELLOW else
+                      {"overdue_by_s": payload["overdue_by_s"]}))
+        _escalate(batch, WARNING if light == YELLOW else VIOLATION, payload, laddered=True)
+        on_breach = definition.steps[task.step_index].on_breach
+        if light == RED and not finished and on_breach != "escalate":
+            batch.breached.append((task.id, task.instance_id, on_breach, "SLA breached"))
+    fire_task_rungs(session, task, definition, batch)
+    task.sla_check_at = None if finished else task_check(definition, task)
 
 
 def advance_instance(session: Session, instance: InstanceRow, batch: Batch) -> None:
@@ -134,16 +152,19 @@ def advance_instance(session: Session, instance: InstanceRow, batch: Batch) -> N
     assert instance.expires_at is not None
     definition, _ = load_definition(session, instance.workflow_id, instance.version)
     laddered = definition.escalations is not None
-    if light == instance.light and not laddered:
-        instance.sla_check_at = instance.warn_at if light == GREEN else instance.expires_at
+    if light == instance.light or (laddered and Light(light).rank < Light(instance.light).rank):
+        if laddered:  # due for a rung: its light stays (it only gets worse)
+            fire_instance_rungs(session, instance, definition, batch)
+            instance.sla_check_at = None if finished else instance_check(definition, instance)
+        else:
+            instance.sla_check_at = instance.warn_at if light == GREEN else instance.expires_at
         return
-    if light != instance.light:
-        action = WARNING if light == YELLOW else VIOLATION
-        payload = instance_payload(action, instance, definition, now)
-        check_at = instance.expires_at if light == YELLOW and not finished else None
-        move_light(session, instance, Light(light), now, check_at=check_at, expires_at=payload["expires_at"],
-                   overdue_by_s=payload["overdue_by_s"] if light == RED else None)
-        _escalate(batch, action, payload, laddered)
+    action = WARNING if light == YELLOW else VIOLATION
+    payload = instance_payload(action, instance, definition, now)
+    check_at = instance.expires_at if light == YELLOW and not finished else None
+    move_light(session, instance, Light(light), now, check_at=check_at, expires_at=payload["expires_at"],
+               overdue_by_s=payload["overdue_by_s"] if light == RED else None)
+    _escalate(batch, action, payload, laddered)
     if laddered:
         fire_instance_rungs(session, instance, definition, batch)
         instance.sla_check_at = None if finished else instance_check(definition, instance)
