@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from ..celery.dispatch import Dispatch
 from ..model.definitions import Definition, system_workflow
 from ..settings import get_settings
-from ..store.catalog import ensure_saved
+from ..store.catalog import ensure_saved, saved_in
 from ..store.tables import InstanceRow, TaskRow
 from .starts import start_instances
 
@@ -63,11 +63,11 @@ def rung_definition(topic: str) -> tuple[Definition, str]:
     return workflow, workflow.digest()
 
 
-def rung_workflow(topic: str) -> tuple[Definition, int]:
-    """The system workflow that carries a rung's escalation on ``topic``, and its version (saved once per process
-    and database: saved with the workflow whose ladder names it, so the scan's transaction only reads it)."""
+def rung_workflow(session: Session, topic: str) -> tuple[Definition, int]:
+    """The system workflow that carries a rung's escalation on ``topic``, and its version, looked up in the scan's
+    transaction (saved with the workflow whose ladder names it; else saved here)."""
     workflow, digest = rung_definition(topic)
-    return workflow, ensure_saved(workflow, digest)
+    return workflow, saved_in(session, workflow, digest)
 
 
 def task_payload(action: str, task: TaskRow, now: datetime) -> dict[str, Any]:

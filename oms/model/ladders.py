@@ -33,7 +33,7 @@ MAX_RUNG_TOPIC = 128 - len("oms.escalation.")
 _AT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*(?:\+\s*(.+?))?\s*")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class At:
     """A rung's moment on its clock: ``share`` of the SLA (0 to 1], then ``after`` the deadline (only at 100%)."""
 

@@ -191,7 +191,7 @@ def _steps(definition: Definition, tasks: list[TaskInfo], results: dict[str, Any
     return steps
 
 
-def _ladder(rungs: list[Any] | None, fired: int | None) -> dict[str, int | None]:
+def _ladder(rungs: list[Any] | None, fired: int | None) -> dict[str, Any]:
     """A ladder's size and the rungs fired, as :class:`StepInfo` and :class:`InstanceInfo` show them."""
     if rungs is None:
         return {"escalations": None, "escalated": None}

@@ -44,31 +44,25 @@ def fire_task_rungs(session: Session, task: TaskRow, definition: Definition, bat
     if ladder is None or task.status not in OPEN_TASK or task.paused_at is not None:
         return
     rungs, span = ladder
-    key: list[str | None] = []
-    for index, rung, due in _due(rungs, task.rung, span, batch.now):
-        data: dict[str, Any] = {"rung": index + 1, "of": len(rungs), "at": rung.at, "due_at": due.isoformat()}
-        if rung.notify:
-            if not key:
-                key.append(session.scalar(select(InstanceRow.business_key).where(InstanceRow.id == task.instance_id)))
-            facts = {**_facts(task.workflow_id, task.instance_id, task.step_id, task.light, task.expires_at, batch.now,
-                              key[0], index, rung), "task_id": task.id}
-            data["notices"] = _notify(session, [t for target in rung.notify for t in _targets(target, task)], facts,
-                                      batch.now, task.workflow_id, task.instance_id, task.id, task.step_id, index)
-        if rung.topic:
-            payload = {**task_payload(RUNG, task, batch.now), "light": task.light, "rung": index + 1, "at": rung.at}
-            data["escalation"] = _start(session, rung.topic, payload, batch)
+    due = _due(rungs, task.rung, span, batch.now)
+    key = session.scalar(select(InstanceRow.business_key).where(InstanceRow.id == task.instance_id)) \
+        if any(rung.notify for _, rung, _ in due) else None
+    for index, rung, when in due:
+        facts = {**_facts(task.workflow_id, task.instance_id, task.step_id, task.light, task.expires_at, batch.now,
+                          key, index, rung), "task_id": task.id}
+        payload = {**task_payload(RUNG, task, batch.now), "light": task.light} if rung.topic else {}
+        data = _fire(session, rung, index, len(rungs), when, batch, facts, payload,
+                     [t for target in rung.notify for t in _targets(target, task)], task.id, task.step_id)
         if rung.policy:
             data["policy"] = rung.policy
             reason = f"SLA escalated (rung {index + 1}, {rung.at})"
             batch.breached.append((task.id, task.instance_id, rung.policy, reason))
-        if rung.reassign:
-            assign = candidates(sorted(set(rung.reassign.users)), sorted(set(rung.reassign.groups)))
-            data["reassigned"] = assign
-        record(session, EventKind.TASK_ESCALATED, task.instance_id, batch.now, task, **data)
-        if rung.reassign:
+        assign = None if rung.reassign is None else candidates(sorted(set(rung.reassign.users)),
+                                                               sorted(set(rung.reassign.groups)))
+        record(session, EventKind.TASK_ESCALATED, task.instance_id, batch.now, task, reassigned=assign, **data)
+        if assign is not None:
             _reassign(session, task, assign, f"escalation rung {index + 1} ({rung.at})", batch.now)
         task.rung = index + 1
-        batch.escalated += 1
 
 
 def fire_instance_rungs(session: Session, instance: InstanceRow, definition: Definition, batch: Batch) -> None:
@@ -79,20 +73,35 @@ def fire_instance_rungs(session: Session, instance: InstanceRow, definition: Def
     rungs, span = ladder
     assert instance.expires_at is not None
     step = definition.steps[instance.current_step].id
-    for index, rung, due in _due(rungs, instance.rung, span, batch.now):
-        data: dict[str, Any] = {"rung": index + 1, "of": len(rungs), "at": rung.at, "due_at": due.isoformat()}
-        if rung.notify:
-            facts = _facts(instance.workflow_id, instance.id, step, instance.light, instance.expires_at, batch.now,
-                           instance.business_key, index, rung)
-            data["notices"] = _notify(session, list(rung.notify), facts, batch.now, instance.workflow_id, instance.id,
-                                      None, None, index)
-        if rung.topic:
-            payload = {**instance_payload(RUNG, instance, definition, batch.now), "light": instance.light,
-                       "rung": index + 1, "at": rung.at}
-            data["escalation"] = _start(session, rung.topic, payload, batch)
+    for index, rung, when in _due(rungs, instance.rung, span, batch.now):
+        facts = _facts(instance.workflow_id, instance.id, step, instance.light, instance.expires_at, batch.now,
+                       instance.business_key, index, rung)
+        payload = {**instance_payload(RUNG, instance, definition, batch.now), "light": instance.light} \
+            if rung.topic else {}
+        data = _fire(session, rung, index, len(rungs), when, batch, facts, payload, list(rung.notify), None, None)
         record(session, EventKind.WORKFLOW_ESCALATED, instance.id, batch.now, **data)
         instance.rung = index + 1
-        batch.escalated += 1
+
+
+def _fire(session: Session, rung: Rung, index: int, of: int, when: datetime, batch: Batch, facts: dict[str, Any],
+          payload: dict[str, Any], targets: list[str], task_id: str | None, step: str | None) -> dict[str, Any]:
+    """A rung's notices and escalation task, in the scan's transaction; return its event's data so far."""
+    data: dict[str, Any] = {"rung": index + 1, "of": of, "at": rung.at, "due_at": when.isoformat()}
+    if targets:
+        written = [notices.Notice(workflow_id=facts["workflow"], target=target, facts=facts,
+                                 instance_id=facts["instance_id"], task_id=task_id, step_id=step, rung=index + 1)
+                  for target in dict.fromkeys(targets)]
+        notices.add(session.connection(), written, batch.now)
+        data["notices"] = [{"id": notice.id, "target": notice.target} for notice in written]
+    if rung.topic:
+        workflow, version = rung_workflow(session, rung.topic)
+        [dispatch] = start_instances(session, workflow, version, [{**payload, "rung": index + 1, "at": rung.at}],
+                                     batch.now)
+        batch.started.append(dispatch.instance_id)
+        batch.dispatches.append(dispatch)
+        data["escalation"] = dispatch.instance_id
+    batch.escalated += 1
+    return data
 
 
 def _due(rungs: list[Rung], fired: int | None, span: Span, now: datetime) -> list[tuple[int, Rung, datetime]]:
@@ -124,24 +133,6 @@ def _targets(target: str, task: TaskRow) -> list[str]:
         return [f"{USER}{task.worker_id}"]
     assign = task.assign or {}
     return [f"{USER}{name}" for name in assign.get("users", [])] + [f"{GROUP}{g}" for g in assign.get("groups", [])]
-
-
-def _notify(session: Session, targets: list[str], facts: dict[str, Any], now: datetime, workflow: str,
-            instance_id: str, task_id: str | None, step: str | None, index: int) -> list[dict[str, str]]:
-    """One notice per target (each once) into the outbox, in the scan's transaction; return their ids and targets."""
-    batch = [notices.Notice(workflow_id=workflow, target=target, facts=facts, instance_id=instance_id,
-                            task_id=task_id, step_id=step, rung=index + 1) for target in dict.fromkeys(targets)]
-    notices.add(session.connection(), batch, now)
-    return [{"id": notice.id, "target": notice.target} for notice in batch]
-
-
-def _start(session: Session, topic: str, payload: dict[str, Any], batch: Batch) -> str:
-    """Start the rung's escalation task on ``topic`` in the scan's transaction; return its instance's id."""
-    workflow, version = rung_workflow(topic)
-    [dispatch] = start_instances(session, workflow, version, [payload], batch.now)
-    batch.started.append(dispatch.instance_id)
-    batch.dispatches.append(dispatch)
-    return dispatch.instance_id
 
 
 def _reassign(session: Session, task: TaskRow, assign: dict[str, list[str]], by: str, now: datetime) -> None:

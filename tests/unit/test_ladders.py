@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 import oms
 from oms import Calendar, InvalidDefinition, Workflow, get_instance, history, scan_sla
@@ -53,6 +53,8 @@ def agency(backend: Backend) -> Backend:
 
 
 def _channel(name: str) -> None:
+    with transaction() as s:  # PostgreSQL keeps oms_channels between tests (tests/integration/test_on_postgres.py)
+        s.execute(delete(ChannelRow).where(ChannelRow.name == name))
     with transaction() as s:
         s.add(ChannelRow(name=name, kind="webhook", url=f"https://hooks.example.invalid/{name}",
                          created_at=datetime.now(UTC)))
