@@ -195,14 +195,16 @@ def test_a_changed_calendar_moves_the_rungs_not_fired_yet(agency: Backend) -> No
 
 
 def test_without_a_ladder_the_default_escalations_are_unchanged_and_an_empty_one_has_none(agency: Backend) -> None:
-    iid = _start({"id": "mixed", "steps": [{"id": "plain", "sla": "5m"}, {"id": "quiet", "sla": "5m",
-                                                                           "escalations": [], "after": []}]}, T0)
-    assert _task(iid, "quiet").sla_check_at == T0 + 4 * M
+    plain = _start({"id": "plain", "steps": [{"id": "a", "sla": "5m"}]}, T0)
+    quiet = _start({"id": "quiet", "steps": [{"id": "a", "sla": "5m", "escalations": []}]}, T0)
+    assert _task(plain, "a").sla_check_at == _task(quiet, "a").sla_check_at == T0 + 4 * M
     report = scan_sla(T0 + 6 * M)
     assert (report.violations, report.escalated) == (2, 0)
     assert sorted(_system_instances()) == ["oms.sla_violation"]  # the plain step's only
-    assert [e.kind for e in history(iid) if "sla" in e.kind] == ["task.sla_violated", "task.sla_violated"]
-    assert all(s.escalations is None for s in get_instance(iid).steps if s.id == "plain")
+    assert [e.kind for e in history(quiet) if "sla" in e.kind] == ["task.sla_violated"]
+    assert _task(quiet, "a").sla_check_at is None
+    assert [(s.escalations, s.escalated) for s in get_instance(plain).steps] == [(None, None)]
+    assert [(s.escalations, s.escalated) for s in get_instance(quiet).steps] == [(0, 0)]
 
 
 def test_a_rung_starts_an_escalation_task_on_its_topic_and_applies_a_breach_policy(agency: Backend) -> None:
