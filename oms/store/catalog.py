@@ -82,7 +82,7 @@ def saved_in(session: Session, definition: Definition, digest: str) -> int:
     Found saved, it is remembered for the process; saved here, it is not until found again (the caller's
     transaction may yet roll back).
     """
-    saved = session.info["database"].saved
+    saved: dict[tuple[str, str], int] = session.info["database"].saved
     key = (definition.id, digest)
     if key in saved:
         return saved[key]

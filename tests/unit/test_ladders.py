@@ -17,8 +17,8 @@ from oms.engine import door
 from oms.engine.starts import start_instance
 from oms.ops import metrics
 from oms.store.catalog import load_definition
-from oms.store.db import transaction
-from oms.store.tables import ChannelRow, InstanceRow, NoticeRow, TaskRow
+from oms.store.db import database, transaction
+from oms.store.tables import ChannelRow, DefinitionRow, InstanceRow, NoticeRow, TaskRow
 
 from ..conftest import Backend
 from .test_worktime import FEDERAL, ny
@@ -225,6 +225,36 @@ def test_a_rung_starts_an_escalation_task_on_its_topic_and_applies_a_breach_poli
         "failed", "SLA escalated (rung 2, 100% + 1m)", "pending", None)
     assert _escalated(iid)[1]["policy"] == "retry"
     assert _fired(T0 + 16 * M) == 1  # the second attempt's own 50%
+
+
+def test_a_rung_saves_its_escalation_workflow_in_the_scans_own_transaction(agency: Backend) -> None:
+    """One saved before this version of the engine, or deleted since: the scan saves it (on SQLite, another
+    transaction would wait for the scan's write lock)."""
+    iid = _start({"id": "coded", "steps": [{"id": "a", "sla": "10m", "escalations": [
+        {"at": "50%", "topic": "governance"}]}]}, T0)
+    with transaction() as s:
+        s.execute(delete(DefinitionRow).where(DefinitionRow.workflow_id == "oms.escalation.governance"))
+    database().saved.clear()
+    [escalation] = scan_sla(T0 + 5 * M).escalations
+    assert get_instance(escalation).workflow_id == "oms.escalation.governance"
+    assert _escalated(iid)[0]["escalation"] == escalation
+    assert scan_sla(T0 + 6 * M).escalations == []
+
+
+def test_oms_status_and_history_say_how_far_a_ladder_climbed(agency: Backend) -> None:
+    from click.testing import CliRunner
+
+    from oms.cli import main
+
+    iid = _start({"id": "told", "steps": [{"id": "review", "sla": "10m", "escalations": [
+        {"at": "50%", "notify": ["ops"]}, {"at": "100%", "notify": ["ops"]}]}]}, T0)
+    scan_sla(T0 + 5 * M)
+    runner = CliRunner()
+    status = runner.invoke(main, ["status", iid])
+    assert status.exit_code == 0, status.output
+    assert "escalated 1 of 2" in status.stdout
+    told = runner.invoke(main, ["history", iid]).stdout
+    assert f"rung 1 of 2 at 50% (due {(T0 + 5 * M).isoformat()}): told ops" in told
 
 
 def test_a_workflow_ladder_climbs_the_instance_sla(agency: Backend) -> None:
