@@ -257,6 +257,31 @@ def test_oms_status_and_history_say_how_far_a_ladder_climbed(agency: Backend) ->
     assert f"rung 1 of 2 at 50% (due {(T0 + 5 * M).isoformat()}): told ops" in told
 
 
+def test_a_predicted_yellow_or_an_overrun_starts_no_default_escalation_under_a_ladder(agency: Backend) -> None:
+    from oms.engine import control
+    from oms.sla.advance import Batch, apply_prediction
+    from oms.sla.predict import Change
+
+    iid = _start({"id": "paced", "steps": [{"id": "a", "sla": "10m", "escalations": [
+        {"at": "90%", "notify": ["ops"]}]}]}, T0)
+    work = Batch(T0 + M)
+    with transaction() as s:
+        task = s.get(TaskRow, _task(iid, "a").id)
+        definition, _ = load_definition(s, "paced")
+        assert task is not None
+        apply_prediction(s, task, definition, Change(task.id, "yellow", T0 + 20 * M, {"position": 3}), work)
+        work.start(s)
+    assert (work.warnings, work.started) == (1, [])
+    predicted = _task(iid, "a")
+    assert (predicted.light, predicted.light_reason, predicted.sla_check_at) == ("yellow", "predicted", T0 + 9 * M)
+
+    claimed, _ = door.claim_topic("a", "w1", timedelta(hours=1), now=T0 + 2 * M)
+    assert claimed is not None
+    control.breach(claimed.id, "soft time limit", T0 + 11 * M)  # the prefork pool's timer: red, the attempt fails
+    assert _system_instances() == []
+    assert [e.kind for e in history(iid) if "sla" in e.kind] == ["task.sla_warning", "task.sla_violated"]
+
+
 def test_a_workflow_ladder_climbs_the_instance_sla(agency: Backend) -> None:
     iid = _start({"id": "whole", "sla": "1h", "escalations": [{"at": "50%", "notify": ["group:supervisors"]},
                                                                 {"at": "100%", "notify": ["director-mail"]}],
