@@ -112,6 +112,11 @@ class EventKind(StrEnum):
     TASK_SLA_WARNING_CLEARED = "task.sla_warning_cleared"
     WORKFLOW_SLA_WARNING = "workflow.sla_warning"
     WORKFLOW_SLA_VIOLATED = "workflow.sla_violated"
+    #: a rung of the step's escalation ladder fired (``rung``: its index, ``at`` as written, ``due_at``, and what it
+    #: did: ``notices`` ``[{id, target}]``, ``reassigned``, ``escalation`` (the instance started), ``policy``)
+    TASK_ESCALATED = "task.escalated"
+    #: a rung of the workflow's own ladder fired (on its ``sla``), with the same data
+    WORKFLOW_ESCALATED = "workflow.escalated"
     #: the SLA scanner could not handle this row (the error is in the event); it looks again later
     TASK_SCAN_FAILED = "task.scan_failed"
     WORKFLOW_SCAN_FAILED = "workflow.scan_failed"

@@ -57,8 +57,8 @@ class SnapshotCollector(Collector):
     def _counters(self) -> Iterator[Metric]:
         rolled = self.snapshot.rolled
         for name, text in metrics.HELP.items():
-            labels = {"oms_escalations": ["workflow"], "oms_workflows_finished": ["workflow", "status"]}.get(
-                name, ["workflow", "step"])
+            labels = {"oms_escalations": ["workflow"], "oms_workflows_finished": ["workflow", "status"],
+                      "oms_rungs_fired": ["workflow", "step", "rung"]}.get(name, ["workflow", "step"])
             family = CounterMetricFamily(name, text, labels=labels)
             for (sample, pairs), value in sorted(rolled.items()):
                 if sample == f"{name}_total":

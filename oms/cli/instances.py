@@ -91,7 +91,8 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
     if info.business_key is not None:
         click.echo(f"key       {info.business_key}")
     click.echo("status    " + click.style(info.status, fg=render.COLOURS.get(info.status)) + f"  ({took})  light "
-               + click.style(worst, fg=render.COLOURS.get(worst)))
+               + click.style(worst, fg=render.COLOURS.get(worst))
+               + (f"  {kinds.escalated(info.escalated, info.escalations)}" if info.escalations else ""))
     click.echo(f"started   {render.moment(info.created_at)}   finished {render.moment(info.finished_at)}")
     if info.error:
         click.echo(f"error     {info.error}")
@@ -133,6 +134,8 @@ def _note(step: StepInfo, task: TaskInfo, now: datetime) -> str:
     """What the attempt's kind says (whom it is queued for, its signal, its timer's end), then its clock: a timer's
     clock is its sleep, said already."""
     said = kinds.step_note(step, task, now)
+    if step.escalations:
+        said = "; ".join(filter(None, [kinds.escalated(task.rung, step.escalations), said]))
     if step.kind == StepKind.TIMER:
         return "; ".join(filter(None, [said, task.error]))
     if task.finished_at is not None and not task.paused_s and not task.paused_at:

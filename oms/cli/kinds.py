@@ -43,6 +43,26 @@ def step_note(step: StepInfo, task: TaskInfo | None, now: datetime) -> str:
     return ""
 
 
+def escalated(fired: int | None, rungs: int) -> str:
+    """A ladder's progress, as ``oms status`` says it: ``escalated 2 of 4`` (``not escalated, 4 rungs``)."""
+    return f"escalated {fired} of {rungs}" if fired else f"not escalated, {rungs} rung{'s' if rungs != 1 else ''}"
+
+
+def _escalation(data: dict[str, Any]) -> str:
+    """A rung fired: which, when it was due, and what it did."""
+    did = []
+    if data.get("notices"):
+        did.append("told " + ", ".join(n.get("target", "?") for n in data["notices"]))
+    if data.get("reassigned"):
+        did.append(f"reassigned to {candidates(data['reassigned'])}")
+    if data.get("escalation"):
+        did.append(f"started escalation {data['escalation']}")
+    if data.get("policy"):
+        did.append(f"applied policy {data['policy']}")
+    return (f"rung {data.get('rung')} of {data.get('of')} at {data.get('at')} "
+            f"(due {data.get('due_at')}): " + ("; ".join(did) or "nothing to do"))
+
+
 def _signal(data: dict[str, Any]) -> str:
     return (f"signal {data.get('name')} (id {data.get('signal')})"
             + (", kept until its step is ready" if data.get("kept") else "")
@@ -76,6 +96,7 @@ def _done(data: dict[str, Any]) -> str | None:
 _WORDS: dict[str, Callable[[dict[str, Any]], str | None]] = {
     EventKind.SIGNAL_RECEIVED: _signal, EventKind.TASK_RELEASED: _released, EventKind.TASK_REASSIGNED: _reassigned,
     EventKind.TASK_STARTED: _started, EventKind.TASK_DONE: _done,
+    EventKind.TASK_ESCALATED: _escalation, EventKind.WORKFLOW_ESCALATED: _escalation,
 }
 
 

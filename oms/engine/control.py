@@ -150,15 +150,16 @@ def breach(task_id: str, reason: str, now: datetime) -> list[Dispatch]:
         task = session.get(TaskRow, task_id, with_for_update=True, populate_existing=True)
         if task is None or task.status != TaskStatus.RUNNING:
             return []
+        definition, _ = load_definition(session, instance.workflow_id, instance.version)
         if task.light != RED:
             payload = task_payload(VIOLATION, task, now)
             moves.move_light(session, task, RED, now, check_at=None, expires_at=payload["expires_at"],
                              overdue_by_s=payload["overdue_by_s"], source="soft_time_limit")
-            escalations.escalate(VIOLATION, payload)
-            escalations.start(session)
+            if definition.steps[task.step_index].escalations is None:  # a ladder replaces the default escalation
+                escalations.escalate(VIOLATION, payload)
+                escalations.start(session)
         dispatches = list(escalations.dispatches)
         if instance.status == InstanceStatus.RUNNING:
-            definition, _ = load_definition(session, instance.workflow_id, instance.version)
             policy = "fail" if definition.steps[task.step_index].on_breach == "fail" else "retry"
             dispatches += end_breached(session, task_id, instance.id, policy, now, reason)
     return dispatches

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from ..celery.dispatch import Dispatch
 from ..model.definitions import Definition, system_workflow
 from ..settings import get_settings
-from ..store.catalog import ensure_saved
+from ..store.catalog import ensure_saved, saved_in
 from ..store.tables import InstanceRow, TaskRow
 from .starts import start_instances
 
@@ -47,6 +47,27 @@ def escalation_workflow(action: str) -> tuple[Definition, int]:
     topic = settings.sla_violation_topic if action == VIOLATION else settings.sla_warning_topic
     workflow, digest = _definition(action, topic)
     return workflow, ensure_saved(workflow, digest)
+
+
+#: A rung's escalation (``topic:`` on a ladder's rung): an instance of ``oms.escalation.<topic>``.
+RUNG = "escalation"
+
+
+@lru_cache(maxsize=64)
+def rung_definition(topic: str) -> tuple[Definition, str]:
+    """The system workflow of a rung's escalations on ``topic``, with its digest (computed once)."""
+    workflow: Definition = system_workflow(
+        {"id": f"oms.{RUNG}.{topic}", "description": f"Escalation of an SLA by a ladder's rung, on {topic}",
+         "steps": [{"id": "handle", "topic": topic, "sla": "24h"}]}
+    )
+    return workflow, workflow.digest()
+
+
+def rung_workflow(session: Session, topic: str) -> tuple[Definition, int]:
+    """The system workflow that carries a rung's escalation on ``topic``, and its version, looked up in the scan's
+    transaction (saved with the workflow whose ladder names it; else saved here)."""
+    workflow, digest = rung_definition(topic)
+    return workflow, saved_in(session, workflow, digest)
 
 
 def task_payload(action: str, task: TaskRow, now: datetime) -> dict[str, Any]:

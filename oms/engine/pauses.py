@@ -25,13 +25,14 @@ from ..exceptions import (
     TaskNotFound,
     check_id,
 )
-from ..model.deadlines import cap_at, later, next_check, paused_time
+from ..model.deadlines import cap_at, later, paused_time
 from ..model.definitions import Definition
 from ..states import FINISHED_TASK, EventKind, StepKind, TaskStatus
 from ..store.catalog import load_definition, schedule
 from ..store.db import retrying, transaction
 from ..store.events import record
 from ..store.tables import InstanceRow, TaskRow
+from .rungs import task_check
 
 
 def pause(task_id: str, reason: str, *, worker_id: str | None = None, now: datetime) -> bool:
@@ -118,4 +119,4 @@ def resume_row(session: Session, task: TaskRow, definition: Definition, now: dat
            paused_s=round(paused.total_seconds(), 3), reason=task.pause_reason, capped=end < now or None,
            expires_at=task.expires_at.isoformat())
     task.paused_at, task.pause_reason = None, None
-    task.sla_check_at = next_check(task.light, task.warn_at, task.expires_at)
+    task.sla_check_at = task_check(definition, task)  # its light's next change, or its ladder's next rung

@@ -44,7 +44,7 @@ from ..store.db import Database, database, retrying
 from ..store.portable import as_task
 from ..store.tables import instances, tasks
 
-__all__ = ["claim", "release", "reassign", "disable_user"]
+__all__ = ["claim", "release", "reassign", "give", "disable_user"]
 
 
 @contextmanager
@@ -197,20 +197,29 @@ def reassign(task_id: str, *, user: str | None = None, groups: Sequence[str] | N
                 boss, assign = users.get(supervisor, conn=conn), row.assign or {}
                 if boss.name not in assign.get("users", []) and not set(boss.groups) & set(assign.get("groups", [])):
                     raise NotAssigned(task_id, boss.name)
-            this = tasks.c.id == task_id
             holder = row.worker_id if row is not None and row.status == TaskStatus.RUNNING else None
-            if holder is not None and (person is None or holder != person.name):
-                _move(conn, moves.unhold(this), moves.RELEASED, now, worker_id=holder, reason=f"reassigned by {by}")
             assign = candidates([person.name] if person else [], new_groups)
-            [moved] = _move(conn, moves.reassign(this, assign), EventKind.TASK_REASSIGNED, now, by=by,
-                            users=",".join(assign["users"]) or None, groups=",".join(new_groups) or None,
-                            previous_holder=holder)
+            moved = give(conn, task_id, assign, holder=holder, keep=person.name if person else None, by=by, now=now)
             if person is not None and holder != person.name:
-                [moved] = _move(conn, moves.hold(this, person.name, now), moves.STARTED, now, worker_id=person.name,
-                                by=by)
+                [moved] = _move(conn, moves.hold(tasks.c.id == task_id, person.name, now), moves.STARTED, now,
+                                worker_id=person.name, by=by)
             return moved
 
     return retrying(move, "reassigning a human step")
+
+
+def give(conn: Connection, task_id: str, assign: dict[str, list[str]], *, holder: str | None, by: str,
+         now: datetime, keep: str | None = None) -> Task:
+    """The reassign move, in the caller's transaction (a supervisor's, or an escalation ladder's rung): the claim
+    ``holder`` held goes back (``task.released``; not when she is ``keep``, who will hold it), and the open human
+    step's candidates become ``assign`` (``task.reassigned``, with ``by``). The step's row is locked already."""
+    this = tasks.c.id == task_id
+    if holder is not None and holder != keep:
+        _move(conn, moves.unhold(this), moves.RELEASED, now, worker_id=holder, reason=f"reassigned by {by}")
+    [moved] = _move(conn, moves.reassign(this, assign), EventKind.TASK_REASSIGNED, now, by=by,
+                    users=",".join(assign["users"]) or None, groups=",".join(assign["groups"]) or None,
+                    previous_holder=holder)
+    return moved
 
 
 def disable_user(name: str, *, now: datetime | None = None) -> list[Task]:

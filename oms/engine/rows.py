@@ -12,8 +12,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..model.deadlines import step_clock, wake_at, workflow_clock
+from ..model.deadlines import next_check, step_clock, wake_at, workflow_clock
 from ..model.definitions import Definition
+from ..model.ladders import Span, next_rung
 from ..states import GREEN, InstanceStatus, TaskStatus, instance_event, task_event
 from ..store.catalog import schedule
 from ..store.events import event, task_event_row
@@ -26,7 +27,12 @@ def new_id(prefix: str) -> str:
 
 def instance_row(definition: Definition, version: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
     """A running instance; its own SLA clock (the workflow's ``sla``) starts now."""
-    warn_at, expires_at = workflow_clock(definition, now, schedule(definition.calendar)) or (None, None)
+    hours = schedule(definition.calendar)
+    warn_at, expires_at = workflow_clock(definition, now, hours) or (None, None)
+    check_at = warn_at
+    if warn_at is not None and expires_at is not None and definition.sla is not None and definition.escalations:
+        check_at = next_check(GREEN, warn_at, expires_at,
+                              next_rung(definition.escalations, 0, Span(now, expires_at, definition.sla, hours)))
     return {
         "id": new_id("wf"),
         "workflow_id": definition.id,
@@ -40,7 +46,7 @@ def instance_row(definition: Definition, version: int, payload: dict[str, Any], 
         "warn_at": warn_at,
         "expires_at": expires_at,
         "light": GREEN,
-        "sla_check_at": warn_at,
+        "sla_check_at": check_at,
         "steps_left": len(definition.steps),
         "waiting": {str(j): len(before) for j, before in enumerate(definition.graph.predecessors)
                     if definition.graph.is_join(j)},
@@ -83,6 +89,8 @@ def task_row(
     warn_at, expires_at = step_clock(definition, index, ready_at, hours)
     if deadline is not None:
         warn_at, expires_at = min(warn_at, deadline), deadline
+    rung_at = None if step.sla is None or not step.escalations else next_rung(
+        step.escalations, 0, Span(ready_at, expires_at, step.sla, hours))
     return {
         "id": new_id("tk"),
         "instance_id": instance_id,
@@ -100,7 +108,8 @@ def task_row(
         "warn_at": warn_at,
         "expires_at": expires_at,
         "light": GREEN,
-        "sla_check_at": None if definition.is_system or (step.sla is None and step.sleep is None) else warn_at,
+        "sla_check_at": None if definition.is_system or (step.sla is None and step.sleep is None)
+        else next_check(GREEN, warn_at, expires_at, rung_at),
         "dispatched_at": ready_at,
         "item_index": item_index,
         "item": item,

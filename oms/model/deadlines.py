@@ -88,8 +88,10 @@ def cap_at(hours: Schedule | None, paused_at: datetime, left: timedelta) -> date
     return later(hours, paused_at, max(left, timedelta(0)))
 
 
-def next_check(light: str, warn_at: datetime, expires_at: datetime) -> datetime | None:
-    """When the scanner should next look at a row with this light (``None``: red, nothing more can change)."""
-    if light == GREEN:
-        return warn_at
-    return expires_at if light == YELLOW else None
+def next_check(light: str, warn_at: datetime, expires_at: datetime, rung_at: datetime | None = None) -> datetime | None:
+    """When the scanner should next look at a row with this light (``None``: red, nothing more can change), or
+    at its ladder's next rung (``rung_at``) if that comes first."""
+    found = warn_at if light == GREEN else expires_at if light == YELLOW else None
+    if rung_at is None:
+        return found
+    return rung_at if found is None else min(found, rung_at)

@@ -28,6 +28,7 @@ from .files import read_definition
 from .forms import MAX_FORM_CHARS, check_form, check_schema, validator
 from .graph import Graph, MapPath
 from .jsonvalue import unstorable
+from .ladders import Assignment, Rung, check_ladder
 from .names import NAME_PATTERN, SYSTEM_PREFIX, check_free, check_name
 from .worktime import BusinessDays, Sla
 
@@ -57,6 +58,10 @@ class _Model(BaseModel):
     #: Count the SLA in this calendar's working time (:class:`oms.Calendar`); a step's wins over its workflow's.
     calendar: str | None = None
 
+    #: An escalation ladder on the SLA (:mod:`oms.model.ladders`): rungs fired once each, in order, in place of the
+    #: default escalation tasks (``sla_warning``, ``sla_violation``). ``None``: the default; ``[]``: none at all.
+    escalations: list[Rung] | None = None
+
     def warn_delay(self, sla: timedelta, default_fraction: float) -> timedelta:
         """How long after the clock starts the light turns yellow (working time, under a calendar)."""
         if self.warn_at is not None:
@@ -76,26 +81,6 @@ class _Model(BaseModel):
     @classmethod
     def _calendar(cls, value: object) -> str | None:
         return None if value is None else check_name(value, "calendar id")
-
-
-class Assignment(BaseModel):
-    """Who may claim a human step: these people, and anyone in these groups (``oms user create --groups``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    users: list[str] = Field(default_factory=list, max_length=100)
-    groups: list[str] = Field(default_factory=list, max_length=100)
-
-    @field_validator("users", "groups")
-    @classmethod
-    def _names(cls, value: list[str]) -> list[str]:
-        return [check_name(name, "a user or group name") for name in value]
-
-    @model_validator(mode="after")
-    def _someone(self) -> Self:
-        if not self.users and not self.groups:
-            raise ValueError("assign names nobody: give users and/or groups")
-        return self
 
 
 class Step(_Model):
@@ -319,7 +304,23 @@ class Definition(_Model):
             if isinstance(step.sla, BusinessDays) and not self.calendar_of(number):
                 raise ValueError(f"steps[{number}].sla: {step.sla} counts business days: name the calendar they "
                                  "are counted in (calendar: ... on the step or the workflow)")
+            if step.escalations is not None:
+                if step.sla is None:
+                    raise ValueError(f"steps[{number}].escalations: a ladder climbs the step's sla, and it has none")
+                check_ladder(step.escalations, f"steps[{number}].", human=step.kind is StepKind.HUMAN, workflow=False,
+                             calendar=self.calendar_of(number))
+        if self.escalations is not None:
+            if self.sla is None:
+                raise ValueError("escalations: a workflow's ladder climbs the workflow's own sla, and it has none")
+            check_ladder(self.escalations, "", human=False, workflow=True, calendar=self.calendar)
         return self
+
+    def ladders(self) -> list[tuple[str, int, Rung]]:
+        """Every rung of the workflow's ladder and its steps', with where it stands (``steps[3].``) and its index."""
+        found = [("", index, rung) for index, rung in enumerate(self.escalations or [])]
+        for number, step in enumerate(self.steps):
+            found += [(f"steps[{number}].", index, rung) for index, rung in enumerate(step.escalations or [])]
+        return found
 
     def calendar_of(self, index: int) -> str | None:
         """The calendar step ``index`` counts its SLA in: its own, else the workflow's (``None``: wall time)."""

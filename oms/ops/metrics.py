@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, case, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -63,7 +63,7 @@ HELP = {
     "oms_steps_retried": "Step attempts offered again after a failure.",
     "oms_sla_breaches": "SLA breaches recorded (steps and whole workflows).",
     "oms_sla_warnings": "SLA warnings recorded (yellow lights).",
-    "oms_escalations": "Escalations started (instances of the engine's oms.sla_* workflows).",
+    "oms_escalations": "Escalations started (instances of the engine's oms.sla_* and oms.escalation.* workflows).",
     "oms_workflows_finished": "Instances that ended, by the status they ended in (done, failed, cancelled).",
     "oms_lease_expiries": "Claims that lapsed (dead workers, pull leases run out, claims given back).",
     "oms_redispatches": "Steps the reconciler published again after their message was lost.",
@@ -71,7 +71,11 @@ HELP = {
     "oms_claims_released": "People's claims on human steps given back (released, reassigned, or the person "
                             "disabled).",
     "oms_reassignments": "Human steps given new candidates by a supervisor.",
+    "oms_rungs_fired": "Rungs of escalation ladders fired, by rung (1: the first; step empty: the workflow's own "
+                       "ladder).",
 }
+#: The events of a ladder's rung firing, counted by rung.
+ESCALATED = (EventKind.TASK_ESCALATED, EventKind.WORKFLOW_ESCALATED)
 _BY_KIND = {kind: name for name, kinds in COUNTERS.items() for kind in kinds}
 _TIMED = (EventKind.TASK_DONE, EventKind.TASK_FAILED)
 #: Instances the gauge counts: finished ones are counted by ``oms_workflows_finished_total`` instead (the
@@ -129,7 +133,8 @@ def _watermark(session: Session) -> MetricRow | None:
 def _new_events(session: Session, after: int, now: datetime) -> Iterator[Any]:
     query = (
         select(EventRow.id, EventRow.kind, EventRow.at, EventRow.step_id, InstanceRow.workflow_id,
-               TaskRow.ready_at, TaskRow.started_at, TaskRow.finished_at)
+               TaskRow.ready_at, TaskRow.started_at, TaskRow.finished_at,
+               case((EventRow.kind.in_(ESCALATED), EventRow.data["rung"].as_integer()), else_=None).label("rung"))
         .join(InstanceRow, InstanceRow.id == EventRow.instance_id)
         .outerjoin(TaskRow, (TaskRow.id == EventRow.task_id) & EventRow.kind.in_(_TIMED))
         .where(EventRow.id > after)
@@ -166,6 +171,9 @@ def _roll_up(now: datetime) -> int:
             workflow = row.workflow_id
             if row.kind == EventKind.WORKFLOW_STARTED and workflow.startswith(SYSTEM_PREFIX):
                 deltas[("oms_escalations_total", _labels(workflow=workflow))] += 1
+            if row.kind in ESCALATED:
+                deltas[("oms_rungs_fired_total", _labels(workflow=workflow, step=row.step_id or "",
+                                                         rung=str(row.rung)))] += 1
             if row.kind in FINISHED:
                 deltas[("oms_workflows_finished_total", _labels(workflow=workflow, status=FINISHED[row.kind]))] += 1
             name = _BY_KIND.get(row.kind)

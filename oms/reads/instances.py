@@ -68,6 +68,8 @@ class TaskInfo(BaseModel):
     assign: dict[str, list[str]] | None = None
     #: A timer: when it ends (its clock's ``warn_at`` and ``expires_at`` are a minute and five after it).
     wake_at: datetime | None = None
+    #: Rungs of its step's escalation ladder this attempt has fired (``None``: none).
+    rung: int | None = None
 
     def light_now(self, now: datetime) -> str:
         """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`);
@@ -146,6 +148,10 @@ class StepInfo(BaseModel):
     #: A timer: its sleep as defined, and when it ends (``None`` until it is ready).
     sleep: str | None = None
     wake_at: datetime | None = None
+    #: Its escalation ladder: how many rungs it has (``None``: the default ladder), and how many its latest attempt
+    #: fired (``oms status``: ``escalated 2 of 4``).
+    escalations: int | None = None
+    escalated: int | None = None
 
 
 #: A step none of whose attempts is queued yet: it waits for its predecessors.
@@ -180,8 +186,16 @@ def _steps(definition: Definition, tasks: list[TaskInfo], results: dict[str, Any
             if step.map else None,
             item_count=len(latest) if step.map else None,
             **kind_fields(step, max(mine, key=lambda t: t.attempt) if mine else None, kept),
+            **_ladder(step.escalations, max(mine, key=lambda t: t.attempt).rung if mine else None),
         ))
     return steps
+
+
+def _ladder(rungs: list[Any] | None, fired: int | None) -> dict[str, Any]:
+    """A ladder's size and the rungs fired, as :class:`StepInfo` and :class:`InstanceInfo` show them."""
+    if rungs is None:
+        return {"escalations": None, "escalated": None}
+    return {"escalations": len(rungs), "escalated": fired or 0}
 
 
 class InstanceInfo(BaseModel):
@@ -208,6 +222,10 @@ class InstanceInfo(BaseModel):
     tasks: list[TaskInfo]
     #: The graph: each step with its predecessors, status and worst light (a mapped step as one entry).
     steps: list[StepInfo]
+    #: The workflow's own escalation ladder (on its ``sla``): how many rungs it has (``None``: the default ladder),
+    #: and how many have fired.
+    escalations: int | None = None
+    escalated: int | None = None
 
     def worst_light(self, now: datetime) -> str:
         """The worst of the instance's own light and its steps', each read from its clock at ``now`` (as ``oms
@@ -263,6 +281,7 @@ def get_instance(instance_id: str) -> InstanceInfo:
             updated_at=row.updated_at,
             finished_at=row.finished_at,
             tasks=tasks,
+            **_ladder(definition.escalations, row.rung),
             steps=_steps(definition, tasks, row.results, datetime.now(UTC),
                          {s.name for s in signals.received(session.connection(), row.id) if s.task_id is None}),
         )

@@ -2,7 +2,9 @@
 
 A clock restarts from when it started (the row's ``ready_at``/``created_at``) plus
 the time it has been paused; a light already yellow or red stays (a light only gets
-worse), and the scanner's next look follows the new instants.
+worse), and the scanner's next look follows the new instants: the light's next change
+or the ladder's next rung, which is computed from the new deadline (a rung fired stays
+fired).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from ..model.deadlines import later, next_check, step_clock, workflow_clock
+from ..engine.rungs import instance_check, task_check
+from ..model.deadlines import later, step_clock, workflow_clock
 from ..states import OPEN_TASK, InstanceStatus
 from ..store.catalog import load_definition, schedule
 from ..store.db import transaction
@@ -45,7 +48,7 @@ def reschedule(calendar_id: str) -> int:
                 task.warn_at = later(hours, warn_at, paused)
                 task.expires_at = later(hours, expires_at, paused)
                 if task.paused_at is None:
-                    task.sla_check_at = next_check(task.light, task.warn_at, task.expires_at)
+                    task.sla_check_at = task_check(definition, task)
             moved += len(tasks)
             if len(tasks) < BATCH:
                 break
@@ -63,7 +66,7 @@ def reschedule(calendar_id: str) -> int:
                 found = workflow_clock(definition, instance.created_at, hours)
                 if found is not None:
                     instance.warn_at, instance.expires_at = found
-                    instance.sla_check_at = next_check(instance.light, *found)
+                    instance.sla_check_at = instance_check(definition, instance)
             moved += len(instances)
             if len(instances) < BATCH:
                 break

@@ -1,8 +1,9 @@
 """The scanner that turns late steps yellow, then red, and escalates them; it also re-offers lapsed claims.
 
 A row's clock starts when it becomes ready. ``sla_check_at`` holds the next moment
-its light can change (``warn_at`` while green, ``expires_at`` while yellow), so the
-scan reads only due rows through a partial index. Rows are locked with ``FOR
+its light can change (``warn_at`` while green, ``expires_at`` while yellow), or its
+escalation ladder's next rung if that comes first, so the scan reads only due rows
+through a partial index. Rows are locked with ``FOR
 UPDATE SKIP LOCKED``; two scanners never take the same row, and a row whose light
 has moved on is no longer due: each warning and breach is recorded once.
 
@@ -30,6 +31,7 @@ from ..engine.escalations import VIOLATION, WARNING, escalation_workflow
 from ..engine.timers import wake_timers
 from ..states import EventKind, TaskStatus
 from ..store import runs
+from ..store.catalog import load_definition
 from ..store.db import TRANSIENT, retrying, transaction
 from ..store.events import record
 from ..store.tables import EventRow, InstanceRow, TaskRow
@@ -173,11 +175,12 @@ def _apply_policies(batch: Batch) -> None:
     is locked first, then its task, the order every transition takes. One that fails
     is logged and recorded on its task; the others go on.
     """
-    for task_id, instance_id, policy in batch.breached:
+    for task_id, instance_id, policy, reason in batch.breached:
 
-        def end(task_id: str = task_id, instance_id: str = instance_id, policy: str = policy) -> list[Any]:
+        def end(task_id: str = task_id, instance_id: str = instance_id, policy: str = policy,
+                reason: str = reason) -> list[Any]:
             with transaction() as session:
-                return control.end_breached(session, task_id, instance_id, policy, batch.now)
+                return control.end_breached(session, task_id, instance_id, policy, batch.now, reason)
 
         try:
             batch.dispatches.extend(retrying(end, "applying a breach policy"))
@@ -210,12 +213,14 @@ def _predict(now: datetime, report: ScanReport) -> None:
         found = {change.task_id: change for change in predict.changes(session, now)}
         ids = list(found)
         for start in range(0, len(ids), 1000):
-            rows = session.scalars(
-                select(TaskRow).where(TaskRow.id.in_(ids[start:start + 1000]), TaskRow.status == TaskStatus.PENDING)
-                .with_for_update(skip_locked=True)
+            rows = session.execute(
+                select(TaskRow, InstanceRow.version).join(InstanceRow, InstanceRow.id == TaskRow.instance_id)
+                .where(TaskRow.id.in_(ids[start:start + 1000]), TaskRow.status == TaskStatus.PENDING)
+                .with_for_update(of=TaskRow, skip_locked=True)
             ).all()
-            for task in rows:
-                apply_prediction(session, task, found[task.id], work)
+            for task, version in rows:
+                definition, _ = load_definition(session, task.workflow_id, version)
+                apply_prediction(session, task, definition, found[task.id], work)
         work.start(session)
     work.add_to(report)
     publish_all(work.dispatches)
@@ -228,4 +233,5 @@ def _row_error(report: ScanReport, now: datetime, what: str, task: Task, error: 
 
 def _counts(report: ScanReport) -> dict[str, Any]:
     return {"warnings": report.warnings, "violations": report.violations, "escalations": len(report.escalations),
+            "escalated": report.escalated,
             "leases_expired": report.leases_expired, "timers": report.timers, "errors": report.errors}

@@ -75,6 +75,28 @@ def ensure_saved(definition: Definition, digest: str | None = None) -> int:
     return saved[key]
 
 
+def saved_in(session: Session, definition: Definition, digest: str) -> int:
+    """:func:`ensure_saved` in the caller's transaction, for one of the engine's own definitions needed inside one
+    (on SQLite another transaction would wait for this one's write lock); return its version.
+
+    Found saved, it is remembered for the process; saved here, it is not until found again (the caller's
+    transaction may yet roll back).
+    """
+    saved: dict[tuple[str, str], int] = session.info["database"].saved
+    key = (definition.id, digest)
+    if key in saved:
+        return saved[key]
+    latest = _latest(session, definition.id)
+    if latest is not None and latest.digest == digest:
+        saved[key] = latest.version
+        return latest.version
+    version = (latest.version if latest else 0) + 1
+    session.add(DefinitionRow(workflow_id=definition.id, version=version, spec=definition.spec(), digest=digest,
+                              created_at=datetime.now(UTC)))
+    session.flush()
+    return version
+
+
 def load_definition(session: Session, workflow_id: str, version: int | None = None) -> tuple[Definition, int]:
     """``(definition, version)`` from the database (the newest unless ``version`` is given); parsed once per
     process and database, since versions never change. Raises :class:`UnknownWorkflow`."""
