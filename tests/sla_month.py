@@ -55,6 +55,7 @@ def _step(instance_id: str, index: int, ready: datetime, wait: timedelta, run: t
     """Claim step ``index`` ``wait`` after ``ready``, complete it ``run`` later; return when it finished."""
     task = door.claim_step(instance_id, index, "w1", now=ready + wait)
     assert task is not None, (instance_id, index)
+    door.extend(task.id, "1d", now=ready + wait)  # as a push worker's heartbeats keep its claim
     door.complete(task, None, now=ready + wait + run)
     return ready + wait + run
 

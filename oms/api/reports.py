@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ..ops.sla_report import SlaReport, sla_report
+from .errors import documented
 
 router = APIRouter(prefix="/v1", tags=["reads"])
 
 
-@router.get("/sla/report")
+@router.get("/sla/report", responses=documented(401, 403, 422))
 def get_report(since: Annotated[date, Query(description="The first UTC day, YYYY-MM-DD.")],
                until: Annotated[date, Query(description="The UTC day after the last, YYYY-MM-DD (excluded).")],
                workflow: Annotated[str | None, Query(max_length=128, description="One workflow only.")] = None,

@@ -217,3 +217,5 @@ def test_the_route_serves_the_reading_roles_and_refuses_the_others(backend: Back
         assert client.get("/v1/sla/report?since=2026-11-01", headers=keys["reader"]).status_code == 422
         backwards = client.get("/v1/sla/report?since=2026-12-01&until=2026-11-01", headers=keys["reader"])
         assert backwards.status_code == 422 and "must be after" in backwards.json()["detail"]
+        documented = client.get("/openapi.json").json()["paths"]["/v1/sla/report"]["get"]["responses"]
+        assert {"200", "401", "403", "422"} <= set(documented)

@@ -63,7 +63,7 @@ window.OMS.report = (function () {
   }
 
   function weekAxis() {
-    return { values: (u, values) => values.map((v) => "wk " + new Date(v * 1000).toISOString().slice(5, 10)) };
+    return { values: (u, values) => values.map((v) => new Date(v * 1000).toISOString().slice(5, 10)) };
   }
 
   function shareChart(target, weeks) {
