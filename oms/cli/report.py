@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import date, datetime
 from html import escape
 
@@ -148,7 +147,7 @@ def report(since: str, until: str, workflow: str | None, format_: str, base_url:
     """
     found = sla_report(_day(since, "--since"), _day(until, "--until"), workflow, base_url=base_url)
     if format_ == "json":
-        click.echo(json.dumps(found.model_dump(mode="json"), indent=2))
+        click.echo(found.model_dump_json(indent=2))
     elif format_ == "csv":
         click.echo(as_csv(found), nl=False)
     elif format_ == "html":
