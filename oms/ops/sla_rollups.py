@@ -98,17 +98,15 @@ class Tally:
 FIGURES = ("kind", "finished", "within_sla", "breaches", "over_s", "sla_s", "histograms", "breach_hours", "worst")
 
 
-def _working(hours: Schedule | None, start: datetime | None, end: datetime | None) -> float | None:
-    """Seconds of working time (wall time without a calendar) from ``start`` to ``end``, if both happened."""
-    if start is None or end is None:
-        return None
-    return max(paused_time(hours, start, end).total_seconds(), 0.0) if end > start else 0.0
+def _working(hours: Schedule | None, start: datetime, end: datetime) -> float:
+    """Seconds of working time (wall time without a calendar) from ``start`` to ``end`` (0 if not after it)."""
+    return paused_time(hours, start, end).total_seconds() if end > start else 0.0
 
 
 def _paused(hours: Schedule | None, row: Any) -> float:
     """The working time the step's clock was paused in all (a pause still on when it finished counts to then)."""
     last = _working(hours, row.paused_at, row.finished_at) if row.paused_at is not None else 0.0
-    return (row.paused_s or 0.0) + (last or 0.0)
+    return (row.paused_s or 0.0) + last
 
 
 def _hour(hours: Schedule | None, moment: datetime) -> str:
@@ -119,21 +117,24 @@ def _finished(tally: Tally, hours: Schedule | None, row: Any, *, ready: datetime
               finished: datetime, expires: datetime | None, paused: float, task_id: str | None) -> None:
     """Count one step (or instance) finished."""
     deadline = expires if expires is not None and expires != NO_DEADLINE else None
-    total = max((_working(hours, ready, finished) or 0.0) - paused, 0.0)
     tally.finished += 1
+    if started is not None:  # working time adds up: the total is the wait and the run (one calendar walk fewer)
+        waited, ran = _working(hours, ready, started), _working(hours, started, finished)
+        tally.observe("queue_wait", waited)
+        tally.observe("run", max(ran - paused, 0.0))
+        total = max(waited + ran - paused, 0.0)
+    else:
+        total = max(_working(hours, ready, finished) - paused, 0.0)
     tally.observe("total", total)
-    if started is not None:
-        tally.observe("queue_wait", _working(hours, ready, started))
-        tally.observe("run", max((_working(hours, started, finished) or 0.0) - paused, 0.0))
     over = 0.0
     if deadline is None or finished < deadline:
         tally.within_sla += 1
     else:
-        over = _working(hours, deadline, finished) or 0.0
+        over = _working(hours, deadline, finished)
         tally.over_s += over
         tally.observe("over", over)
     if deadline is not None and tally.sla_s is None:  # once per row and pass: the working time is not free
-        tally.sla_s = max((_working(hours, ready, deadline) or 0.0) - paused, 0.0)
+        tally.sla_s = max(_working(hours, ready, deadline) - paused, 0.0)
     tally.worst.append({"instance_id": row.instance_id, "business_key": row.business_key, "task_id": task_id,
                         "finished_at": finished.astimezone(UTC).isoformat(), "total_s": round(total, 3),
                         "over_s": round(over, 3)})
