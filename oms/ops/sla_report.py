@@ -69,7 +69,7 @@ class ReportRow(BaseModel):
     finished: int
     within_sla: int
     late: int
-    #: ``within_sla / finished`` (``None``: none finished).
+    #: ``within_sla / finished`` (``None``: none finished, or no SLA: a workflow without one of its own).
     share_within: float | None
     #: Breaches the scanner recorded whose deadline passed in the period, finished or not.
     breaches: int

@@ -90,8 +90,8 @@ class Tally:
 
     @property
     def share(self) -> float | None:
-        """The share of the finished within their SLA (``None``: none finished)."""
-        return self.within_sla / self.finished if self.finished else None
+        """The share of the finished within their SLA (``None``: none finished, or no SLA to be within)."""
+        return self.within_sla / self.finished if self.finished and self.sla_s is not None else None
 
 
 #: The columns of ``oms_sla_rollups`` a tally holds.

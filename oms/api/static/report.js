@@ -55,7 +55,9 @@ window.OMS.report = (function () {
       const y = value(w);
       if (y !== null && y !== undefined) lines[keys.indexOf(key)][xs.indexOf(w.week)] = y;
     }
-    return { xs: xs.map((w) => Date.parse(w + "T00:00:00Z") / 1000), keys: keys, lines: lines };
+    const shown = keys.map((_, i) => i).filter((i) => lines[i].some((y) => y !== null)); // a line with no point: none
+    return { xs: xs.map((w) => Date.parse(w + "T00:00:00Z") / 1000), keys: shown.map((i) => keys[i]),
+      lines: shown.map((i) => lines[i]) };
   }
 
   function percentAxis(label) {
@@ -69,7 +71,7 @@ window.OMS.report = (function () {
   function shareChart(target, weeks) {
     const data = weekly(weeks, (w) => (w.share_within === null ? null : Math.round(1000 * w.share_within) / 10));
     return new window.uPlot({
-      width: WIDTH, height: HEIGHT,
+      width: WIDTH, height: HEIGHT, legend: { live: false },
       scales: { x: { time: true }, y: { range: [0, 100] } },
       series: [{ label: "week" }, ...data.keys.map((k, i) => series(k, i))],
       axes: [weekAxis(), percentAxis("within SLA")],
@@ -81,7 +83,7 @@ window.OMS.report = (function () {
       : Math.round(1000 * w.total_p90_s / w.sla_s) / 10));
     const most = Math.max(120, ...data.lines.flat().filter((v) => v !== null));
     return new window.uPlot({
-      width: WIDTH, height: HEIGHT,
+      width: WIDTH, height: HEIGHT, legend: { live: false },
       scales: { x: { time: true }, y: { range: [0, Math.ceil(most / 20) * 20] } },
       series: [{ label: "week" }, ...data.keys.map((k, i) => series(k, i)),
         { label: "SLA", stroke: "#444", width: 2, dash: [6, 4], points: { show: false } }],
@@ -93,7 +95,7 @@ window.OMS.report = (function () {
     const hours = Array.from({ length: 24 }, (_, h) => h);
     const ys = hours.map((h) => counts[h] || counts[String(h)] || 0);
     return new window.uPlot({
-      width: WIDTH, height: HEIGHT,
+      width: WIDTH, height: HEIGHT, legend: { live: false },
       scales: { x: { time: false, range: [-0.5, 23.5] }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
       series: [{ label: "hour", value: (u, v) => (v === null ? "–" : String(v).padStart(2, "0") + ":00") },
         { label: "breaches", stroke: "#b03a2e", fill: "rgba(176, 58, 46, 0.6)", width: 1,
