@@ -129,6 +129,31 @@ class Expected:
     finishes: list[tuple[float, float, str]] = field(default_factory=list)
     breach_hours: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
+    def breach(self, deadline: datetime, zone: ZoneInfo | Any) -> None:
+        """A breach the scanner recorded: counted if its deadline passed in the month."""
+        if _in_month(deadline):
+            self.breaches += 1
+            self.breach_hours[deadline.astimezone(zone).hour] += 1
+
+    def finish(self, instance_id: str, seconds: Any, *, start: datetime, at: datetime, deadline: datetime | None,
+               started: datetime | None = None) -> None:
+        """A step (or instance) done at ``at``: counted if that was in the month."""
+        if not _in_month(at):
+            return
+        total = seconds(start, at)
+        late = deadline is not None and at >= deadline
+        over = seconds(deadline, at) if late else 0.0
+        self.finished += 1
+        self.within += not late
+        self.over += over
+        self.figures["total"].append(total)
+        if started is not None:
+            self.figures["queue_wait"].append(seconds(start, started))
+            self.figures["run"].append(seconds(started, at))
+        if over:
+            self.figures["over"].append(over)
+        self.finishes.append((over, total, instance_id))
+
 
 def _in_month(moment: datetime) -> bool:
     return SINCE <= moment.astimezone(UTC).date() < UNTIL
@@ -153,43 +178,18 @@ def expected() -> dict[tuple[str, str | None], Expected]:
             task = tasks[event.task_id]
             row = found[(instance.workflow_id, task.step_id)]
             if event.kind == "task.sla_violated":
-                if _in_month(task.expires_at):
-                    row.breaches += 1
-                    row.breach_hours[task.expires_at.astimezone(zone).hour] += 1
-                continue
-            if not _in_month(event.at):
-                continue
-            assert event.at == task.finished_at
-            total = seconds(task.ready_at, event.at)
-            over = seconds(task.expires_at, event.at) if event.at >= task.expires_at else 0.0
-            row.finished += 1
-            row.within += event.at < task.expires_at
-            row.over += over
-            row.figures["queue_wait"].append(seconds(task.ready_at, task.started_at))
-            row.figures["run"].append(seconds(task.started_at, event.at))
-            row.figures["total"].append(total)
-            if over:
-                row.figures["over"].append(over)
-            row.finishes.append((over, total, instance.id))
+                row.breach(task.expires_at, zone)
+            else:
+                assert event.at == task.finished_at
+                row.finish(instance.id, seconds, start=task.ready_at, at=event.at, deadline=task.expires_at,
+                           started=task.started_at)
         elif event.kind in ("workflow.done", "workflow.sla_violated"):
             row = found[(instance.workflow_id, None)]
             if event.kind == "workflow.sla_violated":
-                if _in_month(instance.expires_at):
-                    row.breaches += 1
-                    row.breach_hours[instance.expires_at.astimezone(zone).hour] += 1
-                continue
-            if not _in_month(event.at):
-                continue
-            total = seconds(instance.created_at, event.at)
-            late = instance.expires_at is not None and event.at >= instance.expires_at
-            over = seconds(instance.expires_at, event.at) if late else 0.0
-            row.finished += 1
-            row.within += not late
-            row.over += over
-            row.figures["total"].append(total)
-            if over:
-                row.figures["over"].append(over)
-            row.finishes.append((over, total, instance.id))
+                assert instance.expires_at is not None
+                row.breach(instance.expires_at, zone)
+            else:
+                row.finish(instance.id, seconds, start=instance.created_at, at=event.at, deadline=instance.expires_at)
     return dict(found)
 
 
