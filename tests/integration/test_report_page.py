@@ -3,7 +3,8 @@
 A reader follows the board's link to the report, picks November 2026, and must see
 the counts the event log gives (``tests/sla_month.py``), three charts drawn by the
 vendored uPlot under the page's strict CSP, and the worst instances linked to the
-instance view. The screenshot is kept in ``test-artifacts/sla-report.png``.
+instance view. The screenshot is kept in ``test-artifacts/sla-report.png``. Then the
+benchmark's month (``benchmarks/report.py``), small, reported as its task table counts it.
 """
 
 from __future__ import annotations
@@ -101,3 +102,26 @@ def test_a_reader_opens_the_report_from_the_board_and_sees_the_months_charts(
     instance_id = link.text
     link.click()
     wait_for(browser, "#instance-head h2", instance_id)
+
+
+def test_the_benchmarks_month_is_reported_as_its_tables_count_it(postgres_backend: Backend) -> None:
+    """``benchmarks/report.py``'s fill, at 2,000 steps instead of 1M (it times nothing here): the report of its month
+    says what the task table says, under the calendar and in wall time."""
+    import sys
+
+    from oms import Calendar, Workflow
+    from oms.ops.sla_report import sla_report
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from benchmarks import report as bench
+
+    Calendar(id="bench_office", timezone="America/New_York", hours={"mon-fri": "09:00-17:00"}).save()
+    steps = [{"id": f"step{k}", "sla": f"{bench.SLA_MINUTES}m"} for k in range(bench.STEPS)]
+    Workflow(id="bench_office", calendar="bench_office", steps=steps).save()
+    Workflow(id="bench_wall", steps=steps).save()
+    assert bench._fill(2000) == 2000
+    report = sla_report(SINCE, UNTIL)
+    rows = [row for row in report.rows if row.step_id is not None]
+    assert {row.calendar_id for row in rows} == {"bench_office", None} and len(rows) == 8
+    counted = (sum(r.finished for r in rows), sum(r.within_sla for r in rows), sum(r.breaches for r in rows))
+    assert counted == bench._counted() and 0 < counted[2] < counted[0]
