@@ -10,7 +10,8 @@ hundred rows, not the log; and the rows stay when ``oms prune`` deletes the even
   wait (ready to its last claim), run time (claim to finished, less any paused
   time) and total (ready to finished, less paused time), and for a late one its time
   over the deadline, each in its calendar's working time (wall time without one),
-  into log-spaced histograms (:mod:`oms.ops.histograms`); the ten worst kept (most time over, then longest);
+  into log-spaced histograms (:mod:`oms.ops.histograms`); the ten worst kept (most
+  time over, then longest);
 * ``workflow.done``: the same for the instance against the workflow's own SLA (the
   row whose ``step_id`` is ``""``), from its start;
 * ``task.sla_violated`` / ``workflow.sla_violated``: a breach the scanner recorded,
@@ -43,7 +44,7 @@ from .watermarks import BATCH, rolled_up_to, settled, watermark
 
 #: This rollup's watermark (``oms_metrics``, ``_watermark{of="sla_rollups"}``).
 ROLLUP = "sla_rollups"
-#: Finished steps (or instances) kept per row: the report shows the ten latest of the rows it merges.
+#: Finished steps (or instances) kept per row, the worst: the report shows the worst of the rows it merges.
 WORST = 10
 #: The kind of the workflow's own row.
 WORKFLOW = "workflow"
@@ -69,9 +70,8 @@ class Tally:
     #: The worst finished, worst first (at most :data:`WORST` once :meth:`absorb` or :func:`worst` has run).
     worst: list[dict[str, Any]] = field(default_factory=list)
 
-    def observe(self, figure: str, seconds: float | None) -> None:
-        if seconds is not None:
-            histograms.add(self.histograms.setdefault(figure, {}), seconds)
+    def observe(self, figure: str, seconds: float) -> None:
+        histograms.add(self.histograms.setdefault(figure, {}), seconds)
 
     def absorb(self, other: Tally | SlaRollupRow) -> Tally:
         """Add another tally's, or a stored row's, figures to this one; return it."""

@@ -96,6 +96,8 @@ def test_a_reader_opens_the_report_from_the_board_and_sees_the_months_charts(
     assert painted > 200  # the breaches' red bars are drawn
     shot = screenshot(browser, "sla-report.png")
     assert shot.stat().st_size > 20_000
+    browser.execute_script("document.getElementById('report-table').scrollIntoView();")
+    screenshot(browser, "sla-report-tables.png")
 
     # the worst instance links to the instance view
     link = browser.find_element(By.CSS_SELECTOR, "#report-worst tbody tr a")
