@@ -6,14 +6,16 @@ another transaction holds is left for the next run), then deletes their tasks,
 their events and the instances, in the engine's lock order (instance, then its
 tasks). Running instances are never touched, and nothing waits on a hot row.
 
-The SLA report's rollups (:mod:`oms.ops.sla_rollups`) are caught up first, and an
-instance with an event they do not hold yet (one younger than a couple of seconds)
-is left for the next run: a report reads the same after a prune as before it.
+The SLA report's rollups (:mod:`oms.ops.sla_rollups`) are caught up first (a cutoff
+of just now waits the two seconds an event takes to settle), and an instance with an
+event they do not hold yet is left for the next run: a report reads the same after a
+prune as before it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -26,6 +28,7 @@ from ..store import runs
 from ..store.db import retrying, transaction
 from ..store.tables import EventRow, InstanceRow, TaskRow
 from . import sla_rollups
+from .watermarks import SETTLE
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,15 @@ def _rolled_up(session: Session) -> ColumnElement[bool]:
     """Instances whose every event the SLA report's rollups hold (through ``ix_oms_events_instance``)."""
     mark = sla_rollups.rolled_up(session)
     return ~exists().where(EventRow.instance_id == InstanceRow.id, EventRow.id > mark)
+
+
+def _catch_up(cutoff: datetime) -> None:
+    """Roll the SLA report's rollups up to the events of every instance finished before ``cutoff``: an event settles
+    :data:`~oms.ops.watermarks.SETTLE` after it was written, so a cutoff of just now waits that long first."""
+    wait = (min(cutoff, datetime.now(UTC)) + SETTLE - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        time.sleep(wait)
+    sla_rollups.catch_up()
 
 
 def _prune_batch(cutoff: datetime, batch: int) -> tuple[int, int, int]:
@@ -93,7 +105,7 @@ def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: 
             report.events = session.scalar(select(func.count()).select_from(EventRow)
                                            .where(EventRow.instance_id.in_(doomed))) or 0
         return report
-    sla_rollups.catch_up()  # the report's rollups hold every event before any is deleted
+    _catch_up(cutoff)
     while True:
         ids, tasks, events = retrying(partial(_prune_batch, cutoff, batch), "pruning finished instances")
         if not ids:
