@@ -40,6 +40,11 @@ class StepKind(StrEnum):
         name no worker may fetch and no message is published to."""
         return f"oms.{self.value}"
 
+    @classmethod
+    def of_topic(cls, topic: str) -> StepKind:
+        """The kind of a step recorded on ``topic``: an engine topic's (``oms.human``…), else a worker's."""
+        return next((kind for kind in cls if kind is not cls.WORKER and kind.topic == topic), cls.WORKER)
+
 
 class InstanceStatus(StrEnum):
     """Status of one run of a workflow."""

@@ -22,7 +22,21 @@ from starlette.routing import Mount, Route
 from ..settings import get_settings
 from ..store import db, tokens
 from ..store.db import database
-from . import auth, board, calendars, errors, health, instances, metrics, page, people, signals, tasks, workflows
+from . import (
+    auth,
+    board,
+    calendars,
+    errors,
+    health,
+    instances,
+    metrics,
+    page,
+    people,
+    reports,
+    signals,
+    tasks,
+    workflows,
+)
 from .polls import PollHub
 from .revocations import TokenCache
 
@@ -110,7 +124,7 @@ def announce_insecure() -> None:
 
 #: Every router of the API; each one's paths are whole (a router's prefix is its own).
 ROUTERS = (workflows.router, calendars.router, instances.router, tasks.router, people.router, signals.router,
-           board.router, metrics.router, health.router, page.router)
+           board.router, reports.router, metrics.router, health.router, page.router)
 
 
 def served(app: FastAPI) -> list[tuple[str, str]]:

@@ -163,6 +163,7 @@ RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/instances/{instance_id}/retry"): ADMINS,
     ("GET", "/v1/overdue"): READERS,
     ("GET", "/v1/sla/summary"): READERS,
+    ("GET", "/v1/sla/report"): READERS,
     ("GET", "/v1/board"): READERS,
     ("POST", "/v1/topics/{topic}/fetch"): WORKERS,
     #: a person completes or fails her own human step, as herself (oms.api.tasks checks it is hers)
@@ -185,10 +186,12 @@ RULES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 #: The routes anyone may call, without a token: the probes, the page's shell and sign-in (which read the
-#: cookie themselves), its two static files, and the API's own documentation (it holds no data).
+#: cookie themselves), its static files and the chart library it ships, and the API's own documentation (it holds
+#: no data).
 PUBLIC: frozenset[tuple[str, str]] = frozenset({
     ("GET", "/healthz"), ("GET", "/readyz"),
     ("GET", "/"), ("POST", "/login"), ("POST", "/logout"), ("GET", "/static/{name}"),
+    ("GET", "/static/vendor/{name}"),
     ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/openapi.json"), ("GET", "/static-offline-docs"),
 })
 

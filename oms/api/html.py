@@ -2,7 +2,8 @@
 template engine, no build step.
 
 The server renders only a shell (who is signed in, the login form and its error);
-the scripts fill it from the JSON API: ``static/page.js`` the operators' board,
+the scripts fill it from the JSON API: ``static/page.js`` the operators' board (``static/report.js`` its SLA
+report, charts drawn by the vendored uPlot),
 ``static/work.js`` and ``static/form.js`` a person's My work (``static/common.js``
 is what they share). Every value put in here goes
 through :func:`html.escape`, so nothing a user typed becomes markup.
@@ -14,6 +15,9 @@ from html import escape
 from string import Template
 
 from .auth import PEOPLE  # the roles that see My work rather than the operators' board
+
+#: The roles the board links to the SLA report (``GET /v1/sla/report`` is open to every reading role).
+REPORTERS = ("admin", "reader")
 
 _HEAD = """<!doctype html>
 <html lang="en">
@@ -53,9 +57,14 @@ _TOP = """<body data-role="$role" data-name="$name" data-csrf-cookie="$csrf_cook
 <p id="status-line" role="status" aria-live="polite">loading…</p>
 """
 
-_APP = Template(_HEAD + _TOP.replace("$heading", "HMS-OMS operator board") + """<main>
+#: The board's head: the report's charts' style too.
+_HEAD_BOARD = _HEAD.replace('<link rel="icon"', '<link rel="stylesheet" href="/static/vendor/uPlot.min.css">\n'
+                            '<link rel="icon"')
+
+_APP = Template(_HEAD_BOARD + _TOP.replace("$heading", "HMS-OMS operator board") + """<main>
 <section id="overview">
 <h2>Workflows</h2>
+$report_link
 <div id="board"></div>
 <h2>Instances</h2>
 <form id="filters">
@@ -85,8 +94,37 @@ placeholder="form number, exact"></label>
 <table id="events"><thead><tr><th>at (UTC)</th><th>event</th><th>step</th><th>attempt</th><th>data</th></tr></thead>
 <tbody></tbody></table>
 </section>
+<section id="report" hidden>
+<p><a href="#/">← all workflows</a></p>
+<h2>SLA report</h2>
+<form id="report-form">
+<label>since <input type="date" id="r-since" name="since" required></label>
+<label>until (excluded) <input type="date" id="r-until" name="until" required></label>
+<label>workflow <select name="workflow" id="r-workflow"><option value="">every one</option></select></label>
+<button type="submit">Show</button>
+</form>
+<p id="report-summary"></p>
+<p id="report-message" role="alert"></p>
+<div class="charts">
+<figure><figcaption>Share of steps within their SLA, per week</figcaption><div id="chart-share" class="chart"></div>
+</figure>
+<figure><figcaption>p90 of the total time against the SLA line (100% = the SLA), per week</figcaption>
+<div id="chart-p90" class="chart"></div></figure>
+<figure><figcaption>Breaches by hour of the working day (each calendar's local time)</figcaption>
+<div id="chart-hours" class="chart"></div></figure>
+</div>
+<h3>Per step</h3>
+<table id="report-table"><thead><tr><th>workflow</th><th>step</th><th>calendar</th><th>SLA</th><th>finished</th>
+<th>within SLA</th><th>late</th><th>breaches</th><th>queue wait p50 / p90 / p99</th><th>run p50 / p90 / p99</th>
+<th>total p50 / p90 / p99</th><th>time over (sum)</th></tr></thead><tbody></tbody></table>
+<h3>The worst instances</h3>
+<table id="report-worst"><thead><tr><th>workflow</th><th>step</th><th>instance</th><th>business key</th>
+<th>finished (UTC)</th><th>over the SLA</th><th>total</th></tr></thead><tbody></tbody></table>
+</section>
 </main>
 <script src="/static/common.js"></script>
+<script src="/static/vendor/uPlot.iife.min.js"></script>
+<script src="/static/report.js"></script>
 <script src="/static/page.js"></script>
 </body>
 </html>
@@ -139,4 +177,5 @@ def app_page(*, name: str, role: str, csrf: str, csrf_cookie: str, csrf_header: 
     escaped = {key: escape(value, quote=True) for key, value in values.items()}
     if role in PEOPLE:
         return _WORK.substitute(title="my work", **escaped)
-    return _APP.substitute(title="board", **escaped)
+    report = '<p><a id="report-link" href="#/report">SLA report</a></p>' if role in REPORTERS else ""
+    return _APP.substitute(title="board", report_link=report, **escaped)

@@ -26,10 +26,13 @@ from .html import app_page, login_page
 
 router = APIRouter()
 
-#: The static files, by name, with their media types: nothing else is served from the folder.
+#: The static files, by name, with their media types: nothing else is served from the folder. ``vendor/``: the
+#: libraries shipped with the page (see ``static/vendor/README.md``: their versions and licences).
 STATIC = {"common.js": "text/javascript; charset=utf-8", "page.js": "text/javascript; charset=utf-8",
           "work.js": "text/javascript; charset=utf-8", "form.js": "text/javascript; charset=utf-8",
-          "page.css": "text/css; charset=utf-8"}
+          "report.js": "text/javascript; charset=utf-8", "page.css": "text/css; charset=utf-8",
+          "vendor/uPlot.iife.min.js": "text/javascript; charset=utf-8",
+          "vendor/uPlot.min.css": "text/css; charset=utf-8"}
 
 #: Headers of every HTML response: only this origin's script and style run; no framing, no caching.
 PAGE_HEADERS = {
@@ -117,7 +120,7 @@ async def logout(request: Request) -> Response:
 
 @cache
 def _static(name: str) -> bytes:
-    return files("oms.api").joinpath("static", name).read_bytes()
+    return files("oms.api").joinpath("static", *name.split("/")).read_bytes()
 
 
 @router.get("/static/{name}", include_in_schema=False)
@@ -127,3 +130,9 @@ def static(name: str) -> Response:
         return JSONResponse({"error": "NotFound", "detail": f"No static file {name!r}."}, status_code=404)
     return Response(_static(name), media_type=STATIC[name],
                     headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+
+
+@router.get("/static/vendor/{name}", include_in_schema=False)
+def vendor(name: str) -> Response:
+    """A library of :data:`STATIC`'s ``vendor/`` (the report's charts)."""
+    return static(f"vendor/{name}")

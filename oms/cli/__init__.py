@@ -20,6 +20,7 @@ from .database import db
 from .doctor import doctor
 from .instances import cancel, history, list_, retry, start, status
 from .processes import beat, demo, worker
+from .report import report
 from .retention import prune
 from .users import user
 from .workflows import workflow
@@ -64,8 +65,8 @@ def main(database_url: str | None, broker_url: str | None, home: str | None, app
         configure()
 
 
-for _command in (workflow, calendar, start, status, history, list_, cancel, retry, prune, worker, beat, demo, db,
-                 doctor, api, token, user):
+for _command in (workflow, calendar, start, status, history, list_, cancel, retry, report, prune, worker, beat, demo,
+                 db, doctor, api, token, user):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -20,7 +20,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, select, text
@@ -33,15 +33,13 @@ from ..store.db import transaction
 from ..store.lights import seen_rank
 from ..store.runs import RECONCILE, SCAN, last_run
 from ..store.tables import UNFINISHED_INSTANCES, EventRow, InstanceRow, MetricRow, TaskRow
+from .watermarks import BATCH, SETTLE, WATERMARK, settled, watermark
+from .watermarks import labels as _labels
 
-#: Most events one scrape rolls up (a backlog, after an upgrade, is caught up over several scrapes).
-BATCH = 20_000
-#: Events younger than this wait for the next scrape (a transition may still be committing).
-SETTLE = timedelta(seconds=2)
+__all__ = ["BATCH", "SETTLE", "WATERMARK", "Snapshot", "roll_up", "snapshot"]
+
 #: Upper bounds of the histograms' buckets, in seconds: from a fast handler to a two-day SLA.
 BUCKETS = (0.05, 0.25, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0, 172_800.0)
-#: The watermark's row in ``oms_metrics``: the id of the last event rolled up.
-WATERMARK = "_watermark"
 
 #: Counter (without ``_total``) -> the events it counts.
 COUNTERS: dict[str, tuple[str, ...]] = {
@@ -85,10 +83,6 @@ UNFINISHED = text(UNFINISHED_INSTANCES)
 FINISHED = {kind: new.value for (_, new), kind in INSTANCE_MOVES.items() if new in FINISHED_INSTANCE}
 
 
-def _labels(**values: str) -> str:
-    return json.dumps(values, sort_keys=True, separators=(",", ":"))
-
-
 @dataclass
 class Snapshot:
     """Everything ``/metrics`` reports, read in one go."""
@@ -114,22 +108,6 @@ def _observe(deltas: dict[tuple[str, str], float], metric: str, workflow: str, s
     deltas[(f"{metric}_sum", _labels(workflow=workflow, step=step))] += seconds
 
 
-def _watermark(session: Session) -> MetricRow | None:
-    """The watermark's row, locked for this scrape; ``None`` while another process rolls up."""
-    query = select(MetricRow).where(MetricRow.metric == WATERMARK, MetricRow.labels == "{}")
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    found = session.scalars(query).first()
-    if found is None:
-        exists = session.scalars(select(MetricRow.metric).where(MetricRow.metric == WATERMARK)).first()
-        if exists is not None:
-            return None  # locked by another scrape
-        found = MetricRow(metric=WATERMARK, labels="{}", value=0.0)
-        session.add(found)
-        session.flush()
-    return found
-
-
 def _new_events(session: Session, after: int, now: datetime) -> Iterator[Any]:
     query = (
         select(EventRow.id, EventRow.kind, EventRow.at, EventRow.step_id, InstanceRow.workflow_id,
@@ -141,10 +119,7 @@ def _new_events(session: Session, after: int, now: datetime) -> Iterator[Any]:
         .order_by(EventRow.id)
         .limit(BATCH)
     )
-    for row in session.execute(query):
-        if row.at >= now - SETTLE:
-            return
-        yield row
+    yield from settled(session.execute(query), now)
 
 
 def roll_up(now: datetime | None = None) -> int:
@@ -161,7 +136,7 @@ def roll_up(now: datetime | None = None) -> int:
 
 def _roll_up(now: datetime) -> int:
     with transaction() as session:
-        mark = _watermark(session)
+        mark = watermark(session)
         if mark is None:
             return 0
         deltas: dict[tuple[str, str], float] = defaultdict(float)

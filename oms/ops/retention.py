@@ -5,22 +5,30 @@ before the cutoff, oldest first, locking them with ``SKIP LOCKED`` (an instance
 another transaction holds is left for the next run), then deletes their tasks,
 their events and the instances, in the engine's lock order (instance, then its
 tasks). Running instances are never touched, and nothing waits on a hot row.
+
+The SLA report's rollups (:mod:`oms.ops.sla_rollups`) are caught up first (a cutoff
+of just now waits the two seconds an event takes to settle), and an instance with an
+event they do not hold yet is left for the next run: a report reads the same after a
+prune as before it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import ColumnElement, Delete, delete, func, select
+from sqlalchemy import ColumnElement, Delete, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from ..states import FINISHED_INSTANCE
 from ..store import runs
 from ..store.db import retrying, transaction
 from ..store.tables import EventRow, InstanceRow, TaskRow
+from . import sla_rollups
+from .watermarks import SETTLE
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +56,26 @@ def _deleted(session: Session, statement: Delete) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _rolled_up(session: Session) -> ColumnElement[bool]:
+    """Instances whose every event the SLA report's rollups hold (through ``ix_oms_events_instance``)."""
+    mark = sla_rollups.rolled_up(session)
+    return ~exists().where(EventRow.instance_id == InstanceRow.id, EventRow.id > mark)
+
+
+def _catch_up(cutoff: datetime) -> None:
+    """Roll the SLA report's rollups up to the events of every instance finished before ``cutoff``: an event settles
+    :data:`~oms.ops.watermarks.SETTLE` after it was written, so a cutoff of just now waits that long first."""
+    wait = (min(cutoff, datetime.now(UTC)) + SETTLE - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        time.sleep(wait)
+    sla_rollups.catch_up()
+
+
 def _prune_batch(cutoff: datetime, batch: int) -> tuple[int, int, int]:
     """One transaction: up to ``batch`` instances, then their tasks and events; return how many of each."""
     with transaction() as session:
-        ids = list(session.scalars(select(InstanceRow.id).where(*_due(cutoff)).order_by(InstanceRow.finished_at)
-                                   .limit(batch).with_for_update(skip_locked=True)))
+        ids = list(session.scalars(select(InstanceRow.id).where(*_due(cutoff), _rolled_up(session))
+                                   .order_by(InstanceRow.finished_at).limit(batch).with_for_update(skip_locked=True)))
         if not ids:
             return 0, 0, 0
         tasks = _deleted(session, delete(TaskRow).where(TaskRow.instance_id.in_(ids)))
@@ -82,6 +105,7 @@ def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: 
             report.events = session.scalar(select(func.count()).select_from(EventRow)
                                            .where(EventRow.instance_id.in_(doomed))) or 0
         return report
+    _catch_up(cutoff)
     while True:
         ids, tasks, events = retrying(partial(_prune_batch, cutoff, batch), "pruning finished instances")
         if not ids:

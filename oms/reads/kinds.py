@@ -15,13 +15,10 @@ from ..model.definitions import Step
 from ..model.worktime import format_sla
 from ..states import StepKind, TaskStatus
 
-#: The kind of step each engine topic stands for; any other topic is a worker's.
-_BY_TOPIC = {kind.topic: kind for kind in StepKind if kind is not StepKind.WORKER}
-
 
 def kind_of(topic: str) -> str:
     """The kind of a step recorded on ``topic`` (the engine's ``oms.human``, ``oms.wait``, ``oms.timer``)."""
-    return _BY_TOPIC.get(topic, StepKind.WORKER).value
+    return StepKind.of_topic(topic).value
 
 
 class Attempt(Protocol):

@@ -6,7 +6,7 @@ partial indexes become plain ones where the database has no ``WHERE`` on indexes
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, cast
 
@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ColumnElement,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -468,6 +469,41 @@ class NoticeAttemptRow(Base):
     __table_args__ = (Index("ix_oms_notice_attempts_notice", "notice_id", "id"),)
 
 
+class SlaRollupRow(Base):
+    """The SLA report's rollup of the event log (:mod:`oms.ops.sla_rollups`): per UTC day, workflow, step and
+    calendar, the steps finished, within their SLA, the breaches, and log-spaced histograms of their times.
+
+    Kept when ``oms prune`` deletes the events it was rolled up from, so the report of a month long pruned
+    still reads the same. ``step_id`` ``""`` is the workflow's own SLA (its instances); ``calendar_id`` ``""``
+    wall time.
+    """
+
+    __tablename__ = "oms_sla_rollups"
+
+    #: The UTC day the step finished (a breach: the day its deadline passed).
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    calendar_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: Who ends the step (``worker``, ``human``, ``wait``, ``timer``), or ``workflow`` for the workflow's own row.
+    kind: Mapped[str] = mapped_column(String(16))
+    #: Steps done (instances done, on the workflow's row), and of them those done before their deadline.
+    finished: Mapped[int] = mapped_column(default=0)
+    within_sla: Mapped[int] = mapped_column(default=0)
+    #: Breaches the SLA scanner recorded (``task.sla_violated``, ``workflow.sla_violated``), finished or not.
+    breaches: Mapped[int] = mapped_column(default=0)
+    #: Working seconds past the deadline, summed over the late ones.
+    over_s: Mapped[float] = mapped_column(Float, default=0.0)
+    #: The longest SLA seen, in working seconds (``None``: no SLA).
+    sla_s: Mapped[float | None] = mapped_column(Float)
+    #: ``{"queue_wait"|"run"|"total"|"over": {bucket: count}}``, in working seconds (:mod:`oms.ops.histograms`).
+    histograms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: ``{hour: breaches}``: the local hour (in the calendar's time zone; UTC without one) each deadline passed.
+    breach_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The ten latest (by time over, then total) finished: ``[{instance_id, business_key, total_s, over_s, …}]``.
+    worst: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+
+
 class MetricRow(Base):
     """Counters and histogram buckets of ``/metrics``, rolled up from the event log past a watermark.
 
@@ -495,3 +531,4 @@ users = cast(Table, UserRow.__table__)
 channels = cast(Table, ChannelRow.__table__)
 notices = cast(Table, NoticeRow.__table__)
 notice_attempts = cast(Table, NoticeAttemptRow.__table__)
+sla_rollups = cast(Table, SlaRollupRow.__table__)

@@ -22,6 +22,7 @@ from ..unit.test_people_reads import *  # noqa: F403
 from ..unit.test_predict import *  # noqa: F403
 from ..unit.test_retention import *  # noqa: F403
 from ..unit.test_sla import *  # noqa: F403
+from ..unit.test_sla_report import *  # noqa: F403
 from ..unit.test_transitions import *  # noqa: F403
 
 pytestmark = pytest.mark.integration

@@ -77,6 +77,7 @@ def _endpoints(instance_id: str, task_id: str) -> list[tuple[str, str, Any, set[
         ("GET", f"/v1/instances/{instance_id}/history", None, READERS),
         ("GET", "/v1/overdue", None, READERS),
         ("GET", "/v1/sla/summary", None, READERS),
+        ("GET", "/v1/sla/report?since=2026-11-01&until=2026-12-01", None, READERS),
         ("GET", "/metrics", None, {"admin", "reader"}),
         ("POST", f"/v1/topics/{TOPIC}/fetch", {"max_wait": 0}, WORKERS),
         ("POST", f"/v1/tasks/{task_id}/extend", {"lease": "5m", "worker_id": "w1"}, WORKERS),

@@ -17,7 +17,9 @@ TOKENS = {"good": Principal(name="<script>alert(1)</script>", role="admin", topi
           "dave": Principal(name="dave", role="supervisor", topics=None, groups=("supervisors",)),
           "reader": Principal(name="r", role="reader", topics=None)}
 #: The scripts the page serves: each must be listed in page.STATIC, and none may write markup.
-SCRIPTS = ("common.js", "page.js", "work.js", "form.js")
+SCRIPTS = ("common.js", "page.js", "work.js", "form.js", "report.js")
+#: The libraries shipped with the page (static/vendor/README.md names their versions, licences and sums).
+VENDOR = ("uPlot.iife.min.js", "uPlot.min.css")
 
 
 @pytest.fixture
@@ -72,7 +74,10 @@ def test_a_person_gets_my_work_and_the_others_the_board(client: TestClient) -> N
                                '<script src="/static/work.js"></script>']
         else:
             assert 'id="board"' in shell and 'id="f-business_key"' in shell and 'id="inbox"' not in shell
-            assert scripts == ['<script src="/static/common.js"></script>', '<script src="/static/page.js"></script>']
+            assert scripts == ['<script src="/static/common.js"></script>',
+                               '<script src="/static/vendor/uPlot.iife.min.js"></script>',
+                               '<script src="/static/report.js"></script>', '<script src="/static/page.js"></script>']
+            assert ('id="report-link"' in shell) == (who in ("reader", "good"))
     client.cookies.clear()
     client.post("/login", data={"token": "alice"})
     assert "&lt;b&gt;alice&lt;/b&gt;" in client.get("/").text
@@ -94,7 +99,7 @@ def test_only_the_listed_static_files_are_served(client: TestClient) -> None:
     for name in SCRIPTS:
         script = client.get(f"/static/{name}")
         assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
-    assert set(page.STATIC) == {*SCRIPTS, "page.css"}
+    assert set(page.STATIC) == {*SCRIPTS, "page.css", *(f"vendor/{name}" for name in VENDOR)}
     assert client.get("/static/page.css").headers["content-type"].startswith("text/css")
     assert client.get("/static/html.py").status_code == 404
     assert client.get("/static/..%2Fhtml.py").status_code == 404
@@ -106,3 +111,20 @@ def test_the_script_never_writes_markup() -> None:
         script = files("oms.api").joinpath("static", name).read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
             assert sink not in script, (name, sink)
+
+
+def test_the_chart_library_is_served_from_the_package_as_packed(client: TestClient) -> None:
+    """uPlot's files are served from the package (no CDN), byte for byte as npm packed them, with its licence and
+    version noted beside them; nothing else in the folder is served."""
+    import hashlib
+
+    folder = files("oms.api").joinpath("static", "vendor")
+    notes = folder.joinpath("README.md").read_text()
+    assert "| 1.6.32 | MIT (`uPlot.LICENSE`)" in notes
+    assert "Permission is hereby granted" in folder.joinpath("uPlot.LICENSE").read_text()
+    for name, kind in zip(VENDOR, ("text/javascript", "text/css")):
+        served = client.get(f"/static/vendor/{name}")
+        assert served.status_code == 200 and served.headers["content-type"].startswith(kind)
+        assert f"{hashlib.sha256(served.content).hexdigest()}  {name}" in notes
+    assert client.get("/static/vendor/README.md").status_code == 404
+    assert client.get("/static/vendor/uPlot.js").status_code == 404

@@ -197,9 +197,12 @@
 
   async function refresh(mine) {
     const id = route();
-    document.getElementById("overview").hidden = id !== null;
+    const report = window.location.hash.startsWith("#/report");
+    document.getElementById("overview").hidden = id !== null || report;
     document.getElementById("instance").hidden = id === null;
-    if (id !== null) await drawInstance(id, mine);
+    document.getElementById("report").hidden = !report;
+    if (report) await window.OMS.report.draw(window.location.hash, () => current(mine), false);
+    else if (id !== null) await drawInstance(id, mine);
     else await Promise.all([drawBoard(mine), drawList(mine)]);
   }
 

@@ -1,4 +1,4 @@
-"""Escalation ladders and the notices they send; definitions kept in their author's key order.
+"""Escalation ladders, the notices they send, the SLA report's rollups; definitions kept in their author's key order.
 
 Revision 0009, after 0008. Adds nullable columns (the rungs a step or an instance has
 fired: existing rows have fired none) and new tables; running instances are untouched.
@@ -80,13 +80,36 @@ def _notices() -> None:
     op.create_index("ix_oms_notice_attempts_notice", "oms_notice_attempts", ["notice_id", "id"])
 
 
+def _report() -> None:
+    """The SLA report's rollups of the event log (issue 21): kept when ``oms prune`` deletes the events."""
+    op.create_table(
+        "oms_sla_rollups",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("workflow_id", sa.String(length=128), nullable=False),
+        sa.Column("step_id", sa.String(length=128), nullable=False),
+        sa.Column("calendar_id", sa.String(length=128), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("finished", sa.Integer(), nullable=False),
+        sa.Column("within_sla", sa.Integer(), nullable=False),
+        sa.Column("breaches", sa.Integer(), nullable=False),
+        sa.Column("over_s", sa.Float(), nullable=False),
+        sa.Column("sla_s", sa.Float(), nullable=True),
+        sa.Column("histograms", JSON, nullable=False),
+        sa.Column("breach_hours", JSON, nullable=False),
+        sa.Column("worst", JSON, nullable=False),
+        sa.PrimaryKeyConstraint("day", "workflow_id", "step_id", "calendar_id"),
+    )
+
+
 def upgrade() -> None:
     _ladders()
     _notices()
     _definitions("json")
+    _report()
 
 
 def downgrade() -> None:
+    op.drop_table("oms_sla_rollups")
     _definitions("jsonb")
     op.drop_index("ix_oms_notice_attempts_notice", table_name="oms_notice_attempts")
     op.drop_table("oms_notice_attempts")
