@@ -66,14 +66,14 @@ def retry_at(notice: outbox.Claimed, now: datetime, settings: OmsSettings | None
     return min(now + backoff(notice.attempt, notice.id, settings), give_up_at)
 
 
-def _send(notice: outbox.Claimed, now: datetime, timeout: float) -> str:
+def send(notice: outbox.Claimed, now: datetime, timeout: float) -> str:
     """Send ``notice`` to whom its target resolves to; return the receiver's answer or raise :class:`SendFailed`."""
     found = resolve(notice.target)
     if isinstance(found, Nobody):
         raise SendFailed(found.reason, permanent=True)
     if isinstance(found, Endpoint):
         return webhook.post(found, notice.id, message.body(notice), timeout)
-    return mail.send(mail.compose(message.facts(notice), found.addresses, now), found.addresses, timeout)
+    return mail.send(message.facts(notice), found.addresses, now, timeout)
 
 
 def deliver_one(notice: outbox.Claimed, now: datetime | None = None) -> str:
@@ -82,7 +82,7 @@ def deliver_one(notice: outbox.Claimed, now: datetime | None = None) -> str:
     settings = get_settings()
     at = now or utcnow()
     try:
-        detail = _send(notice, at, settings.notice_timeout)
+        detail = send(notice, at, settings.notice_timeout)
     except SendFailed as exc:
         failure = exc
     except Exception as exc:  # a fault of the engine's, not the receiver's: recorded, retried like one

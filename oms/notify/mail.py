@@ -93,9 +93,11 @@ def _connect(found: Server, timeout: float) -> smtplib.SMTP:
     return smtp
 
 
-def send(mail: EmailMessage, addresses: tuple[str, ...], timeout: float) -> str:
-    """Hand ``mail`` to the SMTP server; return what it said, or raise :class:`SendFailed`."""
+def send(told: dict[str, Any], addresses: tuple[str, ...], at: datetime, timeout: float) -> str:
+    """E-mail the notice ``told`` (:func:`oms.notify.message.facts`) to ``addresses`` through ``OMS_SMTP_URL``;
+    return what the server said, or raise :class:`SendFailed`."""
     found = server(get_settings().smtp_url)
+    mail = compose(told, addresses, at)
     where = f"{found.host}:{found.port}"
     try:
         with _connect(found, timeout) as smtp:

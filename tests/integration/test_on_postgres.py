@@ -16,6 +16,7 @@ from ..unit.test_definitions import test_save_versions_only_changes, test_unknow
 from ..unit.test_graph import *  # noqa: F403
 from ..unit.test_holders import *  # noqa: F403
 from ..unit.test_leases import *  # noqa: F403
+from ..unit.test_notices import *  # noqa: F403
 from ..unit.test_people import *  # noqa: F403
 from ..unit.test_people_reads import *  # noqa: F403
 from ..unit.test_predict import *  # noqa: F403
