@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from kombu.exceptions import OperationalError as KombuOperationalError
-
 from ..celery.app import current
 from ..settings import ENGINE_QUEUE
 
@@ -22,6 +20,6 @@ def kick() -> None:
     app = current()
     try:
         app.send_task(TASK, queue=ENGINE_QUEUE, retry=False, ignore_result=True)
-    except (KombuOperationalError, OSError) as exc:
+    except Exception as exc:  # whatever the transport raises (redis' errors are not kombu's): the caller committed
         logger.warning("could not ask for notices to be sent now (%s); the next sweep sends them",
                        type(exc).__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, String, insert, literal_column, select, update
 
 from .db import database, retrying
 from .notices import PENDING
@@ -69,7 +69,9 @@ class NoticeView:
 def claim(now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
     """Take up to ``limit`` notices due at ``now``, oldest due first, each until ``now + lease``."""
     until = now + lease
-    due = (select(notices).where(notices.c.status == PENDING, notices.c.next_attempt_at <= now)
+    # the status as a literal: a prepared (generic) plan then uses the partial index ix_oms_notices_due
+    pending = literal_column(f"'{PENDING}'", String)
+    due = (select(notices).where(notices.c.status == pending, notices.c.next_attempt_at <= now)
            .order_by(notices.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
 
     def work() -> list[Claimed]:

@@ -24,7 +24,7 @@ from oms.api import create_app
 from oms.api.html import app_page
 from oms.cli import main
 from oms.exceptions import InvalidArgument
-from oms.notify import Report, deliver
+from oms.notify import Report, deliver, kick
 from oms.notify.delivery import backoff, send
 from oms.settings import get_settings
 from oms.store import channels, outbox, tokens, users
@@ -389,3 +389,13 @@ def test_the_board_shows_notices_to_admins_and_readers() -> None:
 
     script = files("oms.api").joinpath("static", "page.js").read_text()
     assert '"/v1/notices?"' in script and 'body.dataset.role === "reader"' in script
+
+
+def test_kick_asks_the_oms_queue_and_never_raises(backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    kick()
+    folder = get_settings().broker_folder / "queue"
+    sent = [p.read_text() for p in folder.iterdir()] if folder.exists() else []
+    assert any('"oms.send_notices"' in text and '"routing_key": "oms"' in text for text in sent), sent
+    configure(backend, broker_url="redis://:pw-not-shown@127.0.0.1:1/0")  # nothing listens there
+    kick()  # the escalation that called it has committed: the next sweep sends its notices
+    assert "could not ask for notices to be sent now" in caplog.text and "pw-not-shown" not in caplog.text
