@@ -10,6 +10,6 @@ transaction and calls :func:`kick` after the commit; the Celery task
 from __future__ import annotations
 
 from .delivery import Report, deliver
-from .kick import TASK, kick
+from .task import TASK, kick
 
 __all__ = ["TASK", "Report", "deliver", "kick"]

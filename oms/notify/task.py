@@ -1,4 +1,4 @@
-"""Asking for the outbox to be sent now, rather than at the next sweep."""
+"""The task that sends the outbox, and asking for it now rather than at the next sweep."""
 
 from __future__ import annotations
 
