@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, String, insert, literal_column, select, update
+from sqlalchemy import Row, String, func, insert, literal_column, select, update
 
 from .db import database, retrying
 from .notices import PENDING
@@ -146,3 +146,37 @@ def attempts(notice_id: str) -> list[Attempt]:
             return [Attempt(r.at, r.ok, r.detail) for r in conn.execute(query)]
 
     return retrying(read, "reading a notice's attempts")
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The outbox at a glance (``oms doctor``): notices sent and given up since a moment, those waiting, and the
+    longest any due one has waited."""
+
+    sent: int
+    failed: int
+    pending: int
+    #: The earliest ``next_attempt_at`` of a pending notice already due, or ``None``.
+    oldest_due: datetime | None
+    #: The last error of the newest notice given up.
+    last_error: str | None
+
+
+def backlog(since: datetime, now: datetime) -> Backlog:
+    """How the outbox stands at ``now``, counting the notices sent and failed since ``since``."""
+    by_status = (select(notices.c.status, func.count()).where(notices.c.created_at >= since)
+                 .group_by(notices.c.status))
+    pending = select(func.count()).where(notices.c.status == PENDING)
+    due = select(func.min(notices.c.next_attempt_at)).where(notices.c.status == PENDING,
+                                                            notices.c.next_attempt_at <= now)
+    newest_failure = (select(notices.c.last_error).where(notices.c.status == FAILED, notices.c.created_at >= since)
+                      .order_by(notices.c.created_at.desc()).limit(1))
+
+    def read() -> Backlog:
+        with database().engine.connect() as conn:
+            counts = {status: count for status, count in conn.execute(by_status)}
+            return Backlog(counts.get(SENT, 0), counts.get(FAILED, 0), conn.execute(pending).scalar() or 0,
+                           conn.execute(due).scalar(),
+                           conn.execute(newest_failure).scalar())
+
+    return retrying(read, "reading the notices' outbox")

@@ -403,3 +403,17 @@ def test_kick_asks_the_oms_queue_and_never_raises(backend: Backend, caplog: pyte
     configure(backend, broker_url="redis://:pw-not-shown@127.0.0.1:1/0")  # nothing listens there
     kick()  # the escalation that called it has committed: the next sweep sends its notices
     assert "could not ask for notices to be sent now" in caplog.text and "pw-not-shown" not in caplog.text
+
+
+def test_oms_doctor_says_when_notices_are_not_sent_or_were_given_up(backend: Backend) -> None:
+    from oms.ops.doctor import notices_check
+
+    now = datetime.now(UTC)
+    assert notices_check(now).status == "ok"
+    [late] = write("user:nobody", at=now - timedelta(minutes=10))  # due ten minutes ago: no sweep ran
+    stuck = notices_check(now)
+    assert stuck.status == "fail" and "0 sent and 0 given up in the last 24 h, 1 waiting" in stuck.detail
+    assert "has been due for 10m" in stuck.detail and "beat" in stuck.detail
+    deliver(now)
+    given_up = notices_check(now)
+    assert given_up.status == "warn" and "no user is named 'nobody'" in given_up.detail and row(late).status == "failed"
