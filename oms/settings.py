@@ -95,7 +95,7 @@ class OmsSettings(BaseSettings):
     public_url: str | None = None
     #: Where e-mail notices go out: ``smtp://user:password@host:587`` (STARTTLS, required), ``smtps://…:465``
     #: (TLS from the first byte) or ``smtp+plain://localhost:25`` (no TLS: a relay on this machine only).
-    smtp_url: str | None = None
+    smtp_url: str | None = Field(default=None, repr=False)  # its password: never in a repr
     #: The ``From:`` of e-mail notices (``oms@agency.gov``); its domain also ends their ``Message-ID``.
     smtp_from: str | None = None
     #: Seconds between sweeps of the notices' outbox (the beat schedule of ``oms.send_notices``).

@@ -191,6 +191,7 @@ def test_email_to_a_person_a_group_and_a_channel_through_starttls(backend: Backe
         assert f'<a href="{PUBLIC}/#/instances/{INSTANCE}">' in html
     detail = outbox.attempts(person)[0].detail or ""
     assert "accepted it for 1 recipient(s)" in detail and mail.password not in detail
+    assert mail.password not in repr(get_settings()) and mail.password not in str(get_settings())
 
 
 def test_an_smtp_server_that_is_down_loses_nothing(backend: Backend, mail: MailServer) -> None:
