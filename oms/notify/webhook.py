@@ -57,7 +57,8 @@ def post(channel: Endpoint, notice_id: str, body: bytes, timeout: float) -> str:
         with _opener.open(request, timeout=timeout) as response:
             return f"HTTP {response.status}" + (f": {said}" if (said := _answer(response)) else "")
     except urllib.error.HTTPError as exc:
-        said = _answer(exc)
+        with exc:  # its response's socket
+            said = _answer(exc)
         raise SendFailed(f"HTTP {exc.code} {exc.reason}" + (f": {said}" if said else "")) from None
     except urllib.error.URLError as exc:
         raise SendFailed(f"cannot reach the webhook's host: {_reason(exc.reason)}") from None

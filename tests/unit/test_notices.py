@@ -43,8 +43,9 @@ PUBLIC = "https://oms.agency.gov"
 
 
 def configure(backend: Backend, **settings: object) -> None:
-    """The backend's settings, and ``settings`` besides."""
-    oms.configure(database_url=backend.database_url, broker_url=backend.broker_url, home=backend.home, **settings)
+    """The backend's settings, and ``settings`` besides (or instead)."""
+    oms.configure(**{"database_url": backend.database_url, "broker_url": backend.broker_url, "home": backend.home,
+                     **settings})
 
 
 def write(target: str, at: datetime = T0, count: int = 1) -> list[str]:
