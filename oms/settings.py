@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +90,22 @@ class OmsSettings(BaseSettings):
     #: Seconds an HTTP request waits out an unreachable database before its 503 (workers wait
     #: ``OMS_DB_RETRY_SECONDS``: a caller over HTTP would rather hear at once, and retry).
     api_db_retry_seconds: float = Field(default=5.0, ge=0, le=MAX_SECONDS)
+    #: The address people open the page at (``https://oms.agency.gov``): notices link to an instance's page there
+    #: (``<url>/#/instances/<id>``); unset, they carry no link.
+    public_url: str | None = None
+    #: Where e-mail notices go out: ``smtp://user:password@host:587`` (STARTTLS, required), ``smtps://…:465``
+    #: (TLS from the first byte) or ``smtp+plain://localhost:25`` (no TLS: a relay on this machine only).
+    smtp_url: str | None = Field(default=None, repr=False)  # its password: never in a repr
+    #: The ``From:`` of e-mail notices (``oms@agency.gov``); its domain also ends their ``Message-ID``.
+    smtp_from: str | None = None
+    #: Seconds between sweeps of the notices' outbox (the beat schedule of ``oms.send_notices``).
+    notice_interval: float = Field(default=5.0, gt=0, le=MAX_SECONDS)
+    #: Seconds a webhook's answer or each SMTP exchange may take before the attempt counts as failed.
+    notice_timeout: float = Field(default=10.0, gt=0, le=600)
+    #: Seconds before a notice's first retry; each later one waits twice as long, at most an hour.
+    notice_backoff: float = Field(default=5.0, gt=0, le=3600)
+    #: A notice not delivered this long after it was written is given up (``failed``, with its last error).
+    notice_retry_for: float = Field(default=24 * 3600.0, gt=0, le=MAX_SECONDS)
 
     @field_validator("broker_url")
     @classmethod
@@ -104,9 +121,32 @@ class OmsSettings(BaseSettings):
                              f"filesystem://): {exc}") from None
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r:.80} is not an http:// or https:// address")
+        return value.rstrip("/") if value else value
+
     @property
     def broker_folder(self) -> Path:
         return self.home / "broker"
+
+    @property
+    def notice_lease(self) -> float:
+        """Seconds a sender holds a notice it claimed: a sender that died is replaced after this long. Longer than
+        one delivery can take (an SMTP delivery is several exchanges, each up to ``notice_timeout``)."""
+        return max(60.0, 6 * self.notice_timeout)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (``localhost``, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 _current: OmsSettings | None = None

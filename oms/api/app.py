@@ -8,7 +8,6 @@ accepted on a loopback address only, and announced at every start.
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -19,7 +18,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount, Route
 
-from ..settings import get_settings
+from ..settings import get_settings, is_loopback
 from ..store import db, tokens
 from ..store.db import database
 from . import (
@@ -30,6 +29,7 @@ from . import (
     health,
     instances,
     metrics,
+    notices,
     page,
     people,
     reports,
@@ -45,16 +45,6 @@ Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 #: Room for the envelope around the largest payload (``{"payload": …}``, a result's ``worker_id``).
 ENVELOPE_BYTES = 64 * 1024
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine (``localhost``, 127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class BodyLimit:
@@ -124,7 +114,7 @@ def announce_insecure() -> None:
 
 #: Every router of the API; each one's paths are whole (a router's prefix is its own).
 ROUTERS = (workflows.router, calendars.router, instances.router, tasks.router, people.router, signals.router,
-           board.router, reports.router, metrics.router, health.router, page.router)
+           board.router, reports.router, notices.router, metrics.router, health.router, page.router)
 
 
 def served(app: FastAPI) -> list[tuple[str, str]]:

@@ -142,6 +142,8 @@ WORKERS = ("admin", "worker")
 ADMINS = ("admin",)
 #: Roles that may send signals (a portal; a signaller token does nothing else).
 SIGNALLERS = ("admin", "starter", "signaller")
+#: Who reads the notices sent and the channels defined (the operators' board shows them to these).
+NOTICE_READERS = ("admin", "reader")
 #: Who reads an inbox or a human step: a person her own; an admin anyone's (``?user=``).
 INBOXES = ("admin", *PEOPLE)
 
@@ -183,6 +185,11 @@ RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/tasks/{task_id}/reassign"): ("admin", "supervisor"),
     ("POST", "/v1/instances/{instance_id}/signals/{name}"): SIGNALLERS,
     ("POST", "/v1/workflows/{workflow_id}/signals/{name}"): SIGNALLERS,
+    # notices and their channels (oms.api.notices): they name people and the agency's channels, so not a portal's
+    # (starter) business; a channel is defined by an admin, its secret never read back
+    ("GET", "/v1/notices"): NOTICE_READERS,
+    ("GET", "/v1/channels"): NOTICE_READERS,
+    ("POST", "/v1/channels"): ADMINS,
 }
 
 #: The routes anyone may call, without a token: the probes, the page's shell and sign-in (which read the

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 
 from .. import exceptions as oms_errors
 from ..model.forms import FormError
+from ..store.channels import ChannelExists, UnknownChannel
 from ..store.db import TRANSIENT
 from ..store.tokens import UnknownToken
 
@@ -40,6 +41,8 @@ STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (oms_errors.UnknownInstance, 404),
     (oms_errors.TaskNotFound, 404),
     (UnknownToken, 404),
+    (UnknownChannel, 404),
+    (ChannelExists, 409),
     (oms_errors.LeaseLost, 409),
     (oms_errors.TaskAlreadyFinished, 409),
     (oms_errors.TaskNotClaimed, 409),

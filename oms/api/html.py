@@ -82,6 +82,13 @@ placeholder="form number, exact"></label>
 <th>started (UTC)</th><th>finished (UTC)</th></tr></thead><tbody></tbody></table>
 <nav class="pager"><button type="button" id="page-newer">← newer</button>
 <span id="page-number">page 1</span><button type="button" id="page-older">older →</button></nav>
+<div id="notices" hidden>
+<h2>Notices</h2>
+<p class="hint">What escalations sent to people and channels, newest first: when, to whom, and what failed.</p>
+<label><input type="checkbox" id="f-notices-failed"> failed only</label>
+<table id="notices-table"><thead><tr><th>written (UTC)</th><th>to</th><th>instance</th><th>step</th><th>light</th>
+<th>status</th><th>attempts</th><th>sent, or next try (UTC)</th><th>last error</th></tr></thead><tbody></tbody></table>
+</div>
 </section>
 <section id="instance" hidden>
 <p><a href="#/">← all workflows</a></p>

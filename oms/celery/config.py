@@ -38,7 +38,8 @@ def broker_settings(settings: OmsSettings) -> dict[str, Any]:
 
 
 def beat_schedule(settings: OmsSettings) -> dict[str, dict[str, Any]]:
-    """The engine's upkeep, for beat: the SLA scan, the reconciler, and the prune when ``OMS_RETENTION`` is set.
+    """The engine's upkeep, for beat: the SLA scan, the reconciler, the notices' sweep, and the prune when
+    ``OMS_RETENTION`` is set.
 
     Sent to the ``oms`` queue, each expiring after its interval. Any number of beats
     may run: each due row is taken by one scan only.
@@ -49,6 +50,8 @@ def beat_schedule(settings: OmsSettings) -> dict[str, dict[str, Any]]:
         "oms-scan-sla": ("oms.scan_sla", settings.sla_scan_interval),
         # steps whose message the broker lost, published again
         "oms-reconcile": ("oms.reconcile", reconcile_every),
+        # notices due in the outbox (oms.notify), sent to their webhooks and e-mail addresses
+        "oms-send-notices": ("oms.send_notices", settings.notice_interval),
     }
     if settings.retention:
         # finished instances older than OMS_RETENTION, deleted in batches

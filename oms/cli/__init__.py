@@ -16,6 +16,7 @@ from ..celery.config import configure
 from .api import api, token
 from .base import CONTEXT, OmsGroup, env_option
 from .calendars import calendar
+from .channels import channel, notices
 from .database import db
 from .doctor import doctor
 from .instances import cancel, history, list_, retry, start, status
@@ -54,6 +55,7 @@ def main(database_url: str | None, broker_url: str | None, home: str | None, app
       oms status wf-…    oms history wf-…    oms list --light red
       oms db upgrade                                 # first, against a PostgreSQL database
       oms --app proj status wf-…                     # a project whose proj/celery.py calls oms.attach(app)
+      oms channel create director-mail --email director@agency.gov;  oms notices --failed
     """
     if app:
         load(app)  # its configuration's engine settings first: the options below win over them
@@ -66,7 +68,7 @@ def main(database_url: str | None, broker_url: str | None, home: str | None, app
 
 
 for _command in (workflow, calendar, start, status, history, list_, cancel, retry, report, prune, worker, beat, demo,
-                 db, doctor, api, token, user):
+                 db, doctor, api, token, user, channel, notices):
     main.add_command(_command)
 
 __all__ = ["main"]

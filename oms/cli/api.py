@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from ..celery.config import configure
+from ..settings import is_loopback
 from ..store import tokens
 from ..store.db import database
 from .base import CONTEXT, OmsGroup, die, env_option
@@ -34,7 +35,7 @@ def api(host: str, port: int, insecure_no_auth: bool, access_log: bool) -> None:
     # FastAPI and uvicorn cost 240 ms: every other command starts without them
     import uvicorn  # noqa: PLC0415
 
-    from ..api.app import create_app, is_loopback  # noqa: PLC0415
+    from ..api.app import create_app  # noqa: PLC0415
 
     configure(api_host=host, api_port=port, api_insecure_no_auth=insecure_no_auth)
     database()  # a schema behind or ahead is refused here, in one line

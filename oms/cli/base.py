@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -16,6 +17,7 @@ import kombu.exceptions
 import pydantic
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..durations import MAX_RETENTION, parse_duration
 from ..exceptions import OmsError
 
 #: Exit codes: success, an error the engine or the input caused, a usage error (click's).
@@ -35,6 +37,21 @@ def die(message: str) -> NoReturn:
 def env_option(*decls: str, env: str, help: str, **kwargs: Any) -> Callable[[F], F]:
     """A click option also read from the variable ``env``, saying so in its help."""
     return click.option(*decls, envvar=env, help=f"{help} (env: {env})", **kwargs)
+
+
+def moment_or_age(text: str, option: str) -> timedelta | datetime:
+    """An option's value: a duration ago (``90d``) or a moment (``2026-01-01``, UTC unless it says otherwise)."""
+    try:
+        return parse_duration(text, limit=MAX_RETENTION)
+    except ValueError as exc:
+        problem = str(exc)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        if "out of range" in problem:
+            die(f"{option}: {problem}")
+        die(f"{option} {text!r} is neither a duration (90d, 12h) nor a date (2026-01-31)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _first_line(error: BaseException) -> str:

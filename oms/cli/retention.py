@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 
 import click
 
-from ..durations import MAX_RETENTION, parse_duration
 from ..ops.retention import prune as run_prune
-from .base import CONTEXT, die, env_option
-
-
-def _moment(text: str) -> timedelta | datetime:
-    """A duration ago (``90d``) or a moment (``2026-01-01``, UTC unless it says otherwise)."""
-    try:
-        return parse_duration(text, limit=MAX_RETENTION)
-    except ValueError as exc:
-        problem = str(exc)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        if "out of range" in problem:
-            die(f"--finished-before: {problem}")
-        die(f"--finished-before {text!r} is neither a duration (90d, 12h) nor a date (2026-01-31)")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+from .base import CONTEXT, env_option, moment_or_age
 
 
 @click.command(context_settings=CONTEXT)
@@ -46,7 +30,7 @@ def prune(finished_before: str, batch: int, dry_run: bool) -> None:
       oms prune --finished-before 90d
       oms prune --finished-before 2026-01-01 --batch 1000
     """
-    report = run_prune(_moment(finished_before), batch=batch, dry_run=dry_run)
+    report = run_prune(moment_or_age(finished_before, "--finished-before"), batch=batch, dry_run=dry_run)
     before = report.finished_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     counts = f"{report.instances} instance(s), {report.tasks} task(s) and {report.events} event(s)"
     if dry_run:

@@ -1,7 +1,7 @@
 """``oms doctor``: is this deployment able to run its workflows? Each check says ok, warn or fail, and why.
 
 It checks the database (reachable, schema at this code's revision), the broker,
-the upkeep (the newest SLA scan and reconciler pass), the Celery workers that
+the upkeep (the newest SLA scan and reconciler pass, notices being sent), the Celery workers that
 answer a broadcast, and every topic: messages queued, steps waiting in the
 database, who consumes it. A topic whose steps have waited longer than
 ``OMS_RECONCILE_AFTER`` with no live consumer fails; one with nothing waiting and
@@ -25,6 +25,7 @@ from ..settings import ENGINE_QUEUE, celery_command, get_settings
 from ..states import StepKind, TaskStatus
 from ..store.catalog import load_definition
 from ..store.db import connect, safe_url, transaction
+from ..store.outbox import backlog
 from ..store.runs import MISSED_SCANS, RECONCILE, SCAN, last_run, missing_scan
 from ..store.schema import auto_upgrades, current, has_tables, head
 from ..store.tables import DefinitionRow, TaskRow
@@ -118,6 +119,20 @@ def _upkeep(now: datetime) -> list[Check]:
     return checks
 
 
+def notices_check(now: datetime) -> Check:
+    """Are notices being sent? One due for longer than a few sweeps and a lease means no sweep runs."""
+    settings = get_settings()
+    found = backlog(now - timedelta(days=1), now)
+    counts = f"{found.sent} sent and {found.failed} given up in the last 24 h, {found.pending} waiting"
+    late = 3 * settings.notice_interval + settings.notice_lease
+    if found.oldest_due is not None and (now - found.oldest_due).total_seconds() > late:
+        return Check("notices", FAIL, f"{counts}; one has been due for {_ago(found.oldest_due, now)}: is "
+                     f"`{celery_command('beat')}` running, and a worker on the `oms` queue?")
+    if found.failed:
+        return Check("notices", WARN, f"{counts}; the newest given up: {found.last_error} (`oms notices --failed`)")
+    return Check("notices", OK, counts)
+
+
 def _consumers(timeout: float) -> tuple[Check, dict[str, list[str]]]:
     """The Celery workers that answer, and the queues each consumes: ``{queue: [worker, …]}``."""
     try:
@@ -177,7 +192,7 @@ def diagnose(timeout: float = 2.0, now: datetime | None = None) -> list[Check]:
     checks = [database_check(), broker_check()]
     if checks[0].status == FAIL:
         return [*checks, Check("upkeep", FAIL, "not checked: the database cannot be used")]
-    checks += _upkeep(now)
+    checks += [*_upkeep(now), notices_check(now)]
     if checks[1].status != OK:
         return [*checks, Check("topics", FAIL, "not checked: the broker cannot be reached")]
     workers, serving = _consumers(timeout)

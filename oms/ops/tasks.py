@@ -6,6 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from ..celery.app import engine_task
+from ..notify import TASK as SEND_NOTICES
+from ..notify import deliver
 from ..settings import get_settings
 from ..sla.scanner import scan_sla
 from .reconcile import reconcile
@@ -29,6 +31,12 @@ def prune_task() -> int:
     return prune(retention).instances if retention else 0
 
 
+def send_notices_task() -> dict[str, Any]:
+    """Beat entry, and what :func:`oms.notify.kick` sends: deliver the notices due (see :mod:`oms.notify`)."""
+    return asdict(deliver())
+
+
 engine_task("oms.scan_sla", scan_sla_task)
 engine_task("oms.reconcile", reconcile_task)
 engine_task("oms.prune", prune_task)
+engine_task(SEND_NOTICES, send_notices_task)

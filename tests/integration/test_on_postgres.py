@@ -17,6 +17,7 @@ from ..unit.test_graph import *  # noqa: F403
 from ..unit.test_holders import *  # noqa: F403
 from ..unit.test_ladders import *  # noqa: F403
 from ..unit.test_leases import *  # noqa: F403
+from ..unit.test_notices import *  # noqa: F403
 from ..unit.test_people import *  # noqa: F403
 from ..unit.test_people_reads import *  # noqa: F403
 from ..unit.test_predict import *  # noqa: F403

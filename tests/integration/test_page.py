@@ -287,3 +287,41 @@ def test_the_interactive_docs_render_from_the_server_alone(api: ApiProcess, brow
     assert "/v1/topics/{topic}/fetch" in browser.find_element(By.TAG_NAME, "body").text
     fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert fetched and all(url.startswith(api.url) for url in fetched), fetched
+
+
+def test_the_board_lists_notices_for_a_reader_and_not_for_a_starter(
+    postgres_backend: Backend, api: ApiProcess, page: WebDriver
+) -> None:
+    from oms.durations import utcnow
+    from oms.notify import deliver
+    from oms.store import channels
+    from oms.store.db import database
+    from oms.store.notices import Notice, add
+
+    from ..receivers import Webhook
+
+    receiver = Webhook("s3cret-for-the-page")
+    try:
+        channels.create("oncall-pager", webhook=receiver.url, secret="s3cret-for-the-page")
+        facts = {"light": "red", "deadline": "2026-12-06T00:10:00+00:00", "overdue_by_s": 30.0}
+        with database().engine.begin() as conn:
+            sent, failed = add(conn, [Notice(workflow_id="page_epa", target=t, facts=facts, instance_id="wf-" + "d" * 32,
+                                             step_id="review") for t in ("oncall-pager", "user:nobody")], utcnow())
+        assert deliver().sent == 1
+    finally:
+        receiver.close()
+    sign_in(page, token(postgres_backend, "reader", "page-notices"))
+    wait_for(page, f"#notices-table tr[data-notice='{sent}']", "sent")
+    shown = wait_for(page, f"#notices-table tr[data-notice='{failed}']", "no user is named 'nobody'")
+    assert "user:nobody" in shown and "failed" in shown and "■ red" in shown
+    page.find_element(By.ID, "f-notices-failed").click()  # failed only
+    WebDriverWait(page, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-notice='{sent}']"))
+    assert page.find_elements(By.CSS_SELECTOR, f"tr[data-notice='{failed}']")
+    screenshot(page, "notices-reader.png")
+    page.find_element(By.CSS_SELECTOR, "header form button").click()  # Sign out
+    wait_for(page, "#login-form")
+
+    sign_in(page, token(postgres_backend, "starter", "page-starter"))  # GET /v1/notices is not a starter's
+    wait_for(page, "#status-line", "updated")
+    assert not page.find_element(By.ID, "notices").is_displayed()
+    assert "could not refresh" not in page.find_element(By.ID, "status-line").text

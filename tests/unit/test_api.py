@@ -90,6 +90,9 @@ def _endpoints(instance_id: str, task_id: str) -> list[tuple[str, str, Any, set[
         ("GET", "/v1/calendars/office", None, READERS),
         ("POST", f"/v1/instances/{instance_id}/retry", None, {"admin"}),
         ("POST", f"/v1/instances/{instance_id}/cancel", {"reason": "test"}, {"admin"}),
+        ("GET", "/v1/notices?status=failed", None, {"admin", "reader"}),
+        ("GET", "/v1/channels", None, {"admin", "reader"}),
+        ("POST", "/v1/channels", {"name": "director-mail", "email": "director@agency.gov"}, {"admin"}),
     ]
 
 

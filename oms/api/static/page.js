@@ -7,11 +7,14 @@
   const PAGE_SIZE = 20;
   const body = document.body;
   const isAdmin = body.dataset.role === "admin";
+  const readsNotices = isAdmin || body.dataset.role === "reader"; // GET /v1/notices: admin and reader
+  const NOTICES_SHOWN = 20;
   const state = {
     filters: { workflow: "", status: "", light: "", business_key: "" },
     cursors: [""], // cursors[n] opens page n; "" is the newest page
     next: null,
     message: { instance: null, text: "", error: false },
+    noticesFailed: false,
   };
 
   // ---- the board -------------------------------------------------------------------------------------------------
@@ -67,6 +70,26 @@
     document.getElementById("page-number").textContent = "page " + state.cursors.length;
     document.getElementById("page-newer").disabled = state.cursors.length === 1;
     document.getElementById("page-older").disabled = !state.next;
+  }
+
+  // ---- the notices escalations sent ------------------------------------------------------------------------------
+
+  async function drawNotices(mine) {
+    if (!readsNotices) return;
+    const query = new URLSearchParams({ limit: String(NOTICES_SHOWN) });
+    if (state.noticesFailed) query.set("status", "failed");
+    const notices = await api("/v1/notices?" + query.toString());
+    if (!current(mine)) return;
+    const rows = notices.map((n) => el("tr", { dataset: { notice: n.id, status: n.status } },
+      el("td", null, clock(n.created_at)), el("td", null, n.target),
+      el("td", null, n.instance_id ? el("a", { href: "#/instances/" + encodeURIComponent(n.instance_id) },
+        n.instance_id) : ""),
+      el("td", null, n.step_id || ""), el("td", null, n.light ? light(n.light) : ""),
+      el("td", { class: "status notice-" + n.status }, n.status), el("td", { class: "count" }, String(n.attempts)),
+      el("td", null, clock(n.status === "sent" ? n.sent_at : n.next_attempt_at)),
+      el("td", { class: "notice-error" }, n.last_error || "")));
+    fill(document.querySelector("#notices-table tbody"), rows.length ? rows
+      : el("tr", null, el("td", { colspan: 9 }, state.noticesFailed ? "No notice failed." : "No notice yet.")));
   }
 
   // ---- one instance ----------------------------------------------------------------------------------------------
@@ -203,7 +226,7 @@
     document.getElementById("report").hidden = !report;
     if (report) await window.OMS.report.draw(window.location.hash, () => current(mine), false);
     else if (id !== null) await drawInstance(id, mine);
-    else await Promise.all([drawBoard(mine), drawList(mine)]);
+    else await Promise.all([drawBoard(mine), drawList(mine), drawNotices(mine)]);
   }
 
   const loop = window.OMS.poller(refresh);
@@ -223,6 +246,11 @@
   });
   document.getElementById("page-newer").addEventListener("click", () => {
     if (state.cursors.length > 1) { state.cursors.pop(); kick(); }
+  });
+  document.getElementById("notices").hidden = !readsNotices;
+  document.getElementById("f-notices-failed").addEventListener("change", (event) => {
+    state.noticesFailed = event.target.checked;
+    kick();
   });
   window.addEventListener("hashchange", kick);
   kick();
