@@ -44,6 +44,8 @@ class ScanReport:
     errors: int = 0
     #: Rungs of escalation ladders fired (``task.escalated``, ``workflow.escalated``).
     escalated: int = 0
+    #: Notices those rungs wrote to the outbox (sent by the ``oms`` queue's worker, asked for after the scan).
+    notices: int = 0
 
     @property
     def rows(self) -> int:
@@ -61,17 +63,18 @@ class Batch(Escalations):
 
     errors: int = 0
     escalated: int = 0
+    notices: int = 0
     #: ``(task id, instance id, policy, reason)`` of open steps that turned red under ``on_breach: fail | retry``,
     #: or whose ladder's rung applies such a policy.
     breached: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def mark(self) -> tuple[int, ...]:
-        return (self.warnings, self.violations, self.escalated, len(self.started), len(self.dispatches),
-                len(self.breached))
+        return (self.warnings, self.violations, self.escalated, self.notices, len(self.started),
+                len(self.dispatches), len(self.breached))
 
     def undo(self, mark: tuple[int, ...]) -> None:
         """Forget what was decided since ``mark`` (its savepoint was rolled back)."""
-        self.warnings, self.violations, self.escalated, started, dispatches, breached = mark
+        self.warnings, self.violations, self.escalated, self.notices, started, dispatches, breached = mark
         del self.started[started:], self.dispatches[dispatches:], self.breached[breached:]
         for payloads in self.pending.values():
             payloads.clear()
@@ -82,6 +85,7 @@ class Batch(Escalations):
         report.violations += self.violations
         report.errors += self.errors
         report.escalated += self.escalated
+        report.notices += self.notices
         report.escalations.extend(self.started)
 
 

@@ -92,6 +92,7 @@ def _fire(session: Session, rung: Rung, index: int, of: int, when: datetime, bat
                                  instance_id=facts["instance_id"], task_id=task_id, step_id=step, rung=index + 1)
                   for target in dict.fromkeys(targets)]
         notices.add(session.connection(), written, batch.now)
+        batch.notices += len(written)
         data["notices"] = [{"id": notice.id, "target": notice.target} for notice in written]
     if rung.topic:
         workflow, version = rung_workflow(session, rung.topic)

@@ -29,6 +29,7 @@ from ..engine import control
 from ..engine.door import Task, sweep
 from ..engine.escalations import VIOLATION, WARNING, escalation_workflow
 from ..engine.timers import wake_timers
+from ..notify import kick
 from ..states import EventKind, TaskStatus
 from ..store import runs
 from ..store.catalog import load_definition
@@ -88,6 +89,8 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
         report.errors += 1
         logger.error("SLA scan: the prediction failed (%s: %s); the scan goes on", type(exc).__name__, exc,
                      exc_info=exc)
+    if report.notices:
+        kick()  # the rungs' notices, committed: sent now rather than at the next sweep
     runs.record(runs.SCAN, started, report.rows, errors=report.errors, details=_counts(report))
     return report
 
@@ -233,5 +236,5 @@ def _row_error(report: ScanReport, now: datetime, what: str, task: Task, error: 
 
 def _counts(report: ScanReport) -> dict[str, Any]:
     return {"warnings": report.warnings, "violations": report.violations, "escalations": len(report.escalations),
-            "escalated": report.escalated,
+            "escalated": report.escalated, "notices": report.notices,
             "leases_expired": report.leases_expired, "timers": report.timers, "errors": report.errors}
