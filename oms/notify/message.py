@@ -33,6 +33,10 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def facts(notice: Claimed) -> dict[str, Any]:
     """The facts every channel tells, in this order: the JSON body's fields (``text`` and ``facts`` besides)."""
     given = notice.facts
@@ -42,6 +46,7 @@ def facts(notice: Claimed) -> dict[str, Any]:
         "created_at": notice.created_at.isoformat(),
         "workflow": notice.workflow_id,
         "instance_id": notice.instance_id,
+        "business_key": _text(given.get("business_key")),
         "step": notice.step_id,
         "task_id": notice.task_id,
         "rung": notice.rung,
@@ -70,8 +75,9 @@ def subject(told: dict[str, Any]) -> str:
 
 
 #: The facts an e-mail and a webhook's ``text`` list, with their labels.
-_LINES = (("Workflow", "workflow"), ("Instance", "instance_id"), ("Step", "step"), ("Light", "light"),
-          ("Deadline", "deadline"), ("Time over", "overdue_by_s"), ("Page", "link"), ("Notice", "notice_id"))
+_LINES = (("Workflow", "workflow"), ("Instance", "instance_id"), ("Case", "business_key"), ("Step", "step"),
+          ("Light", "light"), ("Deadline", "deadline"), ("Time over", "overdue_by_s"), ("Page", "link"),
+          ("Notice", "notice_id"))
 
 
 def _listed(told: dict[str, Any]) -> list[tuple[str, str, str]]:
