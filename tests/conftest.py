@@ -64,7 +64,7 @@ def postgres_backend(tmp_path: Path, postgres_url: str) -> Iterator[Backend]:
     services.flush_redis()
     backend = _configure("postgres", postgres_url, services.REDIS_URL, tmp_path)
     with transaction() as session:
-        session.execute(text("TRUNCATE oms_events, oms_signals, oms_tasks, oms_instances, oms_definitions, oms_runs, oms_api_tokens, oms_metrics, oms_users, oms_sla_rollups, oms_notice_attempts, oms_notices, oms_channels"))
+        session.execute(text("TRUNCATE oms_events, oms_signals, oms_tasks, oms_instances, oms_definitions, oms_runs, oms_api_tokens, oms_metrics, oms_users, oms_sla_rollups, oms_notice_attempts, oms_notices, oms_channels, oms_calendars"))
     yield backend
     dispose_all()
 

@@ -68,7 +68,7 @@ def _catch_up(cutoff: datetime) -> None:
     wait = (min(cutoff, datetime.now(UTC)) + SETTLE - datetime.now(UTC)).total_seconds()
     if wait > 0:
         time.sleep(wait)
-    sla_rollups.catch_up()
+    retrying(sla_rollups.catch_up, "pruning finished instances")  # its first step: an outage is waited out
 
 
 def _prune_batch(cutoff: datetime, batch: int) -> tuple[int, int, int]:
