@@ -73,9 +73,11 @@ def test_pull_workers_share_sqlite_across_processes(sqlite_backend: Backend, tmp
 
 def _exactly_once(backend: Backend, tmp_path: Path, processes: int, steps: int) -> None:
     Workflow(id="bulk", steps=[{"id": "bulk_step", "sla": "10m"}]).save()
-    ids = [start_workflow("bulk", payload={"n": n}) for n in range(steps)]
+    # the workers first, then the steps: one worker that started first could otherwise take every step before
+    # the others are up (seen on SQLite with 200 steps)
     workers = [_spawn(backend, tmp_path, "-m", "tests.pull_worker", "bulk_step", "--idle", "2") for _ in
                range(processes)]
+    ids = [start_workflow("bulk", payload={"n": n}) for n in range(steps)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     completed = [int(o.strip().rsplit(" ", 1)[1]) for o in outputs]
     assert sum(completed) == steps, outputs
