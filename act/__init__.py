@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from oms.engine.door import Task
+from oms.engine.door import Task, TaskOutcome
 
 from .clocks import pause_clock, resume_clock
 from .exceptions import (
     InstanceFinished,
+    InvalidArgument,
+    InvalidPayload,
     LeaseLost,
     NotLeaseHolder,
+    OmsError,
     TaskAlreadyFinished,
     TaskNotClaimed,
     TaskNotFound,
 )
-from .pull import complete_task, extend_lease, fail_task, fetch_task
+from .pull import complete_task, complete_tasks, extend_lease, fail_task, fail_tasks, fetch_task, fetch_tasks
 from .subscribe import Subscription, subscribe
 
 __all__ = [
@@ -25,16 +28,24 @@ __all__ = [
     "complete_task",
     "fail_task",
     "extend_lease",
+    # pull workers, many steps per round trip
+    "fetch_tasks",
+    "complete_tasks",
+    "fail_tasks",
+    "TaskOutcome",
     # paused SLA clocks (waiting on the citizen)
     "pause_clock",
     "resume_clock",
     # what a worker holds
     "Task",
-    # errors
+    # errors: every name of act.exceptions (tests/unit/test_front_door.py holds the README to these names)
+    "OmsError",
     "TaskNotFound",
     "TaskNotClaimed",
     "TaskAlreadyFinished",
     "LeaseLost",
     "NotLeaseHolder",
     "InstanceFinished",
+    "InvalidArgument",
+    "InvalidPayload",
 ]

@@ -1,10 +1,11 @@
-"""Pull workers: ``fetch_task`` / ``complete_task`` / ``fail_task`` / ``extend_lease``.
+"""Pull workers: ``fetch_task`` / ``complete_task`` / ``fail_task`` / ``extend_lease``, and their batches.
 
 For code that is not a Celery worker. A step is offered on its topic's queue; a
 pull worker claims it in the database with a lease (fetch-and-lock) and must
 complete, fail or extend it before the lease runs out, or the step is offered
 again. Push and pull workers share the queue: whoever claims the row first runs
-the step.
+the step. ``fetch_tasks`` / ``complete_tasks`` / ``fail_tasks`` do the same for
+many steps per round trip.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +24,7 @@ from oms.celery.app import current
 from oms.celery.forks import forget
 from oms.celery.watch import ScanWatch
 from oms.engine import checks, door
-from oms.engine.door import LongPoll, Task
+from oms.engine.door import LongPoll, Task, TaskOutcome
 
 _local = threading.local()
 #: Warns, at most once a minute, while no SLA scan runs (lapsed claims are then never re-offered).
@@ -86,13 +88,7 @@ def fetch_task(
     worker's calls on it raise ``LeaseLost`` and change nothing, and the next sweep
     makes the step available again (attempt + 1).
     """
-    global _scans
-    checks.check_topic(topic)
-    _scans = _scans or ScanWatch()
-    _scans.check()
-    poll = LongPoll(checks.seconds(max_wait, "max_wait"))
-    lease_td = timedelta(seconds=checks.seconds(lease, "lease", positive=True))
-    worker = checks.check_worker_id(worker_id) if worker_id is not None else door.default_worker_id()
+    poll, lease_td, worker = _fetching(topic, max_wait, lease, worker_id)
     while True:
         step = poll.after(door.claim_topic(topic, worker, lease_td))
         if not isinstance(step, float):
@@ -100,26 +96,90 @@ def fetch_task(
         _wait_for_offer(topic, step)
 
 
-def complete_task(task_id: str, result: dict[str, Any] | None = None, worker_id: str | None = None) -> None:
-    """Mark the task done (storing ``result``, a JSON object) and move its workflow on.
+def fetch_tasks(
+    topic: str,
+    max_tasks: int = 10,
+    max_wait: str | float | timedelta = "10s",
+    lease: str | float | timedelta = "5m",
+    worker_id: str | None = None,
+) -> list[Task]:
+    """Claim up to ``max_tasks`` steps on ``topic`` at once (one statement), waiting up to ``max_wait`` for the
+    first; ``[]`` if none came.
+
+    A long poll like :func:`fetch_task`: it returns as soon as at least one step is
+    there, with every due step it could claim up to ``max_tasks`` (1 to 1,000), each
+    leased to this worker until its ``lease_expires_at``. Finish them with
+    :func:`complete_tasks` / :func:`fail_tasks` (or one at a time).
+    """
+    checks.check_batch(max_tasks, "max_tasks")
+    poll, lease_td, worker = _fetching(topic, max_wait, lease, worker_id)
+    while True:
+        found, due = door.claim_tasks(topic, worker, lease_td, max_tasks)
+        if found:
+            return found
+        wait = poll.wait(due)
+        if wait is None:
+            return []
+        _wait_for_offer(topic, wait)
+
+
+def _fetching(topic: str, max_wait: str | float | timedelta, lease: str | float | timedelta,
+              worker_id: str | None) -> tuple[LongPoll, timedelta, str]:
+    """A fetch's arguments, checked: its long poll, its lease and who holds what it claims."""
+    global _scans
+    checks.check_topic(topic)
+    _scans = _scans or ScanWatch()
+    _scans.check()
+    poll = LongPoll(checks.seconds(max_wait, "max_wait"))
+    lease_td = timedelta(seconds=checks.seconds(lease, "lease", positive=True))
+    worker = checks.check_worker_id(worker_id) if worker_id is not None else door.default_worker_id()
+    return poll, lease_td, worker
+
+
+def complete_task(task_id: str, result: dict[str, Any] | None = None, worker_id: str | None = None) -> bool:
+    """Mark the task done (storing ``result``, a JSON object) and move its workflow on; ``True``.
 
     Only the worker holding the task's lease may: ``worker_id``, by default the one
     :func:`fetch_task` used in this process (its own ``host:pid`` unless given another).
+    The same holder completing it again with the same result (its first call's answer
+    was lost) changes nothing and returns ``False``: a repeat, not a conflict.
 
     Raises:
         TaskNotFound, TaskAlreadyFinished, LeaseLost, TaskNotClaimed, NotLeaseHolder, InstanceFinished:
-            the task cannot be completed as it stands; nothing was changed.
+            the task cannot be completed as it stands (``TaskAlreadyFinished``: finished by
+            another worker, or with another result); nothing was changed.
         InvalidPayload: ``result`` is not a JSON object.
     """
-    door.complete(task_id, result, worker_id=worker_id)
+    return not door.complete(task_id, result, worker_id=worker_id).repeat
 
 
-def fail_task(task_id: str, reason: str, worker_id: str | None = None) -> None:
-    """Mark the task failed with ``reason``; it is retried per its step's rules or fails the instance.
+def fail_task(task_id: str, reason: str, worker_id: str | None = None) -> bool:
+    """Mark the task failed with ``reason``; it is retried per its step's rules or fails the instance. ``True``;
+    ``False`` for the holder's repeat of the same failure, which changes nothing.
 
     Only the worker holding the task's lease may (see :func:`complete_task`).
     """
-    door.fail(task_id, reason, worker_id=worker_id)
+    return not door.fail(task_id, reason, worker_id=worker_id).repeat
+
+
+def complete_tasks(items: Iterable[tuple[str, dict[str, Any] | None]], worker_id: str | None = None,
+                   ) -> list[TaskOutcome]:
+    """Complete many tasks in one transaction: ``(task_id, result)`` each; one :class:`TaskOutcome` per item, in
+    order.
+
+    Each task is judged on its own, as :func:`complete_task` would judge it: one it
+    would refuse (``LeaseLost``, ``TaskAlreadyFinished``, ``TaskNotFound``, a result
+    that is not a JSON object…) is ``refused``, with the error's name and detail, and
+    changes nothing; the others are ``done``. Joins and next steps follow as for
+    single completions. ``worker_id`` as for :func:`complete_task`.
+    """
+    return door.complete_many(list(items), worker_id=worker_id)
+
+
+def fail_tasks(items: Iterable[tuple[str, str]], worker_id: str | None = None) -> list[TaskOutcome]:
+    """Fail many tasks in one transaction: ``(task_id, reason)`` each; each outcome ``failed`` (retried per its
+    step, or its instance failed, as :func:`fail_task`) or ``refused`` (see :func:`complete_tasks`)."""
+    return door.fail_many(list(items), worker_id=worker_id)
 
 
 def extend_lease(task_id: str, lease: str | float | timedelta = "5m", worker_id: str | None = None) -> datetime:

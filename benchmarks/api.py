@@ -2,7 +2,10 @@
 
 * **pull round trips**: P client processes loop fetch + complete until N queued
   one-step workflows are done, over HTTP (keep-alive ``http.client`` connections, one ``oms api``
-  process) and in-process (``fetch_task`` + ``complete_task``); target ≥ 0.7×;
+  process) and in-process (``fetch_task`` + ``complete_task``); target ≥ 0.7×; and over HTTP in
+  batches (``--max-tasks B``, 10 by default; 0 leaves it out): ``fetch-batch`` with ``max_tasks=B``
+  + one ``POST /v1/batches/complete`` for what came, against the same in-process one-at-a-time loop,
+  target ≥ 1.0×;
 * **idle long polls**: K concurrent ``fetch`` calls wait on one API process; its CPU
   and RSS while they wait, then the wake-up latency of one of them when a step is
   offered (from the start's return to the task's arrival), p50/p99; target p50 ≤ 20 ms;
@@ -14,6 +17,7 @@
 
     .venv/bin/python benchmarks/api.py                       # full size: run it alone on the machine
     .venv/bin/python benchmarks/api.py --steps 200 --polls 50 --starts 200 --rows 20000 --samples 20   # smoke
+    .venv/bin/python benchmarks/api.py --max-tasks 10 …      # the HTTP batch loop's size (0: leave it out)
 """
 
 from __future__ import annotations
@@ -77,6 +81,24 @@ def _http_puller(url: str, token: str, topic: str, start: Any, out: Any) -> None
         status, _ = client.post(f"/v1/tasks/{task['id']}/complete", {"worker_id": worker})
         assert status == 200, status
         done, last = done + 1, time.monotonic()
+    out.put((done, last))
+
+
+def _http_batch_puller(url: str, token: str, topic: str, batch: int, start: Any, out: Any) -> None:
+    client = _Client(url, token)
+    worker = f"bench-{os.getpid()}"
+    client.post("/v1/topics/warmup_topic/fetch-batch", {"max_wait": 0, "max_tasks": batch})
+    start.wait()
+    done, last = 0, time.monotonic()
+    while True:
+        status, found = client.post(f"/v1/topics/{topic}/fetch-batch", {"max_wait": "0.5s", "worker_id": worker,
+                                                                          "max_tasks": batch})
+        if status == 204:
+            break
+        tasks = [{"task_id": task["id"]} for task in found["tasks"]]
+        status, answer = client.post("/v1/batches/complete", {"worker_id": worker, "tasks": tasks})
+        assert status == 200 and {r["status"] for r in answer["results"]} == {"done"}, (status, answer)
+        done, last = done + len(tasks), time.monotonic()
     out.put((done, last))
 
 
@@ -174,10 +196,11 @@ class Api:
 # -- the measurements --------------------------------------------------------------
 
 
-def pull_round_trips(database_url: str, broker_url: str, api: Api, steps: int, processes: int) -> None:
+def pull_round_trips(database_url: str, broker_url: str, api: Api, steps: int, processes: int, batch: int) -> None:
     from oms import Workflow, start_workflows
 
-    for topic in ("bench_pull_http", "bench_pull_py"):
+    topics = ("bench_pull_http", "bench_pull_py", *(("bench_pull_batch",) if batch else ()))
+    for topic in topics:
         Workflow(id=topic, steps=[{"id": topic, "sla": "1h"}]).save()
         start_workflows(topic, [{"n": i} for i in range(steps)])
     http_s, http_n = _run(_http_puller, (api.url, api.token, "bench_pull_http"), processes)
@@ -186,6 +209,12 @@ def pull_round_trips(database_url: str, broker_url: str, api: Api, steps: int, p
     http, python = http_n / http_s, py_n / py_s
     print(f"pull round trips, {processes} processes, {steps} steps each way: HTTP {http:.0f}/s, in-process "
           f"{python:.0f}/s, ratio {http / python:.2f} (target >= 0.7)", flush=True)
+    if batch:
+        batch_s, batch_n = _run(_http_batch_puller, (api.url, api.token, "bench_pull_batch", batch), processes)
+        assert batch_n == steps, (batch_n, steps)
+        print(f"pull over HTTP in batches of {batch} (fetch-batch + POST /v1/batches/complete), {processes} processes:"
+              f" {batch_n / batch_s:.0f}/s, {batch_n / batch_s / python:.2f} x in-process one at a time"
+              " (target >= 1.0)", flush=True)
 
 
 async def _idle_polls(api: Api, polls: int, samples: int, workflow: str) -> tuple[list[float], float, float, int]:
@@ -334,6 +363,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="wake-up samples, and scrapes timed")
     parser.add_argument("--starts", type=int, default=4000, help="starts per side")
     parser.add_argument("--rows", type=int, default=1_000_000, help="task rows for the metrics scrape")
+    parser.add_argument("--max-tasks", type=int, default=10, help="steps per batch for the HTTP batch loop (0: leave "
+                        "it out)")
     parser.add_argument("--port", type=int, default=8100, help="the API process's port (8100-8199 on a shared host)")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
@@ -347,7 +378,7 @@ def main() -> None:
         _configure(database_url, args.broker_url)
         api = Api(database_url, args.broker_url, args.port)
         print(f"PostgreSQL, broker {args.broker_url}; {os.cpu_count()} cores; one oms api process", flush=True)
-        pull_round_trips(database_url, args.broker_url, api, args.steps, args.processes)
+        pull_round_trips(database_url, args.broker_url, api, args.steps, args.processes, args.max_tasks)
         idle_polls(api, args.polls, args.samples)
         starts(database_url, args.broker_url, api, args.starts, args.processes)
         scrape(api, args.rows, min(args.samples, 50))

@@ -7,10 +7,13 @@ Runs, in one go and on the same table:
 * the raw claim rate: P processes loop a bare
   ``UPDATE oms_tasks … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1)``
   over N pending rows, autocommit, nothing else;
+* batches (``--batch B``, 10 by default; 0 leaves them out): P processes loop
+  ``fetch_tasks(max_tasks=B)`` + ``complete_tasks``, against the raw loop claiming
+  B rows per statement (``WHERE id IN (SELECT … LIMIT B FOR UPDATE SKIP LOCKED)``);
 * wake-up latency: one idle ``fetch_task`` caller, workflows started one at a time;
   latency = when ``fetch_task`` returned − when the step became ready.
 
-    .venv/bin/python benchmarks/pull.py [--steps 3000] [--processes 1,4,8]
+    .venv/bin/python benchmarks/pull.py [--steps 3000] [--processes 1,4,8] [--batch 10]
 """
 
 from __future__ import annotations
@@ -52,19 +55,39 @@ def _engine_worker(database_url: str, broker_url: str, topic: str, start: mp.Eve
     measured.wait()  # connected until the server's CPU is read
 
 
-def _raw_worker(dsn: str, topic: str, start: mp.Event, out: mp.Queue, measured: mp.Event) -> None:
+def _batch_worker(database_url: str, broker_url: str, topic: str, batch: int, start: mp.Event, out: mp.Queue,
+                  measured: mp.Event) -> None:
+    _configure(database_url, broker_url)
+    from act import complete_tasks, fetch_tasks
+
+    fetch_tasks("warmup_topic", max_tasks=batch, max_wait=0)  # connect before the clock starts
+    start.wait()
+    done, last, cpu = 0, time.monotonic(), time.process_time()
+    while tasks := fetch_tasks(topic, max_tasks=batch, max_wait="0.5s"):
+        outcomes = complete_tasks([(task.id, None) for task in tasks])
+        assert all(o.ok for o in outcomes), outcomes
+        done, last = done + len(tasks), time.monotonic()
+    out.put((done, last, time.process_time() - cpu))
+    measured.wait()
+
+
+def _raw_worker(dsn: str, topic: str, batch: int, start: mp.Event, out: mp.Queue, measured: mp.Event) -> None:
     import psycopg
 
     claim = (
         "UPDATE oms_tasks SET status = 'running', started_at = now(), worker_id = %s "
         "WHERE id = (SELECT id FROM oms_tasks WHERE topic = %s AND status = 'pending' "
         "ORDER BY ready_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+    ) if batch == 1 else (
+        "UPDATE oms_tasks SET status = 'running', started_at = now(), worker_id = %s "
+        "WHERE id IN (SELECT id FROM oms_tasks WHERE topic = %s AND status = 'pending' "
+        f"ORDER BY ready_at LIMIT {batch} FOR UPDATE SKIP LOCKED) RETURNING id"
     )
     with psycopg.connect(dsn, autocommit=True) as conn:
         start.wait()
         done, last, cpu = 0, time.monotonic(), time.process_time()
-        while conn.execute(claim, (f"raw:{os.getpid()}", topic)).fetchone():
-            done, last = done + 1, time.monotonic()
+        while claimed := len(conn.execute(claim, (f"raw:{os.getpid()}", topic)).fetchall()):
+            done, last = done + claimed, time.monotonic()
         out.put((done, last, time.process_time() - cpu))
         measured.wait()  # connected until the server's CPU is read
 
@@ -161,12 +184,31 @@ def _latency(samples: int) -> list[float]:
     return latencies
 
 
+def _batches(database_url: str, broker_url: str, dsn: str, p: int, steps: int, batch: int) -> None:
+    """``fetch_tasks(max_tasks=batch)`` + ``complete_tasks`` against the raw loop claiming ``batch`` rows at once."""
+    from oms import Workflow
+
+    topic = f"bench_batch_{p}"
+    Workflow(id=topic, steps=[{"id": topic, "sla": "1h"}]).save()
+    _queue_steps(topic, steps)
+    elapsed, done, client, server = _run(_batch_worker, (database_url, broker_url, topic, batch), p)
+    assert done == steps, (done, steps)
+    _raw_rows(database_url, f"raw_batch_{p}", steps)
+    raw_elapsed, raw_done, raw_client, raw_server = _run(_raw_worker, (dsn, f"raw_batch_{p}", batch), p)
+    assert raw_done == steps
+    engine, raw = done / elapsed, raw_done / raw_elapsed
+    print(f"{f'x{batch}':>9} {engine:>10.0f} {raw:>13.0f} {engine / raw:>6.2f}   {client:.3f} + {server:.3f} |"
+          f" {raw_client:.3f} + {raw_server:.3f}   (batches of {batch}: fetch_tasks + complete_tasks | raw claims"
+          f" of {batch}; target >= 1.0 at 4 processes)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000, help="queued steps per run")
     parser.add_argument("--processes", default="1,4,8")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/10")
     parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=10, help="tasks per batch for the batch mode (0: leave it out)")
     args = parser.parse_args()
 
     import redis
@@ -189,11 +231,13 @@ def main() -> None:
             assert done == args.steps, (done, args.steps)
             engine = done / elapsed
             _raw_rows(database_url, f"raw_{p}", args.steps)
-            raw_elapsed, raw_done, raw_client, raw_server = _run(_raw_worker, (dsn, f"raw_{p}"), p)
+            raw_elapsed, raw_done, raw_client, raw_server = _run(_raw_worker, (dsn, f"raw_{p}", 1), p)
             assert raw_done == args.steps
             raw = raw_done / raw_elapsed
             print(f"{p:>9} {engine:>10.0f} {raw:>13.0f} {engine / raw:>6.2f}   {client:.3f} + {server:.3f} |"
                   f" {raw_client:.3f} + {raw_server:.3f}", flush=True)
+            if args.batch:
+                _batches(database_url, args.broker_url, dsn, p, args.steps, args.batch)
         latencies = _latency(args.latency_samples)
         q = statistics.quantiles(latencies, n=100)
         print(f"wake-up latency over {len(latencies)} steps: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, "

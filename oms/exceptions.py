@@ -28,7 +28,9 @@ import re
 
 from pydantic import ValidationError
 
-_IDS = {"instance": re.compile(r"wf-[0-9a-f]{32}"), "task": re.compile(r"tk-[0-9a-f]{32}")}
+#: What an instance id and a task id look like: a prefix and 32 hex digits (matched in full).
+ID_PATTERNS = {"instance": r"wf-[0-9a-f]{32}", "task": r"tk-[0-9a-f]{32}"}
+_IDS = {kind: re.compile(pattern) for kind, pattern in ID_PATTERNS.items()}
 
 
 class OmsError(Exception):

@@ -90,6 +90,9 @@ class OmsSettings(BaseSettings):
     #: Seconds an HTTP request waits out an unreachable database before its 503 (workers wait
     #: ``OMS_DB_RETRY_SECONDS``: a caller over HTTP would rather hear at once, and retry).
     api_db_retry_seconds: float = Field(default=5.0, ge=0, le=MAX_SECONDS)
+    #: Seconds an HTTP request's body has to arrive, from the request's start: a client that declares more than it
+    #: sends (``Content-Length: 100``, 10 bytes) hears 408 and its connection is closed, not held open forever.
+    api_body_timeout: float = Field(default=10.0, gt=0, le=MAX_SECONDS)
     #: The address people open the page at (``https://oms.agency.gov``): notices link to an instance's page there
     #: (``<url>/#/instances/<id>``); unset, they carry no link.
     public_url: str | None = None

@@ -33,6 +33,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Listening(ThreadingHTTPServer):
+    """A webhook with a real server's listen backlog: ``socketserver``'s 5 resets connections when the engine's
+    parallel sweeps (8 sends each) arrive at once on a loaded machine."""
+
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Received:
     """One POST the webhook received, and what it answered."""
@@ -82,7 +89,7 @@ class Webhook:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = Listening(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

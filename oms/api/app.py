@@ -1,4 +1,4 @@
-"""The HTTP API's factory: routers, error handlers, the body-size limit, and what it checks as it starts.
+"""The HTTP API's factory: routers, error handlers, the body's size limit and deadline, and what it checks as it starts.
 
 Every route calls the same public functions Python users call; no rule lives here.
 Starting refuses (and the process exits) when the schema is not this code's, or
@@ -8,14 +8,17 @@ accepted on a loopback address only, and announced at every start.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
 from ..settings import get_settings, is_loopback
@@ -23,8 +26,10 @@ from ..store import db, tokens
 from ..store.db import database
 from . import (
     auth,
+    batches,
     board,
     calendars,
+    contract,
     errors,
     health,
     instances,
@@ -37,6 +42,7 @@ from . import (
     tasks,
     workflows,
 )
+from .bodies import JsonRoute
 from .polls import PollHub
 from .revocations import TokenCache
 
@@ -47,9 +53,11 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 ENVELOPE_BYTES = 64 * 1024
 
 
-class BodyLimit:
-    """Refuse a request body over ``OMS_MAX_PAYLOAD_BYTES`` (plus its envelope) with 413, before reading it; wait
-    out an unreachable database ``OMS_API_DB_RETRY_SECONDS`` only."""
+class BodyGuard:
+    """Every HTTP request's body, before a route reads it: over ``OMS_MAX_PAYLOAD_BYTES`` (plus its envelope) it is
+    413, before it is read; not all arrived within ``OMS_API_BODY_TIMEOUT`` it is 408 and the connection is closed,
+    not held open for a client that declared more than it sends. Also: a request waits out an unreachable database
+    ``OMS_API_DB_RETRY_SECONDS`` only."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -61,28 +69,39 @@ class BodyLimit:
         # a caller over HTTP hears 503 after a few seconds of database outage, not a worker's minutes
         waiting = db.retry_seconds.set(get_settings().api_db_retry_seconds)
         try:
-            await self._limited(scope, receive, send)
+            await self._guarded(scope, receive, send)
         finally:
             db.retry_seconds.reset(waiting)
 
-    async def _limited(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+    async def _guarded(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
-        limit = get_settings().max_payload_bytes + ENVELOPE_BYTES
+        settings = get_settings()
+        limit = settings.max_payload_bytes + ENVELOPE_BYTES
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await _too_large(limit, scope, receive, send)
+        deadline = asyncio.get_running_loop().time() + settings.api_body_timeout
         seen = 0
+        whole = False  # the body has all arrived: later receives (a long poll's disconnect watch) wait unbounded
 
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+        async def guarded() -> Message:
+            nonlocal seen, whole
+            if whole:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(408, f"the request body did not all arrive within {settings.api_body_timeout:g}"
+                                    " s (OMS_API_BODY_TIMEOUT)", headers={"Connection": "close"}) from None
+            whole = message["type"] != "http.request" or not message.get("more_body", False)
             seen += len(message.get("body", b""))
-            if seen > limit:
-                raise errors.ApiError(413, "PayloadTooLarge", f"the request body is over {limit} bytes "
-                                      "(OMS_MAX_PAYLOAD_BYTES plus 64 KiB)")
+            if seen > limit:  # an HTTPException: FastAPI turns any other error while reading a body into a 400
+                raise HTTPException(413, f"the request body is over {limit} bytes (OMS_MAX_PAYLOAD_BYTES plus 64 KiB)",
+                                    headers={"Connection": "close"})
             return message
 
-        await self.app(scope, counted, send)
+        await self.app(scope, guarded, send)
 
 
 async def _too_large(limit: int, scope: Scope, receive: Callable[[], Awaitable[Message]],
@@ -113,8 +132,8 @@ def announce_insecure() -> None:
 
 
 #: Every router of the API; each one's paths are whole (a router's prefix is its own).
-ROUTERS = (workflows.router, calendars.router, instances.router, tasks.router, people.router, signals.router,
-           board.router, reports.router, notices.router, metrics.router, health.router, page.router)
+ROUTERS = (workflows.router, calendars.router, instances.router, tasks.router, batches.router, people.router,
+           signals.router, board.router, reports.router, notices.router, metrics.router, health.router, page.router)
 
 
 def served(app: FastAPI) -> list[tuple[str, str]]:
@@ -161,13 +180,20 @@ def create_app(*, insecure_no_auth: bool | None = None) -> FastAPI:
         summary="Workflows with per-step SLAs: define, start, watch, and pull steps over HTTP.",
         version="1",
         lifespan=lifespan,
+        # operationId = the route function's name (`fetch_task`, `start_instance`): what generated clients call
+        generate_unique_id_function=lambda route: route.name,
         dependencies=[Depends(auth.authorize)],  # every route's gate: closed unless auth.RULES or .PUBLIC says
     )
     app.state.insecure_no_auth = False
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    contract.install(app)
     if unruled := [f"{method} {path}" for method, path in served(app) if (method, path) not in auth.ALL]:
         raise RuntimeError(f"no rule in oms.api.auth.RULES (or .PUBLIC) says who may call {', '.join(unruled)}")
-    app.add_middleware(BodyLimit)
+    if loose := [route.path for router in ROUTERS for route in router.routes
+                 if isinstance(route, APIRoute) and route.body_field is not None and not isinstance(route, JsonRoute)]:
+        raise RuntimeError(f"{', '.join(loose)} read a JSON body without refusing duplicate keys: give its router "
+                           "route_class=oms.api.bodies.JsonRoute")
+    app.add_middleware(BodyGuard)
     return app

@@ -172,6 +172,10 @@ RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/tasks/{task_id}/complete"): (*WORKERS, *PEOPLE),
     ("POST", "/v1/tasks/{task_id}/fail"): (*WORKERS, *PEOPLE),
     ("POST", "/v1/tasks/{task_id}/extend"): WORKERS,
+    #: batches (oms.api.batches): as the single routes, each task checked as they check it
+    ("POST", "/v1/topics/{topic}/fetch-batch"): WORKERS,
+    ("POST", "/v1/batches/complete"): (*WORKERS, *PEOPLE),
+    ("POST", "/v1/batches/fail"): (*WORKERS, *PEOPLE),
     ("POST", "/v1/tasks/{task_id}/pause"): WORKERS,
     #: a paused clock runs again when the citizen answers: the portal (a starter) may say so, as may the workers
     ("POST", "/v1/tasks/{task_id}/resume"): ("admin", "starter", "worker"),

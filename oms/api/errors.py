@@ -10,13 +10,14 @@ traceback goes to the server's log).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from functools import cache
+from typing import Any, Literal
 
 import kombu.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
 
 from .. import exceptions as oms_errors
@@ -24,6 +25,7 @@ from ..model.forms import FormError
 from ..store.channels import ChannelExists, UnknownChannel
 from ..store.db import TRANSIENT
 from ..store.tokens import UnknownToken
+from .routing import allowed
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +63,44 @@ STATUSES: tuple[tuple[type[BaseException], int], ...] = (
 #: Names of statuses raised without an exception of the engine.
 #: (FastAPI's own 400 is a body it could not parse as JSON: not UTF-8, or nested past the parser's limit.)
 NAMES = {400: "MalformedJson", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-         409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "InvalidRequest",
-         503: "Unavailable"}
+         408: "RequestTimeout", 409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+         422: "InvalidRequest", 503: "Unavailable"}
+#: The names the API gives errors of its own (:class:`ApiError`, :func:`body`), by status, besides :data:`NAMES`:
+#: with the engine's exceptions (:data:`STATUSES`), every ``error`` a status can carry (the OpenAPI document's
+#: enums, :func:`error_names`).
+RAISED: dict[int, tuple[str, ...]] = {
+    400: ("MalformedJson", "InvalidHeader"),  # a body that is not JSON or repeats a key; a bad Idempotency-Key
+    401: ("Unauthorized",),
+    403: ("Forbidden", "CsrfFailed"),
+    404: ("NotFound",),
+    405: ("MethodNotAllowed",),
+    408: ("RequestTimeout",),  # the body did not arrive within OMS_API_BODY_TIMEOUT
+    413: ("PayloadTooLarge",),
+    415: ("UnsupportedMediaType",),
+    422: ("InvalidRequest",),  # FastAPI's own check of a parameter or body field
+    500: ("InternalError",),
+    503: ("Unavailable", "DatabaseUnavailable", "BrokerUnavailable", "NotReady"),
+}
+
+
+def _subclasses(kind: type[BaseException]) -> list[type[BaseException]]:
+    found = [kind]
+    for sub in kind.__subclasses__():
+        found += _subclasses(sub)
+    return found
+
+
+@cache
+def error_names() -> dict[int, tuple[str, ...]]:
+    """Every ``error`` each status can carry: the API's own names, and each engine exception (and subclass) that
+    :data:`STATUSES` gives that status, sorted."""
+    found: dict[int, set[str]] = {status: set(names) for status, names in RAISED.items()}
+    for status, name in NAMES.items():
+        found.setdefault(status, set()).add(name)
+    for kind in {sub for base, _ in STATUSES for sub in _subclasses(base)}:
+        status = next(status for base, status in STATUSES if issubclass(kind, base))
+        found.setdefault(status, set()).add(kind.__name__)
+    return {status: tuple(sorted(names)) for status, names in sorted(found.items())}
 
 
 class ErrorBody(BaseModel):
@@ -73,23 +111,37 @@ class ErrorBody(BaseModel):
 
 
 class FormErrorBody(ErrorBody):
-    """A result (or a signal's data) that does not fit its step's form: each field's message, to show beside it."""
+    """A 422: with ``fields`` when a result (or a signal's data) does not fit its step's form (``FormError``)."""
 
-    fields: dict[str, str] = Field(description="Each refused field's path (`inspector`, `address.zip`) -> why.")
+    fields: dict[str, str] | None = Field(None, description="`FormError` only: each refused field's path "
+                                          "(`inspector`, `address.zip`) -> why, to show beside it.")
 
 
 #: What each documented status means, in the OpenAPI document of the routes that answer it.
-MEANINGS = {401: "No token, or an unknown or revoked one (a disabled person's too).",
+MEANINGS = {400: "The body is not JSON (not UTF-8, or a key repeated), or a header is malformed.",
+            401: "No token, or an unknown or revoked one (a disabled person's too).",
             403: "The caller's role (or topic, or groups) does not allow this.",
             404: "Nothing has this id (or name, or business key).",
+            408: "The body did not arrive in time (OMS_API_BODY_TIMEOUT).",
             409: "It cannot apply as things stand; nothing was changed.",
-            422: "A field is missing, malformed or refused."}
+            413: "The body is over OMS_MAX_PAYLOAD_BYTES (plus 64 KiB of envelope).",
+            415: "The body is not JSON (or, where the route says so, YAML).",
+            422: "A field is missing, malformed or refused.",
+            503: "The database or the broker cannot be reached: try again later."}
 
 
-def documented(*statuses: int, form: bool = False) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` of a route for the error ``statuses`` it answers (``form``: its 422 may carry ``fields``)."""
-    return {status: {"model": FormErrorBody if form and status == 422 else ErrorBody,
-                     "description": MEANINGS[status]} for status in statuses}
+@cache
+def error_model(status: int) -> type[BaseModel]:
+    """The body of an error of ``status``: ``error`` one of :func:`error_names`' (422: a form's ``fields`` too)."""
+    kind: Any = Literal[error_names()[status]]
+    base = FormErrorBody if status == 422 else ErrorBody
+    return create_model(f"Error{status}", __base__=base, __doc__=f"An error answered with status {status}.",
+                        error=(kind, Field(description=ErrorBody.model_fields["error"].description)))
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route for the error ``statuses`` it answers, each with its status's error model."""
+    return {status: {"model": error_model(status), "description": MEANINGS[status]} for status in statuses}
 
 
 class ApiError(Exception):
@@ -151,9 +203,11 @@ def install(app: FastAPI) -> None:
         return _validation(exc, request)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return body(exc.status_code, NAMES.get(exc.status_code, "Error"), str(exc.detail),
-                    dict(exc.headers) if exc.headers else None)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:  # Starlette names the methods of one route; a path may have one per method
+            headers["Allow"] = ", ".join(allowed(app, request.url.path))
+        return body(exc.status_code, NAMES.get(exc.status_code, "Error"), str(exc.detail), headers or None)
 
     async def _known(request: Request, exc: Exception) -> JSONResponse:
         status = status_of(exc)

@@ -15,15 +15,16 @@ from starlette.concurrency import run_in_threadpool
 
 from ..ops import doctor
 from ..store.runs import missing_scan
-from .errors import body
+from .answers import Health, Ready
+from .errors import body, documented
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+def healthz() -> Health:
     """The process is alive and answering."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
 def _checks() -> list[doctor.Check]:
@@ -35,7 +36,7 @@ def _checks() -> list[doctor.Check]:
     return checks
 
 
-@router.get("/readyz", responses={503: {"description": "Not ready: the detail says why."}})
+@router.get("/readyz", response_model=Ready, responses=documented(503))
 async def readyz() -> JSONResponse:
     """200 when the database, its schema, the broker and the SLA scan are all right; else 503 with the reason."""
     checks = await run_in_threadpool(_checks)

@@ -24,11 +24,13 @@ from ..engine import people
 from ..exceptions import InvalidArgument
 from ..reads.inbox import HumanTask, InboxItem, human_task, inbox
 from ..store.candidates import candidates
-from ..store.users import check_groups
+from ..store.users import MAX_GROUPS, check_groups
 from .auth import Principal, current
+from .bodies import JsonRoute
 from .errors import ApiError, documented
+from .params import FREE_NAME, TaskId, field
 
-router = APIRouter(prefix="/v1", tags=["people"])
+router = APIRouter(prefix="/v1", tags=["people"], route_class=JsonRoute)
 #: The caller, let in by :func:`~oms.api.auth.authorize` (its role by :data:`~oms.api.auth.RULES`).
 Caller = Annotated[Principal, Depends(current)]
 
@@ -53,12 +55,14 @@ class Released(BaseModel):
 
 
 class ReassignRequest(BaseModel):
-    """The step's new candidates: a person (who then holds it), groups (whose queue it joins), or both."""
+    """The step's new candidates: a person (who then holds it), groups (whose queue it joins), or both (at least
+    one of the two)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    user: str | None = Field(None, description="The person who takes it over (she holds it at once).")
-    groups: list[str] | None = Field(None, description="The groups whose members may claim it.")
+    user: str | None = field(FREE_NAME, "The person who takes it over (she holds it at once).", None)
+    groups: list[str] | None = Field(None, description="The groups whose members may claim it.",
+                                     json_schema_extra={"maxItems": MAX_GROUPS, "items": FREE_NAME})
 
 
 class Reassigned(BaseModel):
@@ -82,40 +86,42 @@ def _step(task_id: str, user: str) -> JSONResponse:
     return JSONResponse(human_task(task_id, user).as_dict())
 
 
-@router.get("/inbox", response_model=InboxPage, responses=documented(401, 403, 404, 422))
+@router.get("/inbox", response_model=InboxPage, responses=documented(404))
 def get_inbox(who: Caller, user: str | None = None) -> JSONResponse:
     """The open human steps the caller may see (an admin: ``?user=``'s), most urgent first; steps her groups'
-    others hold are listed as taken (``actionable: false``)."""
+    others hold are listed as taken (``actionable: false``). ``user`` is required of an admin token (422
+    ``InvalidArgument`` without it); a person's token may only name herself."""
     name = person_of(who, user)
     now = utcnow()
     items = [item.as_dict() for item in inbox(name, now=now)]
     return JSONResponse({"user": name, "now": now.isoformat(), "items": items})
 
 
-@router.get("/tasks/{task_id}", response_model=HumanTask, responses=documented(401, 403, 404, 409, 422))
-def get_task(task_id: str, who: Caller, user: str | None = None) -> JSONResponse:
+@router.get("/tasks/{task_id}", response_model=HumanTask, responses=documented(404, 409))
+def get_task(task_id: TaskId, who: Caller, user: str | None = None) -> JSONResponse:
     """One open human step as the caller sees it (an admin: as ``?user=`` does), with the instance's payload,
-    its earlier steps' results and its form. 403 ``NotAssigned``: not hers, nor her groups', to see."""
+    its earlier steps' results and its form. 403 ``NotAssigned``: not hers, nor her groups', to see. ``user`` is
+    required of an admin token (422 ``InvalidArgument`` without it)."""
     return _step(task_id, person_of(who, user))
 
 
-@router.post("/tasks/{task_id}/claim", response_model=HumanTask, responses=documented(401, 403, 404, 409, 422))
-def claim(task_id: str, who: Caller) -> JSONResponse:
+@router.post("/tasks/{task_id}/claim", response_model=HumanTask, responses=documented(404, 409))
+def claim_task(task_id: TaskId, who: Caller) -> JSONResponse:
     """Claim a human step for the caller: the step as she now holds it. 409 ``TaskClaimed``: another person holds
     it; 403 ``NotAssigned``: it is not hers or her groups'. Claiming one she holds changes nothing."""
     people.claim(task_id, who.name)
     return _step(task_id, who.name)
 
 
-@router.post("/tasks/{task_id}/release", responses=documented(401, 403, 404, 409, 422))
-def release(task_id: str, who: Caller, body: ReleaseRequest | None = None) -> Released:
+@router.post("/tasks/{task_id}/release", responses=documented(404, 409))
+def release_task(task_id: TaskId, who: Caller, body: ReleaseRequest | None = None) -> Released:
     """Give a step the caller holds back to its candidates' queue."""
     people.release(task_id, who.name, reason=(body or ReleaseRequest()).reason)
     return Released(task_id=task_id, status="pending")
 
 
-@router.post("/tasks/{task_id}/reassign", responses=documented(401, 403, 404, 409, 422))
-def reassign(task_id: str, body: ReassignRequest, who: Caller) -> Reassigned:
+@router.post("/tasks/{task_id}/reassign", responses=documented(404, 409))
+def reassign_task(task_id: TaskId, body: ReassignRequest, who: Caller) -> Reassigned:
     """Give a human step new candidates (an admin token; or a supervisor of its groups, or named in them): a
     ``user``, who holds it at once, and/or ``groups``, whose queue it joins; its holder's claim ends."""
     # a supervisor must be among its candidates: checked by the engine under the step's lock

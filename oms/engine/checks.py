@@ -7,6 +7,7 @@ before anything is written.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,19 @@ from ..model.jsonvalue import check_text, json_object, storable_text
 from ..model.names import check_worker_id, user_name
 from ..settings import get_settings
 
-__all__ = ["check_key", "check_reason", "check_result", "check_topic", "check_worker_id", "seconds", "storable_reason"]
+__all__ = ["KEY_PATTERN", "MAX_BATCH", "MAX_KEY", "MIN_POSITIVE_S", "check_batch", "check_key", "check_reason",
+           "check_result", "check_topic", "check_worker_id", "seconds", "storable_reason"]
+
+
+#: The most tasks one batch call claims or finishes (``fetch_tasks``' ``max_tasks``, ``complete_tasks``' items).
+MAX_BATCH = 1000
+
+
+def check_batch(count: object, what: str) -> int:
+    """A batch's size: a whole number from 1 to :data:`MAX_BATCH`, else :class:`InvalidArgument` naming ``what``."""
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_BATCH:
+        raise InvalidArgument(f"{what} must be a whole number from 1 to {MAX_BATCH}, got {count!r:.80}")
+    return count
 
 
 def check_topic(topic: str) -> str:
@@ -38,6 +51,10 @@ def storable_reason(text: str) -> str:
     return storable_text(text, get_settings().max_reason_chars) or "(no reason given)"
 
 
+#: The shortest duration that must be positive (a lease) may be: a millisecond (less would round to nothing).
+MIN_POSITIVE_S = 0.001
+
+
 def seconds(value: str | float | timedelta, what: str, *, positive: bool = False) -> float:
     """A duration argument in seconds, or :class:`InvalidArgument` naming ``what``."""
     try:
@@ -46,16 +63,27 @@ def seconds(value: str | float | timedelta, what: str, *, positive: bool = False
         raise InvalidArgument(f"{what}: {exc}") from None
     if found < 0:
         raise InvalidArgument(f"{what} must not be negative, got {value!r}")
-    if positive and found == 0:
-        raise InvalidArgument(f"{what} must be positive, got {value!r}")
+    if positive and found < MIN_POSITIVE_S:
+        raise InvalidArgument(f"{what} must be positive (at least 1ms), got {value!r}")
     return found
 
 
+#: Characters no key holds: control characters (C0, DEL, C1). (Nor lone surrogates, which JSON Schema's patterns
+#: cannot name: checked apart.)
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"
+#: A caller's key (matched in full, 1 to 255 characters): no control character, and something besides spaces. The
+#: same text is the OpenAPI document's pattern.
+KEY_PATTERN = f"^[^{_CONTROL}]*[^\\s{_CONTROL}][^{_CONTROL}]*$"
+MAX_KEY = 255
+_KEY = re.compile(KEY_PATTERN)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def check_key(key: object, what: str = "idempotency key") -> str:
-    """A caller's key (idempotency key, business key) as stored: printable text of 1 to 255 characters, else
-    :class:`InvalidArgument`."""
-    if not isinstance(key, str) or not key.strip() or len(key) > 255 or not key.isprintable():
-        raise InvalidArgument(f"{what} {key!r:.80}: expected printable text of 1 to 255 characters")
+    """A caller's key (idempotency key, business key) as stored: printable text of 1 to 255 characters (no control
+    character, not only spaces), else :class:`InvalidArgument`."""
+    if not isinstance(key, str) or len(key) > MAX_KEY or not _KEY.fullmatch(key) or _SURROGATE.search(key):
+        raise InvalidArgument(f"{what} {key!r:.80}: expected printable text of 1 to {MAX_KEY} characters")
     return key
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..celery.dispatch import Dispatch, publish_all
 from ..durations import utcnow
-from ..exceptions import InstanceFinished, InvalidTransition, UnknownInstance, check_id
+from ..exceptions import BusinessKeyInUse, InstanceFinished, InvalidTransition, UnknownInstance, check_id
 from ..model.task import Task
 from ..states import OPEN_TASK, RED, InstanceStatus, TaskStatus, instance_event
 from ..store import moves
@@ -77,6 +77,10 @@ def rerun(session: Session, instance_id: str, now: datetime) -> list[Dispatch]:
     instance = _locked(session, instance_id)
     if instance.status != InstanceStatus.FAILED:
         raise InvalidTransition(f"workflow instance {instance_id}", instance.status, InstanceStatus.RUNNING)
+    if instance.business_key is not None:  # its key went to a newer instance meanwhile: one unfinished per key
+        other = session.scalar(moves.holder_of_key(instance.workflow_id, instance.business_key))
+        if other is not None:
+            raise BusinessKeyInUse(instance.workflow_id, instance.business_key, other)
     definition, _ = load_definition(session, instance.workflow_id, instance.version)
     latest: dict[tuple[int, int | None], TaskRow] = {}
     for task in session.scalars(select(TaskRow).where(TaskRow.instance_id == instance_id).order_by(TaskRow.attempt)):

@@ -11,6 +11,14 @@ next, whether a failure is retried or fails the instance (:mod:`oms.engine.plan`
 The store applies that decision in one statement on PostgreSQL, one transaction on
 SQLite, under the precondition that the task is still as the worker saw it.
 
+Batches take the same paths: :meth:`Door.claim_tasks` claims many steps in one
+statement, :meth:`Door.complete_many` and :meth:`Door.fail_many` apply each task's
+plan, the one a single call makes, in one transaction (:mod:`oms.engine.batches`),
+and refuse each task that cannot end with the error the single call would raise.
+Single completions and failures made by several threads at once share transactions the
+same way, unasked (group commit, :mod:`oms.engine.gather`): an API process serving many
+HTTP workers, a push worker with a threads pool. A lone caller goes alone, at once.
+
 The functions here delegate to one :class:`Door` per process, which remembers the
 tasks this process claimed (so a call by id needs no read, and knows its holder);
 a forked child starts with a fresh one.
@@ -24,9 +32,11 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Literal
 
 from sqlalchemy import select
 
@@ -34,28 +44,34 @@ from ..celery.dispatch import Dispatch, publish_all
 from ..celery.tracked import backend_outcome, celery_id_of, stored_result
 from ..durations import utcnow
 from ..exceptions import (
+    BrokerUnavailable,
+    ConfigurationError,
     InstanceFinished,
     LeaseLost,
     NotLeaseHolder,
+    OmsError,
     TaskAlreadyFinished,
     TaskNotClaimed,
     TaskNotFound,
     check_id,
 )
 from ..model.definitions import Definition
-from ..model.task import Task
+from ..model.task import Place, Task, TaskOutcome
 from ..settings import get_settings
 from ..states import InstanceStatus, TaskStatus
 from ..store import catalog
+from ..store.contract import Offered, State
 from ..store.db import TRANSIENT, database, retrying
 from ..store.tables import tasks
-from . import control, pauses
-from .checks import check_reason, check_result, seconds, storable_reason
+from . import batches, control, pauses
+from .checks import check_batch, check_reason, check_result, seconds, storable_reason
+from .gather import Gather
 from .plan import Outcome, Plan, apply_in_transaction, dispatches, lost_claim
 
 __all__ = [
-    "Task", "Door", "LongPoll",
-    "claim_step", "claim_topic", "release", "lookup", "complete", "fail", "extend", "pause", "resume_clock",
+    "Task", "TaskOutcome", "Door", "Ended", "LongPoll",
+    "claim_step", "claim_topic", "claim_tasks", "release", "lookup", "complete", "fail", "complete_many",
+    "fail_many", "extend", "pause", "resume_clock",
     "heartbeat", "heartbeat_interval", "breach", "sweep", "default_worker_id", "utcnow",
 ]
 
@@ -79,14 +95,36 @@ class LongPoll:
         """What follows a claim: the task claimed, seconds to wait for an offer before claiming again, or ``None``
         (nothing came in time)."""
         task, due = claimed
+        return task if task is not None else self.wait(due)
+
+    def wait(self, due: datetime | None) -> float | None:
+        """Nothing was claimed: seconds to wait for an offer before claiming again (until ``due`` at the most,
+        when something becomes claimable without a message), or ``None`` once ``max_wait`` has passed."""
         remaining = self.deadline - time.monotonic()
-        if task is not None:
-            return task
         if remaining <= 0:
             return None
         if due is not None:
             remaining = min(remaining, max((due - utcnow()).total_seconds(), 0.0) + 0.01)
         return remaining
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What finishing a task did: the steps it offered (published already), or nothing, as a ``repeat``.
+
+    ``repeat``: the holder sent again how it had finished the task (a worker whose answer
+    was lost): the same ``worker_id`` with the same result (or reason) as the call that
+    finished it. That is the first call's success, and nothing changes, whatever the
+    instance did since; anyone else, or another result, gets :class:`TaskAlreadyFinished`.
+    """
+
+    offered: list[Dispatch] = field(default_factory=list)
+    repeat: bool = False
+
+    @property
+    def retry(self) -> Dispatch | None:
+        """A failure's retry, as published (``None``: not retried, or a repeat)."""
+        return self.offered[0] if self.offered else None
 
 
 class Door:
@@ -105,6 +143,8 @@ class Door:
         self._held: OrderedDict[str, Task] = OrderedDict()
         self._lock = threading.Lock()
         self._swept: dict[str, float] = {}
+        #: Single completions and failures of this process's threads, sharing transactions when they coincide.
+        self._gather = Gather(self._apply_one, self._apply_many)
 
     # -- what this process holds ----------------------------------------------------------------------------------
 
@@ -164,15 +204,37 @@ class Door:
         topic are swept first, at most once a second.
         """
         now = now or utcnow()
-        if time.monotonic() - self._swept.get(topic, 0.0) >= self.SWEEP_EVERY:
-            self._swept[topic] = time.monotonic()
-            publish_all(self.sweep(now=now, topic=topic))
+        self._sweep_topic(topic, now)
         store = database().store
         task, due = retrying(lambda: store.claim_topic(topic, worker_id, now, now + lease), "claiming a task")
         self._hold(task)
-        if task is None and due is not None:
-            self._swept.pop(topic, None)  # something is due then: sweep on the next call
+        self._claimed(topic, task is not None, due)
         return task, due
+
+    def claim_tasks(self, topic: str, worker_id: str, lease: timedelta, max_tasks: int, *,
+                    now: datetime | None = None) -> tuple[list[Task], datetime | None]:
+        """Claim up to ``max_tasks`` of the oldest due steps on ``topic`` in one statement, each leased until
+        ``now + lease``; or none, and when something next becomes claimable (as :meth:`claim_topic`)."""
+        check_batch(max_tasks, "max_tasks")
+        now = now or utcnow()
+        self._sweep_topic(topic, now)
+        store = database().store
+        found, due = retrying(lambda: store.claim_tasks(topic, worker_id, now, now + lease, max_tasks),
+                              "claiming tasks")
+        for task in found:
+            self._hold(task)
+        self._claimed(topic, bool(found), due)
+        return found, due
+
+    def _sweep_topic(self, topic: str, now: datetime) -> None:
+        """Re-offer the topic's lapsed claims before claiming, at most once a second per process."""
+        if time.monotonic() - self._swept.get(topic, 0.0) >= self.SWEEP_EVERY:
+            self._swept[topic] = time.monotonic()
+            publish_all(self.sweep(now=now, topic=topic))
+
+    def _claimed(self, topic: str, found: bool, due: datetime | None) -> None:
+        if not found and due is not None:
+            self._swept.pop(topic, None)  # something is due then: sweep on the next call
 
     def lookup(self, task_id: str) -> Task:
         """A task by id, whatever its status (its topic says who may work on it). Raises :class:`TaskNotFound`."""
@@ -188,23 +250,34 @@ class Door:
 
     # -- outcomes ---------------------------------------------------------------------------------------------------
 
-    def _end(self, plan: Plan, what: str) -> list[Dispatch]:
-        """Apply an ended attempt's plan; return what it offered, as dispatches (or raise why it did not apply)."""
+    def _end(self, plan: Plan, what: str) -> Ended:
+        """Apply an ended attempt's plan; return what it offered, as dispatches, or that it was its holder's repeat
+        (or raise why it did not apply)."""
+        offered = self._gather.end(plan, what)
+        self._forget(plan.task.id)
+        if offered is None:
+            self._refuse(plan.task.id, plan.now, plan.outcome.holder, plan.outcome)
+            return Ended(repeat=True)  # not refused: the holder repeated its own finish
+        return Ended(dispatches(plan.task, offered))
+
+    @staticmethod
+    def _apply_one(plan: Plan, what: str) -> list[Offered] | None:
+        """Apply one ended attempt's plan in its own transaction (one statement where the store can)."""
         db = database()
         move = plan.move()
         finished = retrying(partial(db.store.finish, move), what) if move is not None else None
         if finished is None or finished.in_transaction:
-            offered = retrying(partial(apply_in_transaction, db, plan), what)
-        else:
-            offered = finished.offered if finished.applied else None
-        if offered is None:
-            self._refuse(plan.task.id, plan.now, plan.outcome.holder)
-        self._forget(plan.task.id)
-        return dispatches(plan.task, offered or [])
+            return retrying(partial(apply_in_transaction, db, plan), what)
+        return finished.offered if finished.applied else None
+
+    @staticmethod
+    def _apply_many(plans: list[Plan], what: str) -> list[list[Offered] | None]:
+        return batches.apply_all(database(), plans, what)
 
     def complete(self, task: Task | str, result: dict[str, object] | None = None, *, worker_id: str | None = None,
-                 now: datetime | None = None, chained: bool = False) -> list[Dispatch]:
+                 now: datetime | None = None, chained: bool = False) -> Ended:
         """Mark a running task done, store ``result`` and move its instance on; return what was published.
+        Its holder completing it again with the same result changes nothing: :attr:`Ended.repeat`.
 
         The steps it makes ready are queued in the same statement and published after
         it: a straight run's next step by the push worker's Celery chain when
@@ -213,43 +286,105 @@ class Door:
 
         Raises:
             TaskNotFound, TaskAlreadyFinished, LeaseLost, TaskNotClaimed, NotLeaseHolder, InstanceFinished:
-                the task cannot be completed as it stands; nothing was changed.
+                the task cannot be completed as it stands (``TaskAlreadyFinished``: by someone else, or
+                otherwise); nothing was changed.
             InvalidPayload: ``result`` is not a JSON object, or does not fit the step's ``form`` (``FormError``, every
                 field named).
         """
+        plan = self._done(task, result, worker_id, now or utcnow())
+        ended = self._end(plan, "completing a task")
+        if chained:
+            carried = plan.graph.chained(plan.task.step_index)
+            ended = Ended([d for d in ended.offered if d.from_step != carried], ended.repeat)
+        publish_all(ended.offered)  # recorded already: one the broker refuses is left to the reconciler
+        return ended
+
+    def fail(self, task: Task | str, reason: str, *, worker_id: str | None = None,
+             now: datetime | None = None, retry: bool = True) -> Ended:
+        """Mark a running task failed with ``reason``: retried per its step's rules, or the instance fails (and its
+        other open steps are cancelled). Returns the retry that was published, if any (:attr:`Ended.retry`); its
+        holder failing it again with the same reason changes nothing (:attr:`Ended.repeat`).
+
+        ``retry=False``: the instance fails whatever the step's ``retries`` (a tracked Celery task that gave up)."""
+        ended = self._end(self._failed(task, reason, worker_id, now or utcnow(), retry), "failing a task")
+        publish_all(ended.offered)  # recorded already: one the broker refuses is left to the reconciler
+        return ended
+
+    def _done(self, task: Task | str, result: dict[str, object] | None, worker_id: str | None,
+              now: datetime) -> Plan:
+        """The plan of a completion (raises if the result is refused: not a JSON object, or not its form's)."""
         held, holder = self._task(task, worker_id)
         stored = check_result(result)
         definition = catalog.definition(held.workflow_id, held.version)
         definition.steps[held.step_index].check_result(stored)  # a human step's form
-        dispatches = self._end(Plan(definition, held, Outcome.done(stored, holder), now or utcnow()),
-                               "completing a task")
-        if chained:
-            carried = definition.graph.chained(held.step_index)
-            dispatches = [d for d in dispatches if d.from_step != carried]
-        publish_all(dispatches)  # recorded already: one the broker refuses is left to the reconciler
-        return dispatches
+        return Plan(definition, held, Outcome.done(stored, holder), now)
 
-    def fail(self, task: Task | str, reason: str, *, worker_id: str | None = None,
-             now: datetime | None = None, retry: bool = True) -> Dispatch | None:
-        """Mark a running task failed with ``reason``: retried per its step's rules, or the instance fails (and its
-        other open steps are cancelled). Returns the retry that was published, if any.
-
-        ``retry=False``: the instance fails whatever the step's ``retries`` (a tracked Celery task that gave up)."""
+    def _failed(self, task: Task | str, reason: str, worker_id: str | None, now: datetime, retry: bool) -> Plan:
+        """The plan of a failure (raises if the reason is refused)."""
         held, holder = self._task(task, worker_id)
         check_reason(reason)
         definition = catalog.definition(held.workflow_id, held.version)
-        outcome = Outcome.failed(reason, holder=holder, retry=retry)
-        dispatches = self._end(Plan(definition, held, outcome, now or utcnow()),
-                               "failing a task")
-        publish_all(dispatches)  # recorded already: one the broker refuses is left to the reconciler
-        return dispatches[0] if dispatches else None
+        return Plan(definition, held, Outcome.failed(reason, holder=holder, retry=retry), now)
 
-    def _refuse(self, task_id: str, now: datetime, holder: str | None = None) -> None:
-        """Raise the error that says why a transition on ``task_id`` did not apply."""
+    # -- batches ----------------------------------------------------------------------------------------------------
+
+    def complete_many(self, items: Sequence[tuple[str, dict[str, object] | None]], *, worker_id: str | None = None,
+                      now: datetime | None = None) -> list[TaskOutcome]:
+        """Complete many tasks in one transaction, as :meth:`complete` completes one: ``(task id, result)`` each;
+        one outcome per item, in order. A task that cannot be completed is refused (with the error
+        :meth:`complete` raises) and changes nothing; the others go through."""
+        at = now or utcnow()
+        return self._end_many([(task_id, partial(self._done, task_id, result, worker_id, at))
+                               for task_id, result in items], "done", "completing tasks")
+
+    def fail_many(self, items: Sequence[tuple[str, str]], *, worker_id: str | None = None,
+                  now: datetime | None = None) -> list[TaskOutcome]:
+        """Fail many tasks in one transaction, as :meth:`fail` fails one: ``(task id, reason)`` each; one outcome
+        per item, in order (see :meth:`complete_many`)."""
+        at = now or utcnow()
+        return self._end_many([(task_id, partial(self._failed, task_id, reason, worker_id, at, True))
+                               for task_id, reason in items], "failed", "failing tasks")
+
+    def _end_many(self, planned: list[tuple[str, Callable[[], Plan]]], status: Literal["done", "failed"],
+                  what: str) -> list[TaskOutcome]:
+        """Plan each item (a refused argument refuses that item), apply the plans in one transaction, then say why
+        each one that did not apply was refused, and publish what the others offered."""
+        if planned:
+            check_batch(len(planned), "a batch's number of tasks")
+        outcomes: list[TaskOutcome] = []
+        plans: dict[int, Plan] = {}
+        for n, (task_id, make) in enumerate(planned):
+            try:
+                plans[n] = make()
+                outcomes.append(TaskOutcome(task_id, status))
+            except (ConfigurationError, BrokerUnavailable):
+                raise  # not about this task: the whole call fails
+            except OmsError as exc:
+                outcomes.append(TaskOutcome.refused(task_id, exc))
+        published: list[Dispatch] = []
+        ended = self._apply_many(list(plans.values()), what)
+        for (n, plan), offered in zip(plans.items(), ended, strict=True):
+            if offered is None:
+                try:
+                    self._refuse(plan.task.id, plan.now, plan.outcome.holder, plan.outcome)
+                    outcomes[n] = TaskOutcome(outcomes[n].task_id, status, repeat=True)
+                except OmsError as exc:
+                    outcomes[n] = TaskOutcome.refused(outcomes[n].task_id, exc)
+                continue
+            self._forget(plan.task.id)
+            published += dispatches(plan.task, offered)
+        publish_all(published)  # recorded already: one the broker refuses is left to the reconciler
+        return outcomes
+
+    def _refuse(self, task_id: str, now: datetime, holder: str | None = None, outcome: Outcome | None = None) -> None:
+        """Raise the error that says why a transition on ``task_id`` did not apply; return only when ``outcome`` is
+        how its holder finished the task already (a repeat, see :class:`Ended`)."""
         store = database().store
         state = retrying(lambda: store.state(task_id), "reading a task")
         if state is None:
             raise TaskNotFound(task_id)
+        if outcome is not None and _repeats(outcome, state):
+            return
         if state.instance_status == InstanceStatus.CANCELLED or state.task_status is TaskStatus.CANCELLED:
             raise InstanceFinished(state.instance_id, state.instance_status)
         lapsed = state.lease_expires_at is not None and state.lease_expires_at < now
@@ -293,13 +428,16 @@ class Door:
         if not retrying(lambda: db.store.extend(task.id, now, ended, worker_id), "releasing a claim"):
             self._refuse(task.id, now, worker_id)
 
-        def lost() -> int:
+        def lost() -> tuple[int, Place]:
             with db.engine.connect() as conn:
-                return int(conn.scalar(select(tasks.c.lost).where(tasks.c.id == task.id)) or 0)
+                row = conn.execute(select(tasks.c.lost, tasks.c.ready_at, tasks.c.light, tasks.c.rung)
+                                   .where(tasks.c.id == task.id)).one()
+                return int(row.lost or 0), Place(row.ready_at, row.light, row.rung)
 
-        outcome = Outcome.lapsed(retrying(lost, "reading a task"), now, worker_id)
+        lost_so_far, kept = retrying(lost, "reading a task")
+        outcome = Outcome.lapsed(lost_so_far, now, worker_id, kept)
         definition = catalog.definition(task.workflow_id, task.version)
-        dispatches = self._end(Plan(definition, task, outcome, now), "releasing a claim")
+        dispatches = self._end(Plan(definition, task, outcome, now), "releasing a claim").offered
         publish_all(dispatches)
         return dispatches
 
@@ -323,14 +461,16 @@ class Door:
         now = now or utcnow()
         store = database().store
         dispatches = []
-        for task, lost_before, _worker in retrying(partial(store.lapsed, now, topic, limit), "finding lapsed leases"):
+        for task, lost_before, _worker, kept in retrying(partial(store.lapsed, now, topic, limit),
+                                                          "finding lapsed leases"):
             try:
                 definition = catalog.definition(task.workflow_id, task.version)
-                outcome = self._settled(definition, task, now) or lost_claim(definition, task, lost_before + 1, now)
+                outcome = (self._settled(definition, task, now)
+                           or lost_claim(definition, task, lost_before + 1, now, kept=kept))
                 if outcome.status is TaskStatus.CANCELLED:
                     control.cancel_workflow(task.instance_id, outcome.reason or "revoked")
                     continue
-                dispatches += self._end(Plan(definition, task, outcome, now), "ending a lapsed claim")
+                dispatches += self._end(Plan(definition, task, outcome, now), "ending a lapsed claim").offered
             except TRANSIENT:
                 raise
             except (LeaseLost, TaskAlreadyFinished, InstanceFinished, TaskNotClaimed):
@@ -379,6 +519,15 @@ class Door:
         publish_all(retrying(lambda: control.breach(task_id, reason, utcnow()), "recording an SLA breach"))
 
 
+def _repeats(outcome: Outcome, state: State) -> bool:
+    """Whether ``outcome`` is how its holder finished the task already: the one rule of a repeated completion."""
+    if outcome.holder is None or outcome.holder != state.worker_id or outcome.status is not state.task_status:
+        return False
+    if outcome.status is TaskStatus.DONE:
+        return outcome.result == state.result
+    return outcome.status is TaskStatus.FAILED and outcome.reason == state.error
+
+
 def heartbeat_interval() -> float:
     """Seconds between a push worker's heartbeats (``OMS_HEARTBEAT_INTERVAL``)."""
     return get_settings().heartbeat_interval
@@ -390,6 +539,9 @@ os.register_at_fork(after_in_child=_door.reset)
 
 claim_step = _door.claim_step
 claim_topic = _door.claim_topic
+claim_tasks = _door.claim_tasks
+complete_many = _door.complete_many
+fail_many = _door.fail_many
 lookup = _door.lookup
 complete = _door.complete
 fail = _door.fail

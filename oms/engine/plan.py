@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Connection, select, true, update
 
 from ..celery.dispatch import Dispatch
 from ..model.definitions import Definition
-from ..model.task import Task
+from ..model.task import Place, Task
 from ..states import OPEN_TASK, WORKER_LOST, InstanceStatus, TaskStatus, instance_event, task_event
 from ..store import moves, signals
 from ..store.contract import Advance, CountItem, Ending, EndInstance, Move, Offered, Retry
@@ -58,6 +58,8 @@ class Outcome:
     whoever: bool = False
     #: What the attempt's ending event says besides (``signal``: the signal that ended a waiting step).
     note: dict[str, Any] | None = None
+    #: A lapsed claim: what its re-offer keeps of the attempt (its place in the queue, its clock).
+    kept: Place | None = None
 
     @classmethod
     def done(cls, result: dict[str, Any] | None, holder: str | None = None) -> Outcome:
@@ -70,10 +72,12 @@ class Outcome:
                    holder=holder)
 
     @classmethod
-    def lapsed(cls, lost: int, before: datetime, holder: str | None = None) -> Outcome:
+    def lapsed(cls, lost: int, before: datetime, holder: str | None = None, kept: Place | None = None) -> Outcome:
         """A claim whose lease ran out before ``before``: the step is offered again, not counted against
-        ``retries`` but against ``max_deliveries`` (past it, the attempt fails with ``worker_lost``)."""
-        return cls(TaskStatus.LAPSED, reason="lease expired", lost=lost, lapsed_before=before, holder=holder)
+        ``retries`` but against ``max_deliveries`` (past it, the attempt fails with ``worker_lost``); ``kept``:
+        the place and the clock its re-offer keeps."""
+        return cls(TaskStatus.LAPSED, reason="lease expired", lost=lost, lapsed_before=before, holder=holder,
+                   kept=kept)
 
     @classmethod
     def breached(cls, reason: str, *, retry: bool) -> Outcome:
@@ -86,12 +90,13 @@ class Outcome:
         return cls(TaskStatus.DONE, result=result, whoever=True, note=note)
 
 
-def lost_claim(definition: Definition, task: Task, lost: int, now: datetime, holder: str | None = None) -> Outcome:
-    """The outcome of a claim that lapsed (its ``lost``-th): offered again, or failed once ``max_deliveries``
-    claims were lost to dying workers."""
+def lost_claim(definition: Definition, task: Task, lost: int, now: datetime, holder: str | None = None,
+               kept: Place | None = None) -> Outcome:
+    """The outcome of a claim that lapsed (its ``lost``-th): offered again in its place (``kept``), or failed
+    once ``max_deliveries`` claims were lost to dying workers."""
     if lost >= definition.steps[task.step_index].max_deliveries:
         return Outcome.failed(WORKER_LOST, lost=lost, lapsed_before=now, holder=holder)
-    return Outcome.lapsed(lost, now, holder)
+    return Outcome.lapsed(lost, now, holder, kept)
 
 
 class Plan:
@@ -112,8 +117,9 @@ class Plan:
         """The step's next attempt (the same item of a mapped step), if this outcome offers one."""
         task, outcome = self.task, self.outcome
         if outcome.status is TaskStatus.LAPSED:
-            counts: dict[str, Any] = {"failures": task.failures, "lost": outcome.lost}
-            if self.definition.tracked:  # Celery may still deliver the message it holds: its clock keeps running
+            counts: dict[str, Any] = {"failures": task.failures, "lost": outcome.lost, "kept": outcome.kept}
+            if self.definition.tracked or outcome.kept is not None:
+                # its worker went away (or Celery may still deliver the message it holds): its clock keeps running
                 counts["deadline"] = task.expires_at
         elif outcome.status is TaskStatus.FAILED and outcome.retry and self.failures <= self.step.retries:
             counts = {"failures": self.failures, "delay": self.step.retry_delay(self.failures)}
@@ -176,7 +182,7 @@ class Plan:
         """What to publish for the task rows a transition inserted."""
         countdown = 0.0
         if self.retried is not None:
-            countdown = (self.retried["ready_at"] - self.now).total_seconds()
+            countdown = (self.retried["dispatched_at"] - self.now).total_seconds()  # a lapse's re-offer: 0
         return [Offered(row["step_index"], row["item_index"], countdown) for row in rows]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from ..model.deadlines import next_check, step_clock, wake_at, workflow_clock
 from ..model.definitions import Definition
 from ..model.ladders import Span, next_rung
+from ..model.task import Place
 from ..states import GREEN, InstanceStatus, TaskStatus, instance_event, task_event
 from ..store.catalog import schedule
 from ..store.events import event, task_event_row
@@ -74,23 +75,26 @@ def task_row(
     item_index: int | None = None,
     item: Any = None,
     deadline: datetime | None = None,
+    kept: Place | None = None,
 ) -> dict[str, Any]:
     """The pending row for step ``index``: the step becomes ready and its SLA clock starts.
 
     ``attempt`` counts offers of the step, ``failures`` the failed attempts (against
     ``retries``), ``lost`` the lapsed claims (against ``max_deliveries``). ``deadline``: the clock keeps the
-    deadline of an earlier attempt (a tracked step whose claim lapsed) instead of starting again. A ``None``
+    deadline of an earlier attempt (a step whose claim lapsed) instead of starting again, and ``kept`` its place
+    in the topic's queue (its ``ready_at``: claims take the oldest first), light and rungs fired. A ``None``
     payload is the instance's, filled in by the store that inserts the row. A mapped
     step has one row per item, with its ``item_index`` and ``item``.
     """
     step = definition.steps[index]
-    ready_at = now + delay
+    ready_at = now + delay if kept is None else kept.ready_at
+    light, fired = (GREEN, 0) if kept is None else (kept.light, kept.rung)
     hours = schedule(definition.calendar_of(index))
     warn_at, expires_at = step_clock(definition, index, ready_at, hours)
     if deadline is not None:
         warn_at, expires_at = min(warn_at, deadline), deadline
     rung_at = None if step.sla is None or not step.escalations else next_rung(
-        step.escalations, 0, Span(ready_at, expires_at, step.sla, hours))
+        step.escalations, fired, Span(ready_at, expires_at, step.sla, hours))
     return {
         "id": new_id("tk"),
         "instance_id": instance_id,
@@ -107,10 +111,11 @@ def task_row(
         "ready_at": ready_at,
         "warn_at": warn_at,
         "expires_at": expires_at,
-        "light": GREEN,
+        "light": light,
+        "rung": fired or None,
         "sla_check_at": None if definition.is_system or (step.sla is None and step.sleep is None)
-        else next_check(GREEN, warn_at, expires_at, rung_at),
-        "dispatched_at": ready_at,
+        else next_check(light, warn_at, expires_at, rung_at),
+        "dispatched_at": now + delay,  # when it is offered: the reconciler counts from then
         "item_index": item_index,
         "item": item,
         "calendar_id": definition.calendar_of(index),

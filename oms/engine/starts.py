@@ -6,7 +6,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..celery.dispatch import Dispatch, publish, publish_all
@@ -24,7 +23,7 @@ from ..store.contract import KeyInUse
 from ..store.db import Database, database, retrying
 from ..store.events import event
 from ..store.portable import insert_rows
-from ..store.tables import InstanceRow, instances
+from ..store.tables import InstanceRow
 from .checks import check_key
 from .progress import MapError, start_progress
 from .rows import instance_row, queued_event, started_event, task_row
@@ -111,9 +110,7 @@ def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime,
 def _running_with(db: Database, workflow_id: str, business_key: str) -> str | None:
     """The unfinished instance of ``workflow_id`` that has ``business_key``, if any."""
     with db.engine.connect() as conn:
-        return conn.scalar(select(instances.c.id).where(instances.c.workflow_id == workflow_id,
-                                                        instances.c.business_key == business_key,
-                                                        instances.c.finished_at.is_(None)))
+        return conn.scalar(moves.holder_of_key(workflow_id, business_key))
 
 
 def _payload(payload: Any) -> dict[str, Any]:

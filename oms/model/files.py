@@ -52,12 +52,24 @@ _StrictLoader.add_implicit_resolver(
 )
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise ValueError(f"duplicate key {key!r}")
-        found[key] = value
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice: the parser would keep the last value silently."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"duplicate key {key!r}")
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook`` that refuses a duplicate key (:class:`DuplicateKey`): the one rule
+    for definition files and every JSON body of the HTTP API."""
+    found = dict(pairs)  # built in C; only a body with a duplicate is walked again, to name it
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
     return found
 
 
@@ -79,7 +91,7 @@ def parse_definition(raw: bytes, kind: str, source: str, keys: str = "'id' and '
     except UnicodeDecodeError as exc:
         raise InvalidDefinition(f"{source} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
-        data = (json.loads(text, object_pairs_hook=_unique_keys) if kind == "json"
+        data = (json.loads(text, object_pairs_hook=unique_keys) if kind == "json"
                 else yaml.load(text, Loader=_StrictLoader))
     except RecursionError:
         raise InvalidDefinition(f"{source} is nested too deeply to be a definition") from None

@@ -21,7 +21,14 @@ MAX_NAME = 128
 SYSTEM_PREFIX = "oms."
 #: Longest worker id (``oms_tasks.worker_id``).
 MAX_WORKER_ID = 255
+#: The engine's and Celery's names, in any case: whole, as a prefix, as a suffix (see :func:`reserved`).
+RESERVED_NAMES = (ENGINE_QUEUE, "celery")
+RESERVED_PREFIXES = (SYSTEM_PREFIX, "celeryev", "celery.")
+RESERVED_SUFFIXES = (".pidbox",)
 _NAME = re.compile(NAME_PATTERN)
+#: What a worker id holds (matched in full): no control character (the OpenAPI document's pattern)…
+WORKER_ID_PATTERN = r"[^\x00-\x1f\x7f]+"
+#: …and no lone surrogate, which a pattern in JSON Schema cannot name.
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]+")
 
 
@@ -42,8 +49,16 @@ def check_name(value: object, what: str) -> str:
 def reserved(value: str) -> bool:
     """Whether ``value`` is one of the engine's or Celery's names, in any case."""
     name = value.lower()
-    return (name in (ENGINE_QUEUE, "celery") or name.startswith((SYSTEM_PREFIX, "celeryev", "celery."))
-            or name.endswith(".pidbox"))
+    return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES) or name.endswith(RESERVED_SUFFIXES)
+
+
+def reserved_pattern() -> str:
+    """:func:`reserved` as a regular expression without flags (JSON Schema's dialect has none): ``[oO][mM][sS]``."""
+    def anycase(text: str) -> str:
+        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
+
+    return "|".join([*(f"^{anycase(n)}$" for n in RESERVED_NAMES), *(f"^{anycase(p)}" for p in RESERVED_PREFIXES),
+                     *(f"{anycase(s)}$" for s in RESERVED_SUFFIXES)])
 
 
 def check_free(value: str, what: str) -> str:

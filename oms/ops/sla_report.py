@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from ..exceptions import InvalidArgument
+from ..model.definitions import check_workflow_id
 from ..store.db import transaction
 from ..store.tables import SlaRollupRow
 from . import histograms
@@ -157,6 +158,8 @@ def sla_report(since: date, until: date, workflow: str | None = None, *, base_ur
         base_url: the page's public address, for the instances' links (default: relative links).
     """
     check_period(since, until)
+    if workflow:
+        check_workflow_id(workflow)
     catch_up()
     query = select(SlaRollupRow).where(SlaRollupRow.day >= since, SlaRollupRow.day < until)
     if workflow:

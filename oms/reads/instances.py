@@ -9,9 +9,10 @@ from pydantic import BaseModel, computed_field
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from ..engine.checks import check_key
 from ..exceptions import InvalidArgument, UnknownInstance, check_id
 from ..model.deadlines import paused_time
-from ..model.definitions import Definition
+from ..model.definitions import Definition, check_workflow_id
 from ..model.worktime import format_sla
 from ..states import LIGHTS, InstanceStatus, StepKind, TaskStatus, worst
 from ..store import signals
@@ -330,6 +331,10 @@ def list_instances(
     if status is not None and status not in {s.value for s in InstanceStatus}:
         expected = ", ".join(s.value for s in InstanceStatus)
         raise InvalidArgument(f"unknown status {status!r}: expected one of {expected}")
+    if business_key is not None:
+        check_key(business_key, "business key")
+    if workflow_id is not None:
+        check_workflow_id(workflow_id)
     now = now or datetime.now(UTC)
     steps = (
         select(

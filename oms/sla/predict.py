@@ -9,15 +9,27 @@ first). A step predicted to finish after its deadline turns yellow at once; one
 turned yellow by a prediction alone turns green again, once, if a later scan
 predicts it finishing before its warning time. A topic without enough recent
 completions to trust (``OMS_PREDICT_MIN_SAMPLES``) is not predicted.
+
+Numbering the oldest :data:`MAX_QUEUE` queued steps costs milliseconds, and most
+scans find that no light moves. Before it, the scan reads the topic's
+:class:`Bounds` from two partial indexes the database keeps in the transactions
+that queue, claim and end steps: the soonest deadline of a step the prediction may
+turn yellow, and the oldest step it turned yellow with the latest warning time among
+them. A step's position is at most the queue's depth and the number of steps ready
+no later than it, and at least one more than the steps ready before it: with these
+counts, each stopped at what it must know, :func:`quiet` tells when no step can be
+late and none predicted on time again. Then the queue is not read; when a light can
+move it is, and the lights that move are the same either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from math import ceil, floor
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, and_, bindparam, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Float, Integer, and_, bindparam, func, literal_column, or_, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -26,13 +38,15 @@ from sqlalchemy.sql.functions import FunctionElement
 from ..model.names import SYSTEM_PREFIX, reserved
 from ..settings import get_settings
 from ..states import GREEN, PREDICTED, YELLOW, TaskStatus
-from ..store.tables import DefinitionRow, TaskRow
+from ..store.tables import PREDICTABLE, PREDICTED_YELLOW, DefinitionRow, TaskRow
 
 #: Queued steps per topic a scan looks at (the oldest): a deeper queue's tail is predicted once the head
 #: moves, and the fraction rule, on its own clock, still warns it.
 MAX_QUEUE = 10_000
 #: Finished steps per topic the estimate reads (the newest in the window).
 MAX_SAMPLES = 2_000
+#: Seconds by which the bounds widen a deadline, for the clocks' rounding (SQLite's epoch counts milliseconds).
+SLACK_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -105,8 +119,78 @@ def pace(session: Session, topic: str, now: datetime) -> Pace | None:
     return Pace(topic, (count - 1) / span if count > 1 else 0.0, p90, count, settings.predict_window)
 
 
-def changes(session: Session, now: datetime) -> list[Change]:
-    """The lights this scan's prediction moves: per topic, one read of its pace and, if it has one, one of its queue.
+@dataclass(frozen=True)
+class Bounds:
+    """What a topic's queue says of itself through two partial indexes, before its head is read."""
+
+    #: The soonest deadline of its queued steps still green by the fraction rule and never predicted.
+    soonest: datetime | None
+    #: When the oldest of its queued steps yellow by a prediction alone became ready, and the latest warning time
+    #: among them.
+    first_predicted: datetime | None
+    latest_warn: datetime | None
+
+    @property
+    def empty(self) -> bool:
+        """No queued step the prediction could move."""
+        return self.soonest is None and self.first_predicted is None
+
+
+def bounds(session: Session, topic: str) -> Bounds:
+    """The topic's :class:`Bounds`: one statement, an index probe or two."""
+    soonest, first, latest = session.execute(_BOUNDS, {"topic": topic}).one()
+    return Bounds(soonest, first, latest)
+
+
+def quiet(session: Session, topic: str, found: Bounds, estimate: Pace, now: datetime) -> bool:
+    """Whether no light of the topic's queue can move at this pace, told without reading the queue: from its bounds
+    and counts through the pending-steps index, each stopped at what it must know."""
+    clock = now.timestamp() + estimate.p90_s
+    return (_none_late(session, topic, found.soonest, estimate, now, clock)
+            and _none_on_time(session, topic, found, estimate, clock))
+
+
+def _none_late(session: Session, topic: str, soonest: datetime | None, estimate: Pace, now: datetime,
+               clock: float) -> bool:
+    """No step still green can be late: one at ``position`` is when ``position > (expires_at - now - p90) * rate``.
+
+    A step's position is at most the head's length and the queue's depth, and at most
+    the number of steps ready no later than it. So none is late while the queue holds
+    no more steps than the soonest deadline allows; nor, when it holds more, while the
+    steps whose deadline that depth could reach are all among the first that many.
+    """
+    if soonest is None:
+        return True
+    room = (soonest.timestamp() - SLACK_S - clock) * estimate.rate
+    if room < 1:
+        return False
+    if room >= MAX_QUEUE:
+        return True
+    depth = _count(session, _DEPTH, topic, MAX_QUEUE)
+    if depth <= room:
+        return True
+    horizon = now + timedelta(seconds=estimate.p90_s + SLACK_S + depth / estimate.rate)
+    last = session.scalar(_LAST_READY, {"topic": topic, "horizon": horizon})
+    return last is not None and _count(session, _THROUGH, topic, floor(room) + 1, last) <= room
+
+
+def _none_on_time(session: Session, topic: str, found: Bounds, estimate: Pace, clock: float) -> bool:
+    """No step a prediction turned yellow can be on time again: one at ``position`` is when ``position < (warn_at -
+    now - p90) * rate``. A step's position is at least one more than the steps ready before it: none is on time
+    while as many are queued ahead of the oldest predicted one as the latest warning time allows (or the head
+    ends before it)."""
+    if found.first_predicted is None or found.latest_warn is None:
+        return True
+    room = (found.latest_warn.timestamp() + SLACK_S - clock) * estimate.rate
+    if room <= 1:
+        return True
+    ahead = _count(session, _EARLIER, topic, min(ceil(room), MAX_QUEUE), found.first_predicted)
+    return ahead >= MAX_QUEUE or 1 + ahead >= room
+
+
+def changes(session: Session, now: datetime, *, bounded: bool = True) -> list[Change]:
+    """The lights this scan's prediction moves: per topic with queued steps its bounds, its pace and, unless the
+    bounds show no light can move (``bounded=False``: read it anyway), its queue.
 
     The queue is read in the database, which returns only the steps whose light moves:
     a step at ``position`` finishes at ``now + position / rate + p90``, so it is late
@@ -117,8 +201,11 @@ def changes(session: Session, now: datetime) -> list[Change]:
         return []
     found: list[Change] = []
     for topic in sorted(topics(session)):
+        queue = bounds(session, topic)
+        if queue.empty:
+            continue
         estimate = pace(session, topic, now)
-        if estimate is None or estimate.rate <= 0:
+        if estimate is None or estimate.rate <= 0 or (bounded and quiet(session, topic, queue, estimate, now)):
             continue
         moving = session.execute(_MOVING, {"topic": topic, "clock": now.timestamp(), "p90": estimate.p90_s,
                                            "rate": estimate.rate}).all()
@@ -127,6 +214,10 @@ def changes(session: Session, now: datetime) -> list[Change]:
             found.append(Change(row.id, light, estimate.finish(now, row.position), estimate.inputs(row.position)))
     return found
 
+
+def _count(session: Session, statement: Any, topic: str, limit: int, at: datetime | None = None) -> int:
+    """The topic's queued steps ``statement`` counts (those ready before or through ``at``), up to ``limit``."""
+    return int(session.scalar(statement, {"topic": topic, "limit": limit, "at": at}) or 0)
 
 
 # -- the statements, built once (a scan runs them per topic; building them anew cost more than running them) --
@@ -165,6 +256,36 @@ _MOVING = select(_QUEUE.c.id, _QUEUE.c.light, _QUEUE.c.position).where(or_(
     and_(_QUEUE.c.light == GREEN, _QUEUE.c.light_reason.is_(None), _LATE),
     and_(_QUEUE.c.light == YELLOW, _QUEUE.c.light_reason == PREDICTED, _ON_TIME),
 ))
+
+
+#: A topic's :class:`Bounds`, each read from the partial index its condition names (the same text, so that SQLite
+#: sees the query implies it).
+_BOUNDS = select(
+    select(func.min(TaskRow.expires_at)).where(TaskRow.topic == bindparam("topic"), text(PREDICTABLE))
+    .scalar_subquery(),
+    select(func.min(TaskRow.ready_at)).where(TaskRow.topic == bindparam("topic"), text(PREDICTED_YELLOW))
+    .scalar_subquery(),
+    select(func.max(TaskRow.warn_at)).where(TaskRow.topic == bindparam("topic"), text(PREDICTED_YELLOW))
+    .scalar_subquery(),
+)
+
+
+def _counted(*where: ColumnElement[bool]) -> Any:
+    """How many of the topic's queued steps match ``where``, counted up to ``limit``: the pending-steps index is read
+    no further (nor the table, where it can tell a row is visible without it)."""
+    found = (select(TaskRow.ready_at).where(TaskRow.topic == bindparam("topic"), TaskRow.status == _PENDING, *where)
+             .limit(bindparam("limit", type_=Integer)).subquery())
+    return select(func.count()).select_from(found)
+
+
+_AT = bindparam("at", type_=TaskRow.ready_at.type)
+_DEPTH = _counted()
+_EARLIER = _counted(TaskRow.ready_at < _AT)
+_THROUGH = _counted(TaskRow.ready_at <= _AT)
+#: When the newest of the topic's steps still green and due before ``horizon`` became ready.
+_LAST_READY = select(func.max(TaskRow.ready_at)).where(
+    TaskRow.topic == bindparam("topic"), text(PREDICTABLE),
+    TaskRow.expires_at < bindparam("horizon", type_=TaskRow.expires_at.type))
 
 
 #: Topics of the stored definitions, by database and by what identifies the definitions' table then.

@@ -19,11 +19,14 @@ for it applies nothing (the door then raises ``LeaseLost``).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..model.task import Task
+from sqlalchemy import Connection
+
+from ..model.task import Place, Task
 from ..states import TaskStatus
 
 
@@ -133,6 +136,9 @@ class State:
     #: The worker holding the task's claim (or who last did).
     worker_id: str | None = None
     lease_expires_at: datetime | None = None
+    #: A finished task's result (done) or reason (failed): its holder sending the same again is a repeat.
+    result: dict[str, Any] | None = None
+    error: str | None = None
 
 
 class KeyInUse(Exception):
@@ -162,8 +168,23 @@ class Store(Protocol):
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
         """Claim the oldest due pending attempt on ``topic``; if none, say when one next becomes due."""
 
+    def claim_tasks(self, topic: str, worker_id: str, now: datetime, lease_until: datetime,
+                    max_tasks: int) -> tuple[list[Task], datetime | None]:
+        """Claim up to ``max_tasks`` of the oldest due pending attempts on ``topic`` at once; if none, say when one
+        next becomes due."""
+
     def finish(self, move: Move) -> Finished:
         """Apply a finished attempt's move in one statement, or say it must be applied in a transaction."""
+
+    def batch(self) -> AbstractContextManager[Connection]:
+        """One transaction for a batch of finished attempts: committed when the block ends, rolled back if it
+        raises. Every statement of the batch runs on the connection it yields, through :meth:`finish_in`."""
+
+    def finish_in(self, conn: Connection, moves: list[Move], *, last: bool = False) -> list[Finished]:
+        """Apply ``moves`` in order in the batch's transaction ``conn``, each as :meth:`finish` would, in one round
+        trip where the dialect allows; a move it cannot apply so is :data:`IN_TRANSACTION`, left to the caller, in
+        the same transaction, which must call this first (with no moves, if need be) so that the transaction has
+        begun. ``last``: nothing follows but the commit, which may then travel with the moves."""
 
     def extend(self, task_id: str, now: datetime, lease_until: datetime, holder: str | None) -> bool:
         """Move a live claim's lease to ``lease_until`` (if ``holder`` holds it, when given)."""
@@ -177,5 +198,6 @@ class Store(Protocol):
     def state(self, task_id: str) -> State | None:
         """The task's and its instance's status, to say why a transition did not apply."""
 
-    def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
-        """Running attempts whose lease ran out before ``now``: ``(task, lost so far, worker id)``."""
+    def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None, Place]]:
+        """Running attempts whose lease ran out before ``now``: ``(task, lost so far, worker id, what a re-offer
+        keeps)``."""

@@ -177,16 +177,24 @@ def finished_row(status: InstanceStatus, now: datetime) -> dict[str, Any]:
     return {"status": status, "finished_at": now, "sla_check_at": None}
 
 
+def holder_of_key(workflow_id: str, business_key: str) -> Select[tuple[str]]:
+    """The unfinished instance of ``workflow_id`` that has ``business_key`` (at most one: a partial unique index)."""
+    return select(instances.c.id).where(instances.c.workflow_id == workflow_id,
+                                        instances.c.business_key == business_key, instances.c.finished_at.is_(None))
+
+
 def claim(worker_id: Value, now: Value, lease_until: Value, *where: ColumnElement[bool],
-          skip_locked: bool) -> Update:
+          skip_locked: bool, many: Value = None) -> Update:
     """The oldest due queued attempt matching ``where`` runs, claimed by ``worker_id`` until ``lease_until``.
 
     ``skip_locked``: pull workers skip each other's rows; a push worker waits for the row its message names.
+    ``many``: up to that many of the oldest, in the same statement (a batch fetch).
     """
-    target = (select(tasks.c.id).where(tasks.c.status == sql(TaskStatus.PENDING), *where)
-              .order_by(tasks.c.ready_at).limit(literal_column("1")).with_for_update(skip_locked=skip_locked).scalar_subquery())
+    oldest = (select(tasks.c.id).where(tasks.c.status == sql(TaskStatus.PENDING), *where)
+              .order_by(tasks.c.ready_at).limit(literal_column("1") if many is None else many)
+              .with_for_update(skip_locked=skip_locked))
     return (
-        update(tasks).where(tasks.c.id == target)
+        update(tasks).where(tasks.c.id == oldest.scalar_subquery() if many is None else tasks.c.id.in_(oldest))
         .values(status=sql(TaskStatus.RUNNING), worker_id=worker_id, started_at=now, lease_expires_at=lease_until)
         .returning(*(tasks.c[name] for name in TASK_COLUMNS))
     )
@@ -233,11 +241,22 @@ def extend_leases(which: ColumnElement[bool], now: Value, lease_until: Value, ho
             .values(lease_expires_at=lease_until))
 
 
+def state(task_id: Value) -> Select[Any]:
+    """Where a task and its instance stand (:class:`~oms.store.contract.State`'s columns): read when a transition
+    did not apply, to say why, or that its holder repeated how it had ended it."""
+    return (select(tasks.c.status.label("task_status"), instances.c.id.label("instance_id"),
+                   instances.c.status.label("instance_status"), tasks.c.worker_id, tasks.c.lease_expires_at,
+                   tasks.c.result, tasks.c.error)
+            .join_from(tasks, instances, instances.c.id == tasks.c.instance_id)
+            .where(tasks.c.id == _expression(task_id)))
+
+
 def lapsed(now: Value, topic: Value, limit: Value) -> Select[Any]:
-    """Running attempts whose lease ran out before ``now`` (on ``topic``, when given), oldest lapse first."""
+    """Running attempts whose lease ran out before ``now`` (on ``topic``, when given), oldest lapse first, with
+    their lost claims so far and what a re-offer keeps (:class:`~oms.model.task.Place`)."""
     topic = _expression(topic)
     return (
-        with_instance(tasks).add_columns(tasks.c.lost)
+        with_instance(tasks).add_columns(tasks.c.lost, tasks.c.ready_at, tasks.c.light, tasks.c.rung)
         .where(tasks.c.status == sql(TaskStatus.RUNNING), tasks.c.lease_expires_at < now,
                or_(topic.is_(None), tasks.c.topic == topic))
         .order_by(tasks.c.lease_expires_at).limit(limit)

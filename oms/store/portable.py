@@ -8,13 +8,14 @@ read under that lock.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..model.task import Task
+from ..model.task import Place, Task
 from ..states import TaskStatus
 from . import moves
 from .contract import IN_TRANSACTION, Finished, KeyInUse, Move, Started, State
@@ -78,14 +79,23 @@ class PortableStore:
             task = _claim(conn, worker_id, now, lease_until, tasks.c.topic == topic, tasks.c.ready_at <= now)
             if task is not None:
                 return task, None
-            pending = conn.scalar(select(func.min(tasks.c.ready_at)).where(
-                tasks.c.topic == topic, tasks.c.status == literal(TaskStatus.PENDING)))
-            leased = conn.scalar(select(func.min(tasks.c.lease_expires_at)).where(
-                tasks.c.topic == topic, tasks.c.status == literal(TaskStatus.RUNNING)))
-            return None, min((t for t in (pending, leased) if t is not None), default=None)
+            return None, _next_due(conn, topic)
+
+    def claim_tasks(self, topic: str, worker_id: str, now: datetime, lease_until: datetime,
+                    max_tasks: int) -> tuple[list[Task], datetime | None]:
+        with self.engine.begin() as conn:
+            found = _claim_many(conn, worker_id, now, lease_until, tasks.c.topic == topic, tasks.c.ready_at <= now,
+                                many=max_tasks)
+            return found, None if found else _next_due(conn, topic)
 
     def finish(self, move: Move) -> Finished:
         return IN_TRANSACTION  # the counters are read under the write lock: see oms.engine.plan.apply
+
+    def batch(self) -> AbstractContextManager[Connection]:
+        return self.engine.begin()
+
+    def finish_in(self, conn: Connection, moves_: list[Move], *, last: bool = False) -> list[Finished]:
+        return [IN_TRANSACTION for _ in moves_]  # as for finish: the transactional path, in the batch's transaction
 
     def extend(self, task_id: str, now: datetime, lease_until: datetime, holder: str | None) -> bool:
         with self.engine.begin() as conn:
@@ -102,27 +112,46 @@ class PortableStore:
 
     def state(self, task_id: str) -> State | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(tasks.c.status, instances.c.id, instances.c.status.label("instance_status"),
-                       tasks.c.worker_id, tasks.c.lease_expires_at)
-                .join(instances, instances.c.id == tasks.c.instance_id).where(tasks.c.id == task_id)
-            ).first()
-            return None if row is None else State(TaskStatus(row.status), row.id, row.instance_status, row.worker_id,
-                                                  row.lease_expires_at)
+            row = conn.execute(moves.state(task_id)).first()
+            return None if row is None else State(TaskStatus(row.task_status), row.instance_id, row.instance_status,
+                                                  row.worker_id, row.lease_expires_at, row.result, row.error)
 
-    def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
+    def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None, Place]]:
         with self.engine.connect() as conn:
-            return [(as_task(row), row.lost, row.worker_id) for row in conn.execute(moves.lapsed(now, topic, limit))]
+            return [(as_task(row), row.lost, row.worker_id, Place(row.ready_at, row.light, row.rung))
+                    for row in conn.execute(moves.lapsed(now, topic, limit))]
 
 
 def _claim(conn: Connection, worker_id: str, now: datetime, lease_until: datetime, *where: Any) -> Task | None:
     """Claim the oldest due queued task matching ``where`` and log its ``task.started``, in the caller's transaction."""
-    claimed = conn.execute(moves.claim(worker_id, now, lease_until, *where, skip_locked=True)).first()
-    if claimed is None:
-        return None
-    just = select(tasks).where(tasks.c.id == claimed.id).subquery()
-    conn.execute(moves.log(moves.task_events(moves.STARTED, just, now, worker_id=worker_id)))
-    return as_task(conn.execute(moves.with_instance(tasks).where(tasks.c.id == claimed.id)).one())
+    found = _claim_many(conn, worker_id, now, lease_until, *where)
+    return found[0] if found else None
+
+
+def _claim_many(conn: Connection, worker_id: str, now: datetime, lease_until: datetime, *where: Any,
+                many: int | None = None) -> list[Task]:
+    """Claim the oldest due queued task matching ``where`` (``many``: up to that many, oldest first) and log each
+    one's ``task.started``, in the caller's transaction."""
+    claimed = [row.id for row in conn.execute(moves.claim(worker_id, now, lease_until, *where, skip_locked=True,
+                                                          many=many))]
+    if not claimed:
+        return []
+    just = select(tasks).where(tasks.c.id.in_(claimed)).subquery()
+    conn.execute(moves.log(moves.task_events(moves.STARTED, just, now, worker_id=worker_id)
+                           .order_by(just.c.ready_at, just.c.id)))
+    rows = conn.execute(moves.with_instance(tasks).where(tasks.c.id.in_(claimed))
+                        .order_by(tasks.c.ready_at, tasks.c.id)).all()
+    return [as_task(row) for row in rows]
+
+
+def _next_due(conn: Connection, topic: str) -> datetime | None:
+    """When something on ``topic`` next becomes claimable without a message: a retry's backoff ends, a lease runs
+    out."""
+    pending = conn.scalar(select(func.min(tasks.c.ready_at)).where(
+        tasks.c.topic == topic, tasks.c.status == literal(TaskStatus.PENDING)))
+    leased = conn.scalar(select(func.min(tasks.c.lease_expires_at)).where(
+        tasks.c.topic == topic, tasks.c.status == literal(TaskStatus.RUNNING)))
+    return min((t for t in (pending, leased) if t is not None), default=None)
 
 
 def insert_rows(conn: Connection, instances_: list[dict[str, Any]], tasks_: list[dict[str, Any]],

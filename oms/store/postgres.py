@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
+from sqlalchemy import Connection
 
-from ..model.task import Task
+from ..model.task import Place, Task
 from ..settings import get_settings
 from ..states import TaskStatus
 from .contract import IN_TRANSACTION, Advance, CountItem, Finished, KeyInUse, Move, Offered, Retry, Started, State
@@ -130,17 +131,77 @@ class PostgresStore:
             return None, _utc(row.next_due)
         return as_task(row), None
 
+    def claim_tasks(self, topic: str, worker_id: str, now: datetime, lease_until: datetime,
+                    max_tasks: int) -> tuple[list[Task], datetime | None]:
+        rows = self._all(self.sql.claim_tasks, {"topic": topic, "worker_id": worker_id, "now": now,
+                                                "lease_until": lease_until, "max_tasks": max_tasks,
+                                                "synchronous_commit": self._claim_commit()})
+        if rows[0].id is None:
+            return [], _utc(rows[0].next_due)
+        return [as_task(row) for row in rows], None
+
     def finish(self, move: Move) -> Finished:
         statement = self.sql.finish.get((type(move.then), move.ending.status))
         if statement is None:
             return IN_TRANSACTION
-        row = self._one(statement, _move_params(move))
+        return self._finished(move, self._one(statement, _move_params(move)))
+
+    @contextmanager
+    def batch(self) -> Iterator[Connection]:
+        """An autocommit connection whose transaction :meth:`finish_in` opens with an explicit ``BEGIN`` inside
+        its pipeline (psycopg's own would cost a round trip of its own) and commits, at the end of the last one
+        when it can; rolled back, before the connection goes back to its pool, if the block raises."""
+        with self.database.autocommit.connect() as conn:
+            raw = self._raw(conn)
+            try:
+                yield conn
+                if raw.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    raw.execute("COMMIT")
+            finally:
+                if raw.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    try:
+                        raw.execute("ROLLBACK")
+                    except psycopg.Error:
+                        conn.invalidate()  # never back to the pool inside a transaction
+
+    @staticmethod
+    def _raw(conn: Connection) -> psycopg.Connection[Any]:
+        found: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+        return found
+
+    def finish_in(self, conn: Connection, moves: list[Move], *, last: bool = False) -> list[Finished]:
+        """Every move's statement in the batch's transaction, sent in one pipeline (with its ``BEGIN``, and its
+        ``COMMIT`` when ``last`` and no move may need the transactional path): one round trip.
+
+        The server runs them one after the other, each seeing what the ones before it wrote (a join's counter
+        counted down by a branch earlier in the batch)."""
+        raw = self._raw(conn)
+        cursors: list[psycopg.Cursor[Any] | None] = []
+        with raw.pipeline():  # sent as one, answered as one when the block ends
+            if raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                raw.execute("BEGIN")
+            for move in moves:
+                statement = self.sql.finish.get((type(move.then), move.ending.status))
+                if statement is None:
+                    cursors.append(None)
+                    continue
+                cursors.append(raw.cursor(row_factory=namedtuple_row))
+                cursors[-1].execute(statement, _move_params(move), prepare=True)  # type: ignore[union-attr]
+            if last and all(cursor is not None and not isinstance(move.then, CountItem)
+                            for move, cursor in zip(moves, cursors, strict=True)):
+                raw.execute("COMMIT")
+        return [IN_TRANSACTION if cursor is None else self._finished(move, cursor.fetchone())
+                for move, cursor in zip(moves, cursors, strict=True)]
+
+    @staticmethod
+    def _finished(move: Move, row: Any) -> Finished:
+        """What a move's statement reported."""
         if not row.applied:
             # a mapped step's item that may be its last: the transactional path gathers the items' results
             return IN_TRANSACTION if isinstance(move.then, CountItem) else Finished(False)
         countdown = 0.0
         if isinstance(move.then, Retry):
-            countdown = (move.then.new_task["ready_at"] - move.ending.now).total_seconds()
+            countdown = (move.then.new_task["dispatched_at"] - move.ending.now).total_seconds()
         return Finished(True, [Offered(step, item, countdown) for step, item in row.offered])
 
     def extend(self, task_id: str, now: datetime, lease_until: datetime, holder: str | None) -> bool:
@@ -157,8 +218,9 @@ class PostgresStore:
     def state(self, task_id: str) -> State | None:
         row = self._one(self.sql.state, {"task_id": task_id})
         return None if row is None else State(TaskStatus(row.task_status), row.instance_id, row.instance_status,
-                                              row.worker_id, _utc(row.lease_expires_at))
+                                              row.worker_id, _utc(row.lease_expires_at), row.result, row.error)
 
-    def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None]]:
+    def lapsed(self, now: datetime, topic: str | None, limit: int) -> list[tuple[Task, int, str | None, Place]]:
         rows = self._all(self.sql.lapsed, {"now": now, "topic": topic, "limit": limit})
-        return [(as_task(row), row.lost, row.worker_id) for row in rows]
+        return [(as_task(row), row.lost, row.worker_id, Place(row.ready_at.astimezone(UTC), row.light, row.rung))
+                for row in rows]

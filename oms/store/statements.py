@@ -131,16 +131,17 @@ def _start() -> str:
 
 # -- claims --------------------------------------------------------------------------------------------------------
 
-def _claim(*where: Any, skip_locked: bool, next_due: bool = False) -> str:
-    """The oldest due queued row matching ``where`` runs, and says so in the log; with ``next_due``, a row saying
-    when something next becomes due (a retry's backoff ends, a lease runs out) when nothing was.
+def _claim(*where: Any, skip_locked: bool, next_due: bool = False, many: Any = None) -> str:
+    """The oldest due queued row matching ``where`` runs (``many``: up to that many rows), and says so in the log;
+    with ``next_due``, a row saying when something next becomes due (a retry's backoff ends, a lease runs out) when
+    nothing was.
 
     The claim's commit waits for the WAL flush only if ``synchronous_commit`` is ``on`` (``OMS_DURABLE_CLAIMS``):
     ``set_config(..., true)`` sets it for this statement's own transaction.
     """
     sc = select(func.set_config(literal_column("'synchronous_commit'"), _param("synchronous_commit"), true()).label(
         "mode")).cte("sc")
-    t = (moves.claim(WORKER_ID, NOW, LEASE_UNTIL, *where, skip_locked=skip_locked)
+    t = (moves.claim(WORKER_ID, NOW, LEASE_UNTIL, *where, skip_locked=skip_locked, many=many)
          .where(select(sc.c.mode).scalar_subquery().is_not(None)).cte("t"))
     e = moves.log(moves.task_events(moves.STARTED, t, NOW, worker_id=WORKER_ID)).cte("e")
     claimed: Any = moves.with_instance(t)
@@ -245,6 +246,8 @@ class Statements:
     claim_item: str
     #: A pull worker's claim of the oldest due step on a topic; concurrent callers skip each other's rows.
     claim_topic: str
+    #: The same for up to ``max_tasks`` steps at once (a batch fetch), in one statement.
+    claim_tasks: str
     #: One statement per kind of move and the status it ends the attempt with.
     finish: dict[tuple[type, TaskStatus], str]
     extend: str
@@ -272,6 +275,8 @@ def statements() -> Statements:
         claim_item=_claim(*step, tasks.c.item_index == _param("item_index", Integer), skip_locked=False),
         claim_topic=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,
                            next_due=True),
+        claim_tasks=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,
+                           next_due=True, many=_param("max_tasks", Integer)),
         finish={(kind, status): _finish(kind, status) for kind, status in (
             (Advance, TaskStatus.DONE), (CountItem, TaskStatus.DONE), (Retry, TaskStatus.FAILED),
             (Retry, TaskStatus.LAPSED), (EndInstance, TaskStatus.FAILED))},
@@ -279,10 +284,6 @@ def statements() -> Statements:
         heartbeat=_compiled(moves.extend_leases(tasks.c.id == any_(_param("task_ids", ARRAY(Text))), NOW,
                                                 LEASE_UNTIL)),
         lookup=_compiled(moves.with_instance(tasks).where(tasks.c.id == TASK_ID)),
-        state=_compiled(select(tasks.c.status.label("task_status"), instances.c.id.label("instance_id"),
-                               instances.c.status.label("instance_status"), tasks.c.worker_id,
-                               tasks.c.lease_expires_at)
-                        .join_from(tasks, instances, instances.c.id == tasks.c.instance_id)
-                        .where(tasks.c.id == TASK_ID)),
+        state=_compiled(moves.state(TASK_ID)),
         lapsed=_compiled(moves.lapsed(NOW, _param("topic"), _param("limit", Integer))),
     )

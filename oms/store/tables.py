@@ -31,7 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ..states import GREEN, InstanceStatus, Light, StepKind, TaskStatus
+from ..states import GREEN, InstanceStatus, Light, LightReason, StepKind, TaskStatus
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 EventId = BigInteger().with_variant(Integer(), "sqlite")
@@ -65,6 +65,13 @@ def literal(member: StrEnum) -> ColumnElement[str]:
 
 #: Instances not finished well (pending, running, failed): what ``/metrics`` counts, through a partial index.
 UNFINISHED_INSTANCES = f"status <> '{InstanceStatus.DONE.value}' AND status <> '{InstanceStatus.CANCELLED.value}'"
+#: Queued steps a prediction may turn yellow (green by the fraction rule, never predicted), and those a prediction
+#: alone turned yellow (which it may turn green again): each in a partial index the scan's prediction reads, and
+#: in that prediction's queries as written here, so that both dialects see the query implies the index.
+PREDICTABLE = (f"status = '{TaskStatus.PENDING.value}' AND light = '{Light.GREEN.value}' "
+               "AND light_reason IS NULL")
+PREDICTED_YELLOW = (f"status = '{TaskStatus.PENDING.value}' AND light = '{Light.YELLOW.value}' "
+                    f"AND light_reason = '{LightReason.PREDICTED.value}'")
 
 
 def where(condition: str) -> dict[str, Any]:
@@ -280,6 +287,10 @@ class TaskRow(Base):
             "wake_at",
             **where(f"wake_at IS NOT NULL AND status = '{TaskStatus.PENDING.value}'"),
         ),
+        #: The scan's prediction: per topic, the soonest deadline of a step it may turn yellow, and the oldest of
+        #: those it did (:mod:`oms.sla.predict`): while these show no step can move, the queue is not read.
+        Index("ix_oms_tasks_predictable", "topic", "expires_at", "ready_at", **where(PREDICTABLE)),
+        Index("ix_oms_tasks_predicted", "topic", "ready_at", **where(PREDICTED_YELLOW)),
         #: Human steps not finished: an inbox reads these, never the machine steps.
         Index(
             "ix_oms_tasks_human_open",

@@ -65,7 +65,7 @@ def test_a_person_claims_and_completes_and_a_portal_signals_by_business_key(api:
         "inspector": "'inspector' is a required property"}
     done = httpx.post(f"{api.url}/v1/tasks/{task}/complete", json={"result": {"inspector": "alice"}},
                       headers=keys["alice"])
-    assert done.json() == {"status": "done"}
+    assert done.json() == {"status": "done", "repeat": False}
     info = oms.get_instance(inspection)
     assert info.results["assign_inspector"] == {"inspector": "alice"} and info.current_step == "report"
 

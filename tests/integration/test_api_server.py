@@ -67,10 +67,15 @@ class ApiProcess:
         return self.log.read_text()
 
 
-@pytest.fixture
-def admin(postgres_backend: Backend) -> dict[str, str]:
+def admin_headers() -> dict[str, str]:
+    """The header of a new admin token."""
     secret, _ = tokens.create("admin", name="ops")
     return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def admin(postgres_backend: Backend) -> dict[str, str]:
+    return admin_headers()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import oms
 from oms import Workflow, get_instance, history
 from oms.store.db import dispose_all
 
-from ..services import HINT, RABBITMQ_URL, create_postgres_database, drop_postgres_database
+from ..services import HINT, RABBITMQ_URL, create_postgres_database, drop_postgres_database, flush_redis
 from ..workers import BeatProcess, WorkerProcess, wait_finished
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def shop_broker(request: pytest.FixtureRequest) -> Iterator[str]:
     """The shop's broker: a RabbitMQ virtual host made for the test (no other test's worker reads its queues),
     or a Redis database of the shop's own, flushed."""
     if request.param == "redis":
-        _flush(SHOP_REDIS_BROKER)
+        flush_redis(SHOP_REDIS_BROKER)
         yield SHOP_REDIS_BROKER
         return
     vhost = f"shop_{uuid.uuid4().hex[:8]}"
@@ -67,13 +67,6 @@ def shop_broker(request: pytest.FixtureRequest) -> Iterator[str]:
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     yield RABBITMQ_URL.rstrip("/") + "/" + vhost
     _rabbitmqctl("delete_vhost", vhost)
-
-
-def _flush(url: str) -> None:
-    try:
-        redis.Redis.from_url(url).flushdb()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis is not reachable at {url} ({exc}); {HINT}", pytrace=False)
 
 
 @dataclass
@@ -128,7 +121,7 @@ class Shop:
 
 @pytest.fixture
 def shop(shop_broker: str, shop_database: str, tmp_path: Path) -> Iterator[Shop]:
-    _flush(SHOP_RESULTS)
+    flush_redis(SHOP_RESULTS)
     oms.configure(database_url=shop_database, broker_url=shop_broker, home=tmp_path / ".oms")
     yield Shop(shop_broker, shop_database, tmp_path)
     dispose_all()
@@ -208,7 +201,6 @@ def test_the_shops_worker_runs_its_steps_and_its_beat_escalates_a_breach_once(sh
 def test_the_shops_own_tasks_run_the_same_with_and_without_attach(shop: Shop) -> None:
     """Results in the shop's backend, the same options on the worker, and early acks: a task killed mid-run
     is not delivered again (the control, a task asking for late acks itself, is)."""
-    results = redis.Redis.from_url(SHOP_RESULTS)
     seen: dict[bool, dict[str, object]] = {}
     for attach in (False, True):
         mode = "attached" if attach else "plain"
@@ -220,7 +212,8 @@ def test_the_shops_own_tasks_run_the_same_with_and_without_attach(shop: Shop) ->
                 "print(r.id, r.get(timeout=30)); print(json.dumps(options.delay().get(timeout=30)))", attach)[-2:]
             task_id, value = added.split()
             assert value == "5"
-            stored = json.loads(results.get(f"celery-task-meta-{task_id}") or b"{}")
+            with redis.Redis.from_url(SHOP_RESULTS) as results:
+                stored = json.loads(results.get(f"celery-task-meta-{task_id}") or b"{}")
             assert (stored.get("status"), stored.get("result")) == ("SUCCESS", 5), stored
             seen[attach] = json.loads(options)
             if not attach:  # a worker importing oms without attaching it opens no engine database

@@ -65,7 +65,8 @@ class OwnRedis:
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis.from_url(self.url).ping()
+                with redis.Redis.from_url(self.url) as client:
+                    client.ping()
                 return
             except redis.ConnectionError:
                 if time.monotonic() > deadline or self.process.poll() is not None:

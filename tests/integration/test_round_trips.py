@@ -158,7 +158,7 @@ def test_fan_out_join_and_a_failing_branch_are_one_round_trip_each(pg: Backend) 
 
     def branches() -> tuple[door.Task, door.Task]:
         first = _claimed(start_workflow("rt_diamond", {}))
-        assert [d.from_step for d in door.complete(first)] == [1, 2]
+        assert [d.from_step for d in door.complete(first).offered] == [1, 2]
         return _claimed(first.instance_id, 1), _claimed(first.instance_id, 2)
 
     b, c = branches()  # prepares the statements (each mix of NULL and typed parameters is its own)
@@ -171,7 +171,7 @@ def test_fan_out_join_and_a_failing_branch_are_one_round_trip_each(pg: Backend) 
     b, c = _claimed(first.instance_id, 1), _claimed(first.instance_id, 2)
     assert round_trips(lambda: door.complete(b)) == (1, 0)  # the join still waits
     offered: list[list[int]] = []
-    assert round_trips(lambda: offered.append([d.from_step for d in door.complete(c)])) == (1, 0)
+    assert round_trips(lambda: offered.append([d.from_step for d in door.complete(c).offered])) == (1, 0)
     assert offered == [[3]]  # the join, offered by the last predecessor
     b, c = branches()
     assert round_trips(lambda: door.fail(b, "down")) == (1, 0)  # fails the instance, cancels c
@@ -196,3 +196,19 @@ def test_a_mapped_steps_items_are_one_round_trip_each_but_the_last(pg: Backend) 
     assert trips > 1  # the last item gathers the results and offers what follows, in one transaction
     after = door.claim_step(instance_id, 1, "w1")
     assert after is not None and after.results == {"rt_each": [None] * 5}
+
+
+def test_a_batch_fetch_and_a_batch_of_completions_are_one_round_trip_each(pg: Backend,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(door.Door, "SWEEP_EVERY", 3600.0)  # a fetch also sweeps lapsed leases, once a second
+    start_workflows("rt", [{"n": n} for n in range(30)])
+    lease = timedelta(minutes=5)
+    first, _ = door.claim_tasks("rt_a", "p1", lease, 10)  # prepares the statements
+    door.complete_many([(task.id, {"ok": True}) for task in first])
+    found: list[door.Task] = []
+    assert round_trips(lambda: found.extend(door.claim_tasks("rt_a", "p1", lease, 10)[0])) == (1, 0)
+    assert len(found) == 10
+    outcomes: list[door.TaskOutcome] = []
+    # BEGIN, every completion and COMMIT in one pipeline: one round trip (BEGIN and COMMIT are parsed, not prepared)
+    assert round_trips(lambda: outcomes.extend(door.complete_many([(t.id, {"ok": True}) for t in found]))) == (1, 2)
+    assert {o.status for o in outcomes} == {"done"}

@@ -80,6 +80,7 @@ def _endpoints(instance_id: str, task_id: str) -> list[tuple[str, str, Any, set[
         ("GET", "/v1/sla/report?since=2026-11-01&until=2026-12-01", None, READERS),
         ("GET", "/metrics", None, {"admin", "reader"}),
         ("POST", f"/v1/topics/{TOPIC}/fetch", {"max_wait": 0}, WORKERS),
+        ("POST", f"/v1/topics/{TOPIC}/fetch-batch", {"max_wait": 0, "max_tasks": 5}, WORKERS),
         ("POST", f"/v1/tasks/{task_id}/extend", {"lease": "5m", "worker_id": "w1"}, WORKERS),
         ("POST", f"/v1/tasks/{task_id}/fail", {"reason": "no", "worker_id": "someone-else"}, WORKERS),
         ("POST", f"/v1/tasks/{task_id}/complete", {"worker_id": "w1"}, WORKERS),
@@ -236,8 +237,11 @@ def test_errors_map_to_statuses_with_one_sentence(client: TestClient, keys: dict
     task = _fetch(client, admin, worker_id="w1")
     _error(client.post(f"/v1/tasks/{task['id']}/extend", json={"worker_id": "w2"}, headers=admin),
            409, "NotLeaseHolder")
-    assert client.post(f"/v1/tasks/{task['id']}/complete", json={"worker_id": "w1"}, headers=admin).status_code == 200
-    _error(client.post(f"/v1/tasks/{task['id']}/complete", json={"worker_id": "w1"}, headers=admin),
+    done = client.post(f"/v1/tasks/{task['id']}/complete", json={"worker_id": "w1"}, headers=admin)
+    assert done.json() == {"status": "done", "repeat": False}
+    again = client.post(f"/v1/tasks/{task['id']}/complete", json={"worker_id": "w1"}, headers=admin)
+    assert (again.status_code, again.json()) == (200, {"status": "done", "repeat": True})  # the holder's repeat
+    _error(client.post(f"/v1/tasks/{task['id']}/complete", json={"worker_id": "w2"}, headers=admin),
            409, "TaskAlreadyFinished")
     task = _fetch(client, admin, topic="validate_tax_id", worker_id="w1")
     assert client.post(f"/v1/instances/{epa}/cancel", headers=admin).status_code == 200
@@ -316,7 +320,7 @@ def test_pull_over_http_runs_a_workflow_to_done(client: TestClient, keys: dict[s
         assert extended.status_code == 200 and extended.json()["lease_expires_at"] > task["lease_expires_at"]
         assert client.post(f"/v1/tasks/{task['id']}/complete", json={"worker_id": task["worker_id"],
                                                                      "result": {"step": step}},
-                           headers=admin).json() == {"status": "done"}
+                           headers=admin).json() == {"status": "done", "repeat": False}
     found = client.get(f"/v1/instances/{epa}", headers=admin).json()
     assert found["status"] == "done" and found["results"]["charge_fee"] == {"step": "charge_fee"}
     assert all(t["queue_wait_s"] is not None and t["run_s"] is not None for t in found["tasks"])
@@ -338,14 +342,14 @@ def test_a_long_poll_is_woken_when_a_step_is_offered(client: TestClient, keys: d
     assert time.monotonic() - started < 3
 
 
-def test_a_claim_made_as_the_caller_left_is_released(client: TestClient, keys: dict[str, dict[str, str]],
-                                                     epa: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The caller disconnects while the claim is being made: the step goes back to pending at once."""
-    from oms.api import tasks as api_tasks
+def vanishing_fetch(client: TestClient, monkeypatch: pytest.MonkeyPatch, claim: str, path: str,
+                    body: dict[str, Any], headers: dict[str, str]) -> list[dict[str, Any]]:
+    """POST ``body`` to ``path`` in-process; the caller disconnects while ``door.<claim>`` makes its claim. Returns
+    the ASGI messages the API sent."""
     from oms.engine import door
 
     gone = asyncio.Event()
-    real = door.claim_topic
+    real = getattr(door, claim)
     loop: list[asyncio.AbstractEventLoop] = []
 
     def claim_then_vanish(*args: Any, **kwargs: Any) -> Any:
@@ -354,8 +358,8 @@ def test_a_claim_made_as_the_caller_left_is_released(client: TestClient, keys: d
         time.sleep(0.2)
         return found
 
-    monkeypatch.setattr(api_tasks.door, "claim_topic", claim_then_vanish)
-    body = json.dumps({"max_wait": "1s", "worker_id": "ghost"}).encode()
+    monkeypatch.setattr(door, claim, claim_then_vanish)
+    raw = json.dumps(body).encode()
     sent: list[dict[str, Any]] = []
 
     async def call() -> None:
@@ -366,16 +370,16 @@ def test_a_claim_made_as_the_caller_left_is_released(client: TestClient, keys: d
             nonlocal delivered
             if not delivered:
                 delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": raw, "more_body": False}
             await gone.wait()
             return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        auth = keys["admin"]["Authorization"].encode()
+        auth = headers["Authorization"].encode()
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": f"/v1/topics/{TOPIC}/fetch", "raw_path": b"", "query_string": b"",
+                 "scheme": "http", "path": path, "raw_path": b"", "query_string": b"",
                  "root_path": "", "headers": [(b"authorization", auth), (b"content-type", b"application/json")],
                  "client": ("127.0.0.1", 1), "server": ("testserver", 80), "app": client.app,
                  "state": {}}
@@ -383,6 +387,15 @@ def test_a_claim_made_as_the_caller_left_is_released(client: TestClient, keys: d
 
     assert client.portal is not None
     client.portal.call(call)
+    monkeypatch.undo()
+    return sent
+
+
+def test_a_claim_made_as_the_caller_left_is_released(client: TestClient, keys: dict[str, dict[str, str]],
+                                                     epa: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller disconnects while the claim is being made: the step goes back to pending at once."""
+    sent = vanishing_fetch(client, monkeypatch, "claim_topic", f"/v1/topics/{TOPIC}/fetch",
+                           {"max_wait": "1s", "worker_id": "ghost"}, keys["admin"])
     assert sent[0]["status"] == 204  # nothing was handed to the caller that left
     info = oms.get_instance(epa)
     first, second = info.tasks[0], info.tasks[1]
@@ -390,7 +403,6 @@ def test_a_claim_made_as_the_caller_left_is_released(client: TestClient, keys: d
     assert (second.step_id, second.status, second.attempt) == ("collect_form", "pending", 2)
     kinds = [e.kind for e in oms.history(epa)]
     assert kinds.count("task.lease_expired") == 1
-    monkeypatch.undo()
     again = _fetch(client, keys["admin"], worker_id="w2")  # the step is offered again at once
     assert again["attempt"] == 2 and again["step_id"] == "collect_form"
 
@@ -565,7 +577,7 @@ def test_a_clock_paused_and_resumed_over_http_and_calendars_in_json_and_yaml(
     assert client.post(f"/v1/tasks/{task['id']}/resume", headers=starter).json() == {"resumed": False}
     # parked: whoever the portal hands it to completes it
     done = client.post(f"/v1/tasks/{task['id']}/complete", json={"worker_id": "clerk-7"}, headers=worker)
-    assert done.json() == {"status": "done"}
+    assert done.json() == {"status": "done", "repeat": False}
     kinds = [e["kind"] for e in client.get(f"/v1/instances/{epa}/history", headers=admin).json()]
     clocked = [k for k in kinds if k in ("task.clock_paused", "task.clock_resumed", "task.done")]
     assert clocked == ["task.clock_paused", "task.clock_resumed", "task.done"]

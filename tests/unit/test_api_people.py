@@ -126,7 +126,7 @@ def test_an_inspector_claims_from_her_inbox_and_completes_with_the_form(client: 
     done = client.post(f"/v1/tasks/{task_id}/complete", json={"result": {"inspector": "alice",
                                                                         "visit_on": "2026-12-10"},
                                                              "worker_id": "alice"}, headers=keys["alice"])
-    assert done.json() == {"status": "done"}
+    assert done.json() == {"status": "done", "repeat": False}
     info = oms.get_instance(instance_id)
     assert info.results["assign_inspector"] == {"inspector": "alice", "visit_on": "2026-12-10"}
     report = info.tasks[-1]
@@ -148,7 +148,7 @@ def test_a_person_releases_and_fails_her_step(client: TestClient, keys: Headers)
     _error(client.post(f"/v1/tasks/{task_id}/release", headers=keys["alice"]), 409, "TaskNotClaimed")
     assert client.post(f"/v1/tasks/{task_id}/claim", headers=keys["bob"]).json()["claimed_by"] == "bob"
     failed = client.post(f"/v1/tasks/{task_id}/fail", json={"reason": "the facility is closed"}, headers=keys["bob"])
-    assert failed.json() == {"status": "failed"}
+    assert failed.json() == {"status": "failed", "repeat": False}
     assert oms.get_instance(instance_id).status == "failed"
     events = [e.kind for e in oms.history(instance_id)]
     assert events.count("task.released") == 1 and "task.failed" in events
@@ -260,7 +260,7 @@ def test_the_openapi_document_names_the_new_routes_and_their_errors(client: Test
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths["/v1/tasks/{task_id}/complete"]["post"]["responses"]) >= {"200", "403", "409", "422"}
     form = paths["/v1/tasks/{task_id}/complete"]["post"]["responses"]["422"]["content"]["application/json"]
-    assert form["schema"]["$ref"].endswith("/FormErrorBody")
+    assert form["schema"]["$ref"].endswith("/Error422")
     signal = paths["/v1/workflows/{workflow_id}/signals/{name}"]["post"]["responses"]
     assert {"200", "202", "404", "409"} <= set(signal)
     assert paths["/v1/inbox"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
@@ -313,3 +313,25 @@ def test_oms_start_and_list_by_business_key(backend: Backend) -> None:
     assert "key       F8700-12-42" in _cli("status", instance_id).stdout
     secret = _cli("token", "create", "--role", "signaller", "--name", "portal").stdout.strip()
     assert tokens.find(secret) is not None and tokens.find(secret).role == "signaller"  # type: ignore[union-attr]
+
+
+def test_a_person_completes_her_steps_in_a_batch_as_herself(client: TestClient, keys: Headers) -> None:
+    """The batch routes decide who holds each task as the single ones do: a person herself, on human steps she may
+    see; each refusal (a form not filled in, a step not hers) is that task's alone."""
+    (_, mine), (_, other) = _inspection(client, keys), _inspection(client, keys)
+    assert client.post(f"/v1/tasks/{mine}/claim", headers=keys["alice"]).status_code == 200
+    results = client.post("/v1/batches/complete", json={"tasks": [
+        {"task_id": mine, "result": {"visit_on": "next tuesday"}},
+        {"task_id": other, "result": {"inspector": "alice", "visit_on": "2026-12-10"}}]},
+        headers=keys["alice"]).json()["results"]
+    assert [(r["status"], r["error"]) for r in results] == [("refused", "FormError"), ("refused", "TaskNotClaimed")]
+    assert results[0]["fields"]["visit_on"] == "'next tuesday' is not a 'date'"
+    refused = client.post("/v1/batches/complete", json={"tasks": [{"task_id": mine, "result": {}}]},
+                          headers=keys["carol"]).json()["results"]
+    assert (refused[0]["status"], refused[0]["error"]) == ("refused", "NotAssigned")
+    as_bob = client.post("/v1/batches/complete", json={"worker_id": "bob", "tasks": [{"task_id": mine}]},
+                         headers=keys["alice"]).json()["results"]
+    assert (as_bob[0]["status"], as_bob[0]["error"]) == ("refused", "Forbidden")
+    done = client.post("/v1/batches/complete", json={"tasks": [
+        {"task_id": mine, "result": {"inspector": "alice", "visit_on": "2026-12-10"}}]}, headers=keys["alice"])
+    assert done.json() == {"results": [{"task_id": mine, "status": "done", "repeat": False}]}

@@ -33,7 +33,7 @@ def _run(instance_id: str, index: int, result: dict[str, Any] | None = None, *, 
     """Claim and complete one step (or item); return the steps it made ready."""
     task = door.claim_step(instance_id, index, "w1", item_index=item, now=now)
     assert task is not None, (index, item)
-    return [d.from_step for d in door.complete(task, result, now=now)]
+    return [d.from_step for d in door.complete(task, result, now=now).offered]
 
 
 def _queued(instance_id: str) -> list[tuple[str | None, int | None]]:
@@ -89,7 +89,7 @@ def test_a_diamond_runs_its_branches_together_and_joins_once(backend: Backend) -
     assert _run(iid, 1, {"b": 2}) == [3]     # the last predecessor offers d
     task = door.claim_step(iid, 3, "w1")
     assert task is not None and task.results == {"a": {"a": 1}, "b": {"b": 2}, "c": {"c": 3}}
-    assert door.complete(task, None) == []
+    assert door.complete(task, None).offered == []
     info = get_instance(iid)
     assert info.status == "done"
     kinds = [e.kind for e in history(iid)]
@@ -117,7 +117,7 @@ def test_branches_finishing_at_the_same_moment_join_once(backend: Backend) -> No
 
         def finish(task: door.Task) -> None:
             barrier.wait()
-            offered.append([d.from_step for d in door.complete(task)])
+            offered.append([d.from_step for d in door.complete(task).offered])
 
         threads = [threading.Thread(target=finish, args=(t,)) for t in (b, c)]
         for thread in threads:
@@ -140,7 +140,7 @@ def test_a_map_runs_once_per_item_and_the_next_step_sees_the_results_in_order(ba
     assert [(t.item, t.item_index) for t in items if t] == [("north", 0), ("south", 1), ("east", 2)]
     for task in reversed(items):  # finishing out of order
         assert task is not None
-        offered = [d.from_step for d in door.complete(task, {"site": task.item})]
+        offered = [d.from_step for d in door.complete(task, {"site": task.item}).offered]
         assert offered == ([2] if task.item_index == 0 else [])
     report = door.claim_step(iid, 2, "w1")
     assert report is not None
@@ -196,7 +196,7 @@ def test_a_failing_branch_cancels_its_sibling_and_retry_resumes_only_what_did_no
     b = door.claim_step(iid, 1, "w1")
     c = door.claim_step(iid, 2, "w2")
     assert b is not None and c is not None
-    assert door.fail(b, "IRS down") is None
+    assert door.fail(b, "IRS down").retry is None
     info = get_instance(iid)
     assert info.status == "failed" and "step 'b' failed" in (info.error or "")
     assert [(e.kind, e.step_id) for e in history(iid)][-3:] == [
@@ -217,7 +217,7 @@ def test_a_failed_item_is_retried_as_itself(backend: Backend) -> None:
     iid = start_workflow("items", {"ids": ["p", "q"]})
     task = door.claim_step(iid, 0, "w1", item_index=1)
     assert task is not None
-    retry = door.fail(task, "flaky")
+    retry = door.fail(task, "flaky").retry
     assert retry is not None and (retry.from_step, retry.item_index) == (0, 1)
     again = door.claim_step(iid, 0, "w1", item_index=1)
     assert again is not None and (again.item, again.attempt, again.failures) == ("q", 2, 1)

@@ -398,7 +398,8 @@ def test_kick_asks_the_oms_queue_and_never_raises(backend: Backend, caplog: pyte
     if backend.broker_url.startswith("redis://"):  # tests/integration/test_on_postgres.py
         import redis
 
-        sent = [m.decode() for m in redis.Redis.from_url(backend.broker_url).lrange("oms", 0, -1)]
+        with redis.Redis.from_url(backend.broker_url) as client:
+            sent = [m.decode() for m in client.lrange("oms", 0, -1)]
     else:
         sent = [p.read_text() for p in (get_settings().broker_folder / "queue").iterdir()]
     assert any('"oms.send_notices"' in text and '"routing_key": "oms"' in text for text in sent), sent

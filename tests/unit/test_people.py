@@ -202,6 +202,21 @@ def test_the_portal_signals_by_form_number_and_the_data_is_the_result(people: Ba
     assert oms.start_workflow("portal", {}, business_key="F8700-12-42") != iid  # ended: the key is free again
 
 
+def test_a_failed_instance_is_not_run_again_while_its_key_belongs_to_a_newer_one(people: Backend) -> None:
+    Workflow(id="keyed", steps=[{"id": "keyed_step", "sla": "1h"}]).save()
+    first = oms.start_workflow("keyed", {}, business_key="F-1")
+    task = fetch_task("keyed_step", max_wait=0, worker_id="w")
+    assert task is not None
+    fail_task(task.id, "IRS down", worker_id="w")
+    second = oms.start_workflow("keyed", {}, business_key="F-1")  # the failed one's key is free
+    with pytest.raises(BusinessKeyInUse, match=second):
+        oms.retry_workflow(first)
+    assert oms.get_instance(first).status == "failed"  # nothing changed
+    oms.cancel_workflow(second)
+    oms.retry_workflow(first)
+    assert oms.get_instance(first).status == "running"
+
+
 def test_a_signal_before_its_step_is_kept_and_taken_when_the_step_is_ready(people: Backend) -> None:
     iid = _started(LATE_SIGNAL)
     with pytest.raises(FormError, match="form_number"):

@@ -71,12 +71,16 @@ def test_a_step_is_claimed_once_and_finished_once(backend: Backend) -> None:
     task = _claim(iid, 0)
     assert task is not None
     assert _claim(iid, 0) is None  # a redelivered message finds nothing to claim
-    door.complete(task.id, None, now=T0)
+    assert door.complete(task.id, {"ok": True}, now=T0).repeat is False
     before = len(_kinds(iid))
-    with pytest.raises(TaskAlreadyFinished, match="already done"):
-        door.complete(task.id, None, now=T0)
-    with pytest.raises(TaskAlreadyFinished):
-        door.fail(task.id, "late", now=T0)
+    # its holder sending the same again is told it is done (a repeat); anyone else, or anything else, is refused
+    assert door.complete(task.id, {"ok": True}, worker_id=task.worker_id, now=T0) == door.Ended(repeat=True)
+    for refused in (lambda: door.complete(task.id, {"ok": True}, worker_id="w2", now=T0),
+                    lambda: door.complete(task.id, {"ok": False}, worker_id=task.worker_id, now=T0),
+                    lambda: door.complete(task.id, None, worker_id=task.worker_id, now=T0),
+                    lambda: door.fail(task.id, "late", worker_id=task.worker_id, now=T0)):
+        with pytest.raises(TaskAlreadyFinished, match="already done"):
+            refused()
     assert len(_kinds(iid)) == before
     with transaction() as s:
         assert s.scalar(select(func.count()).select_from(EventRow).where(EventRow.kind == "task.done")) == 1
@@ -98,6 +102,33 @@ def test_unclaimed_and_unknown_tasks_are_refused(backend: Backend) -> None:
         get_instance("wf-" + "0" * 32)
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_the_holders_repeat_is_a_success_after_the_instance_moved_on_or_ended(
+        request: pytest.FixtureRequest, dialect: str) -> None:
+    request.getfixturevalue(f"{dialect}_backend")  # each store reads the finished task's state
+    iid = _start({"id": "r", "steps": [{"id": "a", "sla": "1m", "retries": 1}, {"id": "b", "sla": "1m"}]})
+    first = _claim(iid, 0)
+    assert first is not None
+    retried = door.fail(first.id, "IRS down", worker_id="w1", now=T0)
+    assert retried.repeat is False and retried.retry is not None
+    assert door.fail(first.id, "IRS down", worker_id="w1", now=T0) == door.Ended(repeat=True)  # not retried again
+    with pytest.raises(TaskAlreadyFinished):
+        door.fail(first.id, "another reason", worker_id="w1", now=T0)
+    second = _claim(iid, 0, T0 + timedelta(minutes=1))
+    assert second is not None and second.attempt == 2
+    door.complete(second.id, {"n": 1}, worker_id="w1", now=T0 + timedelta(minutes=1))
+    moved_on = _claim(iid, 1, T0 + timedelta(minutes=1))
+    assert moved_on is not None  # the instance is at step b
+    before = len(_kinds(iid))
+    assert door.complete(second.id, {"n": 1}, worker_id="w1").repeat is True
+    door.complete(moved_on.id, None, worker_id="w1", now=T0 + timedelta(minutes=1))
+    assert get_instance(iid).status == "done"
+    assert door.complete(second.id, {"n": 1}, worker_id="w1").repeat is True  # the instance has ended
+    assert door.fail(first.id, "IRS down", worker_id="w1").repeat is True
+    assert len(_kinds(iid)) == before + 2  # b's task.done and workflow.done: the repeats logged nothing
+    assert get_instance(iid).results == {"a": {"n": 1}}
+
+
 def test_failures_retry_with_backoff_then_fail_the_instance(backend: Backend) -> None:
     wf = {"id": "r", "steps": [{"id": "s", "sla": "1m", "retries": 2, "retry_backoff": "10s"}]}
     iid = _start(wf)
@@ -105,13 +136,13 @@ def test_failures_retry_with_backoff_then_fail_the_instance(backend: Backend) ->
     for attempt, delay in ((1, 10), (2, 20)):
         task = _claim(iid, 0, now)
         assert task is not None and task.attempt == attempt
-        dispatch = door.fail(task.id, f"boom {attempt}", now=now)
+        dispatch = door.fail(task.id, f"boom {attempt}", now=now).retry
         assert dispatch is not None and dispatch.countdown == delay and dispatch.from_step == 0
         assert _claim(iid, 0, now + timedelta(seconds=delay - 2)) is None  # not due yet
         now += timedelta(seconds=delay)
     task = _claim(iid, 0, now)
     assert task is not None and task.attempt == 3
-    assert door.fail(task.id, "boom 3", now=now) is None
+    assert door.fail(task.id, "boom 3", now=now).retry is None
     assert _kinds(iid) == [
         ("workflow.started", None, None), ("task.queued", "s", 1), ("task.started", "s", 1), ("task.failed", "s", 1),
         ("task.retried", "s", 2), ("task.started", "s", 2), ("task.failed", "s", 2),
