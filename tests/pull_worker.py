@@ -14,6 +14,8 @@ parser.add_argument("--lease", default="5m")
 parser.add_argument("--idle", type=float, default=3.0, help="exit after this long without work")
 args = parser.parse_args()
 
+fetch_task(f"{args.topic}_warmup", max_wait=0)  # warm (the engine, a connection) on a topic with no steps
+print("ready", flush=True)
 done = 0
 while True:
     task = fetch_task(args.topic, max_wait=args.idle, lease=args.lease)
