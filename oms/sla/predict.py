@@ -97,26 +97,18 @@ def _epoch_sqlite(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
     return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
 
 
-def pace(session: Session, topic: str, now: datetime) -> Pace | None:
-    """The topic's pace over the window before ``now``, or ``None`` with too few finished steps to tell.
-
-    Counted in the database (two small aggregates over the newest ``MAX_SAMPLES``
-    finished steps, read through the partial index on finished steps by topic):
-    reading those rows into Python cost a no-news scan more than all its queries.
-    """
+def pace(topic: str, now: datetime, count: int, oldest: datetime | None, p90: float | None) -> Pace | None:
+    """The topic's pace over the window before ``now``, or ``None`` with too few finished steps to tell, from what
+    the database counted of its newest ``MAX_SAMPLES`` finished steps there (reading the rows into Python cost a
+    no-news scan more than all its queries)."""
     settings = get_settings()
-    window = {"topic": topic, "since": now - timedelta(seconds=settings.predict_window), "now": now}
-    count, timed, oldest = session.execute(_COUNTS, window).one()
     if count < settings.predict_min_samples or oldest is None:
         return None
     span = (now - oldest).total_seconds()
     if span <= 0:
         return None
-    p90 = 0.0
-    if timed:  # the run time at the 90th percentile, among the steps whose start is known
-        p90 = float(session.scalar(_P90, {**window, "k": min(timed - 1, int(0.9 * timed))}) or 0.0)
     # the oldest sample opens the span: n finished in it, the first of them at its start
-    return Pace(topic, (count - 1) / span if count > 1 else 0.0, p90, count, settings.predict_window)
+    return Pace(topic, (count - 1) / span if count > 1 else 0.0, float(p90 or 0.0), count, settings.predict_window)
 
 
 @dataclass(frozen=True)
@@ -138,8 +130,16 @@ class Bounds:
 
 def bounds(session: Session, topic: str) -> Bounds:
     """The topic's :class:`Bounds`: one statement, an index probe or two."""
-    soonest, first, latest = session.execute(_BOUNDS, {"topic": topic}).one()
-    return Bounds(soonest, first, latest)
+    return Bounds(*session.execute(_BOUNDS, {"topic": topic}).one())
+
+
+def outlook(session: Session, topic: str, now: datetime) -> tuple[Bounds, Pace | None]:
+    """The topic's :class:`Bounds` and, unless they are empty, its :func:`pace`: one statement, for a scan pays a
+    round trip per statement, and most find that no light moves."""
+    since = now - timedelta(seconds=get_settings().predict_window)
+    soonest, first, latest, *counted = session.execute(_OUTLOOK, {"topic": topic, "since": since, "now": now}).one()
+    found = Bounds(soonest, first, latest)
+    return found, None if found.empty else pace(topic, now, *counted)
 
 
 def quiet(session: Session, topic: str, found: Bounds, estimate: Pace, now: datetime) -> bool:
@@ -201,10 +201,7 @@ def changes(session: Session, now: datetime, *, bounded: bool = True) -> list[Ch
         return []
     found: list[Change] = []
     for topic in sorted(topics(session)):
-        queue = bounds(session, topic)
-        if queue.empty:
-            continue
-        estimate = pace(session, topic, now)
+        queue, estimate = outlook(session, topic, now)
         if estimate is None or estimate.rate <= 0 or (bounded and quiet(session, topic, queue, estimate, now)):
             continue
         moving = session.execute(_MOVING, {"topic": topic, "clock": now.timestamp(), "p90": estimate.p90_s,
@@ -225,18 +222,6 @@ def _count(session: Session, statement: Any, topic: str, limit: int, at: datetim
 #: Literals, not parameters: a prepared statement's generic plan then uses the partial indexes on status.
 _PENDING: ColumnElement[str] = literal_column(f"'{TaskStatus.PENDING.value}'")
 _DONE: ColumnElement[str] = literal_column(f"'{TaskStatus.DONE.value}'")
-
-#: The newest finished steps of a topic in the window.
-_RECENT = (
-    select(TaskRow.started_at, TaskRow.finished_at)
-    .where(TaskRow.topic == bindparam("topic"), TaskRow.status == _DONE, TaskRow.finished_at >= bindparam("since"),
-           TaskRow.finished_at <= bindparam("now"))
-    .order_by(TaskRow.finished_at.desc()).limit(MAX_SAMPLES).subquery()
-)
-_COUNTS = select(func.count(), func.count(_RECENT.c.started_at), func.min(_RECENT.c.finished_at))
-_RUN = epoch(_RECENT.c.finished_at) - epoch(_RECENT.c.started_at)
-_P90 = (select(_RUN).where(_RECENT.c.started_at.is_not(None)).order_by(_RUN)
-        .limit(1).offset(bindparam("k", type_=Integer)))
 
 #: The oldest MAX_QUEUE queued steps of a topic (the order claims take, and the index's), numbered after: a
 #: window over the whole queue would read all of it to number the rows that share a ready_at. Counted ROWS,
@@ -260,14 +245,29 @@ _MOVING = select(_QUEUE.c.id, _QUEUE.c.light, _QUEUE.c.position).where(or_(
 
 #: A topic's :class:`Bounds`, each read from the partial index its condition names (the same text, so that SQLite
 #: sees the query implies it).
-_BOUNDS = select(
+_BOUND = (
     select(func.min(TaskRow.expires_at)).where(TaskRow.topic == bindparam("topic"), text(PREDICTABLE))
-    .scalar_subquery(),
+    .correlate(None).scalar_subquery(),
     select(func.min(TaskRow.ready_at)).where(TaskRow.topic == bindparam("topic"), text(PREDICTED_YELLOW))
-    .scalar_subquery(),
+    .correlate(None).scalar_subquery(),
     select(func.max(TaskRow.warn_at)).where(TaskRow.topic == bindparam("topic"), text(PREDICTED_YELLOW))
-    .scalar_subquery(),
+    .correlate(None).scalar_subquery(),
 )
+_BOUNDS = select(*_BOUND)
+#: The newest finished steps of a topic in the window, read only when its bounds are not empty (a topic its workers
+#: keep up with has no queue, and many of them).
+_RECENT = (
+    select(TaskRow.started_at, TaskRow.finished_at)
+    .where(TaskRow.topic == bindparam("topic"), TaskRow.status == _DONE, TaskRow.finished_at >= bindparam("since"),
+           TaskRow.finished_at <= bindparam("now"), or_(_BOUND[0].is_not(None), _BOUND[1].is_not(None)))
+    .order_by(TaskRow.finished_at.desc()).limit(MAX_SAMPLES).cte("recent")
+)
+_RUN = epoch(_RECENT.c.finished_at) - epoch(_RECENT.c.started_at)
+#: The run time at the 90th percentile among the samples whose start is known: the ``floor(0.9 n)``-th (from 0).
+_P90 = (select(_RUN).where(_RECENT.c.started_at.is_not(None)).order_by(_RUN).limit(1)
+        .offset(select(func.count(_RECENT.c.started_at) * 9 // 10).scalar_subquery()))
+#: A topic's bounds, then how many steps it finished in the window, the oldest of them, and their p90 run time.
+_OUTLOOK = select(*_BOUND, func.count(), func.min(_RECENT.c.finished_at), _P90.scalar_subquery()).select_from(_RECENT)
 
 
 def _counted(*where: ColumnElement[bool]) -> Any:

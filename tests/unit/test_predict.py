@@ -59,6 +59,12 @@ def _history_at_one_per_second(start: datetime, count: int) -> datetime:
     return start + count * S
 
 
+def fixed_pace(monkeypatch: Any, rate: float, p90_s: float) -> None:
+    """Every topic's pace fixed (its bounds read as ever)."""
+    monkeypatch.setattr(predict, "outlook", lambda session, topic, now: (
+        predict.bounds(session, topic), predict.Pace(topic, rate, p90_s, 100, 300.0)))
+
+
 def test_a_growing_backlog_turns_the_late_steps_yellow_long_before_the_fraction_rule(backend: Backend) -> None:
     Workflow(id="review_w", steps=[{"id": "review", "sla": "60s"}]).save()
     now = _history_at_one_per_second(T0, 60)
@@ -118,7 +124,7 @@ def test_a_prediction_is_taken_back_once_then_never_made_again(backend: Backend,
     kinds = [e.kind for e in history(last) if "sla" in e.kind]
     assert kinds == ["task.sla_warning", "task.sla_warning_cleared"]
     # the pace collapses: the step is not predicted again (no flapping), and the fraction rule still warns
-    monkeypatch.setattr(predict, "pace", lambda session, topic, now: predict.Pace(topic, 0.01, 1.0, 100, 300.0))
+    fixed_pace(monkeypatch, 0.01, 1.0)
     assert scan_sla(now + 6 * S).warnings == 0
     assert _lights([last])[last] == ("green", "cleared")
     scan_sla(now + 50 * S)

@@ -9,6 +9,7 @@ from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 
 from oms import Workflow, scan_sla
@@ -19,7 +20,7 @@ from oms.store.db import database, transaction
 from oms.store.tables import TaskRow
 
 from ..conftest import Backend
-from .test_predict import LEASE, T0, S, _burst, _history_at_one_per_second, _lights, _queue, _serve
+from .test_predict import LEASE, T0, S, _burst, _history_at_one_per_second, _lights, _queue, _serve, fixed_pace
 
 #: Workflows whose one step is on topic ``review``, each with its own SLA.
 SLAS = {"review_w": "60s", "review_fast": "20s", "review_slow": "10m", "review_day": "1h"}
@@ -55,21 +56,24 @@ def _expires(instance_id: str) -> datetime:
 def _queue_reads() -> Iterator[list[str]]:
     """The statements that number a topic's queue (the prediction's read of it), as they run."""
     seen: list[str] = []
+    with _statements(seen, "row_number"):
+        yield seen
+
+
+@contextmanager
+def _statements(seen: list[str], containing: str = "") -> Iterator[None]:
+    """Each statement run meanwhile (those ``containing`` a text), into ``seen``."""
 
     def spy(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "row_number" in statement:
+        if containing in statement:
             seen.append(statement)
 
     engine = database().engine
     event.listen(engine, "before_cursor_execute", spy)
     try:
-        yield seen
+        yield
     finally:
         event.remove(engine, "before_cursor_execute", spy)
-
-
-def _fixed_pace(monkeypatch: Any, rate: float, p90_s: float) -> None:
-    monkeypatch.setattr(predict, "pace", lambda session, topic, now: predict.Pace(topic, rate, p90_s, 100, 300.0))
 
 
 def test_the_bounds_follow_the_queue_through_claims_completions_cancellations_and_re_offers(backend: Backend) -> None:
@@ -104,6 +108,29 @@ def test_the_bounds_follow_the_queue_through_claims_completions_cancellations_an
     assert _bounds() == _read_in_python() and _bounds().empty
 
 
+def test_the_outlook_reads_the_bounds_and_the_pace_in_one_statement_and_no_samples_without_a_queue(
+        backend: Backend) -> None:
+    _save("review_w")
+    for n in range(30):  # served one per second, each run a different length
+        _queue(1, T0 + n * S)
+        _serve(T0 + n * S, run=S * ((n * 7) % 30) / 100)
+    now = T0 + 40 * S
+    samples: list[str] = []
+    with _statements(samples, "recent"), transaction() as s:
+        assert predict.outlook(s, "review", now) == (predict.Bounds(None, None, None), None)  # no queue, no pace
+    [queued] = _queue(1, now)
+    with transaction() as s:
+        found, estimate = predict.outlook(s, "review", now)
+        done = s.execute(select(TaskRow.started_at, TaskRow.finished_at).where(
+            TaskRow.topic == "review", TaskRow.status == "done")).all()
+    assert len(samples) == 1 and found == _bounds() == predict.Bounds(_expires(queued), None, None)
+    runs = sorted((finished - started).total_seconds() for started, finished in done)
+    oldest = min(finished for _, finished in done)
+    assert estimate is not None and (estimate.samples, estimate.window_s) == (30, 300.0)
+    assert estimate.rate == pytest.approx(29 / (now - oldest).total_seconds())
+    assert estimate.p90_s == pytest.approx(runs[27], abs=0.005) and runs[27] != runs[26]  # floor(0.9 * 30)-th
+
+
 def test_the_bounds_follow_predictions_made_taken_back_and_claimed(backend: Backend, monkeypatch: Any) -> None:
     _save("review_w")
     now = _history_at_one_per_second(T0, 60)
@@ -127,7 +154,7 @@ def test_the_bounds_follow_predictions_made_taken_back_and_claimed(backend: Back
     # a predicted step claimed leaves the bounds
     more = _burst(60, now + 6 * S)
     with monkeypatch.context() as patch:
-        _fixed_pace(patch, 0.5, 1.0)
+        fixed_pace(patch, 0.5, 1.0)
         scan_sla(now + 7 * S)
     assert _lights([more[-1]])[more[-1]] == ("yellow", "predicted")
     while _bounds().first_predicted is not None:
@@ -156,7 +183,7 @@ def test_a_scan_reads_no_queue_while_its_bounds_show_no_light_can_move(backend: 
 
 def test_predicted_steps_deep_enough_in_the_queue_are_not_read_again(backend: Backend, monkeypatch: Any) -> None:
     _save("review_w", "review_day")
-    _fixed_pace(monkeypatch, 0.1, 1.0)  # one step every 10 s: a step later than the 5th of a minute's SLA is late
+    fixed_pace(monkeypatch, 0.1, 1.0)  # one step every 10 s: a step later than the 5th of a minute's SLA is late
     ahead = _queue(5, T0, "review_day")
     backlog = _burst(20, T0 + S)
     scan_sla(T0 + 2 * S)
@@ -206,7 +233,7 @@ def test_the_bounds_move_the_same_lights_as_reading_the_queue_every_time(backend
             if queued:
                 with transaction() as s:
                     control.cancel(s, pick.choice(queued), now)
-        _fixed_pace(monkeypatch, pick.choice([0.05, 0.2, 1.0, 3.0]), pick.choice([0.0, 2.0, 30.0]))
+        fixed_pace(monkeypatch, pick.choice([0.05, 0.2, 1.0, 3.0]), pick.choice([0.0, 2.0, 30.0]))
         assert _bounds() == _read_in_python()
         with transaction() as s:
             bounded = {(c.task_id, c.light) for c in predict.changes(s, now)}
