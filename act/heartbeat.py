@@ -56,17 +56,17 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager
-def beating(task_id: str) -> Iterator[None]:
-    """Keep ``task_id``'s claim alive while the block runs."""
+def beating(*task_ids: str) -> Iterator[None]:
+    """Keep the claims of ``task_ids`` alive while the block runs."""
     global _heart
     with _heart_lock:
         if _heart is None:
             _heart = _Heart()
         heart = _heart
     with heart.lock:
-        heart.held.add(task_id)
+        heart.held.update(task_ids)
     try:
         yield
     finally:
         with heart.lock:
-            heart.held.discard(task_id)
+            heart.held.difference_update(task_ids)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from billiard.process import current_process
 from celery import Celery
@@ -23,7 +23,7 @@ from oms.engine.door import Task
 from oms.exceptions import OmsError
 
 from .heartbeat import beating
-from .outcome import failure, interpret
+from .outcome import Returned, failure, interpret
 
 logger = logging.getLogger(__name__)
 
@@ -42,30 +42,27 @@ class Subscription:
         return self.handler(task)
 
 
-def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, item_index: int | None = None) -> Any:
-    """Claim step ``index`` of an instance (item ``item_index`` of a mapped step), run ``handler``, record the outcome.
+def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, item_index: int | None = None,
+             items: int = 1) -> Any:
+    """Claim step ``index`` of an instance (item ``item_index`` of a mapped step), run ``handler``, record the outcome;
+    ``items`` more than one: that many items from ``item_index``, a chunk (:func:`run_chunk`).
 
     Raises ``Ignore`` to stop the Celery chain whenever the next step must not be
     published by this message: a duplicate delivery, a failure, or a retry (which
     publishes its own chain, after its backoff). The message is acknowledged only
     after the outcome is stored: while the database is down, the door keeps retrying.
     """
+    if items > 1:
+        run_chunk(worker_id, handler, instance_id, index, item_index or 0, items)
     with shielded():
         task = door.claim_step(instance_id, index, worker_id, item_index=item_index)
     if task is None:
         logger.info("step %s of %s is not pending (duplicate delivery?); skipped", index, instance_id)
         raise Ignore()
-    try:
-        with beating(task.id), sla_alarm(task):
-            outcome = interpret(handler(task))
-    except SoftTimeLimitExceeded:
-        logger.warning("handler for %s overran the SLA of step %s of %s", task.topic, task.step_id, instance_id)
-        with shielded():
-            door.breach(task.id, "SLA exceeded: the handler was stopped by its soft time limit")
-        raise Ignore() from None
-    except Exception as exc:  # the handler's failure is the step's failure
-        logger.exception("handler for %s failed", task.topic)
-        outcome = failure(f"{type(exc).__name__}: {exc}")
+    with beating(task.id):
+        outcome = _run(handler, task)
+    if outcome is None:
+        raise Ignore()
     try:
         with shielded():
             if outcome.pause is not None:
@@ -81,6 +78,63 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, ite
     if outcome.ok:
         return outcome.result  # the Celery chain publishes the next step
     raise Ignore()
+
+
+def run_chunk(worker_id: str, handler: Handler, instance_id: str, index: int, first: int, items: int) -> NoReturn:
+    """Run a chunk of a mapped step's items (one message for ``items`` of them from ``first``): claim them in one
+    statement, run ``handler`` on each in turn, then record the completions in one transaction and the failures in
+    another. Those not pending are left out (a duplicate delivery, or an item already re-offered alone). Always raises
+    ``Ignore``: an item ends no chain (the last one offers what follows)."""
+    with shielded():
+        claimed = door.claim_items(instance_id, index, worker_id, first, items)
+    if not claimed:
+        logger.info("items %s-%s of step %s of %s are not pending (duplicate delivery?); skipped", first,
+                    first + items - 1, index, instance_id)
+        raise Ignore()
+    done: list[tuple[str, Any]] = []
+    failed: list[tuple[str, str]] = []
+    with beating(*(task.id for task in claimed)):
+        for task in claimed:
+            outcome = _run(handler, task)
+            if outcome is None:
+                continue
+            if outcome.pause is not None:
+                with shielded(), _unrecorded(task):
+                    door.pause(task.id, outcome.pause, worker_id=task.worker_id)
+            elif outcome.ok:
+                done.append((task.id, outcome.result))
+            else:
+                failed.append((task.id, outcome.reason))
+    with shielded():
+        recorded = [*door.complete_many(done, worker_id=worker_id), *door.fail_many(failed, worker_id=worker_id)]
+    for refused in (outcome for outcome in recorded if not outcome.ok):
+        logger.warning("outcome of %s not recorded: %s: %s", refused.task_id, refused.error, refused.detail)
+    raise Ignore()
+
+
+def _run(handler: Handler, task: Task) -> Returned | None:
+    """Run ``handler`` on a claimed task: its outcome (a failure for an exception), or ``None`` if its SLA ran out
+    and stopped it (the breach recorded)."""
+    try:
+        with sla_alarm(task):
+            return interpret(handler(task))
+    except SoftTimeLimitExceeded:
+        logger.warning("handler for %s overran the SLA of step %s of %s", task.topic, task.step_id, task.instance_id)
+        with shielded(), _unrecorded(task):
+            door.breach(task.id, "SLA exceeded: the handler was stopped by its soft time limit")
+        return None
+    except Exception as exc:  # the handler's failure is the step's failure
+        logger.exception("handler for %s failed", task.topic)
+        return failure(f"{type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def _unrecorded(task: Task) -> Iterator[None]:
+    """Log, not raise, what refuses a transition of ``task`` (the scanner failed it, its instance was cancelled)."""
+    try:
+        yield
+    except OmsError as exc:
+        logger.warning("outcome of %s not recorded: %s", task.id, exc)
 
 
 def in_pool_child() -> bool:
@@ -161,8 +215,9 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
         if held not in (None, handler):
             raise ValueError(f"topic {topic!r} already has a handler: {held.__qualname__}")
 
-        def execute(self: CeleryTask, instance_id: str, index: int, item: int | None = None, **_: Any) -> Any:
-            return run_step(f"{self.request.hostname}", handler, instance_id, index, item)
+        def execute(self: CeleryTask, instance_id: str, index: int, item: int | None = None, items: int = 1,
+                    **_: Any) -> Any:
+            return run_step(f"{self.request.hostname}", handler, instance_id, index, item, items)
 
         execute.__name__ = handler.__name__
         execute.__doc__ = handler.__doc__

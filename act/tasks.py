@@ -20,10 +20,12 @@ from .taskstep import run_task
 __all__ = ["task_step"]
 
 
-def execute(self: CeleryTask, instance_id: str, index: int, task: str, item: int | None = None, **_: Any) -> Any:
-    """Claim the step, run the shop's task ``task`` once, record its outcome (see :func:`act.subscribe.run_step`)."""
+def execute(self: CeleryTask, instance_id: str, index: int, task: str, item: int | None = None, items: int = 1,
+            **_: Any) -> Any:
+    """Claim the step (or a chunk's items), run the shop's task ``task`` once each, record the outcomes (see
+    :func:`act.subscribe.run_step`)."""
     worker = f"{self.request.hostname}"
-    return run_step(worker, partial(run_task, task, worker), instance_id, index, item)
+    return run_step(worker, partial(run_task, task, worker), instance_id, index, item, items)
 
 
 task_step = engine_task(TASK_STEP, execute, bind=True)

@@ -42,8 +42,10 @@ def step_queue(app: Celery, step: Step) -> str:
 
 
 def step_signature(app: Celery, workflow: Definition, instance_id: str, index: int,
-                   item_index: int | None = None) -> Signature:
-    """One step (one item of a mapped step) as an immutable signature routed to its topic's queue.
+                   item_index: int | None = None, items: int = 1) -> Signature:
+    """One step (one item of a mapped step, or ``items`` of them from ``item_index``: a chunk) as an immutable
+    signature routed to its topic's queue. A chunk's time limits are its items' together: each item's own SLA is
+    held by its alarm (:func:`act.subscribe.sla_alarm`).
 
     ``kwargsrepr`` (what Flower shows) is given, not left to Celery's ``saferepr``,
     which costs a quarter of a publish for these few plain values.
@@ -51,10 +53,12 @@ def step_signature(app: Celery, workflow: Definition, instance_id: str, index: i
     step: Step = workflow.steps[index]
     # under a calendar the deadline moves with opening hours and pauses: the scanner breaches, not Celery
     sla = None if workflow.calendar_of(index) else wall_sla(step)
-    soft, hard = (None, None) if sla is None else time_limits(sla)
+    soft, hard = (None, None) if sla is None else time_limits(sla * items)
     kwargs: dict[str, Any] = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
     if item_index is not None:
         kwargs["item"] = item_index
+    if items > 1:
+        kwargs["items"] = items
     name = task_name(step.topic)
     if step.task is not None:
         kwargs["task"] = step.task
@@ -72,7 +76,7 @@ def step_signature(app: Celery, workflow: Definition, instance_id: str, index: i
 
 
 def compile_chain(app: Celery, workflow: Definition, instance_id: str, from_step: int = 0, *,
-                  item_index: int | None = None) -> Signature:
+                  item_index: int | None = None, items: int = 1) -> Signature:
     """The chain of one instance from ``from_step`` to the end of its straight run.
 
     A straight run is a line of steps each the only successor of the one before (the
@@ -84,7 +88,7 @@ def compile_chain(app: Celery, workflow: Definition, instance_id: str, from_step
     if not 0 <= from_step < len(workflow.steps):
         raise IndexError(f"workflow {workflow.id!r} has no step {from_step}")
     if item_index is not None:
-        return step_signature(app, workflow, instance_id, from_step, item_index)
+        return step_signature(app, workflow, instance_id, from_step, item_index, items)
     run = workflow.graph.run(from_step)
     if len(run) == 1:
         return step_signature(app, workflow, instance_id, from_step)

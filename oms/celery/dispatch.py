@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from celery.canvas import _chain
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -34,8 +34,8 @@ def _batched(producer: Producer) -> AbstractContextManager[object]:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """Publish the chain of ``instance_id`` from step ``from_step`` (or one item of a mapped step),
-    after ``countdown`` seconds."""
+    """Publish the chain of ``instance_id`` from step ``from_step`` (or items ``item_index`` to ``item_index + items
+    - 1`` of a mapped step, in one message), after ``countdown`` seconds."""
 
     instance_id: str
     workflow_id: str
@@ -43,6 +43,26 @@ class Dispatch:
     from_step: int
     countdown: float = 0.0
     item_index: int | None = None
+    items: int = 1
+
+
+def chunked(dispatches: list[Dispatch]) -> list[Dispatch]:
+    """``dispatches`` with the consecutive items of a mapped step whose ``chunk`` is more than one joined, that many
+    to a message: the one place a step's ``chunk`` is read (a map's start, a retry, the reconciler all publish
+    through :func:`publish_all`)."""
+    found: list[Dispatch] = []
+    for dispatch in dispatches:
+        last = found[-1] if found else None
+        if (last is not None and dispatch.item_index is not None and last.item_index is not None
+                and dispatch.items == 1 and (dispatch.instance_id, dispatch.version, dispatch.from_step,
+                                             dispatch.countdown) == (last.instance_id, last.version, last.from_step,
+                                                                     last.countdown)
+                and dispatch.item_index == last.item_index + last.items
+                and last.items < definition(last.workflow_id, last.version).steps[last.from_step].chunk):
+            found[-1] = replace(last, items=last.items + 1)
+        else:
+            found.append(dispatch)
+    return found
 
 
 def engine_publishes(workflow: Definition, index: int | None = None) -> bool:
@@ -65,7 +85,8 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
     workflow = definition(dispatch.workflow_id, dispatch.version)
     if not engine_publishes(workflow, dispatch.from_step):
         return
-    compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index)
+    compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index,
+                             items=dispatch.items)
     first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)
     try:
         # The message chain.apply_async would send, without re-cloning and freezing
@@ -88,7 +109,7 @@ def publish_all(dispatches: list[Dispatch]) -> None:
     app = current()
     try:
         with app.producer_or_acquire() as producer, _batched(producer):
-            for dispatch in dispatches:
+            for dispatch in chunked(dispatches):
                 try:
                     publish(dispatch, producer)
                 except BrokerUnavailable as exc:

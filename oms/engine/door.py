@@ -195,6 +195,21 @@ class Door:
         return self._hold(retrying(partial(store.claim_step, instance_id, index, item_index, worker_id, now, until),
                                    "claiming a step"))
 
+    def claim_items(self, instance_id: str, index: int, worker_id: str, first: int, items: int, *,
+                    now: datetime | None = None) -> list[Task]:
+        """Claim items ``first`` to ``first + items - 1`` of a mapped step at once, for a push worker that was sent
+        them in one message (a ``chunk``), each leased as :meth:`claim_step` leases one; in item order. Those not
+        pending (claimed, finished, cancelled already) are left out: none at all is a duplicate delivery."""
+        now = now or utcnow()
+        until = now + timedelta(seconds=get_settings().worker_lease)
+        store = database().store
+        found = retrying(partial(store.claim_items, instance_id, index, first, items, worker_id, now, until),
+                         "claiming a chunk of items")
+        found.sort(key=lambda task: task.item_index or 0)
+        for task in found:
+            self._hold(task)
+        return found
+
     def claim_topic(self, topic: str, worker_id: str, lease: timedelta, *,
                     now: datetime | None = None) -> tuple[Task | None, datetime | None]:
         """Claim the oldest due step on ``topic`` for a pull worker, leased until ``now + lease``.
@@ -538,6 +553,7 @@ _door = Door()
 os.register_at_fork(after_in_child=_door.reset)
 
 claim_step = _door.claim_step
+claim_items = _door.claim_items
 claim_topic = _door.claim_topic
 claim_tasks = _door.claim_tasks
 complete_many = _door.complete_many

@@ -38,6 +38,8 @@ __all__ = ["NAME_PATTERN", "SYSTEM_PREFIX", "Definition", "Step", "check_name", 
 #: A Celery task name a step may run: dotted Python-like names (``shop.tasks.add``), at most 200 characters.
 _TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 MAX_TASK_NAME = 200
+#: The most items of a mapped step one message offers (``chunk``).
+MAX_CHUNK = 100
 #: The engine's own tasks, which no step may name.
 _ENGINE_TASK_PREFIXES = ("oms.", "act.")
 
@@ -111,6 +113,10 @@ class Step(_Model):
     #: Run the step once per item of the JSON list at this path (``payload.<key>…`` or
     #: ``results.<step>.<key>…``); later steps see the list of the items' results.
     map: str | None = None
+    #: A mapped step's items offered ``chunk`` to a message, as Celery's ``chunks``: the push worker that takes it
+    #: claims them in one statement, runs them one after another and records their outcomes in one transaction;
+    #: fewer messages and commits per item, but the items of one message do not run in parallel.
+    chunk: int = Field(default=1, ge=1, le=MAX_CHUNK)
     #: Run this registered Celery task's function as the step (``"shop.tasks.add"``), not a topic's handler.
     #: Its message goes to the queue the app routes the task to, unless the step names a ``topic`` of its own.
     #: In a tracked workflow (:func:`oms.track`), the task the step stands for, published by Celery itself.
@@ -136,6 +142,12 @@ class Step(_Model):
         if value is not None:
             MapPath.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _chunk(self) -> Self:
+        if self.chunk > 1 and self.map is None:
+            raise ValueError("chunk: only a mapped step (map) offers its items in chunks")
+        return self
 
     @field_validator("task")
     @classmethod

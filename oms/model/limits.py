@@ -43,7 +43,7 @@ def check_fits_broker(workflow: Definition, settings: OmsSettings | None = None)
             continue  # no Celery time limit under a calendar (see compiler.step_signature), nor on Celery's tasks
         if step.kind is not StepKind.WORKER:
             continue  # a person, a signal or the clock ends it: no message is published for it
-        _, hard = time_limits(sla, settings)
+        _, hard = time_limits(sla * step.chunk, settings)  # a chunk's message holds its items, one after another
         longest = hard + step.retry_delay(step.retries).total_seconds()
         if longest > settings.visibility_timeout:
             raise ConfigurationError(

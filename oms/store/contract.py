@@ -164,6 +164,11 @@ class Store(Protocol):
                    lease_until: datetime) -> Task | None:
         """Claim the due pending attempt at step ``index`` (and item) of an instance (a push worker's message)."""
 
+    def claim_items(self, instance_id: str, index: int, first: int, items: int, worker_id: str, now: datetime,
+                    lease_until: datetime) -> list[Task]:
+        """Claim the due pending attempts of items ``first`` to ``first + items - 1`` of a mapped step at once (a
+        push worker's message of a chunk)."""
+
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
         """Claim the oldest due pending attempt on ``topic``; if none, say when one next becomes due."""

@@ -73,6 +73,14 @@ class PortableStore:
             return _claim(conn, worker_id, now, lease_until, tasks.c.instance_id == instance_id,
                           tasks.c.step_index == index, item, tasks.c.ready_at <= now + timedelta(seconds=1))
 
+    def claim_items(self, instance_id: str, index: int, first: int, items: int, worker_id: str, now: datetime,
+                    lease_until: datetime) -> list[Task]:
+        with self.engine.begin() as conn:
+            return _claim_many(conn, worker_id, now, lease_until, tasks.c.instance_id == instance_id,
+                               tasks.c.step_index == index, tasks.c.item_index >= first,
+                               tasks.c.item_index < first + items, tasks.c.ready_at <= now + timedelta(seconds=1),
+                               many=items)
+
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
         with self.engine.begin() as conn:

@@ -122,6 +122,15 @@ class PostgresStore:
         })
         return None if row is None else as_task(row)
 
+    def claim_items(self, instance_id: str, index: int, first: int, items: int, worker_id: str, now: datetime,
+                    lease_until: datetime) -> list[Task]:
+        rows = self._all(self.sql.claim_items, {
+            "instance_id": instance_id, "index": index, "first": first, "items": items, "worker_id": worker_id,
+            "now": now, "lease_until": lease_until, "due": now + timedelta(seconds=1),
+            "synchronous_commit": self._claim_commit(),
+        })
+        return [as_task(row) for row in rows]
+
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
         row = self._one(self.sql.claim_topic, {"topic": topic, "worker_id": worker_id, "now": now,

@@ -244,6 +244,8 @@ class Statements:
     claim_step: str
     #: The same for one item of a mapped step (an equality the index serves, unlike IS NOT DISTINCT FROM).
     claim_item: str
+    #: The same for the items of a chunk (one message, several items), in one statement.
+    claim_items: str
     #: A pull worker's claim of the oldest due step on a topic; concurrent callers skip each other's rows.
     claim_topic: str
     #: The same for up to ``max_tasks`` steps at once (a batch fetch), in one statement.
@@ -273,6 +275,9 @@ def statements() -> Statements:
             instances.c.workflow_id == _param("workflow_id"), instances.c.idempotency_key == _param("key"))),
         claim_step=_claim(*step, tasks.c.item_index.is_(None), skip_locked=False),
         claim_item=_claim(*step, tasks.c.item_index == _param("item_index", Integer), skip_locked=False),
+        claim_items=_claim(*step, tasks.c.item_index >= _param("first", Integer),
+                           tasks.c.item_index < _param("first", Integer) + _param("items", Integer),
+                           skip_locked=False, many=_param("items", Integer)),
         claim_topic=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,
                            next_due=True),
         claim_tasks=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,
