@@ -15,7 +15,12 @@ until the last task of all N has ``INCR``\\ ed a Redis counter:
   targets use: a tracked chain is finished when it is recorded);
 - *sqlbackend*: ``chain(...).apply_async()`` with Celery's SQLAlchemy result backend on
   the same PostgreSQL database (``db+postgresql+psycopg://…``) and ``task_track_started``:
-  what a shop runs today to see its tasks' states in its database.
+  what a shop runs today to see its tasks' states in its database;
+- *engine*: N instances of the engine's 4-step workflow of topic handlers (``oms.start_workflow``,
+  ``benchmarks/noop_handlers.py``), timed until the database shows them ``done``, on a worker
+  with ``--engine-pool`` (default ``threads``, ``--engine-concurrency`` 8: its threads' single
+  completions share transactions, the group commit) — the engine against what the SQL-backend
+  chain gives a shop (issue 23's ``throughput.py`` target, measured here, where that chain is).
 
 The untracked and SQL-backend workers import the attached engine too (it is in the
 shop's app module), so they pay its signal receivers for tasks it does not track: what
@@ -37,7 +42,8 @@ pool and warm-up; it consumes the tasks' queues and the topics' queues, and only
 side has work at a time), as ``throughput.py`` does.
 
 Targets (ratio of workflows/s, median of the rounds' ratios): tracked ≥ 0.9× the SQL
-result backend and ≥ 0.7× untracked; task steps ≥ 0.95× topic handlers.
+result backend and ≥ 0.7× untracked; task steps ≥ 0.95× topic handlers; the engine on
+the threads pool ≥ 1.3× the SQL result backend.
 
 Usage (from the repository root)::
 
@@ -86,7 +92,7 @@ from benchmarks.throughput import (  # noqa: E402
 )
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/9"
-CHAIN_MODES = ("untracked", "tracked", "sqlbackend")
+CHAIN_MODES = ("untracked", "tracked", "sqlbackend", "engine")
 STEP_MODES = ("handlers", "steps")
 TRACKED_WORKFLOW = "bench_canvas"
 STEPS_WORKFLOW = "bench_task_steps"
@@ -96,6 +102,7 @@ TARGETS = (
     ("tracked / sqlbackend", "tracked", "sqlbackend", 0.9),
     ("tracked / untracked", "tracked", "untracked", 0.7),
     ("task steps / topic handlers", "steps", "handlers", 0.95),
+    ("engine / sqlbackend", "engine", "sqlbackend", 1.3),
 )
 
 
@@ -220,6 +227,7 @@ def _report(result: RunResult) -> None:
 def chains(args: argparse.Namespace, state: State, workdir: Path, result_backend: str) -> dict[str, list[RunResult]]:
     """The chain modes alternating ``--rounds`` times, each run on a worker of its own (see the docstring)."""
     from benchmarks import shop_noop
+    from benchmarks.noop_handlers import TOPICS
 
     modes = args.chain_modes
     if "tracked" in modes:
@@ -229,18 +237,33 @@ def chains(args: argparse.Namespace, state: State, workdir: Path, result_backend
         for mode in modes:
             settings = _mode_settings(mode, result_backend)
             shop_noop.configure(settings["SHOP_RESULT_BACKEND"], settings["SHOP_TRACK_STARTED"] == "1")
-            worker = Worker(f"chains-{mode}-{round_}", list(shop_noop.QUEUES), "benchmarks.shop_noop", args, workdir,
-                            app="benchmarks.shop_noop", env=settings)
+            run = run_chains
+            if mode == "engine":
+                run = run_engine
+                worker = Worker(f"chains-{mode}-{round_}", list(TOPICS), "benchmarks.noop_handlers",
+                                argparse.Namespace(**{**vars(args), "pool": args.engine_pool,
+                                                      "concurrency": args.engine_concurrency}),
+                                workdir, app="benchmarks.shop_noop", env=settings)
+            else:
+                worker = Worker(f"chains-{mode}-{round_}", list(shop_noop.QUEUES), "benchmarks.shop_noop", args,
+                                workdir, app="benchmarks.shop_noop", env=settings)
             try:
                 if args.warmup > 0:
-                    run_chains(mode, args.warmup, args, state, worker, f"{mode} warm-up")
-                result = run_chains(mode, args.n, args, state, worker, f"{mode} (round {round_})")
+                    run(mode, args.warmup, args, state, worker, f"{mode} warm-up")
+                result = run(mode, args.n, args, state, worker, f"{mode} (round {round_})")
             finally:
                 worker.stop()
             _report(result)
             runs[mode].append(result)
     shop_noop.configure(None, False)
     return runs
+
+
+def run_engine(mode: str, n: int, args: argparse.Namespace, state: State, worker: Worker, label: str) -> RunResult:
+    """The engine mode: the topic handlers' workflow, as :func:`run_steps` runs it, reported as ``engine``."""
+    result = run_steps("handlers", n, args, state, worker, label)
+    result.kind = mode
+    return result
 
 
 def steps(args: argparse.Namespace, state: State, workdir: Path) -> dict[str, list[RunResult]]:
@@ -281,7 +304,8 @@ def save_workflows() -> None:
 def summarize(args: argparse.Namespace, runs: dict[str, list[RunResult]]) -> dict[str, Any]:
     """Per-round figures, medians, and each target whose two sides ran: the median of the rounds' ratios."""
     print()
-    print(f"== canvas: {args.n} workflows of 4 no-op tasks per run, prefork concurrency {args.concurrency}, "
+    engine = f" (the engine mode: {args.engine_pool}, {args.engine_concurrency})" if "engine" in runs else ""
+    print(f"== canvas: {args.n} workflows of 4 no-op tasks per run, prefork concurrency {args.concurrency}{engine}, "
           f"{args.rounds} alternating rounds")
     for round_ in range(args.rounds):
         parts = []
@@ -332,6 +356,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--chain-modes", default=",".join(CHAIN_MODES), type=lambda s: [m for m in s.split(",") if m],
         help=f"the chain modes to run, in order (default {','.join(CHAIN_MODES)})",
     )  # fmt: skip
+    parser.add_argument("--engine-pool", default="threads", help="the engine mode's worker pool (default threads)")
+    parser.add_argument("--engine-concurrency", type=int, default=8,
+                        help="the engine mode's pool size (default 8)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed workflows before measuring (default 20)")
     parser.add_argument("--broker-url", default=DEFAULT_BROKER,
                         help=f"Redis broker, FLUSHED at the start (default {DEFAULT_BROKER})")

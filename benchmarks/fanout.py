@@ -8,9 +8,10 @@ alternate ``--rounds`` times; each is timed from the start (``start_workflow``, 
 the chord's ``apply_async``) until the join's handler (the chord's callback) has
 run, which both signal the same way (a Redis ``INCR`` the benchmark polls). Also: the CPU
 per branch of the engine (worker, PostgreSQL, Redis, this process), and a map over
-1,000 items with its join.
+1,000 items with its join, one item to a message and ``--chunk`` to a message
+(alternating, 3 rounds each): their ratio is what chunks gain.
 
-    .venv/bin/python benchmarks/fanout.py [--branches 100] [--rounds 5] [--items 1000]
+    .venv/bin/python benchmarks/fanout.py [--branches 100] [--rounds 5] [--items 1000] [--chunk 10]
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--branches", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--chunk", type=int, default=10, help="the chunked map's items per message")
     args = parser.parse_args()
     args.pool, args.concurrency, args.loglevel = "prefork", 2, "warning"
 
@@ -95,8 +97,9 @@ def main() -> None:
     branches = [{"id": f"branch{i}", "topic": "bench_branch", "sla": "1h", "after": []} for i in range(args.branches)]
     Workflow(id="bench_fanout", steps=[*branches, {"id": "join", "topic": "bench_join", "sla": "1h",
                                                    "after": [b["id"] for b in branches]}]).save()
-    Workflow(id="bench_map", steps=[{"id": "each", "topic": "bench_branch", "sla": "1h", "map": "payload.items"},
-                                    {"id": "join", "topic": "bench_join", "sla": "1h"}]).save()
+    for workflow, chunk in (("bench_map", 1), ("bench_map_chunked", args.chunk)):
+        Workflow(id=workflow, steps=[{"id": "each", "topic": "bench_branch", "sla": "1h", "map": "payload.items",
+                                      "chunk": chunk}, {"id": "join", "topic": "bench_join", "sla": "1h"}]).save()
     worker = Worker("fanout", ["bench_branch", "bench_join", "bench_chord"], "benchmarks.fanout_tasks", args, workdir)
     try:
         _engine("bench_fanout", {}, worker)  # warm-up, both sides
@@ -114,12 +117,20 @@ def main() -> None:
         parts = {k: statistics.median(cpu[k] for cpu in cpus) * 1000 / (args.branches + 1) for k in cpus[0]}
         print("engine CPU ms per branch: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
               + f" (sum {sum(parts.values()):.2f})")
-        maps = [_engine("bench_map", {"items": list(range(args.items))}, worker) for _ in range(3)]
-        seconds = statistics.median(s for s, _ in maps)
-        parts = {k: statistics.median(cpu[k] for _, cpu in maps) * 1000 / args.items for k in maps[0][1]}
-        print(f"map over {args.items} items and a join, median of 3: {seconds:.2f} s "
-              f"({args.items / seconds:.0f} items/s); CPU ms per item: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" (sum {sum(parts.values()):.2f})")
+        maps: dict[str, list[tuple[float, dict[str, float]]]] = {"bench_map": [], "bench_map_chunked": []}
+        for _ in range(3):
+            for workflow, runs in maps.items():
+                runs.append(_engine(workflow, {"items": list(range(args.items))}, worker))
+        rates = {}
+        for (workflow, runs), what in zip(maps.items(), ("one item", f"{args.chunk} items"), strict=True):
+            seconds = statistics.median(s for s, _ in runs)
+            rates[workflow] = args.items / seconds
+            parts = {k: statistics.median(cpu[k] for _, cpu in runs) * 1000 / args.items for k in runs[0][1]}
+            print(f"map over {args.items} items and a join, {what} to a message, median of 3: {seconds:.2f} s "
+                  f"({rates[workflow]:.0f} items/s); CPU ms per item: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" (sum {sum(parts.values()):.2f})")
+        print(f"chunked map / map, items per second: {rates['bench_map_chunked'] / rates['bench_map']:.2f} "
+              "(target >= 2)")
     finally:
         worker.stop()
         from oms.store.db import dispose_all

@@ -16,7 +16,11 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/throughput.py                 # engine + bare, 2000 each
     .venv/bin/python benchmarks/throughput.py --memory-check  # engine at 2000 then 20000
 
-See benchmarks/README.md for the options and the figures.
+See benchmarks/README.md for the options and the figures. The engine against what a shop
+runs to keep its tasks' states in its database (a chain on Celery's SQL result backend with
+``task_track_started``) is ``canvas.py``'s ``engine`` mode, beside that chain's harness::
+
+    .venv/bin/python benchmarks/canvas.py --only chains --chain-modes sqlbackend,engine
 """
 
 from __future__ import annotations
