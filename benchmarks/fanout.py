@@ -11,7 +11,7 @@ per branch of the engine (worker, PostgreSQL, Redis, this process), and a map ov
 1,000 items with its join, one item to a message and ``--chunk`` to a message
 (alternating, 3 rounds each): their ratio is what chunks gain.
 
-    .venv/bin/python benchmarks/fanout.py [--branches 100] [--rounds 5] [--items 1000] [--chunk 10]
+    .venv/bin/python benchmarks/fanout.py [--branches 100] [--rounds 5] [--items 1000] [--chunk 25]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--branches", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--items", type=int, default=1000)
-    parser.add_argument("--chunk", type=int, default=10, help="the chunked map's items per message")
+    parser.add_argument("--chunk", type=int, default=25, help="the chunked map's items per message")
     args = parser.parse_args()
     args.pool, args.concurrency, args.loglevel = "prefork", 2, "warning"
 
