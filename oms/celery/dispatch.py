@@ -52,17 +52,19 @@ def chunked(dispatches: list[Dispatch]) -> list[Dispatch]:
     through :func:`publish_all`)."""
     found: list[Dispatch] = []
     for dispatch in dispatches:
-        last = found[-1] if found else None
-        if (last is not None and dispatch.item_index is not None and last.item_index is not None
-                and dispatch.items == 1 and (dispatch.instance_id, dispatch.version, dispatch.from_step,
-                                             dispatch.countdown) == (last.instance_id, last.version, last.from_step,
-                                                                     last.countdown)
-                and dispatch.item_index == last.item_index + last.items
-                and last.items < definition(last.workflow_id, last.version).steps[last.from_step].chunk):
-            found[-1] = replace(last, items=last.items + 1)
+        if found and _extends(found[-1], dispatch):
+            found[-1] = replace(found[-1], items=found[-1].items + 1)
         else:
             found.append(dispatch)
     return found
+
+
+def _extends(chunk: Dispatch, item: Dispatch) -> bool:
+    """Whether ``item`` is the next item of ``chunk``'s step and instance, offered with it, and the chunk has room."""
+    return (chunk.item_index is not None and item.item_index == chunk.item_index + chunk.items and item.items == 1
+            and (item.instance_id, item.version, item.from_step, item.countdown)
+            == (chunk.instance_id, chunk.version, chunk.from_step, chunk.countdown)
+            and chunk.items < definition(chunk.workflow_id, chunk.version).steps[chunk.from_step].chunk)
 
 
 def engine_publishes(workflow: Definition, index: int | None = None) -> bool:
