@@ -125,8 +125,12 @@ def test_two_inspectors_claim_and_complete_a_step_from_their_pages(
     WebDriverWait(bob, 5, poll_frequency=0.2).until(lambda d: _countdowns(d, task_id) not in ("", before))
     screenshot(bob, "my-work-inbox.png")
 
-    # alice claims it; bob's page says it is taken, without a reload, and offers him no claim
-    alice.find_element(By.CSS_SELECTOR, f"#inbox li[data-task='{task_id}'] button.claim").click()
+    # alice claims it with the button she found before the inbox was read again: an unchanged row is not redrawn,
+    # so a button is never swapped from under the pointer; bob's page says it is taken, without a reload
+    claim = alice.find_element(By.CSS_SELECTOR, f"#inbox li[data-task='{task_id}'] button.claim")
+    read = alice.find_element(By.ID, "status-line").text
+    WebDriverWait(alice, 10, poll_frequency=0.2).until(lambda d: d.find_element(By.ID, "status-line").text != read)
+    claim.click()
     wait_for(alice, "#task-head", "F8700-12-42")
     wait_for(alice, "#task-holder", "yours")
     assert "taken by alice" in wait_for(bob, f"#inbox li[data-task='{task_id}']", "taken by alice")

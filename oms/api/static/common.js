@@ -31,6 +31,24 @@ window.OMS = (function () {
     node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
   }
 
+  // Puts `nodes` in `node`, keeping each child drawn before with the same markup where it is. Drawing everything again
+  // on every read would swap a button from under the pointer (a click whose press and release land on different
+  // nodes is lost) and drop its focus. Markup is compared as drawn, before tick() wrote into it, so a node's markup
+  // must name everything its handlers act on (ids in data- attributes).
+  const drawn = new WeakMap();
+  function redraw(node, nodes) {
+    const shown = new Map();
+    for (const child of node.children) if (drawn.has(child)) shown.set(drawn.get(child), child);
+    nodes.forEach((fresh, i) => {
+      const markup = fresh.outerHTML;
+      let kept = shown.get(markup);
+      if (kept) shown.delete(markup);
+      else drawn.set((kept = fresh), markup);
+      if (node.childNodes[i] !== kept) node.insertBefore(kept, node.childNodes[i] || null);
+    });
+    while (node.childNodes.length > nodes.length) node.lastChild.remove();
+  }
+
   function cookie(name) {
     for (const part of document.cookie.split(";")) {
       const [key, ...rest] = part.trim().split("=");
@@ -162,6 +180,6 @@ window.OMS = (function () {
     return loop;
   }
 
-  return { POLL_MS, el, fill, cookie, setStatus, light, when, clock, seconds, now, liveLight, countdown, ApiError,
+  return { POLL_MS, el, fill, redraw, cookie, setStatus, light, when, clock, seconds, now, liveLight, countdown, ApiError,
     api, post, poller };
 })();

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { el, fill, light, when, clock, seconds, api, post } = window.OMS;
+  const { el, fill, redraw, light, when, clock, seconds, api, post } = window.OMS;
   const PAGE_SIZE = 20;
   const body = document.body;
   const isAdmin = body.dataset.role === "admin";
@@ -166,7 +166,8 @@
 
   function actions(instance) {
     if (!isAdmin) return [];
-    const act = (verb, label) => el("button", { type: "button", id: verb + "-button", dataset: { action: verb },
+    const act = (verb, label) => el("button", { type: "button", id: verb + "-button",
+      dataset: { action: verb, instance: instance.id },
       onclick: async (event) => {
         event.target.disabled = true;
         try {
@@ -174,6 +175,7 @@
           state.message = { instance: instance.id, text: label + ": sent", error: false };
         } catch (error) {
           state.message = { instance: instance.id, text: label + " refused: " + error.message, error: true };
+          event.target.disabled = false; // drawn again unchanged, so the same button
         }
         kick();
       } }, label);
@@ -200,7 +202,7 @@
       instance.error ? el("p", { class: "error" }, instance.error) : null,
       el("p", { class: "legend" }, el("span", { class: "swatch wait" }), "queue wait",
         el("span", { class: "swatch run" }), "run time", el("span", { class: "swatch sla" }), "SLA line"));
-    fill(document.getElementById("instance-actions"), actions(instance));
+    redraw(document.getElementById("instance-actions"), actions(instance));
     const message = document.getElementById("action-message");
     message.textContent = state.message.instance === id ? state.message.text : "";
     message.className = state.message.error ? "error" : "";

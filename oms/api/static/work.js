@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const { el, fill, light, when, clock, now, liveLight, countdown, api, post } = window.OMS;
+  const { el, fill, redraw, light, when, clock, now, liveLight, countdown, api, post } = window.OMS;
   const TICK_MS = 1000;
   const supervisor = document.body.dataset.role === "supervisor";
   const state = {
@@ -30,8 +30,9 @@
 
   // A step's light and time left, redrawn every second by tick() from its clock (frozen while paused).
   function clockNodes(item) {
-    const data = { light: item.light, warn: item.warn_at, expires: item.expires_at,
-      paused: item.paused ? "true" : "", left: String(item.time_left_s) };
+    // time left is read only while paused: a running clock's changes every read and would redraw its row each time
+    const data = { light: item.light, warn: item.warn_at, expires: item.expires_at, paused: item.paused ? "true" : "" };
+    if (item.paused) data.left = String(item.time_left_s);
     return [el("span", { class: "live-light", dataset: data }), " ", el("span", { class: "countdown", dataset: data })];
   }
 
@@ -71,6 +72,7 @@
       window.location.hash = "#/tasks/" + encodeURIComponent(id);
     } catch (error) {
       state.message = { text: "Could not claim it: " + error.message, error: true };
+      if (button) button.disabled = false; // drawn again unchanged, so the same button
       if (route() === id) say(document.getElementById("task-message"), state.message.text, true);
     }
     loop.kick();
@@ -85,6 +87,7 @@
       window.location.hash = "#/";
     } catch (error) {
       state.message = { text: "Could not release it: " + error.message, error: true };
+      if (button) button.disabled = false; // drawn again unchanged, so the same button
       if (route() === id) say(document.getElementById("task-message"), state.message.text, true);
     }
     loop.kick();
@@ -119,8 +122,8 @@
   }
 
   function drawInbox() {
-    fill(document.getElementById("inbox"),
-      state.items.length ? state.items.map(row) : el("li", { class: "empty" }, "Nothing queued for you."));
+    redraw(document.getElementById("inbox"),
+      state.items.length ? state.items.map(row) : [el("li", { class: "empty" }, "Nothing queued for you.")]);
     say(document.getElementById("work-message"), state.message.text, state.message.error);
   }
 
