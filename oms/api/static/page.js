@@ -37,7 +37,7 @@
         el("tbody", null, wf.steps.map((step) => el("tr", { dataset: { step: step.id } },
           el("td", null, step.id), countCell(step.green, "green"), countCell(step.yellow, "yellow"),
           countCell(step.red, "red"), countCell(step.breaches_24h, "red")))))));
-    fill(document.getElementById("board"), cards.length ? cards : el("p", null, "No workflow saved yet."));
+    redraw(document.getElementById("board"), cards.length ? cards : [el("p", null, "No workflow saved yet.")]);
     const select = document.getElementById("f-workflow");
     const known = new Set(Array.from(select.options).map((o) => o.value));
     for (const wf of workflows) if (!known.has(wf.id)) select.append(el("option", { value: wf.id }, wf.id));
@@ -65,8 +65,8 @@
       el("td", null, i.workflow_id), el("td", { class: "key" }, i.business_key || ""),
       el("td", { class: "status" }, i.status), el("td", null, i.current_step || ""),
       el("td", null, light(i.light)), el("td", null, clock(i.created_at)), el("td", null, clock(i.finished_at))));
-    fill(document.querySelector("#instances tbody"),
-      rows.length ? rows : el("tr", null, el("td", { colspan: 8 }, "No instance matches.")));
+    redraw(document.querySelector("#instances tbody"),
+      rows.length ? rows : [el("tr", null, el("td", { colspan: 8 }, "No instance matches."))]);
     document.getElementById("page-number").textContent = "page " + state.cursors.length;
     document.getElementById("page-newer").disabled = state.cursors.length === 1;
     document.getElementById("page-older").disabled = !state.next;
@@ -88,8 +88,8 @@
       el("td", { class: "status notice-" + n.status }, n.status), el("td", { class: "count" }, String(n.attempts)),
       el("td", null, clock(n.status === "sent" ? n.sent_at : n.next_attempt_at)),
       el("td", { class: "notice-error" }, n.last_error || "")));
-    fill(document.querySelector("#notices-table tbody"), rows.length ? rows
-      : el("tr", null, el("td", { colspan: 9 }, state.noticesFailed ? "No notice failed." : "No notice yet.")));
+    redraw(document.querySelector("#notices-table tbody"), rows.length ? rows
+      : [el("tr", null, el("td", { colspan: 9 }, state.noticesFailed ? "No notice failed." : "No notice yet."))]);
   }
 
   // ---- one instance ----------------------------------------------------------------------------------------------
