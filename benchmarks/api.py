@@ -2,7 +2,7 @@
 
 * **pull round trips**: P client processes loop fetch + complete until N queued
   one-step workflows are done, over HTTP (keep-alive ``http.client`` connections, one ``oms api``
-  process) and in-process (``fetch_task`` + ``complete_task``); target ≥ 0.7×; and over HTTP in
+  process unless ``--api-workers``; the API's CPU per round trip) and in-process (``fetch_task`` + ``complete_task``); target ≥ 0.7×; and over HTTP in
   batches (``--max-tasks B``, 10 by default; 0 leaves it out): ``fetch-batch`` with ``max_tasks=B``
   + one ``POST /v1/batches/complete`` for what came, against the same in-process one-at-a-time loop,
   target ≥ 1.0×;
@@ -18,6 +18,7 @@
     .venv/bin/python benchmarks/api.py                       # full size: run it alone on the machine
     .venv/bin/python benchmarks/api.py --steps 200 --polls 50 --starts 200 --rows 20000 --samples 20   # smoke
     .venv/bin/python benchmarks/api.py --max-tasks 10 …      # the HTTP batch loop's size (0: leave it out)
+    .venv/bin/python benchmarks/api.py --api-workers 2 …     # oms api --workers 2: two API processes
 """
 
 from __future__ import annotations
@@ -158,14 +159,14 @@ def _run(target: Any, args: tuple[Any, ...], processes: int) -> tuple[float, int
 class Api:
     """``oms api`` in a subprocess, with an admin token."""
 
-    def __init__(self, database_url: str, broker_url: str, port: int) -> None:
+    def __init__(self, database_url: str, broker_url: str, port: int, workers: int = 1) -> None:
         from oms.store import tokens
 
         self.token, _ = tokens.create("admin", name=f"bench-{os.getpid()}-{port}")
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "OMS_DATABASE_URL": database_url, "OMS_BROKER_URL": broker_url, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen([sys.executable, "-m", "oms.cli", "api", "--port", str(port),
-                                         "--no-access-log"], env=env, start_new_session=True,
+                                         "--no-access-log", "--workers", str(workers)], env=env, start_new_session=True,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         import httpx2 as httpx
 
@@ -177,16 +178,26 @@ class Api:
                 time.sleep(0.1)
         raise SystemExit(f"oms api did not start: {self.process.stderr.read().decode() if self.process.stderr else ''}")
 
+    def pids(self) -> list[int]:
+        """The process, and its worker processes under ``--workers``."""
+        pid = self.process.pid
+        return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def _status(self, field: str) -> list[int]:
+        return [int(Path(f"/proc/{pid}/status").read_text().split(f"{field}:")[1].split()[0]) for pid in self.pids()]
 
     def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(status.split("VmRSS:")[1].split()[0]) / 1024
+        return sum(self._status("VmRSS")) / 1024
 
     def threads(self) -> int:
-        return int(Path(f"/proc/{self.process.pid}/status").read_text().split("Threads:")[1].split()[0])
+        return sum(self._status("Threads"))
 
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
@@ -203,12 +214,15 @@ def pull_round_trips(database_url: str, broker_url: str, api: Api, steps: int, p
     for topic in topics:
         Workflow(id=topic, steps=[{"id": topic, "sla": "1h"}]).save()
         start_workflows(topic, [{"n": i} for i in range(steps)])
+    cpu = api.cpu_seconds()
     http_s, http_n = _run(_http_puller, (api.url, api.token, "bench_pull_http"), processes)
+    cpu = api.cpu_seconds() - cpu
     py_s, py_n = _run(_python_puller, (database_url, broker_url, "bench_pull_py"), processes)
     assert http_n == steps and py_n == steps, (http_n, py_n, steps)
     http, python = http_n / http_s, py_n / py_s
     print(f"pull round trips, {processes} processes, {steps} steps each way: HTTP {http:.0f}/s, in-process "
-          f"{python:.0f}/s, ratio {http / python:.2f} (target >= 0.7)", flush=True)
+          f"{python:.0f}/s, ratio {http / python:.2f} (target >= 0.7); the API's CPU {cpu * 1000 / http_n:.2f} ms per "
+          "round trip", flush=True)
     if batch:
         batch_s, batch_n = _run(_http_batch_puller, (api.url, api.token, "bench_pull_batch", batch), processes)
         assert batch_n == steps, (batch_n, steps)
@@ -366,6 +380,7 @@ def main() -> None:
     parser.add_argument("--max-tasks", type=int, default=10, help="steps per batch for the HTTP batch loop (0: leave "
                         "it out)")
     parser.add_argument("--port", type=int, default=8100, help="the API process's port (8100-8199 on a shared host)")
+    parser.add_argument("--api-workers", type=int, default=1, help="oms api --workers: its processes")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
 
@@ -376,8 +391,9 @@ def main() -> None:
     api = None
     try:
         _configure(database_url, args.broker_url)
-        api = Api(database_url, args.broker_url, args.port)
-        print(f"PostgreSQL, broker {args.broker_url}; {os.cpu_count()} cores; one oms api process", flush=True)
+        api = Api(database_url, args.broker_url, args.port, args.api_workers)
+        print(f"PostgreSQL, broker {args.broker_url}; {os.cpu_count()} cores; oms api --workers {args.api_workers}",
+              flush=True)
         pull_round_trips(database_url, args.broker_url, api, args.steps, args.processes, args.max_tasks)
         idle_polls(api, args.polls, args.samples)
         starts(database_url, args.broker_url, api, args.starts, args.processes)

@@ -3,13 +3,20 @@ tokens: :mod:`.users`)."""
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 import click
 
+from ..attach import APP_VARIABLE, load
 from ..celery.config import configure
 from ..settings import is_loopback
 from ..store import tokens
 from ..store.db import database
 from .base import CONTEXT, OmsGroup, die, env_option
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 @click.command(context_settings=CONTEXT)
@@ -20,7 +27,9 @@ from .base import CONTEXT, OmsGroup, die, env_option
             help="Accept every request as an admin, with no token: loopback addresses only, to try it out.")
 @env_option("--access-log/--no-access-log", env="OMS_API_ACCESS_LOG", default=True, show_default=True,
             help="Log one line per request (method, path, status; never tokens or bodies).")
-def api(host: str, port: int, insecure_no_auth: bool, access_log: bool) -> None:
+@env_option("--workers", env="OMS_API_WORKERS", default=1, show_default=True, type=click.IntRange(1, 64),
+            help="Processes serving the port: one Python process serves about one core's worth of requests.")
+def api(host: str, port: int, insecure_no_auth: bool, access_log: bool, workers: int) -> None:
     """Serve the HTTP API: JSON under /v1, /docs, /metrics, /healthz, /readyz.
 
     Refuses to start while the schema is behind (run `oms db upgrade`), and while
@@ -30,6 +39,7 @@ def api(host: str, port: int, insecure_no_auth: bool, access_log: bool) -> None:
     Examples:
       oms token create --role admin --name ops      # prints the token once
       oms api --port 8000
+      oms api --workers 2                            # two processes, for two cores' worth of requests
       curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/v1/workflows
     """
     # FastAPI and uvicorn cost 240 ms: every other command starts without them
@@ -44,8 +54,24 @@ def api(host: str, port: int, insecure_no_auth: bool, access_log: bool) -> None:
     if not insecure_no_auth and not tokens.any_live():
         die("no API token exists: create one with `oms token create --role admin`, or try the API on loopback "
             "with --insecure-no-auth")
-    uvicorn.run(create_app(insecure_no_auth=insecure_no_auth), host=host, port=port, access_log=access_log,
-                log_level="info", proxy_headers=False)
+    if workers == 1:
+        uvicorn.run(create_app(insecure_no_auth=insecure_no_auth), host=host, port=port, access_log=access_log,
+                    log_level="info", proxy_headers=False)
+        return
+    # each process reads its settings from the environment (worker_app)
+    os.environ.update(OMS_API_HOST=host, OMS_API_PORT=str(port), OMS_API_INSECURE_NO_AUTH=str(insecure_no_auth))
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port,
+                access_log=access_log, log_level="info", proxy_headers=False)
+
+
+def worker_app() -> FastAPI:
+    """The application of one process of ``oms api --workers N``: settings from the environment the command set, the
+    shop's Celery app (``oms -A proj``) loaded first as the command loaded it."""
+    from ..api.app import create_app  # noqa: PLC0415
+
+    if name := os.environ.get(APP_VARIABLE):
+        load(name)
+    return create_app()
 
 
 @click.group(cls=OmsGroup, context_settings=CONTEXT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -200,6 +201,51 @@ def test_a_token_revoked_from_the_cli_stops_at_once(api: ApiProcess, tmp_path: P
     subprocess.run([sys.executable, "-m", "oms.cli", "token", "revoke", "auditor"], cwd=tmp_path, check=True,
                    env={**os.environ, **api_env(api)}, capture_output=True)
     assert httpx.get(f"{api.url}/v1/instances", headers=headers).status_code == 401
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_oms_api_workers_serve_one_port_from_several_processes(postgres_backend: Backend, admin: dict[str, str],
+                                                               tmp_path: Path) -> None:
+    api = ApiProcess(postgres_backend, tmp_path, "--workers", "2", env={"OMS_API_ACCESS_LOG": "false"})
+    try:
+        served = {int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", api.log.read_text())}
+        assert len(served) == 2 and served <= set(_children(api.process.pid)), api.log.read_text()
+        httpx.put(f"{api.url}/v1/workflows/epa_waste_reg", json=EPA, headers=admin)
+        results: list[dict[str, Any]] = []
+
+        def poll() -> None:  # each on a connection of its own, accepted by either process
+            found = httpx.post(f"{api.url}/v1/topics/collect_form/fetch", json={"max_wait": "20s", "worker_id": "w"},
+                               headers=admin, timeout=30)
+            assert found.status_code == 200, found.text
+            results.append(found.json())
+
+        threads = [threading.Thread(target=poll) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)  # all waiting, in both processes' long polls
+        instances = {_start(api, admin, {"form_id": f"F{n}"}) for n in range(8)}
+        for thread in threads:
+            thread.join(25)
+        assert sorted(r["instance_id"] for r in results) == sorted(instances), "a poll was not woken, or woken twice"
+        for task in results:
+            done = httpx.post(f"{api.url}/v1/tasks/{task['id']}/complete", json={"worker_id": "w"}, headers=admin)
+            assert done.status_code == 200, done.text
+        assert all(oms.get_instance(i).current_step == "validate_tax_id" for i in instances)
+
+        secret, _ = tokens.create("reader", name="auditor")
+        reader = {"Authorization": f"Bearer {secret}", "Connection": "close"}
+        assert httpx.get(f"{api.url}/v1/instances", headers=reader).status_code == 200
+        subprocess.run([sys.executable, "-m", "oms.cli", "token", "revoke", "auditor"], cwd=tmp_path, check=True,
+                       env={**os.environ, **api_env(api)}, capture_output=True)
+        assert {httpx.get(f"{api.url}/v1/instances", headers=reader).status_code for _ in range(10)} == {401}
+    finally:
+        children = _children(api.process.pid)
+        log = api.stop()
+    assert "Traceback" not in log, log
+    _wait(lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists()], timeout=5)  # none outlives it
 
 
 def test_logs_hold_no_token_payload_or_password(postgres_backend: Backend, admin: dict[str, str],
