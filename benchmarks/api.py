@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.gate import StartGate  # noqa: E402
 from benchmarks.scratch import create_database, drop_database  # noqa: E402
 
 
@@ -69,7 +70,7 @@ class _Client:
         return response.status, json.loads(data) if data else None
 
 
-def _http_puller(url: str, token: str, topic: str, start: Any, out: Any) -> None:
+def _http_puller(url: str, token: str, topic: str, start: StartGate, out: Any) -> None:
     client = _Client(url, token)
     worker = f"bench-{os.getpid()}"
     client.post("/v1/topics/warmup_topic/fetch", {"max_wait": 0})
@@ -85,7 +86,7 @@ def _http_puller(url: str, token: str, topic: str, start: Any, out: Any) -> None
     out.put((done, last))
 
 
-def _http_batch_puller(url: str, token: str, topic: str, batch: int, start: Any, out: Any) -> None:
+def _http_batch_puller(url: str, token: str, topic: str, batch: int, start: StartGate, out: Any) -> None:
     client = _Client(url, token)
     worker = f"bench-{os.getpid()}"
     client.post("/v1/topics/warmup_topic/fetch-batch", {"max_wait": 0, "max_tasks": batch})
@@ -103,7 +104,7 @@ def _http_batch_puller(url: str, token: str, topic: str, batch: int, start: Any,
     out.put((done, last))
 
 
-def _python_puller(database_url: str, broker_url: str, topic: str, start: Any, out: Any) -> None:
+def _python_puller(database_url: str, broker_url: str, topic: str, start: StartGate, out: Any) -> None:
     _configure(database_url, broker_url)
     from act import complete_task, fetch_task
 
@@ -116,7 +117,7 @@ def _python_puller(database_url: str, broker_url: str, topic: str, start: Any, o
     out.put((done, last))
 
 
-def _http_starter(url: str, token: str, workflow: str, count: int, start: Any, out: Any) -> None:
+def _http_starter(url: str, token: str, workflow: str, count: int, start: StartGate, out: Any) -> None:
     client = _Client(url, token)
     client.post(f"/v1/workflows/{workflow}/instances", {"payload": {"warmup": True}})
     start.wait()
@@ -126,7 +127,7 @@ def _http_starter(url: str, token: str, workflow: str, count: int, start: Any, o
     out.put((count, time.monotonic()))
 
 
-def _python_starter(database_url: str, broker_url: str, workflow: str, count: int, start: Any, out: Any) -> None:
+def _python_starter(database_url: str, broker_url: str, workflow: str, count: int, start: StartGate, out: Any) -> None:
     _configure(database_url, broker_url)
     from oms import start_workflow
 
@@ -140,13 +141,12 @@ def _python_starter(database_url: str, broker_url: str, workflow: str, count: in
 def _run(target: Any, args: tuple[Any, ...], processes: int) -> tuple[float, int]:
     """``(seconds from the start signal to the last operation of any process, operations)``."""
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    start, out = StartGate(ctx, processes), ctx.Queue()
     procs = [ctx.Process(target=target, args=(*args, start, out)) for _ in range(processes)]
     for p in procs:
         p.start()
-    time.sleep(3)  # every process imported and connected
+    start.open()  # every process imported and connected
     began = time.monotonic()
-    start.set()
     results = [out.get(timeout=900) for _ in procs]
     for p in procs:
         p.join()

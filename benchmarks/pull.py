@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.gate import StartGate  # noqa: E402
 from benchmarks.scratch import create_database, drop_database  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def _configure(database_url: str, broker_url: str) -> None:
     oms.configure(database_url=database_url, broker_url=broker_url)
 
 
-def _engine_worker(database_url: str, broker_url: str, topic: str, start: mp.Event, out: mp.Queue,
+def _engine_worker(database_url: str, broker_url: str, topic: str, start: StartGate, out: mp.Queue,
                    measured: mp.Event) -> None:
     _configure(database_url, broker_url)
     from act import complete_task, fetch_task
@@ -55,7 +56,7 @@ def _engine_worker(database_url: str, broker_url: str, topic: str, start: mp.Eve
     measured.wait()  # connected until the server's CPU is read
 
 
-def _batch_worker(database_url: str, broker_url: str, topic: str, batch: int, start: mp.Event, out: mp.Queue,
+def _batch_worker(database_url: str, broker_url: str, topic: str, batch: int, start: StartGate, out: mp.Queue,
                   measured: mp.Event) -> None:
     _configure(database_url, broker_url)
     from act import complete_tasks, fetch_tasks
@@ -71,7 +72,7 @@ def _batch_worker(database_url: str, broker_url: str, topic: str, batch: int, st
     measured.wait()
 
 
-def _raw_worker(dsn: str, topic: str, batch: int, start: mp.Event, out: mp.Queue, measured: mp.Event) -> None:
+def _raw_worker(dsn: str, topic: str, batch: int, start: StartGate, out: mp.Queue, measured: mp.Event) -> None:
     import psycopg
 
     claim = (
@@ -111,13 +112,12 @@ def _postgres_cpu() -> float:
 def _run(target, args: tuple, processes: int) -> tuple[float, int, float, float]:  # type: ignore[type-arg]
     """``(seconds, operations, client CPU ms per operation, PostgreSQL CPU ms per operation)``."""
     ctx = mp.get_context("spawn")
-    start, out, measured = ctx.Event(), ctx.Queue(), ctx.Event()
+    start, out, measured = StartGate(ctx, processes), ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=target, args=(*args, start, out, measured)) for _ in range(processes)]
     for p in procs:
         p.start()
-    time.sleep(3)  # let every process import and connect
+    start.open()  # every process imported and connected
     began, server = time.monotonic(), _postgres_cpu()
-    start.set()
     results = [out.get(timeout=600) for _ in procs]
     server = _postgres_cpu() - server
     measured.set()
