@@ -31,19 +31,23 @@ window.OMS = (function () {
     node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
   }
 
-  // Puts `nodes` in `node`, keeping each child drawn before with the same markup where it is. Drawing everything again
-  // on every read would swap a button from under the pointer (a click whose press and release land on different
-  // nodes is lost) and drop its focus. Markup is compared as drawn, before tick() wrote into it, so a node's markup
-  // must name everything its handlers act on (ids in data- attributes).
-  const drawn = new WeakMap();
+  // Puts `nodes` in `node`, keeping each child drawn before that is the same as its new version where it is.
+  // Drawing everything again on every read would swap a button from under the pointer (a click whose press and
+  // release land on different nodes is lost) and drop its focus. A child is compared as drawn (a copy kept then,
+  // before tick() wrote into it), so a node must name in its attributes everything its handlers act on.
+  const drawn = new WeakMap(); // a child in the page -> a copy of it as drawn
   function redraw(node, nodes) {
-    const shown = new Map();
-    for (const child of node.children) if (drawn.has(child)) shown.set(drawn.get(child), child);
+    const old = Array.from(node.children).filter((child) => drawn.has(child));
     nodes.forEach((fresh, i) => {
-      const markup = fresh.outerHTML;
-      let kept = shown.get(markup);
-      if (kept) shown.delete(markup);
-      else drawn.set((kept = fresh), markup);
+      const same = (child) => drawn.get(child).isEqualNode(fresh);
+      const at = old[i] && same(old[i]) ? i : old.findIndex((child) => child && same(child));
+      let kept = fresh;
+      if (at >= 0) {
+        kept = old[at];
+        old[at] = null; // kept once
+      } else {
+        drawn.set(fresh, fresh.cloneNode(true));
+      }
       if (node.childNodes[i] !== kept) node.insertBefore(kept, node.childNodes[i] || null);
     });
     while (node.childNodes.length > nodes.length) node.lastChild.remove();
