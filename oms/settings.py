@@ -101,6 +101,9 @@ class OmsSettings(BaseSettings):
     smtp_url: str | None = Field(default=None, repr=False)  # its password: never in a repr
     #: The ``From:`` of e-mail notices (``oms@agency.gov``); its domain also ends their ``Message-ID``.
     smtp_from: str | None = None
+    #: Seconds between passes adding the event log to the SLA report's rollups (beat's ``oms.roll_up``), so a report
+    #: finds them caught up and does not pay for the log recorded since the last one.
+    rollup_interval: float = Field(default=300.0, gt=0, le=MAX_SECONDS)
     #: Seconds between sweeps of the notices' outbox (the beat schedule of ``oms.send_notices``).
     notice_interval: float = Field(default=5.0, gt=0, le=MAX_SECONDS)
     #: Seconds a webhook's answer or each SMTP exchange may take before the attempt counts as failed.

@@ -38,8 +38,8 @@ def broker_settings(settings: OmsSettings) -> dict[str, Any]:
 
 
 def beat_schedule(settings: OmsSettings) -> dict[str, dict[str, Any]]:
-    """The engine's upkeep, for beat: the SLA scan, the reconciler, the notices' sweep, and the prune when
-    ``OMS_RETENTION`` is set.
+    """The engine's upkeep, for beat: the SLA scan, the reconciler, the notices' sweep, the SLA report's rollups, and
+    the prune when ``OMS_RETENTION`` is set.
 
     Sent to the ``oms`` queue, each expiring after its interval. Any number of beats
     may run: each due row is taken by one scan only.
@@ -52,6 +52,8 @@ def beat_schedule(settings: OmsSettings) -> dict[str, dict[str, Any]]:
         "oms-reconcile": ("oms.reconcile", reconcile_every),
         # notices due in the outbox (oms.notify), sent to their webhooks and e-mail addresses
         "oms-send-notices": ("oms.send_notices", settings.notice_interval),
+        # the event log added to the SLA report's rollups: a report reads them caught up
+        "oms-roll-up": ("oms.roll_up", settings.rollup_interval),
     }
     if settings.retention:
         # finished instances older than OMS_RETENTION, deleted in batches

@@ -1,4 +1,4 @@
-"""``oms prune``: delete finished instances, with their tasks and events, in batches."""
+"""``oms prune``: delete finished instances, with their tasks, events and notices, in batches."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .base import CONTEXT, env_option, moment_or_age
 @env_option("--dry-run", "dry_run", env="OMS_PRUNE_DRY_RUN", is_flag=True,
             help="Count what would be deleted; delete nothing.")
 def prune(finished_before: str, batch: int, dry_run: bool) -> None:
-    """Delete instances that finished (done, failed or cancelled) long ago, with their tasks and events.
+    """Delete instances that finished (done, failed or cancelled) long ago, with their tasks, events and notices.
 
     Runs in batches of short transactions, oldest first, beside running workers: running
     instances are never touched, and an instance another transaction holds is left for
@@ -32,7 +32,8 @@ def prune(finished_before: str, batch: int, dry_run: bool) -> None:
     """
     report = run_prune(moment_or_age(finished_before, "--finished-before"), batch=batch, dry_run=dry_run)
     before = report.finished_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    counts = f"{report.instances} instance(s), {report.tasks} task(s) and {report.events} event(s)"
+    counts = (f"{report.instances} instance(s), {report.tasks} task(s), {report.events} event(s) and "
+              f"{report.notices} notice(s)")
     if dry_run:
         click.echo(f"would remove {counts} finished before {before} (dry run: nothing removed)")
     else:

@@ -1,4 +1,4 @@
-"""Retention: delete finished instances with their tasks and events, in short batches (``oms prune``).
+"""Retention: delete finished instances with their tasks, events and notices, in short batches (``oms prune``).
 
 Each batch is one short transaction: it takes up to ``batch`` instances finished
 before the cutoff, oldest first, locking them with ``SKIP LOCKED`` (an instance
@@ -10,6 +10,10 @@ The SLA report's rollups (:mod:`oms.ops.sla_rollups`) are caught up first (a cut
 of just now waits the two seconds an event takes to settle), and an instance with an
 event they do not hold yet is left for the next run: a report reads the same after a
 prune as before it.
+
+Then the notices' outbox: a notice written before the cutoff, sent or given up, goes
+with its attempts once its instance is gone (or if it had none); a pending one stays
+for its sender.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import ColumnElement, Delete, delete, exists, func, select
+from sqlalchemy import ColumnElement, Delete, and_, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from ..states import FINISHED_INSTANCE
 from ..store import runs
 from ..store.db import retrying, transaction
-from ..store.tables import EventRow, InstanceRow, TaskRow
+from ..store.notices import PENDING
+from ..store.tables import EventRow, InstanceRow, NoticeRow, TaskRow
 from . import sla_rollups
 from .watermarks import SETTLE
 
@@ -43,6 +48,7 @@ class PruneReport:
     instances: int = 0
     tasks: int = 0
     events: int = 0
+    notices: int = 0
     batches: int = 0
     dry_run: bool = False
 
@@ -83,6 +89,23 @@ def _prune_batch(cutoff: datetime, batch: int) -> tuple[int, int, int]:
         return _deleted(session, delete(InstanceRow).where(InstanceRow.id.in_(ids))), tasks, events
 
 
+def _notices_due(cutoff: datetime, *, instances_due_too: bool = False) -> list[ColumnElement[bool]]:
+    """Notices written before ``cutoff``, sent or given up, whose instance is gone or never was (or, to count
+    before a prune, is due to go)."""
+    kept = [InstanceRow.id == NoticeRow.instance_id]
+    if instances_due_too:
+        kept.append(~and_(*_due(cutoff)))
+    return [NoticeRow.created_at < cutoff, NoticeRow.status != PENDING, ~exists().where(*kept)]
+
+
+def _prune_notices(cutoff: datetime, batch: int) -> int:
+    """One transaction: up to ``batch`` notices, oldest first, with their attempts (``ON DELETE CASCADE``)."""
+    with transaction() as session:
+        ids = list(session.scalars(select(NoticeRow.id).where(*_notices_due(cutoff)).order_by(NoticeRow.created_at)
+                                   .limit(batch)))
+        return _deleted(session, delete(NoticeRow).where(NoticeRow.id.in_(ids))) if ids else 0
+
+
 def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: bool = False,
           now: datetime | None = None) -> PruneReport:
     """Delete the instances finished before a moment (or longer than a duration ago), with their tasks and events.
@@ -104,6 +127,8 @@ def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: 
                                           .where(TaskRow.instance_id.in_(doomed))) or 0
             report.events = session.scalar(select(func.count()).select_from(EventRow)
                                            .where(EventRow.instance_id.in_(doomed))) or 0
+            report.notices = session.scalar(select(func.count()).select_from(NoticeRow)
+                                            .where(*_notices_due(cutoff, instances_due_too=True))) or 0
         return report
     _catch_up(cutoff)
     while True:
@@ -117,7 +142,11 @@ def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: 
         logger.info("pruned %d finished instance(s) (batch %d)", ids, report.batches)
         if ids < batch:
             break
+    while (gone := retrying(partial(_prune_notices, cutoff, batch), "pruning notices")) > 0:
+        report.notices += gone
+        if gone < batch:
+            break
     runs.record(runs.PRUNE, started, report.instances, details={
         "finished_before": cutoff.isoformat(), "instances": report.instances, "tasks": report.tasks,
-        "events": report.events, "batches": report.batches})
+        "events": report.events, "notices": report.notices, "batches": report.batches})
     return report

@@ -12,6 +12,7 @@ from ..settings import get_settings
 from ..sla.scanner import scan_sla
 from .reconcile import reconcile
 from .retention import prune
+from .sla_rollups import catch_up
 
 
 def scan_sla_task() -> dict[str, Any]:
@@ -31,6 +32,12 @@ def prune_task() -> int:
     return prune(retention).instances if retention else 0
 
 
+def roll_up_task() -> int:
+    """Beat entry: add the events recorded since the last pass to the SLA report's rollups (see
+    :mod:`oms.ops.sla_rollups`); how many were read."""
+    return catch_up()
+
+
 def send_notices_task() -> dict[str, Any]:
     """Beat entry, and what :func:`oms.notify.kick` sends: deliver the notices due (see :mod:`oms.notify`)."""
     return asdict(deliver())
@@ -39,4 +46,5 @@ def send_notices_task() -> dict[str, Any]:
 engine_task("oms.scan_sla", scan_sla_task)
 engine_task("oms.reconcile", reconcile_task)
 engine_task("oms.prune", prune_task)
+engine_task("oms.roll_up", roll_up_task)
 engine_task(SEND_NOTICES, send_notices_task)

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from oms import Workflow, cancel_workflow
 from oms.engine import door
 from oms.engine.starts import start_instance
 from oms.ops.retention import prune
 from oms.store.catalog import load_definition
+from oms.store import notices
 from oms.store.db import transaction
 from oms.store.runs import PRUNE, last_run
-from oms.store.tables import EventRow, InstanceRow, TaskRow
+from oms.store.tables import EventRow, InstanceRow, NoticeAttemptRow, NoticeRow, TaskRow
 
 from ..conftest import Backend
 
@@ -81,6 +82,37 @@ def test_prune_removes_what_finished_before_the_cutoff_in_batches(backend: Backe
     run = last_run(PRUNE)
     assert run is not None and run.rows == 7 and run.details["events"] == 50
     assert prune(5 * DAY, now=T0 + 10 * DAY).instances == 0
+
+
+def _notice(instance_id: str | None, created: datetime, status: str, attempts: int = 0) -> str:
+    """A notice in the outbox as its sender left it, with ``attempts`` recorded attempts."""
+    with transaction() as s:
+        [notice_id] = notices.add(s.connection(), [notices.Notice("two", "group:inspectors", {}, instance_id)],
+                                  created)
+        s.execute(update(NoticeRow).where(NoticeRow.id == notice_id).values(status=status))
+        for _ in range(attempts):
+            s.add(NoticeAttemptRow(notice_id=notice_id, at=created, ok=status == "sent"))
+    return notice_id
+
+
+def test_prune_takes_the_notices_of_what_it_pruned_and_leaves_the_rest(backend: Backend) -> None:
+    Workflow(id="two", steps=[{"id": "a", "sla": "1h"}, {"id": "b", "sla": "1h"}]).save()
+    done, running = _start(T0), _start(T0)
+    _run(done, T0)
+    _notice(done, T0, "sent", attempts=2), _notice(None, T0, "failed", attempts=3)  # both go, attempts too
+    told = _notice(running, T0, "sent", attempts=1)  # its instance is still there
+    kept = {told, _notice(None, T0, "pending"),  # its sender has not given up on it
+            _notice(None, T0 + 9 * DAY, "sent")}  # after the cutoff
+
+    assert prune(5 * DAY, dry_run=True, now=T0 + 10 * DAY).notices == 2
+    report = prune(5 * DAY, batch=1, now=T0 + 10 * DAY)
+    assert (report.instances, report.notices) == (1, 2)
+    with transaction() as s:
+        assert set(s.scalars(select(NoticeRow.id))) == kept
+        assert list(s.scalars(select(NoticeAttemptRow.notice_id))) == [told]
+    run = last_run(PRUNE)
+    assert run is not None and run.details["notices"] == 2
+    assert prune(5 * DAY, now=T0 + 10 * DAY).notices == 0
 
 
 def test_beat_prunes_every_hour_when_oms_retention_is_set(backend: Backend) -> None:

@@ -162,6 +162,31 @@ def test_an_instance_with_events_not_rolled_up_is_left_for_the_next_prune(backen
     assert deleted > 0 and kept <= remaining
 
 
+def test_beat_keeps_the_rollups_caught_up(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``oms.roll_up`` is on beat's schedule (``OMS_ROLLUP_INTERVAL``): it adds what is new to the rollups, so the
+    report that follows finds nothing left to read."""
+    from oms.celery.config import beat_schedule
+    from oms.ops.tasks import roll_up_task
+    from oms.settings import OmsSettings
+
+    entry = beat_schedule(OmsSettings())["oms-roll-up"]
+    assert (entry["task"], entry["schedule"], entry["options"]["queue"]) == ("oms.roll_up", 300.0, "oms")
+    monkeypatch.setenv("OMS_ROLLUP_INTERVAL", "60")
+    assert beat_schedule(OmsSettings())["oms-roll-up"]["schedule"] == 60.0
+
+    build(days=3)
+    month = expected()
+    with transaction() as s:
+        assert s.scalar(select(func.count()).select_from(SlaRollupRow)) == 0
+        events = list(s.scalars(select(EventRow.id)))
+    assert roll_up_task() == len(events)
+    with transaction() as s:
+        assert sla_rollups.rolled_up(s) == max(events)
+        assert s.scalar(select(func.count()).select_from(SlaRollupRow)) > 0
+    assert roll_up_task() == 0  # caught up: nothing new
+    _assert_counts(sla_report(SINCE, UNTIL), month)
+
+
 def _oms(*args: str) -> str:
     result = CliRunner().invoke(main, list(args))
     assert result.exit_code == 0, (args, result.output, result.stderr)
