@@ -11,8 +11,8 @@ from oms import Workflow, cancel_workflow
 from oms.engine import door
 from oms.engine.starts import start_instance
 from oms.ops.retention import prune
-from oms.store.catalog import load_definition
 from oms.store import notices
+from oms.store.catalog import load_definition
 from oms.store.db import transaction
 from oms.store.runs import PRUNE, last_run
 from oms.store.tables import EventRow, InstanceRow, NoticeAttemptRow, NoticeRow, TaskRow
