@@ -108,7 +108,8 @@ def _prune_notices(cutoff: datetime, batch: int) -> int:
 
 def prune(finished_before: timedelta | datetime, *, batch: int = 5000, dry_run: bool = False,
           now: datetime | None = None) -> PruneReport:
-    """Delete the instances finished before a moment (or longer than a duration ago), with their tasks and events.
+    """Delete the instances finished before a moment (or longer than a duration ago), with their tasks and events,
+    then the notices written before it that are sent or given up and whose instance is gone.
 
     Args:
         finished_before: a moment, or how long ago (``timedelta(days=90)``).

@@ -55,9 +55,11 @@ def test_an_untaken_pull_step_turns_yellow_then_red_and_is_escalated_promptly(sc
     assert task.light == "red" and task.status == "pending"
     assert [e.kind for e in history(instance_id) if "sla" in e.kind] == ["task.sla_warning", "task.sla_violated"]
     lateness = (datetime.fromisoformat(str(handled["received_at"])) - task.expires_at).total_seconds()
-    assert 0 <= lateness <= INTERVAL + 1.0, lateness
+    # within a scan interval, and the escalation's own round trip through beat, broker and a worker: on a loaded
+    # 2-core host that round trip alone took 2.1 s
+    assert 0 <= lateness <= INTERVAL + 3.0, lateness
     warn_lateness = (datetime.fromisoformat(str(warned["received_at"])) - task.warn_at).total_seconds()
-    assert 0 <= warn_lateness <= INTERVAL + 1.0, warn_lateness
+    assert 0 <= warn_lateness <= INTERVAL + 3.0, warn_lateness
     assert violation.payload["action"] == "sla_violation" and violation.payload["step"] == "unclaimed"
 
 
