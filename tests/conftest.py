@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,15 @@ class Backend:
     @property
     def env(self) -> dict[str, str]:
         return {"OMS_DATABASE_URL": self.database_url, "OMS_BROKER_URL": self.broker_url, "OMS_HOME": str(self.home)}
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect each test's garbage before the next test starts. A socket or file it left open warns when
+    collected, and the suite turns that warning into an error. Collected here, the error falls on the test
+    that leaked it, every time, not on whichever later test the collector happened to run in."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

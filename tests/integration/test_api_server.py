@@ -211,6 +211,8 @@ def test_oms_api_workers_serve_one_port_from_several_processes(postgres_backend:
                                                                tmp_path: Path) -> None:
     api = ApiProcess(postgres_backend, tmp_path, "--workers", "2", env={"OMS_API_ACCESS_LOG": "false"})
     try:
+        # The port answers once the first process is up; the second may still be importing.
+        _wait(lambda: api.log.read_text().count("Application startup complete.") == 2, timeout=30)
         served = {int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", api.log.read_text())}
         assert len(served) == 2 and served <= set(_children(api.process.pid)), api.log.read_text()
         httpx.put(f"{api.url}/v1/workflows/epa_waste_reg", json=EPA, headers=admin)
