@@ -32,18 +32,19 @@ _scans: ScanWatch | None = None
 
 
 def _connection() -> Connection:
-    """This thread's broker connection, reopened when the broker URL changes."""
+    """This thread's broker connection, reopened when the broker changes: its URL, or its options (the embedded
+    broker's URL is always the same, its folder is in the options)."""
     app = current()
-    url = app.conf.broker_url
+    broker = (app.conf.broker_url, repr(app.conf.broker_transport_options))
     conn: Connection | None = getattr(_local, "connection", None)
-    if conn is None or getattr(_local, "url", None) != url:
+    if conn is None or getattr(_local, "broker", None) != broker:
         if conn is not None:
             with contextlib.suppress(Exception):  # the old broker may be gone; the connection is dropped anyway
                 conn.release()  # type: ignore[no-untyped-call]
         # Short polls: Redis blocks each BRPOP for ``polling_interval`` (1 s by default),
         # which would let a fetch overrun its ``max_wait`` by up to that much.
         conn = app.connection_for_read(transport_options={"polling_interval": 0.05})
-        _local.connection, _local.url = conn, url
+        _local.connection, _local.broker = conn, broker
     return conn
 
 

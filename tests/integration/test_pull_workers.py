@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+import oms
 from act import LeaseLost, TaskAlreadyFinished, complete_task, extend_lease, fail_task, fetch_task
 from oms import Workflow, get_instance, history, start_workflow, start_workflows
 from oms.durations import utcnow
@@ -194,7 +195,12 @@ def test_fetch_waits_max_wait_then_returns_none_and_wakes_promptly(backend: Back
     started = time.monotonic()
     assert fetch_task("wake_step", max_wait="1s") is None
     assert 0.95 <= time.monotonic() - started < 1.5
+    _wakes_promptly("wake_step")  # a long poll, not a slow loop
 
+
+def _wakes_promptly(topic: str) -> None:
+    """A fetch on ``topic`` (one step, 1m SLA) is woken by a start half a second later, not by its max_wait."""
+    Workflow(id="wake", steps=[{"id": topic, "sla": "1m"}]).save()
     published: list[float] = []
 
     def offer_later() -> None:
@@ -203,11 +209,20 @@ def test_fetch_waits_max_wait_then_returns_none_and_wakes_promptly(backend: Back
         start_workflow("wake", payload={})
 
     threading.Thread(target=offer_later).start()
-    task = fetch_task("wake_step", max_wait="10s")
+    task = fetch_task(topic, max_wait="10s")
     woke = time.monotonic()
     assert task is not None
-    assert woke - published[0] < 0.5  # a long poll, not a slow loop
+    assert woke - published[0] < 0.5, "woken by max_wait: the fetch waited on another broker"
     complete_task(task.id)
+
+
+def test_fetch_waits_on_the_embedded_broker_configured_last(sqlite_backend: Backend, tmp_path: Path) -> None:
+    """The embedded broker's URL is the same for every folder: a fetch after ``oms.configure(home=...)`` waits on
+    the new folder, not on the connection it opened to the old one."""
+    Workflow(id="wake", steps=[{"id": "wake_step", "sla": "1m"}]).save()
+    assert fetch_task("wake_step", max_wait="0.05s") is None  # a connection to the first folder
+    oms.configure(database_url=f"sqlite:///{tmp_path / 'other.db'}", home=tmp_path / "other")
+    _wakes_promptly("wake_step")
 
 
 def test_push_and_pull_on_one_topic_run_each_step_once(backend: Backend, tmp_path: Path) -> None:
