@@ -40,6 +40,13 @@ class Backend:
         return {"OMS_DATABASE_URL": self.database_url, "OMS_BROKER_URL": self.broker_url, "OMS_HOME": str(self.home)}
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Set aside what importing the tests made (modules, classes: about 140,000 objects) so that the collection
+    after each test looks only at what tests made: 0.1 s a test becomes microseconds."""
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage() -> Iterator[None]:
     """Collect each test's garbage before the next test starts. A socket or file it left open warns when
