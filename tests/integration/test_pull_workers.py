@@ -199,8 +199,8 @@ def test_fetch_waits_max_wait_then_returns_none_and_wakes_promptly(backend: Back
 
 
 def _wakes_promptly(topic: str) -> None:
-    """A fetch on ``topic`` (one step, 1m SLA) is woken by a start half a second later, not by its max_wait."""
-    Workflow(id="wake", steps=[{"id": topic, "sla": "1m"}]).save()
+    """A fetch on ``topic`` is woken by a start of the saved workflow ``wake`` half a second later, not by its
+    max_wait."""
     published: list[float] = []
 
     def offer_later() -> None:
@@ -222,6 +222,7 @@ def test_fetch_waits_on_the_embedded_broker_configured_last(sqlite_backend: Back
     Workflow(id="wake", steps=[{"id": "wake_step", "sla": "1m"}]).save()
     assert fetch_task("wake_step", max_wait="0.05s") is None  # a connection to the first folder
     oms.configure(database_url=f"sqlite:///{tmp_path / 'other.db'}", home=tmp_path / "other")
+    Workflow(id="wake", steps=[{"id": "wake_step", "sla": "1m"}]).save()  # in the new database
     _wakes_promptly("wake_step")
 
 

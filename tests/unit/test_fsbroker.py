@@ -13,6 +13,8 @@ from kombu import Connection, Exchange, Queue
 
 from oms.celery.fsbroker import SLICE
 
+STEPS = Queue("steps", Exchange("steps", type="direct"), routing_key="steps")
+
 
 @pytest.fixture
 def connection(tmp_path: Path) -> Iterator[Connection]:
@@ -27,8 +29,7 @@ def connection(tmp_path: Path) -> Iterator[Connection]:
 
 
 def _consume(conn: Connection, got: list[object]) -> None:
-    queue = Queue("steps", Exchange("steps", type="direct"), routing_key="steps")
-    conn.Consumer(queue, callbacks=[lambda body, message: (got.append(body), message.ack())]).consume()
+    conn.Consumer(STEPS, callbacks=[lambda body, message: (got.append(body), message.ack())]).consume()
 
 
 def test_a_wait_lasts_as_long_as_asked_and_ends_with_the_message(connection: Connection) -> None:
@@ -43,8 +44,7 @@ def test_a_wait_lasts_as_long_as_asked_and_ends_with_the_message(connection: Con
         time.sleep(3 * SLICE)
         with Connection(connection.as_uri(), transport="oms.celery.fsbroker:Transport",
                         transport_options=connection.transport_options) as other:
-            other.Producer().publish({"n": 1}, exchange="steps", routing_key="steps", declare=[
-                Queue("steps", Exchange("steps", type="direct"), routing_key="steps")])
+            other.Producer().publish({"n": 1}, exchange="steps", routing_key="steps", declare=[STEPS])
 
     threading.Thread(target=publish).start()
     connection.drain_events(timeout=30)
