@@ -444,7 +444,7 @@ class Door:
             self._refuse(task.id, now, worker_id)
 
         def lost() -> tuple[int, Place]:
-            with db.engine.connect() as conn:
+            with db.reader.connect() as conn:
                 row = conn.execute(select(tasks.c.lost, tasks.c.ready_at, tasks.c.light, tasks.c.rung)
                                    .where(tasks.c.id == task.id)).one()
                 return int(row.lost or 0), Place(row.ready_at, row.light, row.rung)

@@ -165,7 +165,7 @@ def signal_by_key(workflow_id: str, business_key: str, name: str, data: dict[str
 def _ended_with(workflow_id: str, key: str) -> tuple[str, str] | None:
     """The newest finished instance of ``workflow_id`` with business key ``key``: ``(id, status)``."""
     def read() -> Any:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             return conn.execute(select(instances.c.id, instances.c.status).where(
                 instances.c.workflow_id == workflow_id, instances.c.business_key == key)
                 .order_by(instances.c.created_at.desc()).limit(1)).first()

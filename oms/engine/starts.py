@@ -109,7 +109,7 @@ def _start(workflow_id: str, payloads: list[dict[str, Any]], now: datetime,
 
 def _running_with(db: Database, workflow_id: str, business_key: str) -> str | None:
     """The unfinished instance of ``workflow_id`` that has ``business_key``, if any."""
-    with db.engine.connect() as conn:
+    with db.reader.connect() as conn:
         return conn.scalar(moves.holder_of_key(workflow_id, business_key))
 
 

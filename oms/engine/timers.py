@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 def _due(now: datetime, limit: int) -> list[Row[Any]]:
-    with database().engine.connect() as conn:
+    with database().reader.connect() as conn:
         return list(conn.execute(moves.with_instance(tasks).where(
             tasks.c.wake_at.is_not(None), tasks.c.status == literal(TaskStatus.PENDING), tasks.c.wake_at <= now)
             .order_by(tasks.c.wake_at).limit(limit)))

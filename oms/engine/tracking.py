@@ -177,7 +177,7 @@ def _on_publish(sender: Any = None, headers: dict[str, Any] | None = None, **_: 
 
 
 def _running(instance_id: str) -> bool:
-    with database().engine.connect() as conn:
+    with database().reader.connect() as conn:
         status = conn.scalar(select(instances.c.status).where(instances.c.id == instance_id))
     return status == InstanceStatus.RUNNING
 

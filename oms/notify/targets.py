@@ -72,7 +72,7 @@ def resolve(target: str) -> Resolved:
     """Whom ``target`` reaches now."""
 
     def read() -> Resolved:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             if target.startswith(USER):
                 return _person(conn, target.removeprefix(USER))
             if target.startswith(GROUP):

@@ -101,7 +101,7 @@ def inbox(user: str, *, now: datetime | None = None, limit: int = MAX_INBOX) -> 
     now = now or utcnow()
 
     def read() -> list[Any]:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             return list(conn.execute(_query(person, conn.dialect.name).order_by(tasks.c.expires_at, tasks.c.id)
                                      .limit(limit)))
 
@@ -119,7 +119,7 @@ def human_task(task_id: str, user: str, *, now: datetime | None = None) -> Human
     now = now or utcnow()
 
     def read() -> tuple[Any, str | None]:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             row = conn.execute(_query(person, conn.dialect.name).add_columns(instances.c.payload, instances.c.results)
                                .where(tasks.c.id == task_id)).first()
             status = None if row is not None else conn.scalar(

@@ -30,6 +30,7 @@ from math import ceil, floor
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Integer, and_, bindparam, func, literal_column, or_, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -39,6 +40,9 @@ from ..model.names import SYSTEM_PREFIX, reserved
 from ..settings import get_settings
 from ..states import GREEN, PREDICTED, YELLOW, TaskStatus
 from ..store.tables import PREDICTABLE, PREDICTED_YELLOW, DefinitionRow, TaskRow
+
+#: Where the prediction reads: a scan's connection outside any transaction, or a session.
+Reader = Session | Connection
 
 #: Queued steps per topic a scan looks at (the oldest): a deeper queue's tail is predicted once the head
 #: moves, and the fraction rule, on its own clock, still warns it.
@@ -128,12 +132,12 @@ class Bounds:
         return self.soonest is None and self.first_predicted is None
 
 
-def bounds(session: Session, topic: str) -> Bounds:
+def bounds(session: Reader, topic: str) -> Bounds:
     """The topic's :class:`Bounds`: one statement, an index probe or two."""
     return Bounds(*session.execute(_BOUNDS, {"topic": topic}).one())
 
 
-def outlook(session: Session, topic: str, now: datetime) -> tuple[Bounds, Pace | None]:
+def outlook(session: Reader, topic: str, now: datetime) -> tuple[Bounds, Pace | None]:
     """The topic's :class:`Bounds` and, unless they are empty, its :func:`pace`: one statement, for a scan pays a
     round trip per statement, and most find that no light moves."""
     since = now - timedelta(seconds=get_settings().predict_window)
@@ -142,7 +146,7 @@ def outlook(session: Session, topic: str, now: datetime) -> tuple[Bounds, Pace |
     return found, None if found.empty else pace(topic, now, *counted)
 
 
-def quiet(session: Session, topic: str, found: Bounds, estimate: Pace, now: datetime) -> bool:
+def quiet(session: Reader, topic: str, found: Bounds, estimate: Pace, now: datetime) -> bool:
     """Whether no light of the topic's queue can move at this pace, told without reading the queue: from its bounds
     and counts through the pending-steps index, each stopped at what it must know."""
     clock = now.timestamp() + estimate.p90_s
@@ -150,7 +154,7 @@ def quiet(session: Session, topic: str, found: Bounds, estimate: Pace, now: date
             and _none_on_time(session, topic, found, estimate, clock))
 
 
-def _none_late(session: Session, topic: str, soonest: datetime | None, estimate: Pace, now: datetime,
+def _none_late(session: Reader, topic: str, soonest: datetime | None, estimate: Pace, now: datetime,
                clock: float) -> bool:
     """No step still green can be late: one at ``position`` is when ``position > (expires_at - now - p90) * rate``.
 
@@ -174,7 +178,7 @@ def _none_late(session: Session, topic: str, soonest: datetime | None, estimate:
     return last is not None and _count(session, _THROUGH, topic, floor(room) + 1, last) <= room
 
 
-def _none_on_time(session: Session, topic: str, found: Bounds, estimate: Pace, clock: float) -> bool:
+def _none_on_time(session: Reader, topic: str, found: Bounds, estimate: Pace, clock: float) -> bool:
     """No step a prediction turned yellow can be on time again: one at ``position`` is when ``position < (warn_at -
     now - p90) * rate``. A step's position is at least one more than the steps ready before it: none is on time
     while as many are queued ahead of the oldest predicted one as the latest warning time allows (or the head
@@ -188,9 +192,11 @@ def _none_on_time(session: Session, topic: str, found: Bounds, estimate: Pace, c
     return ahead >= MAX_QUEUE or 1 + ahead >= room
 
 
-def changes(session: Session, now: datetime, *, bounded: bool = True) -> list[Change]:
+def changes(session: Reader, now: datetime, *, bounded: bool = True, mark: tuple[Any, ...] | None = None
+            ) -> list[Change]:
     """The lights this scan's prediction moves: per topic with queued steps its bounds, its pace and, unless the
-    bounds show no light can move (``bounded=False``: read it anyway), its queue.
+    bounds show no light can move (``bounded=False``: read it anyway), its queue. ``mark``: the definitions'
+    :data:`DEFINITIONS_MARK`, when the caller read it.
 
     The queue is read in the database, which returns only the steps whose light moves:
     a step at ``position`` finishes at ``now + position / rate + p90``, so it is late
@@ -200,7 +206,7 @@ def changes(session: Session, now: datetime, *, bounded: bool = True) -> list[Ch
     if get_settings().predict_window <= 0:
         return []
     found: list[Change] = []
-    for topic in sorted(topics(session)):
+    for topic in sorted(topics(session, mark)):
         queue, estimate = outlook(session, topic, now)
         if estimate is None or estimate.rate <= 0 or (bounded and quiet(session, topic, queue, estimate, now)):
             continue
@@ -212,7 +218,7 @@ def changes(session: Session, now: datetime, *, bounded: bool = True) -> list[Ch
     return found
 
 
-def _count(session: Session, statement: Any, topic: str, limit: int, at: datetime | None = None) -> int:
+def _count(session: Reader, statement: Any, topic: str, limit: int, at: datetime | None = None) -> int:
     """The topic's queued steps ``statement`` counts (those ready before or through ``at``), up to ``limit``."""
     return int(session.scalar(statement, {"topic": topic, "limit": limit, "at": at}) or 0)
 
@@ -290,17 +296,24 @@ _LAST_READY = select(func.max(TaskRow.ready_at)).where(
 
 #: Topics of the stored definitions, by database and by what identifies the definitions' table then.
 _topics: dict[str, tuple[tuple[Any, ...], frozenset[str]]] = {}
+_USER = DefinitionRow.workflow_id.not_like(f"{SYSTEM_PREFIX}%")
+#: What identifies the stored definitions at a moment (how many, the newest): their topics are read again when it
+#: changes. A scan reads it in the statement it opens with.
+DEFINITIONS_MARK = (select(func.count()).where(_USER).scalar_subquery(),
+                    select(func.max(DefinitionRow.created_at)).where(_USER).scalar_subquery())
 
 
-def topics(session: Session) -> frozenset[str]:
-    """The topics of every stored workflow definition but the engine's own (read again when one is saved)."""
-    user = DefinitionRow.workflow_id.not_like(f"{SYSTEM_PREFIX}%")
-    mark = tuple(session.execute(select(func.count(), func.max(DefinitionRow.created_at)).where(user)).one())
-    url = str(session.get_bind().engine.url)
+def topics(reader: Reader, mark: tuple[Any, ...] | None = None) -> frozenset[str]:
+    """The topics of every stored workflow definition but the engine's own, read again when ``mark`` (the
+    :data:`DEFINITIONS_MARK` now, read here when not given) says one was saved."""
+    if mark is None:
+        mark = tuple(reader.execute(select(*DEFINITIONS_MARK)).one())
+    bind = reader.get_bind() if isinstance(reader, Session) else reader
+    url = str(bind.engine.url)
     cached = _topics.get(url)
     if cached is not None and cached[0] == mark:
         return cached[1]
-    specs = session.scalars(select(DefinitionRow.spec).where(user))
+    specs = reader.scalars(select(DefinitionRow.spec).where(_USER))
     found = frozenset(topic for spec in specs for topic in _spec_topics(spec))
     _topics[url] = (mark, found)
     return found

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..celery.dispatch import publish_all
@@ -33,9 +34,9 @@ from ..notify import kick
 from ..states import EventKind, TaskStatus
 from ..store import runs
 from ..store.catalog import load_definition
-from ..store.db import TRANSIENT, retrying, transaction
+from ..store.db import TRANSIENT, database, retrying, transaction
 from ..store.events import record
-from ..store.tables import EventRow, InstanceRow, TaskRow
+from ..store.tables import EventRow, InstanceRow, TaskRow, literal
 from . import predict
 from .advance import Batch, ScanReport, advance_instance, advance_task, apply_prediction
 
@@ -61,28 +62,36 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
     # saved before the scan's transaction: SQLite has one writer, and this is another one
     escalation_workflow(WARNING)
     escalation_workflow(VIOLATION)
+    due = retrying(partial(_next_due, now), "reading what is due")
+    mark = due.definitions
     while True:
-        woken, after_timers = wake_timers(now, limit=batch, on_error=partial(_row_error, report, now, "timer"))
+        woken, after_timers = wake_timers(
+            now, limit=batch, on_error=partial(_row_error, report, now, "timer")) if due.timers else (0, [])
         report.timers += woken
         publish_all(after_timers)
         work = Batch(now)
-        try:
-            due = _scan_batch(work, batch, isolated=False)
-        except TRANSIENT:
-            raise
-        except Exception as exc:
-            logger.warning("SLA scan: a batch failed (%s: %s); doing it again row by row", type(exc).__name__, exc)
-            work = Batch(now)
-            due = _scan_batch(work, batch, isolated=True)
+        found = (0, 0)
+        if due.rows:
+            try:
+                found = _scan_batch(work, batch, isolated=False)
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                logger.warning("SLA scan: a batch failed (%s: %s); doing it again row by row", type(exc).__name__,
+                               exc)
+                work = Batch(now)
+                found = _scan_batch(work, batch, isolated=True)
         _apply_policies(work)
         work.add_to(report)
-        expired = sweep(now=now, limit=batch, on_error=partial(_row_error, report, now, "lease sweep"))
+        expired = sweep(now=now, limit=batch, on_error=partial(_row_error, report, now, "lease sweep")
+                        ) if due.leases else []
         report.leases_expired += len(expired)
         publish_all(work.dispatches + expired)
-        if max(*due, len(expired), woken) < batch:
+        if max(*found, len(expired), woken) < batch:
             break
+        due = Due.EVERYTHING  # a full batch: more may be due of every kind
     try:
-        _predict(now, report)
+        _predict(now, report, mark)
     except TRANSIENT:
         raise
     except Exception as exc:  # a prediction is advice: it never stops the scan
@@ -93,6 +102,42 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
         kick()  # the rungs' notices, committed: sent now rather than at the next sweep
     runs.record(runs.SCAN, started, report.rows, errors=report.errors, details=_counts(report))
     return report
+
+
+@dataclass(frozen=True)
+class Due:
+    """Which kinds of the scan's work are due, and the definitions' :data:`~oms.sla.predict.DEFINITIONS_MARK`."""
+
+    rows: bool
+    timers: bool
+    leases: bool
+    definitions: tuple[Any, ...] | None = None
+
+    EVERYTHING: ClassVar[Due]
+
+
+Due.EVERYTHING = Due(True, True, True)
+
+#: When each kind of the scan's work next falls due (the soonest SLA check of a task and of an instance, timer,
+#: lease), and the definitions' mark: a probe of each partial index in one statement with no parameter (its plan
+#: prepared once), so that a scan with no news reads nothing more than this, in one round trip.
+_NEXT_DUE = select(
+    select(func.min(TaskRow.sla_check_at)).where(TaskRow.sla_check_at.is_not(None)).scalar_subquery(),
+    select(func.min(InstanceRow.sla_check_at)).where(InstanceRow.sla_check_at.is_not(None)).scalar_subquery(),
+    select(func.min(TaskRow.wake_at)).where(TaskRow.wake_at.is_not(None), TaskRow.status == literal(TaskStatus.PENDING)
+                                            ).scalar_subquery(),
+    select(func.min(TaskRow.lease_expires_at)).where(TaskRow.status == literal(TaskStatus.RUNNING)).scalar_subquery(),
+    *predict.DEFINITIONS_MARK,
+)
+
+
+def _next_due(now: datetime) -> Due:
+    """What is due at ``now``, by the conditions the scan's reads take (a lease lapses strictly before ``now``)."""
+    with database().reader.connect() as conn:
+        task, instance, timer, lease, *mark = conn.execute(_NEXT_DUE).one()
+    return Due(rows=any(at is not None and at <= now for at in (task, instance)),
+               timers=timer is not None and timer <= now, leases=lease is not None and lease < now,
+               definitions=tuple(mark))
 
 
 def _scan_batch(work: Batch, batch: int, *, isolated: bool) -> tuple[int, int]:
@@ -209,11 +254,17 @@ def _record_failure(task_id: str, detail: str, now: datetime) -> None:
         logger.exception("SLA scan: could not record the failure of task %s", task_id)
 
 
-def _predict(now: datetime, report: ScanReport) -> None:
-    """Turn yellow the queued steps a topic's pace will make late, and green those it no longer will (once)."""
+def _predict(now: datetime, report: ScanReport, mark: tuple[Any, ...] | None) -> None:
+    """Turn yellow the queued steps a topic's pace will make late, and green those it no longer will (once).
+
+    Read outside any transaction (most scans find no light moves); only the steps whose light moves are locked.
+    """
+    with database().reader.connect() as conn:
+        found = {change.task_id: change for change in predict.changes(conn, now, mark=mark)}
+    if not found:
+        return
     work = Batch(now)
     with transaction() as session:
-        found = {change.task_id: change for change in predict.changes(session, now)}
         ids = list(found)
         for start in range(0, len(ids), 1000):
             rows = session.execute(

@@ -139,7 +139,7 @@ def create(name: str, *, webhook: str | None = None, email: str | None = None, s
 
 def _read(query: Any, what: str) -> list[Row[Any]]:
     def read() -> list[Row[Any]]:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             return list(conn.execute(query))
 
     return retrying(read, what)

@@ -133,6 +133,14 @@ class Database:
                              pool_size=5, max_overflow=10)
 
     @property
+    def reader(self) -> Engine:
+        """Where a read outside any transaction runs: on PostgreSQL the autocommit pool (a statement is one round
+        trip, and no ROLLBACK follows it: psycopg forgets every statement a connection prepared at each ROLLBACK,
+        so one read closed that way in the main pool kept all of the pool's statements from ever being prepared);
+        on SQLite the engine."""
+        return self.autocommit if self.dialect == "postgresql" else self.engine
+
+    @property
     def engines(self) -> list[Engine]:
         """Every pool this database opened."""
         return [self.engine, *([self.__dict__["autocommit"]] if "autocommit" in self.__dict__ else [])]

@@ -123,7 +123,7 @@ def list_notices(*, status: str | None = None, since: datetime | None = None, li
         query = query.where(notices.c.created_at >= since)
 
     def read() -> list[NoticeView]:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             return [_view(row) for row in conn.execute(query)]
 
     return retrying(read, "reading notices")
@@ -142,7 +142,7 @@ def attempts(notice_id: str) -> list[Attempt]:
              .where(notice_attempts.c.notice_id == notice_id).order_by(notice_attempts.c.id))
 
     def read() -> list[Attempt]:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             return [Attempt(r.at, r.ok, r.detail) for r in conn.execute(query)]
 
     return retrying(read, "reading a notice's attempts")
@@ -173,7 +173,7 @@ def backlog(since: datetime, now: datetime) -> Backlog:
                       .order_by(notices.c.created_at.desc()).limit(1))
 
     def read() -> Backlog:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             counts = {status: count for status, count in conn.execute(by_status)}
             return Backlog(counts.get(SENT, 0), counts.get(FAILED, 0), conn.execute(pending).scalar() or 0,
                            conn.execute(due).scalar(),

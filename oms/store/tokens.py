@@ -132,9 +132,7 @@ def find(token: str) -> TokenInfo | None:
 
 def find_digest(hashed: str) -> TokenInfo | None:
     """The live token whose :func:`digest` this is, or ``None``: one statement."""
-    db = database()
-    # One statement in autocommit on PostgreSQL (one round trip): every request makes it.
-    engine = db.autocommit if db.dialect == "postgresql" else db.engine
+    engine = database().reader  # every request makes it
     query = select(*_COLUMNS).where(TokenRow.token_hash == hashed)
 
     def read() -> Row[Any] | None:

@@ -92,7 +92,7 @@ def get(name: str, *, live: bool = True, conn: Connection | None = None) -> User
         row = conn.execute(query).first()
     else:
         def read() -> Row[Any] | None:
-            with database().engine.connect() as c:
+            with database().reader.connect() as c:
                 return c.execute(query).first()
 
         row = retrying(read, "reading a person")
@@ -114,7 +114,7 @@ def disable(conn: Connection, name: str, now: datetime) -> None:
 def list_users() -> list[User]:
     """Everyone, disabled people too, by name."""
     def read() -> list[User]:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             return [_user(row) for row in conn.execute(select(*_COLUMNS).order_by(users.c.name))]
 
     return retrying(read, "reading people")
@@ -123,7 +123,7 @@ def list_users() -> list[User]:
 def find_digest(hashed: str) -> User | None:
     """The live person whose token has this :func:`~oms.store.tokens.digest`, or ``None``."""
     def read() -> Row[Any] | None:
-        with database().engine.connect() as conn:
+        with database().reader.connect() as conn:
             return conn.execute(select(*_COLUMNS).where(users.c.token_hash == hashed)).first()
 
     row = retrying(read, "reading a person's token")

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from sqlalchemy import event
 
-from oms import Workflow, start_workflow, start_workflows
+from oms import Workflow, scan_sla, start_workflow, start_workflows
 from oms.engine import door
 from oms.exceptions import InstanceFinished
 from oms.store.db import database
@@ -212,3 +212,18 @@ def test_a_batch_fetch_and_a_batch_of_completions_are_one_round_trip_each(pg: Ba
     # BEGIN, every completion and COMMIT in one pipeline: one round trip (BEGIN and COMMIT are parsed, not prepared)
     assert round_trips(lambda: outcomes.extend(door.complete_many([(t.id, {"ok": True}) for t in found]))) == (1, 2)
     assert {o.status for o in outcomes} == {"done"}
+
+
+def test_a_scan_with_no_news_is_a_round_trip_per_question_its_statements_prepared(pg: Backend) -> None:
+    """What is due (one probe of every partial index), each topic's outlook (``rt_a``, ``rt_b``), the run's record.
+
+    psycopg forgets every statement a connection prepared at each ROLLBACK: a read that
+    ended with one (a connection closed outside a transaction) kept the scan's
+    statements from ever being prepared."""
+    instance_id = start_workflow("rt", {})
+    _claimed(instance_id)  # a running claim, so that the lease sweep has one to look at
+    for _ in range(7):  # psycopg prepares a statement at its fifth run on a connection
+        scan_sla()
+    trips, parsed = round_trips(scan_sla)
+    assert parsed == 0, f"a warmed no-news scan parsed {parsed} statements in {trips} round trips"
+    assert trips == 4

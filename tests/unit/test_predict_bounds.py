@@ -68,12 +68,14 @@ def _statements(seen: list[str], containing: str = "") -> Iterator[None]:
         if containing in statement:
             seen.append(statement)
 
-    engine = database().engine
-    event.listen(engine, "before_cursor_execute", spy)
+    engines = {database().engine, database().reader}  # a scan's reads outside a transaction, its transactions
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", spy)
     try:
         yield
     finally:
-        event.remove(engine, "before_cursor_execute", spy)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", spy)
 
 
 def test_the_bounds_follow_the_queue_through_claims_completions_cancellations_and_re_offers(backend: Backend) -> None:
