@@ -22,7 +22,7 @@ from oms import Workflow, get_instance, history, scan_sla, start_workflow
 from ..conftest import Backend
 from ..invariants import assert_consistent
 from ..services import REDIS_URL
-from ..workers import BeatProcess, WorkerProcess, wait_finished
+from ..workers import BeatProcess, WorkerProcess, stop_all, wait_finished
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +67,7 @@ class Cluster:
             self.upkeep = WorkerProcess(self.env, self.cwd, ["oms"], concurrency=1, name=f"upkeep{random.randrange(10**6)}")
 
     def stop(self) -> None:
-        for process in [*self.workers, self.upkeep]:
-            process.stop()
+        stop_all([*self.workers, self.upkeep])
         self.beat.stop()
 
 

@@ -22,7 +22,7 @@ from oms.store.db import transaction
 from oms.store.tables import EventRow, TaskRow
 
 from ..conftest import Backend
-from ..workers import WorkerProcess, wait_finished
+from ..workers import WorkerProcess, stop_all, wait_finished
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +40,7 @@ def two_workers(backend: Backend, tmp_path: Path) -> Iterator[list[WorkerProcess
     workers = [WorkerProcess(backend.env, tmp_path, ["fan_a", "fan_b", "fan_d"], concurrency=1, name="left"),
                WorkerProcess(backend.env, tmp_path, ["fan_c"], concurrency=1, name="right")]
     yield workers
-    for worker in workers:
-        worker.stop()
+    stop_all(workers)
 
 
 def test_a_diamond_joins_exactly_once_when_its_branches_finish_together(
@@ -96,8 +95,7 @@ def test_a_map_of_200_items_survives_a_killed_worker(backend: Backend, tmp_path:
 
         assert wait_finished([instance_id], timeout=90, poll=upkeep) == {instance_id: "done"}
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
     with transaction() as s:
         done = Counter(s.scalars(select(TaskRow.item_index).where(
             TaskRow.instance_id == instance_id, TaskRow.step_id == "map_item", TaskRow.status == "done")))

@@ -21,7 +21,7 @@ from oms.store.tables import EventRow, InstanceRow, TaskRow
 
 from ..conftest import Backend
 from ..invariants import assert_consistent
-from ..workers import ROOT, BeatProcess, WorkerProcess, wait_finished
+from ..workers import ROOT, BeatProcess, WorkerProcess, stop_all, wait_finished
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +65,7 @@ def test_prune_while_workers_run_keeps_every_row_of_running_instances(backend: B
         assert removed == 60 and _rows(old) == 0
         wait_finished(busy, timeout=180)
     finally:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
         beat.stop()
     assert_consistent(busy)  # every task row and every event of the instances that ran beside the prune
     listed = oms(backend, tmp_path, "prune", "--finished-before", "0s", "--dry-run")
