@@ -62,6 +62,7 @@ class WorkerProcess:
         ]
         self._out = self.log.open("w")
         self._asked = False
+        self._embedded = _process_env(env).get("OMS_BROKER_URL", "").startswith("filesystem")
         self.process = subprocess.Popen(command, cwd=workdir or cwd, env=_process_env(env), stdout=self._out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
@@ -89,19 +90,24 @@ class WorkerProcess:
         self._out.close()
 
     def terminate(self) -> None:
-        """Ask it to stop (once), without waiting: :func:`stop_all` stops several at once."""
+        """Ask it to stop (once), without waiting: :func:`stop_all` stops several at once.
+
+        ``SIGTERM`` to the whole process group: a pool child running a task dies at once,
+        and Celery acknowledges its message as failed (``WorkerLostError``) rather than
+        leaving it to be delivered to the next test's worker. But on the embedded broker
+        only the main process is told: its prefork pool (a transport without an event
+        loop) shares one task queue, and a child killed while it held that queue's lock
+        left the main process waiting on it at exit, until the ``SIGKILL`` 15 s later.
+        """
         if not self._asked and self.process.poll() is None:
             self._asked = True
-            self.process.send_signal(signal.SIGTERM)
+            if self._embedded:
+                self.process.send_signal(signal.SIGTERM)
+            else:
+                os.killpg(self.process.pid, signal.SIGTERM)
 
     def stop(self) -> None:
-        """Stop it as Celery asks (``SIGTERM`` to the main process: a warm shutdown), then kill what is left.
-
-        Not ``SIGTERM`` to the whole process group: a pool child killed while it holds the
-        lock of the pool's shared task queue (the prefork pool of a transport without an
-        event loop: the embedded broker's) leaves the main process waiting on that lock at
-        exit, until the ``SIGKILL`` 15 s later.
-        """
+        """Stop it (:meth:`terminate`), wait for its warm shutdown, then kill what is left."""
         if self._out.closed:
             return
         if self.process.poll() is None:
