@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, ScalarSelect, func, select
 
 from ..celery.dispatch import Dispatch
 from ..exceptions import InstanceFinished, TaskAlreadyFinished
@@ -30,16 +30,24 @@ from ..store.portable import as_task
 from ..store.tables import literal, tasks
 from .plan import Outcome, Plan, apply_in_transaction, dispatches
 
-__all__ = ["wake_timers"]
+__all__ = ["soonest_wake", "wake_timers"]
 
 logger = logging.getLogger(__name__)
 
 
+#: A timer still to end: the condition of its partial index.
+_SLEEPING = (tasks.c.wake_at.is_not(None), tasks.c.status == literal(TaskStatus.PENDING))
+
+
+def soonest_wake() -> ScalarSelect[Any]:
+    """When the first timer still to end is due: an index probe."""
+    return select(func.min(tasks.c.wake_at)).where(*_SLEEPING).scalar_subquery()
+
+
 def _due(now: datetime, limit: int) -> list[Row[Any]]:
     with database().reader.connect() as conn:
-        return list(conn.execute(moves.with_instance(tasks).where(
-            tasks.c.wake_at.is_not(None), tasks.c.status == literal(TaskStatus.PENDING), tasks.c.wake_at <= now)
-            .order_by(tasks.c.wake_at).limit(limit)))
+        return list(conn.execute(moves.with_instance(tasks).where(*_SLEEPING, tasks.c.wake_at <= now)
+                                 .order_by(tasks.c.wake_at).limit(limit)))
 
 
 def wake_timers(now: datetime, *, limit: int = 1000,

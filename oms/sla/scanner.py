@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,14 +29,14 @@ from ..durations import utcnow
 from ..engine import control
 from ..engine.door import Task, sweep
 from ..engine.escalations import VIOLATION, WARNING, escalation_workflow
-from ..engine.timers import wake_timers
+from ..engine.timers import soonest_wake, wake_timers
 from ..notify import kick
 from ..states import EventKind, TaskStatus
-from ..store import runs
+from ..store import moves, runs
 from ..store.catalog import load_definition
 from ..store.db import TRANSIENT, database, retrying, transaction
 from ..store.events import record
-from ..store.tables import EventRow, InstanceRow, TaskRow, literal
+from ..store.tables import EventRow, InstanceRow, TaskRow
 from . import predict
 from .advance import Batch, ScanReport, advance_instance, advance_task, apply_prediction
 
@@ -62,8 +62,7 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
     # saved before the scan's transaction: SQLite has one writer, and this is another one
     escalation_workflow(WARNING)
     escalation_workflow(VIOLATION)
-    due = retrying(partial(_next_due, now), "reading what is due")
-    mark = due.definitions
+    due, mark = retrying(partial(_next_due, now), "reading what is due")
     while True:
         woken, after_timers = wake_timers(
             now, limit=batch, on_error=partial(_row_error, report, now, "timer")) if due.timers else (0, [])
@@ -89,7 +88,7 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
         publish_all(work.dispatches + expired)
         if max(*found, len(expired), woken) < batch:
             break
-        due = Due.EVERYTHING  # a full batch: more may be due of every kind
+        due = Due()  # a full batch: more may be due of every kind
     try:
         _predict(now, report, mark)
     except TRANSIENT:
@@ -106,17 +105,12 @@ def scan_sla(now: datetime | None = None, *, batch: int = 1000) -> ScanReport:
 
 @dataclass(frozen=True)
 class Due:
-    """Which kinds of the scan's work are due, and the definitions' :data:`~oms.sla.predict.DEFINITIONS_MARK`."""
+    """Which kinds of the scan's work are due (all of them, unless the scan's opening probe said otherwise)."""
 
-    rows: bool
-    timers: bool
-    leases: bool
-    definitions: tuple[Any, ...] | None = None
+    rows: bool = True
+    timers: bool = True
+    leases: bool = True
 
-    EVERYTHING: ClassVar[Due]
-
-
-Due.EVERYTHING = Due(True, True, True)
 
 #: When each kind of the scan's work next falls due (the soonest SLA check of a task and of an instance, timer,
 #: lease), and the definitions' mark: a probe of each partial index in one statement with no parameter (its plan
@@ -124,20 +118,19 @@ Due.EVERYTHING = Due(True, True, True)
 _NEXT_DUE = select(
     select(func.min(TaskRow.sla_check_at)).where(TaskRow.sla_check_at.is_not(None)).scalar_subquery(),
     select(func.min(InstanceRow.sla_check_at)).where(InstanceRow.sla_check_at.is_not(None)).scalar_subquery(),
-    select(func.min(TaskRow.wake_at)).where(TaskRow.wake_at.is_not(None), TaskRow.status == literal(TaskStatus.PENDING)
-                                            ).scalar_subquery(),
-    select(func.min(TaskRow.lease_expires_at)).where(TaskRow.status == literal(TaskStatus.RUNNING)).scalar_subquery(),
+    soonest_wake(),
+    moves.soonest_lapse(),
     *predict.DEFINITIONS_MARK,
 )
 
 
-def _next_due(now: datetime) -> Due:
-    """What is due at ``now``, by the conditions the scan's reads take (a lease lapses strictly before ``now``)."""
+def _next_due(now: datetime) -> tuple[Due, tuple[Any, ...]]:
+    """What is due at ``now``, by the conditions the scan's reads take (a lease lapses strictly before ``now``), and
+    the definitions' :data:`~oms.sla.predict.DEFINITIONS_MARK`."""
     with database().reader.connect() as conn:
         task, instance, timer, lease, *mark = conn.execute(_NEXT_DUE).one()
     return Due(rows=any(at is not None and at <= now for at in (task, instance)),
-               timers=timer is not None and timer <= now, leases=lease is not None and lease < now,
-               definitions=tuple(mark))
+               timers=timer is not None and timer <= now, leases=lease is not None and lease < now), tuple(mark)
 
 
 def _scan_batch(work: Batch, batch: int, *, isolated: bool) -> tuple[int, int]:

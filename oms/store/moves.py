@@ -27,6 +27,7 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     Insert,
+    ScalarSelect,
     Select,
     Update,
     and_,
@@ -251,16 +252,24 @@ def state(task_id: Value) -> Select[Any]:
             .where(tasks.c.id == _expression(task_id)))
 
 
+_RUNNING = tasks.c.status == sql(TaskStatus.RUNNING)
+
+
 def lapsed(now: Value, topic: Value, limit: Value) -> Select[Any]:
     """Running attempts whose lease ran out before ``now`` (on ``topic``, when given), oldest lapse first, with
     their lost claims so far and what a re-offer keeps (:class:`~oms.model.task.Place`)."""
     topic = _expression(topic)
     return (
         with_instance(tasks).add_columns(tasks.c.lost, tasks.c.ready_at, tasks.c.light, tasks.c.rung)
-        .where(tasks.c.status == sql(TaskStatus.RUNNING), tasks.c.lease_expires_at < now,
-               or_(topic.is_(None), tasks.c.topic == topic))
+        .where(_RUNNING, tasks.c.lease_expires_at < now, or_(topic.is_(None), tasks.c.topic == topic))
         .order_by(tasks.c.lease_expires_at).limit(limit)
     )
+
+
+def soonest_lapse() -> ScalarSelect[Any]:
+    """When the first running attempt's lease runs out (:func:`lapsed` reads it once it has): an index probe."""
+    return select(func.min(tasks.c.lease_expires_at)).where(_RUNNING).scalar_subquery()
+
 
 
 def with_instance(source: FromClause) -> Select[Any]:
