@@ -103,6 +103,7 @@ def test_kill_9_workers_and_pool_children_while_200_workflows_run(cluster: Clust
     assert lapsed >= 1  # some steps were in flight when their worker died, and ran again
 
 
+@pytest.mark.exclusive
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_redis_restart_without_persistence_loses_no_workflow(cluster: Cluster) -> None:
     ids = _start_many(200, 0.05)
@@ -117,6 +118,7 @@ def test_redis_restart_without_persistence_loses_no_workflow(cluster: Cluster) -
     assert redispatched >= 1  # the broker lost queued messages; the reconciler replaced them
 
 
+@pytest.mark.exclusive
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_postgres_restart_while_200_workflows_run(cluster: Cluster) -> None:
     ids = _start_many(200, 0.05)
