@@ -22,13 +22,12 @@ from sqlalchemy import create_engine, text
 import oms
 from oms.store import tokens
 
+from ..browser import free_port
 from ..conftest import EPA, Backend
 from ..workers import ROOT
 
 pytestmark = pytest.mark.integration
 
-#: Ports of the API processes these tests start (8100-8199 on the shared machine).
-PORTS = iter(range(8150, 8199))
 #: Trust authentication ignores it: it is here to be looked for in the logs.
 PASSWORD = "pw-never-logged-7f3a"
 
@@ -41,7 +40,7 @@ class ApiProcess:
     """``oms api`` in a subprocess, its output in a file."""
 
     def __init__(self, backend: Backend, cwd: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = next(PORTS)
+        self.port = free_port()  # probed: another tier's API processes may be listening beside these
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"api-{self.port}.log"
         self._out = self.log.open("w")
