@@ -26,12 +26,14 @@ CHROMIUM = Path(os.environ.get("OMS_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("OMS_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
 #: Screenshots the page tests leave behind (gitignored).
 ARTIFACTS = ROOT / "test-artifacts"
-#: The ports these tests may listen on.
-PORTS = range(8200, 8300)
+#: The ports these tests may listen on, ``OMS_TEST_PORTS`` (first-last): scripts/test gives each of the pytest
+#: processes it runs side by side a range of its own, since a port probed free is not yet taken.
+_FIRST, _LAST = (int(port) for port in os.environ.get("OMS_TEST_PORTS", "8200-8299").split("-"))
+PORTS = range(_FIRST, _LAST + 1)
 
 
 def free_port() -> int:
-    """A port in 8200-8299 nothing listens on now (tried from a per-process offset, so parallel runs spread)."""
+    """A port of :data:`PORTS` nothing listens on now (tried from a per-process offset, so parallel runs spread)."""
     start = os.getpid() % len(PORTS)
     for offset in range(len(PORTS)):
         port = PORTS[(start + offset) % len(PORTS)]
@@ -41,7 +43,7 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
-    pytest.fail("no free port in 8200-8299", pytrace=False)
+    pytest.fail(f"no free port in {_FIRST}-{_LAST} (OMS_TEST_PORTS)", pytrace=False)
 
 
 def oms_command(env: dict[str, str], *args: str) -> str:
