@@ -62,8 +62,9 @@ class WorkerProcess:
         ]
         self._out = self.log.open("w")
         self._asked = False
-        self._embedded = _process_env(env).get("OMS_BROKER_URL", "").startswith("filesystem")
-        self.process = subprocess.Popen(command, cwd=workdir or cwd, env=_process_env(env), stdout=self._out,
+        full = _process_env(env)
+        self._embedded = full.get("OMS_BROKER_URL", "").startswith("filesystem")
+        self.process = subprocess.Popen(command, cwd=workdir or cwd, env=full, stdout=self._out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
 

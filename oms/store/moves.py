@@ -271,7 +271,6 @@ def soonest_lapse() -> ScalarSelect[Any]:
     return select(func.min(tasks.c.lease_expires_at)).where(_RUNNING).scalar_subquery()
 
 
-
 def with_instance(source: FromClause) -> Select[Any]:
     """A worker's task: the task columns of ``source`` (the task table, or what a claim returned) with its
     instance's results and definition version."""
