@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -48,17 +49,41 @@ def safe_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
+#: How long a SQLite connection waits for another's write lock before it gives up.
+SQLITE_BUSY_SECONDS = 30
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's implicit BEGIN is turned off so that ``_sqlite_begin`` can take the
     # write lock up front: two processes then queue on busy_timeout instead of
     # failing to upgrade a read lock (SQLITE_BUSY deadlock).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+    _enter_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _enter_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the database to WAL, waiting out the other connections switching a fresh one at the same moment.
+
+    The switch reads the file's header, then upgrades to a write: while another connection holds the write
+    lock SQLite refuses that upgrade at once ("database is locked"), without waiting (two upgrading readers
+    would deadlock). Once any connection has switched, the others find WAL already on.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    delay = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay * random.uniform(1, 2))  # jittered: racers do not retry in step
+            delay = min(delay * 2, 0.1)
 
 
 def _sqlite_begin(connection: Any) -> None:
@@ -69,7 +94,7 @@ def connect(url: str) -> Engine:
     """An engine for ``url`` with the engine's connection settings; the schema is not checked (``oms db``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     else:
