@@ -43,9 +43,10 @@ class Subscription:
 
 
 def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, item_index: int | None = None,
-             items: int = 1) -> Any:
+             items: int = 1, branches: list[int] | None = None) -> Any:
     """Claim step ``index`` of an instance (item ``item_index`` of a mapped step), run ``handler``, record the outcome;
-    ``items`` more than one: that many items from ``item_index``, a chunk (:func:`run_chunk`).
+    ``items`` more than one: that many items from ``item_index``, a chunk (:func:`run_chunk`); ``branches``: those
+    sibling steps, a chunk of them (:func:`run_branches`).
 
     Raises ``Ignore`` to stop the Celery chain whenever the next step must not be
     published by this message: a duplicate delivery, a failure, or a retry (which
@@ -54,6 +55,8 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, ite
     """
     if items > 1:
         run_chunk(worker_id, handler, instance_id, index, item_index or 0, items)
+    if branches:
+        run_branches(worker_id, handler, instance_id, branches)
     with shielded():
         task = door.claim_step(instance_id, index, worker_id, item_index=item_index)
     if task is None:
@@ -82,14 +85,27 @@ def run_step(worker_id: str, handler: Handler, instance_id: str, index: int, ite
 
 def run_chunk(worker_id: str, handler: Handler, instance_id: str, index: int, first: int, items: int) -> NoReturn:
     """Run a chunk of a mapped step's items (one message for ``items`` of them from ``first``): claim them in one
-    statement, run ``handler`` on each in turn, then record the completions in one transaction and the failures in
-    another. Those not pending are left out (a duplicate delivery, or an item already re-offered alone). Always raises
-    ``Ignore``: an item ends no chain (the last one offers what follows)."""
+    statement, then :func:`_run_claimed`. Always raises ``Ignore``: an item ends no chain (the last one offers what
+    follows)."""
     with shielded():
         claimed = door.claim_items(instance_id, index, worker_id, first, items)
+    _run_claimed(worker_id, handler, claimed, f"items {first}-{first + items - 1} of step {index} of {instance_id}")
+
+
+def run_branches(worker_id: str, handler: Handler, instance_id: str, indexes: list[int]) -> NoReturn:
+    """Run a chunk of sibling branches (one message for the steps ``indexes``): claim them in one statement, then
+    :func:`_run_claimed`. Always raises ``Ignore``: a chunked branch starts no chain (what follows is offered)."""
+    with shielded():
+        claimed = door.claim_branches(instance_id, indexes, worker_id)
+    _run_claimed(worker_id, handler, claimed, f"steps {', '.join(map(str, indexes))} of {instance_id}")
+
+
+def _run_claimed(worker_id: str, handler: Handler, claimed: list[Task], what: str) -> NoReturn:
+    """Run ``handler`` on each claimed task of a chunk in turn, then record the completions in one transaction and the
+    failures in another. Those not pending were left out of the claim (a duplicate delivery, or one already
+    re-offered alone). Always raises ``Ignore``."""
     if not claimed:
-        logger.info("items %s-%s of step %s of %s are not pending (duplicate delivery?); skipped", first,
-                    first + items - 1, index, instance_id)
+        logger.info("%s are not pending (duplicate delivery?); skipped", what)
         raise Ignore()
     done: list[tuple[str, Any]] = []
     failed: list[tuple[str, str]] = []
@@ -216,8 +232,8 @@ def subscribe(topic: str, *, app: Celery | None = None) -> Callable[[Handler], S
             raise ValueError(f"topic {topic!r} already has a handler: {held.__qualname__}")
 
         def execute(self: CeleryTask, instance_id: str, index: int, item: int | None = None, items: int = 1,
-                    **_: Any) -> Any:
-            return run_step(f"{self.request.hostname}", handler, instance_id, index, item, items)
+                    branches: list[int] | None = None, **_: Any) -> Any:
+            return run_step(f"{self.request.hostname}", handler, instance_id, index, item, items, branches)
 
         execute.__name__ = handler.__name__
         execute.__doc__ = handler.__doc__

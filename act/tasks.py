@@ -21,11 +21,11 @@ __all__ = ["task_step"]
 
 
 def execute(self: CeleryTask, instance_id: str, index: int, task: str, item: int | None = None, items: int = 1,
-            **_: Any) -> Any:
-    """Claim the step (or a chunk's items), run the shop's task ``task`` once each, record the outcomes (see
-    :func:`act.subscribe.run_step`)."""
+            branches: list[int] | None = None, **_: Any) -> Any:
+    """Claim the step (or a chunk's items or branches), run the shop's task ``task`` once each, record the outcomes
+    (see :func:`act.subscribe.run_step`)."""
     worker = f"{self.request.hostname}"
-    return run_step(worker, partial(run_task, task, worker), instance_id, index, item, items)
+    return run_step(worker, partial(run_task, task, worker), instance_id, index, item, items, branches)
 
 
 task_step = engine_task(TASK_STEP, execute, bind=True)

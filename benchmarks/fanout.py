@@ -6,7 +6,8 @@ branches, join and map items (``fanout_tasks.py``), and the chord's tasks, with
 the Redis result backend a chord needs (``chord_config.py``). Engine and chord runs
 alternate ``--rounds`` times; each is timed from the start (``start_workflow``, or
 the chord's ``apply_async``) until the join's handler (the chord's callback) has
-run, which both signal the same way (a Redis ``INCR`` the benchmark polls). Also: the CPU
+run, which both signal the same way (a Redis ``INCR`` the benchmark polls); the engine's
+fan-out runs twice a round, one branch to a message and ``--chunk`` to a message. Also: the CPU
 per branch of the engine (worker, PostgreSQL, Redis, this process), and a map over
 1,000 items with its join, one item to a message and ``--chunk`` to a message
 (alternating, 3 rounds each): their ratio is what chunks gain.
@@ -77,7 +78,8 @@ def main() -> None:
     parser.add_argument("--branches", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--items", type=int, default=1000)
-    parser.add_argument("--chunk", type=int, default=25, help="the chunked map's items per message")
+    parser.add_argument("--chunk", type=int, default=25,
+                        help="the chunked map's items, and the chunked fan-out's branches, per message")
     args = parser.parse_args()
     args.pool, args.concurrency, args.loglevel = "prefork", 2, "warning"
 
@@ -94,29 +96,36 @@ def main() -> None:
     from oms import Workflow
 
     oms.app.conf.result_backend = RESULTS
-    branches = [{"id": f"branch{i}", "topic": "bench_branch", "sla": "1h", "after": []} for i in range(args.branches)]
-    Workflow(id="bench_fanout", steps=[*branches, {"id": "join", "topic": "bench_join", "sla": "1h",
-                                                   "after": [b["id"] for b in branches]}]).save()
+    for workflow, chunk in (("bench_fanout", 1), ("bench_fanout_chunked", args.chunk)):
+        branches = [{"id": f"branch{i}", "topic": "bench_branch", "sla": "1h", "after": [], "chunk": chunk}
+                    for i in range(args.branches)]
+        Workflow(id=workflow, steps=[*branches, {"id": "join", "topic": "bench_join", "sla": "1h",
+                                                 "after": [b["id"] for b in branches]}]).save()
     for workflow, chunk in (("bench_map", 1), ("bench_map_chunked", args.chunk)):
         Workflow(id=workflow, steps=[{"id": "each", "topic": "bench_branch", "sla": "1h", "map": "payload.items",
                                       "chunk": chunk}, {"id": "join", "topic": "bench_join", "sla": "1h"}]).save()
     worker = Worker("fanout", ["bench_branch", "bench_join", "bench_chord"], "benchmarks.fanout_tasks", args, workdir)
     try:
-        _engine("bench_fanout", {}, worker)  # warm-up, both sides
+        _engine("bench_fanout", {}, worker)  # warm-up, every side
+        _engine("bench_fanout_chunked", {}, worker)
         _chord(args.branches)
-        engine, chords, cpus = [], [], []
+        fanouts: dict[str, list[tuple[float, dict[str, float]]]] = {"bench_fanout": [], "bench_fanout_chunked": []}
+        chords = []
         for round_ in range(1, args.rounds + 1):
-            seconds, cpu = _engine("bench_fanout", {}, worker)
-            engine.append(seconds)
-            cpus.append(cpu)
+            for workflow, runs in fanouts.items():
+                runs.append(_engine(workflow, {}, worker))
             chords.append(_chord(args.branches))
-            log(f"round {round_}: engine fan-out + join {1000 * seconds:.0f} ms, chord {1000 * chords[-1]:.0f} ms")
-        e, c = statistics.median(engine), statistics.median(chords)
-        print(f"\n{args.branches} branches and a join, median of {args.rounds}: engine {1000 * e:.0f} ms, "
-              f"Celery chord {1000 * c:.0f} ms; engine / chord time = {e / c:.2f} (target <= 1)")
-        parts = {k: statistics.median(cpu[k] for cpu in cpus) * 1000 / (args.branches + 1) for k in cpus[0]}
-        print("engine CPU ms per branch: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
-              + f" (sum {sum(parts.values()):.2f})")
+            log(f"round {round_}: engine fan-out + join {1000 * fanouts['bench_fanout'][-1][0]:.0f} ms, "
+                f"{args.chunk} to a message {1000 * fanouts['bench_fanout_chunked'][-1][0]:.0f} ms, "
+                f"chord {1000 * chords[-1]:.0f} ms")
+        c = statistics.median(chords)
+        print(f"\n{args.branches} branches and a join, median of {args.rounds}: Celery chord {1000 * c:.0f} ms")
+        for runs, what in zip(fanouts.values(), ("one branch", f"{args.chunk} branches"), strict=True):
+            e = statistics.median(s for s, _ in runs)
+            parts = {k: statistics.median(cpu[k] for _, cpu in runs) * 1000 / (args.branches + 1) for k in runs[0][1]}
+            print(f"engine, {what} to a message: {1000 * e:.0f} ms; engine / chord time = {e / c:.2f} (target <= 1);"
+                  " CPU ms per branch: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+                  + f" (sum {sum(parts.values()):.2f})")
         maps: dict[str, list[tuple[float, dict[str, float]]]] = {"bench_map": [], "bench_map_chunked": []}
         for _ in range(3):
             for workflow, runs in maps.items():

@@ -7,6 +7,7 @@ lost message all call :func:`compile_chain`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, chain
@@ -42,23 +43,27 @@ def step_queue(app: Celery, step: Step) -> str:
 
 
 def step_signature(app: Celery, workflow: Definition, instance_id: str, index: int,
-                   item_index: int | None = None, items: int = 1) -> Signature:
-    """One step (one item of a mapped step, or ``items`` of them from ``item_index``: a chunk) as an immutable
-    signature routed to its topic's queue. A chunk's time limits are its items' together: each item's own SLA is
-    held by its alarm (:func:`act.subscribe.sla_alarm`).
+                   item_index: int | None = None, items: int = 1, branches: tuple[int, ...] = ()) -> Signature:
+    """One step (one item of a mapped step, or ``items`` of them from ``item_index``: a chunk; or the sibling
+    ``branches``, ``index`` first: a chunk of steps) as an immutable signature routed to its topic's queue. A chunk's
+    time limits are its items' (or steps') together: each one's own SLA is held by its alarm
+    (:func:`act.subscribe.sla_alarm`).
 
     ``kwargsrepr`` (what Flower shows) is given, not left to Celery's ``saferepr``,
     which costs a quarter of a publish for these few plain values.
     """
     step: Step = workflow.steps[index]
     # under a calendar the deadline moves with opening hours and pauses: the scanner breaches, not Celery
-    sla = None if workflow.calendar_of(index) else wall_sla(step)
-    soft, hard = (None, None) if sla is None else time_limits(sla * items)
+    slas = [None if workflow.calendar_of(i) else wall_sla(workflow.steps[i]) for i in branches or (index,)]
+    held = [sla for sla in slas if sla is not None]
+    soft, hard = (None, None) if len(held) < len(slas) else time_limits(sum(held, timedelta()) * items)
     kwargs: dict[str, Any] = {"instance_id": instance_id, "workflow": workflow.id, "step": step.id, "index": index}
     if item_index is not None:
         kwargs["item"] = item_index
     if items > 1:
         kwargs["items"] = items
+    if len(branches) > 1:
+        kwargs["branches"] = list(branches)
     name = task_name(step.topic)
     if step.task is not None:
         kwargs["task"] = step.task
@@ -76,19 +81,20 @@ def step_signature(app: Celery, workflow: Definition, instance_id: str, index: i
 
 
 def compile_chain(app: Celery, workflow: Definition, instance_id: str, from_step: int = 0, *,
-                  item_index: int | None = None, items: int = 1) -> Signature:
+                  item_index: int | None = None, items: int = 1, branches: tuple[int, ...] = ()) -> Signature:
     """The chain of one instance from ``from_step`` to the end of its straight run.
 
     A straight run is a line of steps each the only successor of the one before (the
     whole workflow, when it is a plain list). A fan-out, a join or a mapped step ends
     it: the engine publishes what follows when the database says it is ready. The
-    last step of a run alone is its own signature, as is a mapped step's item: a chain
-    of one says nothing more and costs a fifth more to publish.
+    last step of a run alone is its own signature, as is a mapped step's item (or
+    chunk of items) and a chunk of sibling ``branches``: a chain of one says nothing
+    more and costs a fifth more to publish.
     """
     if not 0 <= from_step < len(workflow.steps):
         raise IndexError(f"workflow {workflow.id!r} has no step {from_step}")
-    if item_index is not None:
-        return step_signature(app, workflow, instance_id, from_step, item_index, items)
+    if item_index is not None or branches:
+        return step_signature(app, workflow, instance_id, from_step, item_index, items, branches)
     run = workflow.graph.run(from_step)
     if len(run) == 1:
         return step_signature(app, workflow, instance_id, from_step)

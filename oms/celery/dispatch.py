@@ -35,7 +35,8 @@ def _batched(producer: Producer) -> AbstractContextManager[object]:
 @dataclass(frozen=True)
 class Dispatch:
     """Publish the chain of ``instance_id`` from step ``from_step`` (or items ``item_index`` to ``item_index + items
-    - 1`` of a mapped step, in one message), after ``countdown`` seconds."""
+    - 1`` of a mapped step, in one message; or the sibling ``branches``, ``from_step`` first, in one message), after
+    ``countdown`` seconds."""
 
     instance_id: str
     workflow_id: str
@@ -44,16 +45,21 @@ class Dispatch:
     countdown: float = 0.0
     item_index: int | None = None
     items: int = 1
+    branches: tuple[int, ...] = ()
 
 
 def chunked(dispatches: list[Dispatch]) -> list[Dispatch]:
-    """``dispatches`` with the consecutive items of a mapped step whose ``chunk`` is more than one joined, that many
-    to a message: the one place a step's ``chunk`` is read (a map's start, a retry, the reconciler all publish
-    through :func:`publish_all`)."""
+    """``dispatches`` with what a step's ``chunk`` lets share a message joined, up to that many to a message: the
+    consecutive items of a mapped step, and sibling branches on one topic offered together, each a step of its own
+    that no Celery chain follows. The one place ``chunk`` is read (a start, a completion, a retry, the reconciler
+    all publish through :func:`publish_all`)."""
     found: list[Dispatch] = []
     for dispatch in dispatches:
-        if found and _extends(found[-1], dispatch):
-            found[-1] = replace(found[-1], items=found[-1].items + 1)
+        last = found[-1] if found else None
+        if last is not None and _extends(last, dispatch):
+            found[-1] = replace(last, items=last.items + 1)
+        elif last is not None and _joins(last, dispatch):
+            found[-1] = replace(last, branches=(*(last.branches or (last.from_step,)), dispatch.from_step))
         else:
             found.append(dispatch)
     return found
@@ -65,6 +71,23 @@ def _extends(chunk: Dispatch, item: Dispatch) -> bool:
             and (item.instance_id, item.version, item.from_step, item.countdown)
             == (chunk.instance_id, chunk.version, chunk.from_step, chunk.countdown)
             and chunk.items < definition(chunk.workflow_id, chunk.version).steps[chunk.from_step].chunk)
+
+
+def _joins(chunk: Dispatch, branch: Dispatch) -> bool:
+    """Whether step ``branch`` may share ``chunk``'s message: a step of the same instance offered with it, both on one
+    topic (one Celery task, one queue), neither a map's item nor followed by a chain, and every step of the message
+    allowing one more (so the message's time, their SLAs together, stays within what each step's ``chunk`` allows:
+    :func:`oms.model.limits.check_fits_broker`)."""
+    if (chunk.item_index is not None or branch.item_index is not None or branch.branches
+            or (branch.instance_id, branch.version, branch.countdown)
+            != (chunk.instance_id, chunk.version, chunk.countdown)):
+        return False
+    workflow = definition(chunk.workflow_id, chunk.version)
+    indexes = (*(chunk.branches or (chunk.from_step,)), branch.from_step)
+    steps = [workflow.steps[i] for i in indexes]
+    return (branch.from_step not in indexes[:-1] and len({(s.topic, s.task) for s in steps}) == 1
+            and all(len(indexes) <= s.chunk and s.map is None and workflow.graph.chained(i) is None
+                    and workflow.graph.worker(i) for i, s in zip(indexes, steps, strict=True)))
 
 
 def engine_publishes(workflow: Definition, index: int | None = None) -> bool:
@@ -88,7 +111,7 @@ def publish(dispatch: Dispatch | None, producer: Producer | None = None) -> None
     if not engine_publishes(workflow, dispatch.from_step):
         return
     compiled = compile_chain(app, workflow, dispatch.instance_id, dispatch.from_step, item_index=dispatch.item_index,
-                             items=dispatch.items)
+                             items=dispatch.items, branches=dispatch.branches)
     first, *rest = compiled.tasks if isinstance(compiled, _chain) else (compiled,)
     try:
         # The message chain.apply_async would send, without re-cloning and freezing

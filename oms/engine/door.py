@@ -60,7 +60,7 @@ from ..model.task import Place, Task, TaskOutcome
 from ..settings import get_settings
 from ..states import InstanceStatus, TaskStatus
 from ..store import catalog
-from ..store.contract import Offered, State
+from ..store.contract import Offered, State, Store
 from ..store.db import TRANSIENT, database, retrying
 from ..store.tables import tasks
 from . import batches, control, pauses
@@ -200,12 +200,24 @@ class Door:
         """Claim items ``first`` to ``first + items - 1`` of a mapped step at once, for a push worker that was sent
         them in one message (a ``chunk``), each leased as :meth:`claim_step` leases one; in item order. Those not
         pending (claimed, finished, cancelled already) are left out: none at all is a duplicate delivery."""
+        found = self._claim_chunk(lambda store, at, until: store.claim_items(instance_id, index, first, items,
+                                                                             worker_id, at, until), now)
+        return sorted(found, key=lambda task: task.item_index or 0)
+
+    def claim_branches(self, instance_id: str, indexes: list[int], worker_id: str, *,
+                       now: datetime | None = None) -> list[Task]:
+        """Claim the sibling steps ``indexes`` of an instance at once, for a push worker that was sent them in one
+        message (their ``chunk``), as :meth:`claim_items` claims a chunk's items; in the order of ``indexes``."""
+        found = self._claim_chunk(lambda store, at, until: store.claim_steps(instance_id, indexes, worker_id, at,
+                                                                             until), now)
+        return sorted(found, key=lambda task: indexes.index(task.step_index))
+
+    def _claim_chunk(self, claim: Callable[[Store, datetime, datetime], list[Task]],
+                     now: datetime | None) -> list[Task]:
         now = now or utcnow()
         until = now + timedelta(seconds=get_settings().worker_lease)
         store = database().store
-        found = retrying(partial(store.claim_items, instance_id, index, first, items, worker_id, now, until),
-                         "claiming a chunk of items")
-        found.sort(key=lambda task: task.item_index or 0)
+        found = retrying(partial(claim, store, now, until), "claiming a chunk")
         for task in found:
             self._hold(task)
         return found
@@ -554,6 +566,7 @@ os.register_at_fork(after_in_child=_door.reset)
 
 claim_step = _door.claim_step
 claim_items = _door.claim_items
+claim_branches = _door.claim_branches
 claim_topic = _door.claim_topic
 claim_tasks = _door.claim_tasks
 complete_many = _door.complete_many

@@ -115,7 +115,9 @@ class Step(_Model):
     map: str | None = None
     #: A mapped step's items offered ``chunk`` to a message, as Celery's ``chunks``: the push worker that takes it
     #: claims them in one statement, runs them one after another and records their outcomes in one transaction;
-    #: fewer messages and commits per item, but the items of one message do not run in parallel.
+    #: fewer messages and commits per item, but the items of one message do not run in parallel. On a step that is
+    #: not mapped: it shares a message with up to ``chunk - 1`` sibling branches on its topic offered with it (a
+    #: fan-out's), each allowing as many, none followed by a chain of its own.
     chunk: int = Field(default=1, ge=1, le=MAX_CHUNK)
     #: Run this registered Celery task's function as the step (``"shop.tasks.add"``), not a topic's handler.
     #: Its message goes to the queue the app routes the task to, unless the step names a ``topic`` of its own.
@@ -142,12 +144,6 @@ class Step(_Model):
         if value is not None:
             MapPath.parse(value)
         return value
-
-    @model_validator(mode="after")
-    def _chunk(self) -> Self:
-        if self.chunk > 1 and self.map is None:
-            raise ValueError("chunk: only a mapped step (map) offers its items in chunks")
-        return self
 
     @field_validator("task")
     @classmethod
@@ -196,6 +192,8 @@ class Step(_Model):
         for name in ("task", "map"):
             if getattr(self, name) is not None:
                 raise ValueError(f"{name}: a {self.kind} step ({kinds[0]}) runs no worker and maps over nothing")
+        if self.chunk > 1:
+            raise ValueError(f"chunk: a {self.kind} step ({kinds[0]}) is offered to no worker, in no message")
         if self.topic and self.topic != own:
             raise ValueError(f"topic: a {self.kind} step ({kinds[0]}) is offered to no worker (its topic is {own!r})")
         if self.kind is StepKind.TIMER and self.sla is not None:

@@ -169,6 +169,11 @@ class Store(Protocol):
         """Claim the due pending attempts of items ``first`` to ``first + items - 1`` of a mapped step at once (a
         push worker's message of a chunk)."""
 
+    def claim_steps(self, instance_id: str, indexes: list[int], worker_id: str, now: datetime,
+                    lease_until: datetime) -> list[Task]:
+        """Claim the due pending attempts of the steps ``indexes`` of an instance at once (a push worker's message of
+        a chunk of sibling branches)."""
+
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
         """Claim the oldest due pending attempt on ``topic``; if none, say when one next becomes due."""

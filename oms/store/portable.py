@@ -81,6 +81,13 @@ class PortableStore:
                                tasks.c.item_index < first + items, tasks.c.ready_at <= now + timedelta(seconds=1),
                                many=items)
 
+    def claim_steps(self, instance_id: str, indexes: list[int], worker_id: str, now: datetime,
+                    lease_until: datetime) -> list[Task]:
+        with self.engine.begin() as conn:
+            return _claim_many(conn, worker_id, now, lease_until, tasks.c.instance_id == instance_id,
+                               tasks.c.step_index.in_(indexes), tasks.c.item_index.is_(None),
+                               tasks.c.ready_at <= now + timedelta(seconds=1), many=len(indexes))
+
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
         with self.engine.begin() as conn:

@@ -131,6 +131,14 @@ class PostgresStore:
         })
         return [as_task(row) for row in rows]
 
+    def claim_steps(self, instance_id: str, indexes: list[int], worker_id: str, now: datetime,
+                    lease_until: datetime) -> list[Task]:
+        rows = self._all(self.sql.claim_steps, {
+            "instance_id": instance_id, "indexes": indexes, "worker_id": worker_id, "now": now,
+            "lease_until": lease_until, "due": now + timedelta(seconds=1), "synchronous_commit": self._claim_commit(),
+        })
+        return [as_task(row) for row in rows]
+
     def claim_topic(self, topic: str, worker_id: str, now: datetime,
                     lease_until: datetime) -> tuple[Task | None, datetime | None]:
         row = self._one(self.sql.claim_topic, {"topic": topic, "worker_id": worker_id, "now": now,

@@ -246,6 +246,8 @@ class Statements:
     claim_item: str
     #: The same for the items of a chunk (one message, several items), in one statement.
     claim_items: str
+    #: The same for the sibling branches of a chunk (one message, several steps), in one statement.
+    claim_steps: str
     #: A pull worker's claim of the oldest due step on a topic; concurrent callers skip each other's rows.
     claim_topic: str
     #: The same for up to ``max_tasks`` steps at once (a batch fetch), in one statement.
@@ -278,6 +280,10 @@ def statements() -> Statements:
         claim_items=_claim(*step, tasks.c.item_index >= _param("first", Integer),
                            tasks.c.item_index < _param("first", Integer) + _param("items", Integer),
                            skip_locked=False, many=_param("items", Integer)),
+        claim_steps=_claim(tasks.c.instance_id == INSTANCE_ID,
+                           tasks.c.step_index == any_(_param("indexes", ARRAY(Integer))),
+                           tasks.c.item_index.is_(None), tasks.c.ready_at <= _param("due", UTCDateTime()),
+                           skip_locked=False, many=func.cardinality(_param("indexes", ARRAY(Integer)))),
         claim_topic=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,
                            next_due=True),
         claim_tasks=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,

@@ -71,31 +71,12 @@ def test_a_diamond_joins_exactly_once_when_its_branches_finish_together(
 def test_a_map_of_200_items_survives_a_killed_worker(backend: Backend, tmp_path: Path, chunk: int) -> None:
     """Each item done once and the map's end offered once, one item to a message or ten (``chunk``: each message's
     items claimed in one statement), with a worker killed in mid-run."""
-    # claims of a dead worker lapse after 2 s; the test sweeps them as beat's scan would
-    oms.configure(database_url=backend.database_url, broker_url=backend.broker_url, home=backend.home,
-                  reconcile_after=2)
-    env = {**backend.env, "OMS_WORKER_LEASE": "2", "OMS_HEARTBEAT_INTERVAL": "0.5"}
     Workflow(id="survey", steps=[
         {"id": "map_item", "sla": "5m", "map": "payload.facilities", "chunk": chunk},
         {"id": "map_report", "sla": "1m"},
     ]).save()
-    workers = [WorkerProcess(env, tmp_path, ["map_item", "map_report"], concurrency=2, name=f"m{n}")
-               for n in range(3)]
-    try:
-        instance_id = start_workflow("survey", {"facilities": list(range(200)), "sleep": 0.02})
-        deadline = time.monotonic() + 60
-        while _done_items(instance_id) < 40:
-            assert time.monotonic() < deadline, "the map does not progress"
-            time.sleep(0.05)
-        workers[0].kill()  # kill -9 in mid-run, with items claimed
-
-        def upkeep() -> None:
-            scan_sla()  # re-offers the dead worker's lapsed claims
-            reconcile()
-
-        assert wait_finished([instance_id], timeout=90, poll=upkeep) == {instance_id: "done"}
-    finally:
-        stop_all(workers)
+    instance_id = _finish_with_a_worker_killed(backend, tmp_path, ["map_item", "map_report"], "survey",
+                                               {"facilities": list(range(200)), "sleep": 0.02}, 40)
     with transaction() as s:
         done = Counter(s.scalars(select(TaskRow.item_index).where(
             TaskRow.instance_id == instance_id, TaskRow.step_id == "map_item", TaskRow.status == "done")))
@@ -114,6 +95,56 @@ def test_a_map_of_200_items_survives_a_killed_worker(backend: Backend, tmp_path:
                      if (e.kind, e.step_id, e.attempt) == ("task.started", "map_item", 1))
     # a statement per message at most (two claims at the same microsecond by one worker's children look like one)
     assert sum(claims.values()) == 200 and len(claims) <= 200 // chunk
+
+
+def test_a_fan_out_of_60_branches_ten_to_a_message_survives_a_killed_worker(backend: Backend,
+                                                                             tmp_path: Path) -> None:
+    """Sixty sibling branches with ``chunk: 10``: six messages, each claimed in one statement; with a worker killed
+    in mid-run, every branch is done once and the join offered once."""
+    legs = [f"leg{n}" for n in range(60)]
+    Workflow(id="fanned", steps=[
+        *({"id": leg, "topic": "map_item", "sla": "5m", "after": [], "chunk": 10} for leg in legs),
+        {"id": "joined", "topic": "branch_ok", "sla": "1m", "after": legs},
+    ]).save()
+    instance_id = _finish_with_a_worker_killed(backend, tmp_path, ["map_item", "branch_ok"], "fanned",
+                                               {"sleep": 0.1}, 10)
+    with transaction() as s:
+        events = s.execute(select(EventRow.kind, EventRow.step_id, EventRow.data, EventRow.at, EventRow.attempt)
+                           .where(EventRow.instance_id == instance_id)).all()
+    done = Counter(e.step_id for e in events if e.kind == "task.done")
+    assert done == Counter({**dict.fromkeys(legs, 1), "joined": 1})  # every branch done once, the join once
+    assert sum(e.kind == "task.queued" and e.step_id == "joined" for e in events) == 1
+    claims = Counter((e.at, e.data.get("worker_id")) for e in events
+                     if e.kind == "task.started" and e.attempt == 1 and e.step_id in legs)
+    assert sum(claims.values()) == 60 and len(claims) <= 6  # a statement per message
+    print(f"{sum(e.kind == 'task.lease_expired' for e in events)} branch(es) re-offered after the worker was killed")
+
+
+def _finish_with_a_worker_killed(backend: Backend, tmp_path: Path, topics: list[str], workflow: str,
+                                 payload: dict[str, object], done_before: int) -> str:
+    """Start ``workflow`` on three workers of two children each, kill one (-9) once ``done_before`` tasks are done,
+    and wait for the instance to be done, sweeping the dead worker's claims (they lapse after 2 s) as beat's scan
+    would. Returns the instance's id."""
+    oms.configure(database_url=backend.database_url, broker_url=backend.broker_url, home=backend.home,
+                  reconcile_after=2)
+    env = {**backend.env, "OMS_WORKER_LEASE": "2", "OMS_HEARTBEAT_INTERVAL": "0.5"}
+    workers = [WorkerProcess(env, tmp_path, topics, concurrency=2, name=f"{workflow}{n}") for n in range(3)]
+    try:
+        instance_id = start_workflow(workflow, payload)
+        deadline = time.monotonic() + 60
+        while _done_items(instance_id) < done_before:
+            assert time.monotonic() < deadline, f"{workflow} does not progress"
+            time.sleep(0.05)
+        workers[0].kill()  # kill -9 in mid-run, with tasks claimed
+
+        def upkeep() -> None:
+            scan_sla()  # re-offers the dead worker's lapsed claims
+            reconcile()
+
+        assert wait_finished([instance_id], timeout=90, poll=upkeep) == {instance_id: "done"}
+    finally:
+        stop_all(workers)
+    return instance_id
 
 
 def _done_items(instance_id: str) -> int:

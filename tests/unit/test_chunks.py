@@ -1,5 +1,6 @@
-"""A mapped step's ``chunk``: its items offered that many to a message, claimed by the worker in one statement and
-recorded in one transaction, each item still a task of its own (its clock, retries, events), the map's end exact.
+"""``chunk``: a mapped step's items, or a fan-out's sibling branches on one topic, offered that many to a message,
+claimed by the worker in one statement and recorded in one transaction, each still a task of its own (its clock,
+retries, events), the map's end and the join exact.
 
 Run on SQLite here and on PostgreSQL by ``tests/integration/test_on_postgres.py``.
 """
@@ -14,13 +15,15 @@ from celery.exceptions import Ignore
 
 import oms
 from act import Task
-from act.subscribe import run_chunk
+from act.subscribe import run_branches, run_chunk
 from oms import Workflow, get_instance, history, start_workflow
+from oms.celery.compiler import compile_chain
 from oms.celery.dispatch import Dispatch, chunked
 from oms.engine import door
 from oms.exceptions import ConfigurationError, InvalidDefinition
 from oms.model.limits import check_fits_broker
 from oms.settings import OmsSettings
+from oms.store.catalog import definition
 
 from ..conftest import Backend
 
@@ -70,9 +73,9 @@ def test_only_consecutive_items_of_one_step_offered_together_share_a_message(bac
     assert chunked([start, start]) == [start, start]  # not items: never joined
 
 
-def test_chunk_is_a_mapped_steps_and_its_message_holds_its_items_time(backend: Backend) -> None:
-    with pytest.raises(InvalidDefinition, match="chunk: only a mapped step"):
-        Workflow(id="bad", steps=[{"id": "s", "sla": "1m", "chunk": 5}])
+def test_chunk_is_a_worker_steps_and_its_message_holds_its_items_time(backend: Backend) -> None:
+    with pytest.raises(InvalidDefinition, match="chunk: a human step"):
+        Workflow(id="bad", steps=[{"id": "s", "sla": "1m", "chunk": 5, "assign": {"groups": ["clerks"]}}])
     with pytest.raises(InvalidDefinition, match="chunk"):
         Workflow(id="bad", steps=[{"id": "s", "sla": "1m", "map": "payload.items", "chunk": 101}])
     redis = OmsSettings(broker_url="redis://127.0.0.1:1/0", visibility_timeout=3600)
@@ -124,3 +127,81 @@ def test_a_chunks_outcomes_are_recorded_together_each_item_on_its_own(backend: B
     assert info.results["each"] == [{"twice": n * 2} for n in range(25)]
     kinds = Counter((e.kind, e.step_id) for e in history(instance_id))
     assert kinds[("task.done", "each")] == 25 and kinds[("task.queued", "after")] == 1  # the map ends once
+
+
+#: A fan-out of seven branches after ``start``: five on ``leg`` that share messages three at a time, one on another
+#: topic, one followed by a chain of its own; then the join.
+FAN = {"id": "fan", "steps": [
+    {"id": "start", "sla": "1h"},
+    *({"id": f"leg{n}", "topic": "leg", "sla": "10m", "after": ["start"], "chunk": 3, "retries": 1}
+      for n in range(5)),
+    {"id": "other", "sla": "1h", "after": ["start"], "chunk": 3},
+    {"id": "chained", "topic": "leg", "sla": "10m", "after": ["start"], "chunk": 3},
+    {"id": "then", "topic": "leg", "sla": "10m", "after": ["chained"]},
+    {"id": "join", "sla": "1h", "after": ["leg0", "leg1", "leg2", "leg3", "leg4", "other", "then"]},
+]}
+
+
+def test_sibling_branches_on_one_topic_share_a_message_up_to_their_chunk(backend: Backend) -> None:
+    Workflow(**FAN).save()
+
+    def step(n: int, *, instance: str = "wf-a", countdown: float = 0.0) -> Dispatch:
+        return Dispatch(instance, "fan", 1, n, countdown)
+
+    # leg0..leg4 are steps 1-5, other 6, chained 7
+    assert chunked([step(n) for n in range(1, 8)]) == [
+        Dispatch("wf-a", "fan", 1, 1, branches=(1, 2, 3)), Dispatch("wf-a", "fan", 1, 4, branches=(4, 5)),
+        step(6), step(7)]
+    # another instance's, a countdown of their own, the same step twice: alone
+    alone = [step(1), step(2, instance="wf-b"), step(3, countdown=2.0), step(3, countdown=2.0)]
+    assert chunked(alone) == alone
+
+
+def test_a_chunked_fan_out_offers_its_branches_three_to_a_message(backend: Backend,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    Workflow(**FAN).save()
+    instance_id = start_workflow("fan", {})
+    start = door.claim_step(instance_id, 0, "w0")
+    assert start is not None
+    sent = _sent(monkeypatch)
+    door.complete(start, {})
+    assert [(m["name"], m["step"], m.get("branches")) for m in sent] == [
+        ("act.leg", "leg0", [1, 2, 3]), ("act.leg", "leg3", [4, 5]), ("act.other", "other", None),
+        ("act.leg", "chained", None)]
+    chunk = compile_chain(oms.app, definition("fan", 1), instance_id, 1, branches=(1, 2, 3))
+    assert chunk.options["soft_time_limit"] == 3 * 600  # the message holds its three branches' SLAs
+
+
+def test_a_chunk_of_branches_is_claimed_at_once_and_recorded_together_the_join_once(backend: Backend) -> None:
+    Workflow(**FAN).save()
+    instance_id = start_workflow("fan", {})
+    start = door.claim_step(instance_id, 0, "w0")
+    assert start is not None
+    door.complete(start, {})
+    alone = door.claim_step(instance_id, 2, "other")  # leg1, taken by another worker before the chunk's
+    assert alone is not None
+    ran: list[str] = []
+
+    def handler(task: Task) -> dict[str, Any] | str:
+        ran.append(task.step_id)
+        return "fail" if task.step_id == "leg2" and task.attempt == 1 else {"leg": task.step_id}
+
+    with pytest.raises(Ignore):
+        run_branches("w1", handler, instance_id, [1, 2, 3])
+    assert ran == ["leg0", "leg2"]
+    started = [e for e in history(instance_id) if e.kind == "task.started" and e.data.get("worker_id") == "w1"]
+    assert len(started) == 2 and len({e.at for e in started}) == 1  # one statement
+    tasks = {(t.step_id, t.attempt): t.status for t in get_instance(instance_id).tasks}
+    assert tasks[("leg0", 1)] == "done" and tasks[("leg2", 1)] == "failed" and tasks[("leg2", 2)] == "pending"
+    with pytest.raises(Ignore):
+        run_branches("w1", handler, instance_id, [1, 2, 3])  # delivered again: only leg2's retry is pending
+    assert ran == ["leg0", "leg2", "leg2"]
+    door.complete(alone, {"leg": "leg1"})
+    for step_id, index in (("leg3", 4), ("leg4", 5), ("other", 6), ("chained", 7), ("then", 8)):
+        task = door.claim_step(instance_id, index, "w2")
+        assert task is not None, step_id
+        door.complete(task, {"leg": step_id})
+    info = get_instance(instance_id)
+    assert info.results["leg2"] == {"leg": "leg2"} and info.tasks[-1].step_id == "join"
+    kinds = Counter((e.kind, e.step_id) for e in history(instance_id))
+    assert kinds[("task.queued", "join")] == 1  # the join, once
