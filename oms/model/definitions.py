@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
@@ -117,7 +118,7 @@ class Step(_Model):
     #: claims them in one statement, runs them one after another and records their outcomes in one transaction;
     #: fewer messages and commits per item, but the items of one message do not run in parallel. On a step that is
     #: not mapped: it shares a message with up to ``chunk - 1`` sibling branches on its topic offered with it (a
-    #: fan-out's), each allowing as many, none followed by a chain of its own.
+    #: fan-out's), each allowing as many, none followed by a chain of its own (refused where it never could).
     chunk: int = Field(default=1, ge=1, le=MAX_CHUNK)
     #: Run this registered Celery task's function as the step (``"shop.tasks.add"``), not a topic's handler.
     #: Its message goes to the queue the app routes the task to, unless the step names a ``topic`` of its own.
@@ -297,6 +298,7 @@ class Definition(_Model):
             raise ValueError(f"sla: {self.sla} counts business days: name the calendar they are counted in "
                              "(calendar: ...)")
         signals: dict[str, str] = {}
+        self._check_branch_chunks()
         for number, step in enumerate(self.steps):
             if self.tracked and step.kind is not StepKind.WORKER:
                 raise ValueError(f"steps[{number}]: a tracked workflow's steps are Celery tasks, not {step.kind} steps")
@@ -324,6 +326,33 @@ class Definition(_Model):
                 raise ValueError("escalations: a workflow's ladder climbs the workflow's own sla, and it has none")
             check_ladder(self.escalations, "", human=False, workflow=True, calendar=self.calendar)
         return self
+
+    def _check_branch_chunks(self) -> None:
+        """Refuse a ``chunk`` on a step that is not mapped where it could never let the step share a message
+        (:func:`oms.celery.dispatch.chunked`): the step starts a straight run, or has no sibling branch (a step after
+        the same steps, on its topic, with a chunk, starting no run) to share one with."""
+        if self.tracked:
+            return
+        graph = self._graph
+
+        def key(index: int) -> tuple[object, ...] | None:
+            step = self.steps[index]
+            if step.chunk == 1 or step.map is not None or graph.chained(index) is not None:
+                return None
+            return graph.predecessors[index], step.topic, step.task
+
+        siblings = Counter(key(index) for index in range(len(self.steps)))
+        for number, step in enumerate(self.steps):
+            if step.chunk == 1 or step.map is not None:
+                continue
+            if (following := graph.chained(number)) is not None:
+                raise ValueError(f"steps[{number}].chunk: step {step.id!r} starts a straight run (then "
+                                 f"{self.steps[following].id!r}) that one Celery chain carries: only branches no "
+                                 "chain follows share a message")
+            if siblings[key(number)] < 2:
+                raise ValueError(f"steps[{number}].chunk: step {step.id!r} has no sibling branch to share a message "
+                                 f"with: a step after the same steps, on topic {step.topic!r}, with a chunk, starting "
+                                 "no straight run")
 
     def ladders(self) -> list[tuple[str, int, Rung]]:
         """Every rung of the workflow's ladder and its steps', with where it stands (``steps[3].``) and its index."""

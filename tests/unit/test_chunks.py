@@ -130,13 +130,13 @@ def test_a_chunks_outcomes_are_recorded_together_each_item_on_its_own(backend: B
 
 
 #: A fan-out of seven branches after ``start``: five on ``leg`` that share messages three at a time, one on another
-#: topic, one followed by a chain of its own; then the join.
+#: topic, one on ``leg`` without a chunk followed by a chain of its own; then the join.
 FAN = {"id": "fan", "steps": [
     {"id": "start", "sla": "1h"},
     *({"id": f"leg{n}", "topic": "leg", "sla": "10m", "after": ["start"], "chunk": 3, "retries": 1}
       for n in range(5)),
-    {"id": "other", "sla": "1h", "after": ["start"], "chunk": 3},
-    {"id": "chained", "topic": "leg", "sla": "10m", "after": ["start"], "chunk": 3},
+    {"id": "other", "sla": "1h", "after": ["start"]},
+    {"id": "chained", "topic": "leg", "sla": "10m", "after": ["start"]},
     {"id": "then", "topic": "leg", "sla": "10m", "after": ["chained"]},
     {"id": "join", "sla": "1h", "after": ["leg0", "leg1", "leg2", "leg3", "leg4", "other", "then"]},
 ]}
@@ -155,6 +155,22 @@ def test_sibling_branches_on_one_topic_share_a_message_up_to_their_chunk(backend
     # another instance's, a countdown of their own, the same step twice: alone
     alone = [step(1), step(2, instance="wf-b"), step(3, countdown=2.0), step(3, countdown=2.0)]
     assert chunked(alone) == alone
+
+
+def test_a_chunk_that_could_never_share_a_message_is_refused_naming_why(backend: Backend) -> None:
+    with pytest.raises(InvalidDefinition, match=r"steps\[0\].chunk: step 'alone' has no sibling branch"):
+        Workflow(id="bad", steps=[{"id": "alone", "sla": "1m", "chunk": 5}])
+    with pytest.raises(InvalidDefinition, match=r"steps\[0\].chunk: step 'a' has no sibling branch"):
+        Workflow(id="bad", steps=[{"id": "a", "topic": "t", "sla": "1m", "after": [], "chunk": 5},
+                                  {"id": "b", "sla": "1m", "after": [], "chunk": 5}])  # b's topic is its own id
+    with pytest.raises(InvalidDefinition, match=r"steps\[2\].chunk: step 'b' starts a straight run \(then 'c'\)"):
+        Workflow(id="bad", steps=[{"id": "a", "topic": "t", "sla": "1m", "after": [], "chunk": 5},
+                                  {"id": "a2", "topic": "t", "sla": "1m", "after": [], "chunk": 5},
+                                  {"id": "b", "topic": "t", "sla": "1m", "after": [], "chunk": 5},
+                                  {"id": "c", "sla": "1m", "after": ["b"]}])
+    Workflow(id="good", steps=[{"id": "a", "topic": "t", "sla": "1m", "after": [], "chunk": 5},
+                               {"id": "b", "topic": "t", "sla": "1m", "after": [], "chunk": 5},
+                               {"id": "c", "sla": "1m", "after": ["a", "b"]}])
 
 
 def test_a_chunked_fan_out_offers_its_branches_three_to_a_message(backend: Backend,
