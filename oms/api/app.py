@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
+from ..celery.app import current
 from ..settings import get_settings, is_loopback
 from ..store import db, tokens
 from ..store.db import database
@@ -159,6 +160,9 @@ def create_app(*, insecure_no_auth: bool | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         insecure = get_settings().api_insecure_no_auth if insecure_no_auth is None else insecure_no_auth
         await run_in_threadpool(_check_start, insecure)
+        # Celery finds its result backend on a process's first publish by reading every installed package's entry
+        # points (tens of milliseconds): paid here, not by the first start request
+        await run_in_threadpool(lambda: current().backend)
         if insecure:
             announce_insecure()
         app.state.insecure_no_auth = insecure
