@@ -49,6 +49,23 @@ def test_add_then_mul_gives_the_product_of_the_sum(backend: Backend, worker: Wor
         assert [e.step_id for e in history(instance_id) if e.kind == "task.done"] == ["add", "mul"]
 
 
+def test_a_fan_out_of_shop_tasks_runs_two_to_a_message_and_joins_once(backend: Backend,
+                                                                       worker: WorkerProcess) -> None:
+    legs = [f"add{n}" for n in range(4)]
+    Workflow(id="shop_fan", steps=[
+        *({"id": leg, "task": "tests.shop_tasks.add", "sla": "1m", "topic": "adders", "after": [], "chunk": 2}
+          for leg in legs),
+        {"id": "mul", "task": "tests.shop_tasks.mul", "sla": "1m", "after": legs},
+    ]).save()
+    instance_id = start_workflow("shop_fan", payload={"x": 2, "y": 3})
+    assert wait_finished([instance_id]) == {instance_id: "done"}
+    assert get_instance(instance_id).results == {**{leg: {"value": 5} for leg in legs}, "mul": {"value": 15}}
+    events = history(instance_id)
+    assert sorted(e.step_id for e in events if e.kind == "task.done") == sorted([*legs, "mul"])  # each once
+    claims = {e.at for e in events if e.kind == "task.started" and e.step_id in legs}
+    assert len(claims) == 2  # two messages, each claimed in one statement
+
+
 def _one_step(workflow_id: str, step: dict[str, Any], payload: dict[str, Any]) -> str:
     Workflow(id=workflow_id, steps=[{"id": "s", **step}]).save()
     return start_workflow(workflow_id, payload=payload)
