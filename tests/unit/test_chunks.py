@@ -221,3 +221,19 @@ def test_a_chunk_of_branches_is_claimed_at_once_and_recorded_together_the_join_o
     assert info.results["leg2"] == {"leg": "leg2"} and info.tasks[-1].step_id == "join"
     kinds = Counter((e.kind, e.step_id) for e in history(instance_id))
     assert kinds[("task.queued", "join")] == 1  # the join, once
+
+
+def test_a_retried_instance_offers_its_unfinished_branches_in_chunks_again(backend: Backend,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    Workflow(id="fan0", steps=[{**step, "retries": 0} for step in FAN["steps"]]).save()
+    instance_id = start_workflow("fan0", {})
+    start = door.claim_step(instance_id, 0, "w0")
+    assert start is not None
+    door.complete(start, {})
+    with pytest.raises(Ignore):
+        run_branches("w1", lambda task: "fail" if task.step_id == "leg1" else {}, instance_id, [1, 2, 3])
+    assert get_instance(instance_id).status == "failed"  # leg1 failed; leg3, leg4 and the rest were cancelled
+    sent = _sent(monkeypatch)
+    oms.retry_workflow(instance_id)
+    assert [(m["step"], m.get("branches")) for m in sent] == [
+        ("leg1", [2, 4, 5]), ("other", None), ("chained", None)]  # leg0 and leg2 stay done
