@@ -75,19 +75,18 @@ def _extends(chunk: Dispatch, item: Dispatch) -> bool:
 
 def _joins(chunk: Dispatch, branch: Dispatch) -> bool:
     """Whether step ``branch`` may share ``chunk``'s message: a step of the same instance offered with it, both on one
-    topic (one Celery task, one queue), neither a map's item nor followed by a chain, and every step of the message
-    allowing one more (so the message's time, their SLAs together, stays within what each step's ``chunk`` allows:
-    :func:`oms.model.limits.check_fits_broker`)."""
+    topic (one Celery task, one queue), neither a map's item, and every step of the message allowing one more
+    (:meth:`~oms.model.definitions.Definition.branch_chunk`; so the message's time, their SLAs together, stays within
+    what each step's ``chunk`` allows: :func:`oms.model.limits.check_fits_broker`)."""
     if (chunk.item_index is not None or branch.item_index is not None or branch.branches
             or (branch.instance_id, branch.version, branch.countdown)
             != (chunk.instance_id, chunk.version, chunk.countdown)):
         return False
     workflow = definition(chunk.workflow_id, chunk.version)
-    indexes = (*(chunk.branches or (chunk.from_step,)), branch.from_step)
-    steps = [workflow.steps[i] for i in indexes]
-    return (branch.from_step not in indexes[:-1] and len({(s.topic, s.task) for s in steps}) == 1
-            and all(len(indexes) <= s.chunk and s.map is None and workflow.graph.chained(i) is None
-                    and workflow.graph.worker(i) for i, s in zip(indexes, steps, strict=True)))
+    members = chunk.branches or (chunk.from_step,)
+    first, step = workflow.steps[chunk.from_step], workflow.steps[branch.from_step]
+    return (branch.from_step not in members and (step.topic, step.task) == (first.topic, first.task)
+            and all(workflow.branch_chunk(i) > len(members) for i in (branch.from_step, *members)))
 
 
 def engine_publishes(workflow: Definition, index: int | None = None) -> bool:

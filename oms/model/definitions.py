@@ -329,30 +329,39 @@ class Definition(_Model):
 
     def _check_branch_chunks(self) -> None:
         """Refuse a ``chunk`` on a step that is not mapped where it could never let the step share a message
-        (:func:`oms.celery.dispatch.chunked`): the step starts a straight run, or has no sibling branch (a step after
-        the same steps, on its topic, with a chunk, starting no run) to share one with."""
+        (:meth:`branch_chunk`): the step starts a straight run, or has no sibling branch (a step after the same
+        steps, on its topic, that may share one) to share one with."""
         if self.tracked:
             return
         graph = self._graph
-
-        def key(index: int) -> tuple[object, ...] | None:
-            step = self.steps[index]
-            if step.chunk == 1 or step.map is not None or graph.chained(index) is not None:
-                return None
-            return graph.predecessors[index], step.topic, step.task
-
-        siblings = Counter(key(index) for index in range(len(self.steps)))
-        for number, step in enumerate(self.steps):
-            if step.chunk == 1 or step.map is not None:
-                continue
+        asked = [n for n, step in enumerate(self.steps) if step.chunk > 1 and step.map is None]
+        for number in asked:
             if (following := graph.chained(number)) is not None:
+                step = self.steps[number]
                 raise ValueError(f"steps[{number}].chunk: step {step.id!r} starts a straight run (then "
                                  f"{self.steps[following].id!r}) that one Celery chain carries: only branches no "
                                  "chain follows share a message")
+
+        def key(index: int) -> tuple[object, ...]:
+            return graph.predecessors[index], self.steps[index].topic, self.steps[index].task
+
+        siblings = Counter(key(number) for number in asked)
+        for number in asked:
             if siblings[key(number)] < 2:
+                step = self.steps[number]
                 raise ValueError(f"steps[{number}].chunk: step {step.id!r} has no sibling branch to share a message "
                                  f"with: a step after the same steps, on topic {step.topic!r}, with a chunk, starting "
                                  "no straight run")
+
+    def branch_chunk(self, index: int) -> int:
+        """How many sibling branches, itself included, step ``index`` may share a message with: its ``chunk``; 1 for
+        a mapped step (its chunk is its items'), a step starting a straight run (one Celery chain carries it) and a
+        step no worker runs. The one home of that rule (:func:`oms.celery.dispatch.chunked` applies it)."""
+        step = self.steps[index]
+        if step.chunk == 1 or step.map is not None or self.graph.chained(index) is not None \
+                or not self.graph.worker(index):
+            return 1
+        return step.chunk
 
     def ladders(self) -> list[tuple[str, int, Rung]]:
         """Every rung of the workflow's ladder and its steps', with where it stands (``steps[3].``) and its index."""
