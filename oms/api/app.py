@@ -39,6 +39,7 @@ from . import (
     page,
     people,
     reports,
+    routing,
     signals,
     tasks,
     workflows,
@@ -132,8 +133,9 @@ def announce_insecure() -> None:
           "on loopback only", file=sys.stderr, flush=True)
 
 
-#: Every router of the API; each one's paths are whole (a router's prefix is its own).
-ROUTERS = (workflows.router, calendars.router, instances.router, tasks.router, batches.router, people.router,
+#: Every router of the API; each one's paths are whole (a router's prefix is its own). A request is matched against
+#: them in this order, so the pull workers' loop (fetch, complete) comes first; no two share a method and path.
+ROUTERS = (tasks.router, batches.router, workflows.router, calendars.router, instances.router, people.router,
            signals.router, board.router, reports.router, notices.router, metrics.router, health.router, page.router)
 
 
@@ -195,6 +197,8 @@ def create_app(*, insecure_no_auth: bool | None = None) -> FastAPI:
     contract.install(app)
     if unruled := [f"{method} {path}" for method, path in served(app) if (method, path) not in auth.ALL]:
         raise RuntimeError(f"no rule in oms.api.auth.RULES (or .PUBLIC) says who may call {', '.join(unruled)}")
+    if untagged := {str(tag) for route in routing.routes(app) for tag in route.tags} - set(contract.TAGS):
+        raise RuntimeError(f"oms.api.contract.TAGS does not place the tags {sorted(untagged)} in /docs")
     if loose := [route.path for router in ROUTERS for route in router.routes
                  if isinstance(route, APIRoute) and route.body_field is not None and not isinstance(route, JsonRoute)]:
         raise RuntimeError(f"{', '.join(loose)} read a JSON body without refusing duplicate keys: give its router "

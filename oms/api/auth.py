@@ -237,8 +237,9 @@ async def authorize(request: Request) -> None:
     request.state.principal = cached or await run_in_threadpool(resolve, token, roles)
 
 
-def current(request: Request) -> Principal:
-    """The caller :func:`authorize` let in (a dependency for routes that look further: a worker's topics)."""
+async def current(request: Request) -> Principal:
+    """The caller :func:`authorize` let in (a dependency for routes that look further: a worker's topics); ``async``,
+    as FastAPI runs a plain ``def`` dependency on its thread pool, a hop per request for reading one attribute."""
     principal: Principal = request.state.principal
     return principal
 

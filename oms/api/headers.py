@@ -21,14 +21,15 @@ MAX_KEY_CHARS = 255
 _PRINTABLE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
-def idempotency_key(
+async def idempotency_key(
     idempotency_key: Annotated[str | None, Header(
         json_schema_extra={"pattern": "^[!-~](?:[ -~]*[!-~])?$", "minLength": 1, "maxLength": MAX_KEY_CHARS},
         description="Makes a retried request safe: the same key again returns what the first one did. 1 to 255 "
                     "printable ASCII characters (spaces inside allowed); anything else is 400 InvalidHeader.",
     )] = None,
 ) -> str | None:
-    """The ``Idempotency-Key`` header, or ``None``; 400 ``InvalidHeader`` unless 1 to 255 printable ASCII."""
+    """The ``Idempotency-Key`` header, or ``None``; 400 ``InvalidHeader`` unless 1 to 255 printable ASCII (``async``:
+    no thread hop for a check that does no I/O)."""
     if idempotency_key is None:
         return None
     if not idempotency_key:

@@ -88,9 +88,14 @@ class PauseRequest(BaseModel):
     worker_id: str = field(WORKER_ID, "The lease's holder.")
 
 
+#: A task's fields, in order: what a worker receives.
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
+
+
 def task_json(task: Task) -> dict[str, Any]:
-    """A task as a worker receives it: every field, times in ISO 8601."""
-    data = dataclasses.asdict(task)
+    """A task as a worker receives it: every field, times in ISO 8601. Shallow (``asdict`` would deep-copy the
+    payload and results, to be serialized at once)."""
+    data = {name: getattr(task, name) for name in _TASK_FIELDS}
     for key in ("expires_at", "lease_expires_at"):
         if data[key] is not None:
             data[key] = data[key].isoformat()
