@@ -17,8 +17,7 @@ plan, the one a single call makes, in one transaction (:mod:`oms.engine.batches`
 and refuse each task that cannot end with the error the single call would raise.
 Single completions and failures made by several threads at once share transactions the
 same way, unasked (group commit, :mod:`oms.engine.gather`): an API process serving many
-HTTP workers, a push worker with a threads pool; so do pull workers' single claims,
-each its own holder and lease in one statement. A lone caller goes alone, at once.
+HTTP workers, a push worker with a threads pool. A lone caller goes alone, at once.
 
 The functions here delegate to one :class:`Door` per process, which remembers the
 tasks this process claimed (so a call by id needs no read, and knows its holder);
@@ -110,39 +109,6 @@ class LongPoll:
 
 
 @dataclass(frozen=True)
-class _Claim:
-    """A pull worker's claim of one step on ``topic``, held by ``worker_id`` until ``lease_until``."""
-
-    topic: str
-    worker_id: str
-    now: datetime
-    lease_until: datetime
-
-
-#: What a claim found: the task, or none and when one next becomes due.
-Claimed = tuple[Task | None, datetime | None]
-
-
-def _claim_one(claim: _Claim, what: str) -> Claimed:
-    store = database().store
-    return retrying(lambda: store.claim_topic(claim.topic, claim.worker_id, claim.now, claim.lease_until), what)
-
-
-def _claim_many(claims: list[_Claim], what: str) -> list[Claimed]:
-    """The claims on each topic in one statement (:meth:`Store.claim_for`); each answered in order."""
-    store = database().store
-    answers: dict[int, Claimed] = {}
-    for topic in dict.fromkeys(claim.topic for claim in claims):
-        mine = [(at, claim) for at, claim in enumerate(claims) if claim.topic == topic]
-        holders = [(claim.worker_id, claim.lease_until) for _, claim in mine]
-        now = max(claim.now for _, claim in mine)
-        found, due = retrying(partial(store.claim_for, topic, holders, now), what)
-        for k, (at, _) in enumerate(mine):
-            answers[at] = (found[k], None) if k < len(found) else (None, due)
-    return [answers[at] for at in range(len(claims))]
-
-
-@dataclass(frozen=True)
 class Ended:
     """What finishing a task did: the steps it offered (published already), or nothing, as a ``repeat``.
 
@@ -178,9 +144,7 @@ class Door:
         self._lock = threading.Lock()
         self._swept: dict[str, float] = {}
         #: Single completions and failures of this process's threads, sharing transactions when they coincide.
-        self._gather: Gather[Plan, list[Offered] | None] = Gather(self._apply_one, self._apply_many)
-        #: Single claims of this process's pull workers, sharing statements when they coincide.
-        self._claims: Gather[_Claim, Claimed] = Gather(_claim_one, _claim_many)
+        self._gather = Gather(self._apply_one, self._apply_many)
 
     # -- what this process holds ----------------------------------------------------------------------------------
 
@@ -268,7 +232,8 @@ class Door:
         """
         now = now or utcnow()
         self._sweep_topic(topic, now)
-        task, due = self._claims.send(_Claim(topic, worker_id, now, now + lease), "claiming a task")
+        store = database().store
+        task, due = retrying(lambda: store.claim_topic(topic, worker_id, now, now + lease), "claiming a task")
         self._hold(task)
         self._claimed(topic, task is not None, due)
         return task, due
@@ -315,7 +280,7 @@ class Door:
     def _end(self, plan: Plan, what: str) -> Ended:
         """Apply an ended attempt's plan; return what it offered, as dispatches, or that it was its holder's repeat
         (or raise why it did not apply)."""
-        offered = self._gather.send(plan, what)
+        offered = self._gather.end(plan, what)
         self._forget(plan.task.id)
         if offered is None:
             self._refuse(plan.task.id, plan.now, plan.outcome.holder, plan.outcome)

@@ -183,12 +183,6 @@ class Store(Protocol):
         """Claim up to ``max_tasks`` of the oldest due pending attempts on ``topic`` at once; if none, say when one
         next becomes due."""
 
-    def claim_for(self, topic: str, holders: list[tuple[str, datetime]],
-                  now: datetime) -> tuple[list[Task], datetime | None]:
-        """The claims of several callers on ``topic`` at once (group commit), each ``(worker_id, lease_until)``: the
-        oldest due step goes to the first holder, the next to the second, and so on; the tasks, in the holders'
-        order, and, when there were fewer than holders, when one next becomes due."""
-
     def finish(self, move: Move) -> Finished:
         """Apply a finished attempt's move in one statement, or say it must be applied in a transaction."""
 

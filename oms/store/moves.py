@@ -201,23 +201,6 @@ def claim(worker_id: Value, now: Value, lease_until: Value, *where: ColumnElemen
     )
 
 
-def claim_each(holders: FromClause, now: Value, *where: ColumnElement[bool]) -> Update:
-    """The oldest due queued attempts matching ``where``, one to each row of ``holders`` (its ``n``, 1 to N, with a
-    ``worker_id`` and a ``lease_until``), the oldest to the first: the claims of callers gathered in one statement.
-    Returns the task columns and the holder's ``n``."""
-    oldest = (select(tasks.c.id, tasks.c.ready_at).where(tasks.c.status == sql(TaskStatus.PENDING), *where)
-              .order_by(tasks.c.ready_at).limit(select(func.count()).select_from(holders).scalar_subquery())
-              .with_for_update(skip_locked=True).cte("oldest"))
-    numbered = select(oldest.c.id, func.row_number().over(order_by=(oldest.c.ready_at, oldest.c.id)).label("n")
-                      ).cte("numbered")
-    return (
-        update(tasks).where(tasks.c.id == numbered.c.id, numbered.c.n == holders.c.n)
-        .values(status=sql(TaskStatus.RUNNING), worker_id=holders.c.worker_id, started_at=now,
-                lease_expires_at=holders.c.lease_until)
-        .returning(*(tasks.c[name] for name in TASK_COLUMNS), holders.c.n)
-    )
-
-
 def hold(which: ColumnElement[bool], holder: Value, now: Value) -> Update:
     """The queued human steps ``which`` names are claimed by the person ``holder``: with no lease, her claim does
     not lapse (she releases it, is disabled, or a supervisor reassigns the step)."""

@@ -103,17 +103,6 @@ class PortableStore:
                                 many=max_tasks)
             return found, None if found else _next_due(conn, topic)
 
-    def claim_for(self, topic: str, holders: list[tuple[str, datetime]],
-                  now: datetime) -> tuple[list[Task], datetime | None]:
-        found: list[Task] = []
-        with self.engine.begin() as conn:
-            for worker_id, lease_until in holders:
-                task = _claim(conn, worker_id, now, lease_until, tasks.c.topic == topic, tasks.c.ready_at <= now)
-                if task is None:
-                    return found, _next_due(conn, topic)
-                found.append(task)
-        return found, None
-
     def finish(self, move: Move) -> Finished:
         return IN_TRANSACTION  # the counters are read under the write lock: see oms.engine.plan.apply
 

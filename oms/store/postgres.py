@@ -157,14 +157,6 @@ class PostgresStore:
             return [], _utc(rows[0].next_due)
         return [as_task(row) for row in rows], None
 
-    def claim_for(self, topic: str, holders: list[tuple[str, datetime]],
-                  now: datetime) -> tuple[list[Task], datetime | None]:
-        rows = self._all(self.sql.claim_for, {"topic": topic, "workers": [w for w, _ in holders],
-                                              "leases": [until for _, until in holders], "now": now,
-                                              "synchronous_commit": self._claim_commit()})
-        found = sorted((row for row in rows if row.id is not None), key=lambda row: row.n)
-        return [as_task(row) for row in found], next((_utc(row.next_due) for row in rows if row.id is None), None)
-
     def finish(self, move: Move) -> Finished:
         statement = self.sql.finish.get((type(move.then), move.ending.status))
         if statement is None:

@@ -131,44 +131,31 @@ def _start() -> str:
 
 # -- claims --------------------------------------------------------------------------------------------------------
 
-def _claim(*where: Any, skip_locked: bool, next_due: bool = False, many: Any = None, each: bool = False) -> str:
-    """The oldest due queued row matching ``where`` runs (``many``: up to that many rows; ``each``: one for each
-    holder of the ``workers`` and ``leases`` arrays, with the holder's position ``n``), and says so in the log; with
-    ``next_due``, a row saying when something next becomes due (a retry's backoff ends, a lease runs out) when
-    nothing was, or (``each``) fewer rows than holders.
+def _claim(*where: Any, skip_locked: bool, next_due: bool = False, many: Any = None) -> str:
+    """The oldest due queued row matching ``where`` runs (``many``: up to that many rows), and says so in the log;
+    with ``next_due``, a row saying when something next becomes due (a retry's backoff ends, a lease runs out) when
+    nothing was.
 
     The claim's commit waits for the WAL flush only if ``synchronous_commit`` is ``on`` (``OMS_DURABLE_CLAIMS``):
     ``set_config(..., true)`` sets it for this statement's own transaction.
     """
     sc = select(func.set_config(literal_column("'synchronous_commit'"), _param("synchronous_commit"), true()).label(
         "mode")).cte("sc")
-    workers = _param("workers", ARRAY(Text))
-    claim: Any = (moves.claim_each(_holders(workers), NOW, *where) if each
-                  else moves.claim(WORKER_ID, NOW, LEASE_UNTIL, *where, skip_locked=skip_locked, many=many))
-    t = claim.where(select(sc.c.mode).scalar_subquery().is_not(None)).cte("t")
-    e = moves.log(moves.task_events(moves.STARTED, t, NOW, worker_id=t.c.worker_id if each else WORKER_ID)).cte("e")
-    claimed: Any = moves.with_instance(t).add_columns(t.c.n) if each else moves.with_instance(t)
-    short = (select(func.count()).select_from(t).scalar_subquery() < func.cardinality(workers) if each
-             else ~exists(select(t.c.id)))
+    t = (moves.claim(WORKER_ID, NOW, LEASE_UNTIL, *where, skip_locked=skip_locked, many=many)
+         .where(select(sc.c.mode).scalar_subquery().is_not(None)).cte("t"))
+    e = moves.log(moves.task_events(moves.STARTED, t, NOW, worker_id=WORKER_ID)).cte("e")
+    claimed: Any = moves.with_instance(t)
     if next_due:
-        # as the statement leaves the topic: its subqueries see the rows it claims as they were, still pending
         pending = select(func.min(tasks.c.ready_at)).where(tasks.c.topic == _param("topic"),
-                                                            tasks.c.status == sql(TaskStatus.PENDING),
-                                                            tasks.c.id.not_in(select(t.c.id)))
+                                                            tasks.c.status == sql(TaskStatus.PENDING))
         leased = select(func.min(tasks.c.lease_expires_at)).where(tasks.c.topic == _param("topic"),
                                                                    tasks.c.status == sql(TaskStatus.RUNNING))
-        due = func.least(pending.scalar_subquery(), leased.scalar_subquery(),
-                         select(func.min(t.c.lease_expires_at)).scalar_subquery())
+        due = func.least(pending.scalar_subquery(), leased.scalar_subquery())
         claimed = union_all(
             claimed.add_columns(cast(null(), UTCDateTime()).label("next_due")),
-            select(*(null().label(f"n{k}") for k in range(len(claimed.selected_columns))), due).where(short))
+            select(*(null().label(f"n{k}") for k in range(len(claimed.selected_columns))), due)
+            .where(~exists(select(t.c.id))))
     return _compiled(claimed.add_cte(sc, t, e))
-
-
-def _holders(workers: Any) -> Any:
-    """The gathered callers of a claim: ``workers`` and ``leases`` side by side, numbered from 1 (``n``)."""
-    return func.unnest(workers, _param("leases", ARRAY(UTCDateTime()))).table_valued(
-        column("worker_id", Text), column("lease_until", UTCDateTime()), with_ordinality="n").render_derived("h")
 
 
 # -- finished attempts ---------------------------------------------------------------------------------------------
@@ -265,8 +252,6 @@ class Statements:
     claim_topic: str
     #: The same for up to ``max_tasks`` steps at once (a batch fetch), in one statement.
     claim_tasks: str
-    #: The claims of a topic's callers gathered in one statement, each its own holder and lease.
-    claim_for: str
     #: One statement per kind of move and the status it ends the attempt with.
     finish: dict[tuple[type, TaskStatus], str]
     extend: str
@@ -303,8 +288,6 @@ def statements() -> Statements:
                            next_due=True),
         claim_tasks=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,
                            next_due=True, many=_param("max_tasks", Integer)),
-        claim_for=_claim(tasks.c.topic == _param("topic"), tasks.c.ready_at <= NOW, skip_locked=True,
-                         next_due=True, each=True),
         finish={(kind, status): _finish(kind, status) for kind, status in (
             (Advance, TaskStatus.DONE), (CountItem, TaskStatus.DONE), (Retry, TaskStatus.FAILED),
             (Retry, TaskStatus.LAPSED), (EndInstance, TaskStatus.FAILED))},

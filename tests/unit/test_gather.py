@@ -9,17 +9,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
 from act import complete_task, fetch_task
 from oms import Workflow, get_instance, history, start_workflow, start_workflows
-from oms.durations import utcnow
 from oms.engine import door
 from oms.engine.gather import Gather
-from oms.store.db import database
 
 from ..conftest import Backend
 from .test_batches import FAN
@@ -57,7 +54,7 @@ def _queue_behind_a_lone_caller(applier: Applier, plans: list[Any]) -> tuple[Gat
 
     def end(plan: Any) -> None:
         try:
-            answers[plan] = gather.send(plan, "completing a task")
+            answers[plan] = gather.end(plan, "completing a task")
         except BaseException as exc:  # a thread's own, to assert
             answers[plan] = exc
 
@@ -80,8 +77,8 @@ def test_a_lone_caller_applies_its_plan_alone_at_once() -> None:
     applier = Applier()
     applier.release.set()
     gather = Gather(applier.one, applier.many)
-    assert gather.send("a", "completing a task") == ["offered by a"]
-    assert gather.send("lost", "completing a task") is None
+    assert gather.end("a", "completing a task") == ["offered by a"]
+    assert gather.end("lost", "completing a task") is None
     assert applier.singles == ["a", "lost"] and applier.batches == [] and gather.sizes == Counter({1: 2})
 
 
@@ -109,7 +106,7 @@ def test_a_database_unreachable_past_its_retries_is_every_callers_error_and_nobo
     assert answers["b"] is down and answers["c"] is down and applier.singles == ["first"]
     assert not gather._busy and gather._queue == []
     applier.many_error = None
-    assert gather.send("e", "completing a task") == ["offered by e"]  # the next caller is served
+    assert gather.end("e", "completing a task") == ["offered by e"]  # the next caller is served
 
 
 def test_a_batch_whose_thread_is_interrupted_answers_everyone_in_it_and_hands_on() -> None:
@@ -171,47 +168,3 @@ def test_branches_completed_by_threads_at_once_offer_their_join_once(backend: Ba
         assert kinds[("task.queued", "join")] == 1, kinds
         join = fetch_task("join", max_wait=1, worker_id="w")
         assert join is not None and join.instance_id == instance_id
-
-
-def test_claims_gathered_go_oldest_first_each_to_its_holder_with_its_lease(backend: Backend) -> None:
-    """``Store.claim_for``: the statement a batch of claims makes. Each holder gets its own row, lease and
-    ``task.started`` event; a holder left without a step hears when one next becomes claimable, as the claim leaves
-    the topic (the earliest lease just taken)."""
-    Workflow(id="line", steps=[{"id": "line", "sla": "1h"}]).save()
-    first, second = start_workflow("line", {"n": 1}), start_workflow("line", {"n": 2})
-    now = utcnow()
-    holders = [(name, now + timedelta(minutes=k)) for k, name in enumerate(("a", "b", "c"), start=1)]
-    found, due = database().store.claim_for("line", holders, now)
-    assert [(task.instance_id, task.worker_id, task.lease_expires_at) for task in found] == [
-        (first, "a", holders[0][1]), (second, "b", holders[1][1])]
-    assert due == holders[0][1]
-    for instance_id, holder in ((first, "a"), (second, "b")):
-        assert [e.data["worker_id"] for e in history(instance_id) if e.kind == "task.started"] == [holder]
-    assert database().store.claim_for("line", holders[:2], now) == ([], holders[0][1])
-
-
-def test_threads_claiming_at_once_share_statements_and_each_holds_its_own_steps(backend: Backend) -> None:
-    threads = 8
-    Workflow(id="queue", steps=[{"id": "queue", "sla": "1h"}]).save()
-    ids = start_workflows("queue", [{"n": n} for n in range(threads * 10)])
-    before = Counter(door._door._claims.sizes)
-    gate = threading.Barrier(threads)
-
-    def work(worker: int) -> list[str]:
-        gate.wait(10)
-        mine = []
-        while (task := fetch_task("queue", max_wait=0, lease=f"{worker + 1}m", worker_id=f"w{worker}")) is not None:
-            assert task.worker_id == f"w{worker}" and task.lease_expires_at is not None
-            assert timedelta(minutes=worker + 1) - timedelta(seconds=30) < task.lease_expires_at - utcnow()
-            assert complete_task(task, {}, worker_id=f"w{worker}") is True  # the holder it was claimed for
-            mine.append(task.instance_id)
-        return mine
-
-    with ThreadPoolExecutor(threads) as pool:
-        claimed = [instance_id for mine in pool.map(work, range(threads)) for instance_id in mine]
-    assert sorted(claimed) == sorted(ids)  # each step claimed once
-    for instance_id in ids:
-        assert get_instance(instance_id).status == "done"
-        assert Counter(e.kind for e in history(instance_id))["task.started"] == 1
-    gathered = door._door._claims.sizes - before
-    assert max(gathered) > 1, f"no claims shared a statement: {gathered}"
