@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cpu import postgres_cpu  # noqa: E402
 from benchmarks.gate import StartGate  # noqa: E402
 from benchmarks.scratch import create_database, drop_database  # noqa: E402
 
@@ -214,15 +215,17 @@ def pull_round_trips(database_url: str, broker_url: str, api: Api, steps: int, p
     for topic in topics:
         Workflow(id=topic, steps=[{"id": topic, "sla": "1h"}]).save()
         start_workflows(topic, [{"n": i} for i in range(steps)])
-    cpu = api.cpu_seconds()
+    cpu, server = api.cpu_seconds(), postgres_cpu()
     http_s, http_n = _run(_http_puller, (api.url, api.token, "bench_pull_http"), processes)
-    cpu = api.cpu_seconds() - cpu
+    cpu, server, py_server = api.cpu_seconds() - cpu, postgres_cpu() - server, postgres_cpu()
     py_s, py_n = _run(_python_puller, (database_url, broker_url, "bench_pull_py"), processes)
+    py_server = postgres_cpu() - py_server
     assert http_n == steps and py_n == steps, (http_n, py_n, steps)
     http, python = http_n / http_s, py_n / py_s
     print(f"pull round trips, {processes} processes, {steps} steps each way: HTTP {http:.0f}/s, in-process "
           f"{python:.0f}/s, ratio {http / python:.2f} (target >= 0.7); the API's CPU {cpu * 1000 / http_n:.2f} ms per "
-          "round trip", flush=True)
+          f"round trip; PostgreSQL's {server * 1000 / http_n:.2f} ms over HTTP, {py_server * 1000 / py_n:.2f} ms "
+          "in-process", flush=True)
     if batch:
         batch_s, batch_n = _run(_http_batch_puller, (api.url, api.token, "bench_pull_batch", batch), processes)
         assert batch_n == steps, (batch_n, steps)

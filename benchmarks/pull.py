@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cpu import postgres_cpu  # noqa: E402
 from benchmarks.gate import StartGate  # noqa: E402
 from benchmarks.scratch import create_database, drop_database  # noqa: E402
 
@@ -93,22 +94,6 @@ def _raw_worker(dsn: str, topic: str, batch: int, start: StartGate, out: mp.Queu
         measured.wait()  # connected until the server's CPU is read
 
 
-def _postgres_cpu() -> float:
-    """CPU seconds used so far by every PostgreSQL process on this machine."""
-    total = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if stat[stat.index("(") + 1 : stat.rindex(")")].startswith("postgres"):
-                fields = stat[stat.rindex(")") + 2 :].split()
-                total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _run(target, args: tuple, processes: int) -> tuple[float, int, float, float]:  # type: ignore[type-arg]
     """``(seconds, operations, client CPU ms per operation, PostgreSQL CPU ms per operation)``."""
     ctx = mp.get_context("spawn")
@@ -117,9 +102,9 @@ def _run(target, args: tuple, processes: int) -> tuple[float, int, float, float]
     for p in procs:
         p.start()
     start.open()  # every process imported and connected
-    began, server = time.monotonic(), _postgres_cpu()
+    began, server = time.monotonic(), postgres_cpu()
     results = [out.get(timeout=600) for _ in procs]
-    server = _postgres_cpu() - server
+    server = postgres_cpu() - server
     measured.set()
     for p in procs:
         p.join()
