@@ -217,9 +217,9 @@ def pull_round_trips(database_url: str, broker_url: str, api: Api, steps: int, p
         start_workflows(topic, [{"n": i} for i in range(steps)])
     cpu, server = api.cpu_seconds(), postgres_cpu()
     http_s, http_n = _run(_http_puller, (api.url, api.token, "bench_pull_http"), processes)
-    cpu, server, py_server = api.cpu_seconds() - cpu, postgres_cpu() - server, postgres_cpu()
+    cpu, between = api.cpu_seconds() - cpu, postgres_cpu()
     py_s, py_n = _run(_python_puller, (database_url, broker_url, "bench_pull_py"), processes)
-    py_server = postgres_cpu() - py_server
+    server, py_server = between - server, postgres_cpu() - between
     assert http_n == steps and py_n == steps, (http_n, py_n, steps)
     http, python = http_n / http_s, py_n / py_s
     print(f"pull round trips, {processes} processes, {steps} steps each way: HTTP {http:.0f}/s, in-process "
