@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from oms.celery.tasksteps import registered, step_order
+from celery import Task as CeleryTask
+
+from oms.celery.tasksteps import step_order
 from oms.engine import checks
 from oms.engine.door import Task
 from oms.exceptions import InvalidPayload
@@ -133,15 +135,12 @@ def own_time_limit(seconds: float | None) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - started), 0.001))
 
 
-def run_task(name: str, worker: str, task: Task) -> Returned:
-    """Run the registered task ``name`` once for ``task`` (the handler :func:`act.subscribe.run_step` calls).
+def run_task(celery_task: CeleryTask, task: Task) -> Returned:
+    """Run the shop's registered ``celery_task`` once for ``task`` (the handler :func:`act.subscribe.run_step` calls).
 
     Its exceptions propagate: ``run_step`` records them as the attempt's failure.
     """
-    celery_task = registered(name)
-    if celery_task is None:
-        return failure(f"task {name!r} is not registered on worker {worker}: start the worker with the module that "
-                       "defines it (-I, or the app's include)")
+    name = celery_task.name
     try:
         args, kwargs = arguments(inspect.signature(celery_task.run), task, step_order(task.workflow_id, task.version))
     except MissingArgument as exc:
