@@ -20,7 +20,7 @@ from .celery.tracked import CELERY_ID, tracked_id
 from .engine import tracking
 from .engine.control import cancel_workflow
 from .engine.starts import start
-from .exceptions import InvalidArgument, InvalidPayload
+from .exceptions import ConfigurationError, InvalidArgument, InvalidPayload
 from .model.definitions import Definition
 from .store.catalog import ensure_saved
 
@@ -86,6 +86,8 @@ def track(signature: Any, workflow: str, sla: Any = None, payload: dict[str, Any
 
     Raises:
         InvalidArgument: not a canvas, or one with no task.
+        ConfigurationError: a chord (or a group followed by a task), on an app with no result backend: Celery
+            cannot apply it; the instance is recorded cancelled, with the reason.
         InvalidDefinition: the workflow name or an SLA is not valid.
         InvalidPayload: ``payload`` is not a JSON object (or holds the reserved key ``celery_task_id``).
     """
@@ -101,6 +103,10 @@ def track(signature: Any, workflow: str, sla: Any = None, payload: dict[str, Any
         leaf.options.pop("sla", None)
     try:
         maybe_signature(signature, app=current_app).apply_async()
+    except NotImplementedError as exc:  # Celery's refusal of a chord (a group then a task) with no result backend
+        reason = f"the canvas could not be applied: {exc} (set the app's result_backend: a chord needs one)"
+        cancel_workflow(instance_id, reason)
+        raise ConfigurationError(f"oms.track: {reason}; {instance_id} is cancelled") from exc
     except BaseException:
         cancel_workflow(instance_id, "the canvas could not be applied")
         raise

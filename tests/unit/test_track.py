@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from celery import chain, chord, group
 
+import oms
 from oms.celery.tracked import parse_tracked_id, stored_result, tracked_id
-from oms.exceptions import InvalidDefinition
+from oms.exceptions import ConfigurationError, InvalidDefinition
 from oms.track import shape
 from tests.track_tasks import add, mul, xsum
 
@@ -78,3 +79,13 @@ def test_results_are_stored_as_json_or_their_repr() -> None:
     assert stored_result({"a": [1]}) == {"value": {"a": [1]}}
     assert stored_result(None) is None
     assert stored_result({1, 2}) == {"value": "{1, 2}"}
+
+
+def test_a_chord_on_an_app_without_a_result_backend_is_refused_and_its_instance_cancelled(backend: object) -> None:
+    assert str(oms.app.conf.result_backend or "disabled").startswith("disabled")  # the engine's own app, as shipped
+    with pytest.raises(ConfigurationError, match=r"a chord needs one\); wf-\S+ is cancelled") as refused:
+        oms.track(chord(group(add.s(i, i) for i in range(3)), xsum.s()), workflow="fanin", sla="5m")
+    instance_id = str(refused.value).rsplit("; ", 1)[1].split()[0]
+    info = oms.get_instance(instance_id)
+    assert info.status == "cancelled"
+    assert "Starting chords requires a result backend" in (info.error or "")
