@@ -145,8 +145,9 @@ def _note(step: StepInfo, task: TaskInfo, now: datetime) -> str:
     if clock.paused_s or clock.paused:
         parts.append(f"paused {render.seconds(clock.paused_s)}" + (f" ({task.pause_reason})" if clock.paused else ""))
     if task.finished_at is None:
-        parts.append(f"left {render.seconds(clock.left_s)}" if clock.left_s >= 0
-                     else f"overdue by {render.seconds(-clock.left_s)}")
+        left = clock.left_s
+        parts.append("no SLA of its own" if left is None else f"left {render.seconds(left)}" if left >= 0
+                     else f"overdue by {render.seconds(-left)}")
     if clock.calendar:
         parts.append(f"working time, {clock.calendar}")
     return "; ".join(filter(None, [said, ", ".join(parts), task.error]))

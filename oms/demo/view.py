@@ -116,6 +116,7 @@ def summary(console: Console, snapshot: Snapshot, figures: list[StepSummary], ev
     console.print(f"\n{done}/{len(snapshot.instances)} registrations done; {len(red)} step(s) went red; "
                   f"{len(snapshot.escalations)} escalation(s) raised and handled by the governance handler.")
     for info, task in red:
+        assert task.expires_at is not None  # a red step has a deadline
         console.print(f"[bold red]red:[/] {task.step_id} of {info.id} took {task.total_s or 0:.1f}s "
                       f"against its {(task.expires_at - task.ready_at).total_seconds():.0f}s SLA")
     console.print("\nLook closer (same directory): [bold]oms list --light red[/], [bold]oms status <id>[/], "

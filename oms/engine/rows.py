@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..model.deadlines import next_check, step_clock, wake_at, workflow_clock
+from ..model.deadlines import next_check, shown, step_clock, wake_at, workflow_clock
 from ..model.definitions import Definition
 from ..model.ladders import Span, next_rung
 from ..model.task import Place
@@ -132,4 +132,4 @@ _RETRIED = task_event(None, TaskStatus.PENDING, retried=True)
 def queued_event(task: dict[str, Any], now: datetime) -> dict[str, Any]:
     """``task.queued`` for a first attempt, ``task.retried`` for a later one (with a mapped step's item index)."""
     return task_event_row(_QUEUED if task["attempt"] == 1 else _RETRIED, task, now, topic=task["topic"],
-                          expires_at=task["expires_at"].isoformat())
+                          expires_at=None if (due := shown(task["expires_at"])) is None else due.isoformat())

@@ -21,6 +21,11 @@ from .worktime import BusinessDays, Schedule
 NO_DEADLINE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
+def shown(moment: datetime | None) -> datetime | None:
+    """A stored deadline as it is shown and handed out: ``None`` for :data:`NO_DEADLINE` (there is none)."""
+    return None if moment == NO_DEADLINE else moment
+
+
 def clock(owner: Step | Definition, sla: timedelta | BusinessDays, hours: Schedule | None,
           start: datetime) -> tuple[datetime, datetime]:
     """``(warn_at, expires_at)`` of a clock started at ``start`` (at the next opening, under a calendar's ``hours``)."""

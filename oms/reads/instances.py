@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, computed_field
+from pydantic import BaseModel, computed_field, field_validator
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..engine.checks import check_key
 from ..exceptions import InvalidArgument, UnknownInstance, check_id
-from ..model.deadlines import paused_time
+from ..model.deadlines import paused_time, shown
 from ..model.definitions import Definition, check_workflow_id
 from ..model.worktime import format_sla
 from ..states import LIGHTS, InstanceStatus, StepKind, TaskStatus, worst
@@ -28,7 +28,8 @@ class Clock(BaseModel):
 
     used_s: float
     paused_s: float
-    left_s: float
+    #: ``None``: the step has no SLA of its own (a tracked Celery task without ``sla``).
+    left_s: float | None
     paused: bool
     calendar: str | None
 
@@ -49,8 +50,9 @@ class TaskInfo(BaseModel):
     result: dict[str, Any] | None
     light: str
     ready_at: datetime
-    warn_at: datetime
-    expires_at: datetime
+    #: ``None``: the step has no SLA of its own (a tracked Celery task without ``sla``); its instance's holds.
+    warn_at: datetime | None
+    expires_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
     #: A mapped step's item: its position in the list, and its value.
@@ -72,6 +74,11 @@ class TaskInfo(BaseModel):
     #: Rungs of its step's escalation ladder this attempt has fired (``None``: none).
     rung: int | None = None
 
+    @field_validator("warn_at", "expires_at")
+    @classmethod
+    def _no_deadline(cls, value: datetime | None) -> datetime | None:
+        return shown(value)
+
     def light_now(self, now: datetime) -> str:
         """The light as every view shows it: the worse of the recorded one and the clock's (see :mod:`oms.lights`);
         a paused clock is read when it paused."""
@@ -91,8 +98,9 @@ class TaskInfo(BaseModel):
         pausing = paused_time(hours, self.paused_at, self.finished_at or now) if self.paused_at else None
         paused = (self.paused_s or 0.0) + (pausing.total_seconds() if pausing else 0.0)
         span = paused_time(hours, self.ready_at, moment).total_seconds()
-        left = (paused_time(hours, moment, self.expires_at).total_seconds() if moment < self.expires_at
-                else -paused_time(hours, self.expires_at, moment).total_seconds())
+        due = self.expires_at
+        left = (None if due is None else paused_time(hours, moment, due).total_seconds() if moment < due
+                else -paused_time(hours, due, moment).total_seconds())
         return Clock(used_s=max(span - (self.paused_s or 0.0), 0.0), paused_s=paused, left_s=left,
                      paused=self.paused_at is not None and self.finished_at is None, calendar=self.calendar_id)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from ..model.deadlines import shown
 from ..model.task import Place, Task
 from ..states import TaskStatus
 from . import moves
@@ -29,7 +30,7 @@ def as_task(row: Row[Any] | Any) -> Task:
     """A worker's task from a row of :func:`oms.store.moves.with_instance`."""
     return Task(
         id=row.id, instance_id=row.instance_id, workflow_id=row.workflow_id, step_id=row.step_id, topic=row.topic,
-        attempt=row.attempt, payload=row.payload, results=dict(row.results), expires_at=row.expires_at,
+        attempt=row.attempt, payload=row.payload, results=dict(row.results), expires_at=shown(row.expires_at),
         lease_expires_at=row.lease_expires_at, worker_id=row.worker_id, version=row.version,
         step_index=row.step_index, failures=row.failures, item=row.item, item_index=row.item_index,
     )

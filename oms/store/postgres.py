@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection
 
+from ..model.deadlines import shown
 from ..model.task import Place, Task
 from ..settings import get_settings
 from ..states import TaskStatus
@@ -45,7 +46,7 @@ def _utc(value: datetime | None) -> datetime | None:
 def as_task(row: Any) -> Task:
     return Task(
         id=row.id, instance_id=row.instance_id, workflow_id=row.workflow_id, step_id=row.step_id, topic=row.topic,
-        attempt=row.attempt, payload=row.payload, results=row.results, expires_at=_utc(row.expires_at),
+        attempt=row.attempt, payload=row.payload, results=row.results, expires_at=shown(_utc(row.expires_at)),
         lease_expires_at=_utc(row.lease_expires_at), worker_id=row.worker_id, version=row.version,
         step_index=row.step_index, failures=row.failures, item=row.item, item_index=row.item_index,
     )

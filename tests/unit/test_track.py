@@ -89,3 +89,11 @@ def test_a_chord_on_an_app_without_a_result_backend_is_refused_and_its_instance_
     info = oms.get_instance(instance_id)
     assert info.status == "cancelled"
     assert "Starting chords requires a result backend" in (info.error or "")
+
+
+def test_a_step_without_an_sla_shows_no_deadline(backend: object) -> None:
+    instance_id = oms.track(chain(add.s(1, 2), mul.s(3)), workflow="billing", sla="30m")
+    first = oms.get_instance(instance_id).tasks[0]
+    assert (first.step_id, first.warn_at, first.expires_at, first.sla_clock.left_s) == ("add", None, None, None)
+    queued = next(e for e in oms.history(instance_id) if e.kind == "task.queued")
+    assert "expires_at" not in queued.data  # not a year-9999 stand-in
