@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from celery import chain
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -22,11 +23,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+import oms
 from act import complete_task, fail_task, fetch_task
 from oms import Workflow, get_instance, scan_sla, start_workflow, start_workflows
 
 from ..browser import ARTIFACTS, ApiProcess, chromium, free_port, oms_command
 from ..conftest import Backend
+from ..track_tasks import add, mul
 from ..workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -276,6 +279,17 @@ def test_an_admin_retries_a_failed_instance_from_the_page(api: ApiProcess, admin
     wait_for(page, "#instance-status", "running")
     wait_for(page, "#timeline [data-step='collect_form']", "2 attempt(s)")
     assert get_instance(instance_id).status == "running"
+
+
+def test_a_tracked_step_with_no_sla_of_its_own_is_green_and_says_so(api: ApiProcess, admin_token: str,
+                                                                     page: WebDriver) -> None:
+    instance_id = oms.track(chain(add.s(1, 2), mul.s(3)), workflow="page_tracked", sla="30m")  # add: no SLA
+    sign_in(page, admin_token)
+    page.get(f"{api.url}/#/instances/{instance_id}")
+    wait_for(page, "#instance-status", "running")
+    assert "no SLA of its own" in wait_for(page, "[data-task] .facts", "no SLA of its own")
+    assert "green" in wait_for(page, "#timeline [data-step='add'] .step-head", "green")
+    assert not page.find_elements(By.CSS_SELECTOR, "#timeline [data-step='add'] .light-red")
 
 
 def test_the_interactive_docs_render_from_the_server_alone(api: ApiProcess, browser: WebDriver) -> None:

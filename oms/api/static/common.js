@@ -101,7 +101,8 @@ window.OMS = (function () {
 
   // As oms.lights reads a row: the worse of the light recorded and the clock's at ``moment`` (ms).
   function liveLight(recorded, warnAt, expiresAt, moment) {
-    const clockLight = moment >= when(expiresAt) ? "red" : moment >= when(warnAt) ? "yellow" : "green";
+    const reached = (iso) => iso !== null && iso !== undefined && moment >= when(iso);  // none: never reached
+    const clockLight = reached(expiresAt) ? "red" : reached(warnAt) ? "yellow" : "green";
     return LIGHTS[Math.max(LIGHTS.indexOf(recorded), LIGHTS.indexOf(clockLight))];
   }
 

@@ -99,10 +99,10 @@
     const ready = when(task.ready_at);
     const started = when(task.started_at);
     const finished = when(task.finished_at);
-    const sla = when(task.expires_at) - ready;
+    const sla = task.expires_at ? when(task.expires_at) - ready : null;  // none: a step with no SLA of its own
     const wait = (started || finished || now) - ready;
     const run = started ? (finished || now) - started : 0;
-    const scale = Math.max(sla, wait + run, 1) * 1.15;
+    const scale = Math.max(sla || 0, wait + run, 1) * 1.15;
     const pct = (ms) => Math.max(0, Math.min(100, (100 * ms) / scale)).toFixed(2) + "%";
     const waitBar = el("div", { class: "wait", title: "queue wait" });
     waitBar.style.left = "0";
@@ -110,9 +110,11 @@
     const runBar = el("div", { class: "run", title: "run time" });
     runBar.style.left = pct(wait);
     runBar.style.width = pct(run);
-    const slaLine = el("div", { class: "sla", title: "SLA " + seconds(sla) });
-    slaLine.style.left = pct(sla);
-    const facts = ["queue " + seconds(wait), "run " + (started ? seconds(run) : "–"), "SLA " + seconds(sla),
+    const slaText = sla === null ? "no SLA of its own" : "SLA " + seconds(sla);
+    const slaLine = el("div", { class: "sla", title: slaText });
+    slaLine.style.left = pct(sla || 0);
+    if (sla === null) slaLine.hidden = true;
+    const facts = ["queue " + seconds(wait), "run " + (started ? seconds(run) : "–"), slaText,
       "worker " + (task.worker_id || "–")];
     if (!finished) facts.push("open");
     if (task.error) facts.push("error: " + task.error);
