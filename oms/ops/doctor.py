@@ -6,7 +6,9 @@ answer a broadcast, and every topic: messages queued, steps waiting in the
 database, who consumes it. A topic whose steps have waited longer than
 ``OMS_RECONCILE_AFTER`` with no live consumer fails; one with nothing waiting and
 no consumer only warns. Pull workers are seen on RabbitMQ (they are the queue's
-consumers while they wait) but not on Redis, where only their claims show.
+consumers while they wait) but not on Redis or the filesystem broker, where only
+their claims show: a holder that claimed a step of the topic within
+:data:`RECENT_CLAIMS` counts as its consumer.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from ..store.tables import DefinitionRow, TaskRow
 from .reconcile import queue_state
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+#: How recent a claim must be for its holder to count as a topic's consumer (a pull worker no broker shows).
+RECENT_CLAIMS = timedelta(minutes=10)
 #: The engine's topics of steps no worker runs, and what waits on each.
 NO_WORKER = {StepKind.HUMAN.topic: "step(s) queued for people (claimed from their inbox, no worker serves them)",
              StepKind.WAIT.topic: "step(s) waiting for a signal (oms.signal ends them, no worker)",
@@ -155,6 +159,12 @@ def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
             select(TaskRow.topic, func.count(), func.min(TaskRow.ready_at))
             .where(TaskRow.status == TaskStatus.PENDING.value, TaskRow.ready_at <= now).group_by(TaskRow.topic))}
         topics = set(waiting)
+        claimed: dict[str, dict[str, datetime]] = {}
+        for topic, holder, at in session.execute(
+                select(TaskRow.topic, TaskRow.worker_id, func.max(TaskRow.started_at))
+                .where(TaskRow.started_at >= now - RECENT_CLAIMS, TaskRow.worker_id.is_not(None))
+                .group_by(TaskRow.topic, TaskRow.worker_id)):
+            claimed.setdefault(topic, {})[holder] = at
         for (workflow_id,) in session.execute(select(DefinitionRow.workflow_id).distinct()):
             definition, _ = load_definition(session, workflow_id)
             topics.update(step.topic for step in definition.steps)
@@ -171,6 +181,8 @@ def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
         consumers = list(serving.get(topic, []))
         if state is not None and state[1] > len(consumers):  # RabbitMQ counts pull workers waiting on the queue
             consumers.append(f"{state[1] - len(consumers)} other consumer(s) on the broker")
+        elif pulled := {holder: at for holder, at in claimed.get(topic, {}).items() if holder not in consumers}:
+            consumers += [f"{holder} (claimed a step {_ago(at, now)} ago)" for holder, at in pulled.items()]
         waited = (now - oldest).total_seconds() if oldest else 0.0
         detail = (f"{'?' if queued is None else queued} message(s) queued, {count} step(s) waiting"
                   + (f", the oldest for {_ago(oldest, now)}" if oldest else "")
@@ -179,7 +191,8 @@ def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
             status = OK
         elif count and waited > patience:
             status = FAIL
-            detail += " (no Celery worker serves it; pull workers show only on RabbitMQ)"
+            detail += (" (no Celery worker serves it, and no step of it was claimed in the last "
+                       f"{format_duration(RECENT_CLAIMS)}; pull workers show on RabbitMQ, or by their claims)")
         else:
             status = WARN
         checks.append(Check(f"topic {topic}", status, detail))
