@@ -99,9 +99,10 @@ class UnknownInstance(OmsError, LookupError):
 class InvalidTransition(OmsError):
     """The state machine does not allow this status change."""
 
-    def __init__(self, what: str, current: str, target: str) -> None:
-        self.current, self.target = current, target
-        super().__init__(f"{what} cannot go from {current!r} to {target!r}")
+    def __init__(self, what: str, current: str, target: str, why: str | None = None) -> None:
+        # a status enum's value, not its repr: "'cancelled' to 'running'"
+        self.current, self.target = str(getattr(current, "value", current)), str(getattr(target, "value", target))
+        super().__init__(f"{what} cannot go from {self.current!r} to {self.target!r}" + (f": {why}" if why else ""))
 
 
 class ConfigurationError(OmsError):

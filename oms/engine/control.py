@@ -76,7 +76,8 @@ def rerun(session: Session, instance_id: str, now: datetime) -> list[Dispatch]:
     """
     instance = _locked(session, instance_id)
     if instance.status != InstanceStatus.FAILED:
-        raise InvalidTransition(f"workflow instance {instance_id}", instance.status, InstanceStatus.RUNNING)
+        raise InvalidTransition(f"workflow instance {instance_id}", instance.status, InstanceStatus.RUNNING,
+                                "only a failed instance is retried (start a new one instead)")
     if instance.business_key is not None:  # its key went to a newer instance meanwhile: one unfinished per key
         other = session.scalar(moves.holder_of_key(instance.workflow_id, instance.business_key))
         if other is not None:

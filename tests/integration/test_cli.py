@@ -136,7 +136,8 @@ def test_unknown_ids_and_refused_changes_are_one_line_and_exit_code_1(backend: B
     refused(backend, tmp_path, "retry", running, match="cannot go from 'running'")
     oms(backend, tmp_path, "cancel", running)
     oms(backend, tmp_path, "cancel", running)  # cancelling twice changes nothing
-    refused(backend, tmp_path, "retry", running, match="cannot go from 'cancelled'")
+    refused(backend, tmp_path, "retry", running,
+            match="cannot go from 'cancelled' to 'running': only a failed instance is retried")
 
 
 def test_bad_files_and_payloads_are_one_line_and_exit_code_1(sqlite_backend: Backend, tmp_path: Path) -> None:
