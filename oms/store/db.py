@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..exceptions import ConfigurationError
@@ -90,16 +90,31 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: The drivers the engine runs on (``postgres://``, as Heroku and others write it, is PostgreSQL's).
+SUPPORTED = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql": "postgresql+psycopg",
+             "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
+
+
 def connect(url: str) -> Engine:
-    """An engine for ``url`` with the engine's connection settings; the schema is not checked (``oms db``)."""
-    parsed = make_url(url)
+    """An engine for ``url`` with the engine's connection settings; the schema is not checked (``oms db``).
+
+    Raises ``ConfigurationError`` for a database or driver the engine does not run on."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not echoed: it may hold a password
+        raise ConfigurationError("OMS_DATABASE_URL is not a database URL: write sqlite:///oms.db or "
+                                 "postgresql://user@host/db") from None
+    if parsed.drivername not in SUPPORTED:
+        raise ConfigurationError(f"OMS_DATABASE_URL {safe_url(url)}: {parsed.drivername!r} is not supported; the "
+                                 "engine runs on SQLite (sqlite:///oms.db) or PostgreSQL (postgresql://user@host/db, "
+                                 "with psycopg 3)")
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     else:
-        if parsed.drivername == "postgresql":
-            url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        if parsed.drivername != SUPPORTED[parsed.drivername]:
+            url = parsed.set(drivername=SUPPORTED[parsed.drivername]).render_as_string(hide_password=False)
         # No pre-ping: it costs a round trip per transaction. A connection found dead
         # raises a disconnect error, which invalidates the pool; workers retry
         # (``retrying``), so a database restart costs them one retry.

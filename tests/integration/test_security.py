@@ -91,6 +91,18 @@ def test_unreachable_database_and_broker_give_one_clear_error(sqlite_backend: Ba
         start_workflow("epa_waste_reg", payload={})
     assert "cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/none" in str(caught.value)
     assert SECRET not in str(caught.value)
+    # a database or driver the engine does not run on, or no URL at all: named, the password hidden
+    for url, said in ((f"mysql://root:{SECRET}@db/oms", "'mysql' is not supported; the engine runs on SQLite"),
+                      (f"postgresql+asyncpg://u:{SECRET}@db/oms", r"'postgresql\+asyncpg' is not supported"),
+                      (f"not a url {SECRET}", "OMS_DATABASE_URL is not a database URL")):
+        oms.configure(database_url=url)
+        with pytest.raises(ConfigurationError, match=said) as refused:
+            start_workflow("epa_waste_reg", payload={})
+        assert SECRET not in str(refused.value)
+    # postgres://, as Heroku writes it, is PostgreSQL
+    oms.configure(database_url=f"postgres://postgres:{SECRET}@127.0.0.1:1/none")
+    with pytest.raises(ConfigurationError, match=r"cannot reach the database at postgres://postgres:\*\*\*@"):
+        start_workflow("epa_waste_reg", payload={})
 
     oms.configure(database_url=sqlite_backend.database_url, broker_url=f"redis://:{SECRET}@127.0.0.1:1/0")
     Workflow(**EPA).save()
