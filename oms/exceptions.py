@@ -192,7 +192,7 @@ class UnknownUser(OmsError, LookupError):
 
     def __init__(self, name: str, disabled: bool = False) -> None:
         self.name = name
-        super().__init__(f"user {name!r} is disabled" if disabled else
+        super().__init__(f"user {name!r} is disabled (`oms user enable {name}` gives her a new token)" if disabled else
                          f"unknown user {name!r}: create her with `oms user create {name} --groups ...`")
 
 

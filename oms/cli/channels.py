@@ -1,4 +1,5 @@
-"""``oms channel create | list | disable`` (where notices go) and ``oms notices`` (what was sent, what failed)."""
+"""``oms channel create | list | disable | enable`` (where notices go) and ``oms notices`` (what was sent, what
+failed)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def channel() -> None:
       oms channel create director-mail --email director@agency.gov
       oms channel list
       oms channel disable oncall-pager
+      oms channel enable oncall-pager
     """
 
 
@@ -85,6 +87,19 @@ def disable(name: str) -> None:
     """
     channels.disable(name)
     click.echo(f"disabled channel {name}")
+
+
+@channel.command(context_settings=CONTEXT)
+@click.argument("name")
+def enable(name: str) -> None:
+    """Send to the channel NAME again; ladders may name it again. Notices given up while it was disabled stay so.
+
+    \b
+    Examples:
+      oms channel enable oncall-pager
+    """
+    channels.enable(name)
+    click.echo(f"enabled channel {name}")
 
 
 @click.command(context_settings=CONTEXT)

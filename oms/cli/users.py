@@ -1,4 +1,5 @@
-"""``oms user create | list | disable``: the people who work human steps, each with a personal token."""
+"""``oms user create | list | update | token | disable | enable``: the people who work human steps, each with a
+personal token."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ def user() -> None:
     Examples:
       oms user create alice --groups inspectors --email alice@agency.gov
       oms user list
+      oms user update alice --email alice@epa.gov
+      oms user token alice            # a lost token: a new one, the old one stops
       oms user disable alice
+      oms user enable alice           # with a new token
     """
 
 
@@ -42,10 +46,51 @@ def create(name: str, groups: str, email: str | None, role: str) -> None:
       oms user create alice --groups inspectors --email alice@agency.gov
       oms user create dave --groups inspectors,supervisors --role supervisor
     """
-    secret, made = users.create(name, [g.strip() for g in groups.split(",") if g.strip()], email=email, role=role)
-    click.echo(f"created user {made.name!r} ({made.role}, groups {','.join(made.groups) or '-'}); her token is "
-               "shown once, keep it:", err=True)
+    secret, made = users.create(name, _groups(groups), email=email, role=role)
+    _token(f"created user {made.name!r} ({made.role}, groups {','.join(made.groups) or '-'})", secret)
+
+
+def _groups(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
+def _token(said: str, secret: str) -> None:
+    """Say what was done (on stderr) and print the token (on stdout, alone: `$(oms user token alice)`)."""
+    click.echo(f"{said}; her token is shown once, keep it:", err=True)
     click.echo(secret)
+
+
+@user.command(context_settings=CONTEXT)
+@click.argument("name")
+@env_option("--groups", env="OMS_USER_GROUPS", metavar="A,B", help="Her groups from now on, comma-separated.")
+@env_option("--email", env="OMS_USER_EMAIL", metavar="ADDRESS", help="Her e-mail address ('' for none).")
+@env_option("--role", env="OMS_USER_ROLE", type=click.Choice(users.ROLES), help="Her role from now on.")
+def update(name: str, groups: str | None, email: str | None, role: str | None) -> None:
+    """Change the person NAME's groups, e-mail address or role; what is not given stays. The steps she holds stay
+    hers; every API process sees the change at her next request.
+
+    \b
+    Examples:
+      oms user update alice --email alice@epa.gov
+      oms user update dave --groups inspectors,supervisors --role supervisor
+    """
+    changed = users.update(name, groups=None if groups is None else _groups(groups),
+                           email=users.KEEP if email is None else (email or None), role=role)
+    click.echo(f"updated user {changed.name!r} ({changed.role}, groups {','.join(changed.groups) or '-'}, "
+               f"e-mail {changed.email or '-'})")
+
+
+@user.command(context_settings=CONTEXT)
+@click.argument("name")
+def token(name: str) -> None:
+    """Print a new personal token for NAME (a lost or leaked one): her old token stops working at once.
+
+    \b
+    Examples:
+      oms user token alice
+    """
+    secret, _ = users.new_token(name)
+    _token(f"new token for {name!r}; the old one no longer works", secret)
 
 
 @user.command("list", context_settings=CONTEXT)
@@ -82,3 +127,16 @@ def disable(name: str) -> None:
     """
     released = disable_user(name)
     click.echo(f"disabled {name}: {len(released)} claimed step(s) went back to their queues")
+
+
+@user.command(context_settings=CONTEXT)
+@click.argument("name")
+def enable(name: str) -> None:
+    """Enable the person NAME again, with a new personal token (the one she had before never works again).
+
+    \b
+    Examples:
+      oms user enable alice
+    """
+    secret, _ = users.new_token(name, enable=True)
+    _token(f"enabled {name!r}", secret)

@@ -43,9 +43,9 @@ def _person(conn: Connection, name: str) -> Resolved:
     if row is None:
         return Nobody(f"no user is named {name!r}")
     if row.disabled_at is not None:
-        return Nobody(f"user {name!r} is disabled")
+        return Nobody(f"user {name!r} is disabled (oms user enable {name})")
     if not row.email:
-        return Nobody(f"user {name!r} has no e-mail address (oms user create … --email)")
+        return Nobody(f"user {name!r} has no e-mail address (oms user update {name} --email ADDRESS)")
     return Mailbox((row.email,))
 
 
@@ -62,7 +62,7 @@ def _channel(conn: Connection, name: str) -> Resolved:
         return Nobody(f"no channel is named {name!r}" + (" ('assignee' is resolved by the ladder, to user:… or "
                                                          "group:…)" if name == "assignee" else ""))
     if isinstance(found, channels.Channel):
-        return Nobody(f"channel {name!r} is disabled")
+        return Nobody(f"channel {name!r} is disabled (oms channel enable {name})")
     if found.kind == channels.EMAIL and found.email:
         return Mailbox((found.email,))
     return found

@@ -160,15 +160,22 @@ def list_channels() -> list[Channel]:
 
 def disable(name: str) -> Channel:
     """Stop sending to the channel ``name``: notices still due to it fail, saying so (kept, for the record)."""
+    return _mark(name, {"disabled_at": utcnow()}, channels.c.disabled_at.is_(None), what="disabling a channel")
 
-    def update() -> int:
+
+def enable(name: str) -> Channel:
+    """Send to the channel ``name`` again (notices given up while it was disabled stay given up)."""
+    return _mark(name, {"disabled_at": None}, what="enabling a channel")
+
+
+def _mark(name: str, values: dict[str, Any], *where: Any, what: str) -> Channel:
+    """Set ``values`` on the channel ``name`` (where ``where`` holds) and return it; :class:`UnknownChannel` if none."""
+
+    def update() -> None:
         with database().engine.begin() as conn:
-            found = conn.execute(channels.update().where(channels.c.name == name, channels.c.disabled_at.is_(None))
-                                 .values(disabled_at=utcnow()))
-            return found.rowcount
+            conn.execute(channels.update().where(channels.c.name == name, *where).values(**values))
 
-    if not retrying(update, "disabling a channel"):
-        get(name)  # UnknownChannel when there is none; else it was disabled already
+    retrying(update, what)
     return get(name)
 
 

@@ -27,16 +27,18 @@ def unknown(targets: Iterable[str], database_url: str | None = None) -> dict[str
     channels = {t for t in wanted if not t.startswith((USER, GROUP))}
     with transaction(database_url) as session:
         live = UserRow.disabled_at.is_(None)
-        known_people = set(session.scalars(select(UserRow.name).where(UserRow.name.in_(people), live))) \
-            if people else set()
+        present = {row.name: row.disabled_at is None for row in session.execute(
+            select(UserRow.name, UserRow.disabled_at).where(UserRow.name.in_(people)))} if people else {}
         known_groups = {g for member in session.scalars(select(UserRow.groups).where(live)) for g in member or ()} \
             if groups else set()
-        known_channels = set(session.scalars(select(ChannelRow.name).where(
-            ChannelRow.name.in_(channels), ChannelRow.disabled_at.is_(None)))) if channels else set()
-    found = {f"{USER}{name}": f"no person {name!r} (oms user create {name} --groups ...)"
-             for name in people - known_people}
+        defined = {row.name: row.disabled_at is None for row in session.execute(
+            select(ChannelRow.name, ChannelRow.disabled_at).where(ChannelRow.name.in_(channels)))} if channels else {}
+    found = {f"{USER}{name}": f"person {name!r} is disabled (oms user enable {name})" if name in present
+             else f"no person {name!r} (oms user create {name} --groups ...)"
+             for name in people if not present.get(name)}
     found.update({f"{GROUP}{name}": f"no person belongs to group {name!r} (oms user create NAME --groups {name})"
                   for name in groups - known_groups})
-    found.update({name: f"no channel {name!r}: create the channel first (oms channel create {name} ...)"
-                  for name in channels - known_channels})
+    found.update({name: f"channel {name!r} is disabled (oms channel enable {name})" if name in defined
+                  else f"no channel {name!r}: create the channel first (oms channel create {name} ...)"
+                  for name in channels if not defined.get(name)})
     return found

@@ -303,6 +303,27 @@ def test_oms_user_create_list_disable(backend: Backend) -> None:
     assert _cli("user", "create", "x", "--groups", "g", "--role", "boss", code=2).exit_code == 2
 
 
+def test_oms_user_update_token_and_enable_again(backend: Backend) -> None:
+    first = _cli("user", "create", "alice", "--groups", "inspectors").stdout.strip()
+    assert _cli("user", "update", "alice", "--email", "alice@epa.gov", "--groups", "inspectors,auditors").stdout \
+        .strip() == "updated user 'alice' (person, groups auditors,inspectors, e-mail alice@epa.gov)"
+    assert oms.store.users.get("alice").email == "alice@epa.gov"
+    assert _cli("user", "update", "alice", "--email", "").stdout.strip().endswith("e-mail -)")  # none
+    assert "nothing to change" in _cli("user", "update", "alice", code=1).stderr
+    # a lost token: a new one, and the old one stops at once
+    second = _cli("user", "token", "alice").stdout.strip()
+    assert second != first and oms.store.users.find_digest(tokens.digest(first)) is None
+    assert oms.store.users.find_digest(tokens.digest(second)).name == "alice"  # type: ignore[union-attr]
+    _cli("user", "disable", "alice")
+    assert "user 'alice' is disabled (`oms user enable alice`" in _cli("user", "token", "alice", code=1).stderr
+    # enabled again with a new token; the one she had when disabled never works again
+    third = _cli("user", "enable", "alice").stdout.strip()
+    assert oms.store.users.get("alice").disabled_at is None
+    assert oms.store.users.find_digest(tokens.digest(second)) is None
+    assert oms.store.users.find_digest(tokens.digest(third)).groups == ("auditors", "inspectors")  # type: ignore[union-attr]
+    assert "unknown user 'zoe'" in _cli("user", "enable", "zoe", code=1).stderr
+
+
 def test_oms_start_and_list_by_business_key(backend: Backend) -> None:
     oms.Workflow(**PORTAL).save()  # type: ignore[arg-type]
     instance_id = _cli("start", "portal", "--key", "F8700-12-42").stdout.strip()

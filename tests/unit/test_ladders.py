@@ -366,7 +366,7 @@ def test_a_ladder_naming_nobody_is_refused_on_save(agency: Backend) -> None:
         [{"at": "100%", "reassign": {"groups": ["nobody"]}}], **human))
     with transaction() as s:
         s.execute(update(ChannelRow).where(ChannelRow.name == "ops").values(disabled_at=datetime.now(UTC)))
-    assert "no channel 'ops'" in _refused(_one([{"at": "50%", "notify": ["ops"]}]))
+    assert "channel 'ops' is disabled (oms channel enable ops)" in _refused(_one([{"at": "50%", "notify": ["ops"]}]))
     oms.disable_user("bob")
     assert "no person belongs to group 'team_leads'" in _refused(_one([{"at": "50%", "notify": ["group:team_leads"]}]))
     assert Workflow(**_one([{"at": "50%", "notify": ["user:alice", "group:inspectors", "oncall-pager"]}])).save() == 1

@@ -9,6 +9,7 @@ are walked through, not waited for.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,11 +24,12 @@ import oms
 from oms.api import create_app
 from oms.api.html import app_page
 from oms.cli import main
-from oms.exceptions import InvalidArgument
+from oms.exceptions import InvalidArgument, InvalidDefinition
 from oms.notify import Report, deliver, kick
 from oms.notify.delivery import backoff, send
 from oms.settings import get_settings
 from oms.store import channels, outbox, tokens, users
+from oms.store.channels import UnknownChannel
 from oms.store.db import database
 from oms.store.notices import Notice, add
 from oms.store.tables import notices as notice_table
@@ -382,6 +384,28 @@ def test_channels_are_checked_as_they_are_defined(backend: Backend) -> None:
         channels.create("user:alice", email="d@a.gov")
     assert channels.shown_url("https://u:p@hooks.slack.com:8443/services/T/B/X?k=v") == "https://hooks.slack.com:8443/…"
     assert channels.shown_url("https://pager.agency.gov") == "https://pager.agency.gov"
+
+
+def test_a_disabled_channel_or_person_is_named_so_in_a_ladder_and_may_be_enabled_again(backend: Backend) -> None:
+    channels.create("oncall-pager", webhook="https://pager.agency.gov/hook", secret=SECRET)
+    users.create("eve", ["auditors"], email="eve@agency.gov")
+    channels.disable("oncall-pager")
+    with database().engine.begin() as conn:
+        users.disable(conn, "eve", T0)
+    def ladder(*targets: str) -> oms.Workflow:
+        return oms.Workflow(id="laddered", steps=[{"id": "s", "sla": "1h", "escalations": [  # type: ignore[list-item]
+            {"at": "100%", "notify": list(targets)}]}])
+
+    for target, said in (("oncall-pager", "channel 'oncall-pager' is disabled (oms channel enable oncall-pager)"),
+                         ("user:eve", "person 'eve' is disabled (oms user enable eve)"),
+                         ("nobody-pager", "no channel 'nobody-pager': create the channel first")):
+        with pytest.raises(InvalidDefinition, match=re.escape(said)):
+            ladder(target).save()
+    assert channels.enable("oncall-pager").disabled_at is None
+    users.new_token("eve", enable=True)
+    ladder("oncall-pager", "user:eve").save()
+    with pytest.raises(UnknownChannel):
+        channels.enable("nobody-pager")
 
 
 def test_the_board_shows_notices_to_admins_and_readers() -> None:
