@@ -9,7 +9,7 @@ from html import escape
 
 import click
 
-from ..ops.sla_report import FIGURES, ReportRow, SlaReport, sla_report
+from ..ops.sla_report import FIGURES, ReportRow, SlaReport, WorstInstance, sla_report
 from .base import CONTEXT, die, env_option
 from .render import seconds, table
 
@@ -45,7 +45,7 @@ def _values(row: ReportRow) -> dict[str, object]:
         "sla_s": "" if row.sla_s is None else row.sla_s, "finished": row.finished, "within_sla": row.within_sla,
         "late": row.late, "share_within": "" if row.share_within is None else round(row.share_within, 4),
         "breaches": row.breaches, "over_s": row.over_s,
-        "worst_instances": " ".join(w.instance_id for w in row.worst if w.over_s > 0)}
+        "worst_instances": " ".join(w.instance_id for w in row.worst)}
     for figure in FIGURES:
         for p in ("p50", "p90", "p99"):
             value = getattr(getattr(row, figure), f"{p}_s")
@@ -54,7 +54,7 @@ def _values(row: ReportRow) -> dict[str, object]:
 
 
 def as_csv(report: SlaReport) -> str:
-    """One line per workflow, step and calendar, times in working seconds; the late instances' ids, worst first."""
+    """One line per workflow, step and calendar, times in working seconds; the worst instances' ids, worst first."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -81,12 +81,10 @@ def as_html(report: SlaReport) -> str:
         times = [_triple(row, "queue_wait"), _triple(row, "run"), _triple(row, "total"), seconds(row.over_s)]
         lines.append("<tr>" + "".join(f"<td>{escape(t)}" for t in texts) + "".join(
             f'<td class="n">{escape(n)}' for n in numbers) + "".join(f"<td>{escape(t)}" for t in times) + "</tr>")
-    worst = sorted(((row, w) for row in report.rows for w in row.worst if w.over_s > 0),
-                   key=lambda rw: (rw[1].over_s, rw[1].total_s), reverse=True)
     late = [f'<tr><td>{escape(row.workflow_id)}<td>{escape(_step(row))}<td><a href="{escape(w.link, quote=True)}">'
             f'{escape(w.instance_id)}</a><td>{escape(w.business_key or "")}<td>{w.finished_at:%Y-%m-%d %H:%M}'
             f'<td class="n late">{seconds(w.over_s)}<td class="n">{seconds(w.total_s)}</tr>'
-            for row, w in worst[:10]]
+            for row, w in _worst(report)]
     title = f"SLA report {report.since} to {report.until}" + (f", {report.workflow}" if report.workflow else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{_STYLE}</style></head>
@@ -98,11 +96,17 @@ calendar's opening hours; wall time without one); percentiles are read from log-
 </tbody></table>
 <h2>The worst instances</h2>
 <table><thead><tr><th>workflow</th><th>step</th><th>instance</th><th>business key</th><th>finished (UTC)</th>
-<th>over the SLA</th><th>total</th></tr></thead><tbody>{"".join(late) or '<tr><td colspan="7">None was late.'}
+<th>over the SLA</th><th>total</th></tr></thead><tbody>{"".join(late) or '<tr><td colspan="7">None finished.'}
 </tbody></table>
 <p class="muted">Made {datetime.now().astimezone():%Y-%m-%d %H:%M %Z} by oms report.</p>
 </body></html>
 """
+
+
+def _worst(report: SlaReport) -> list[tuple[ReportRow, WorstInstance]]:
+    """The ten worst finished instances of the period, each with its row: most time over the SLA, then longest."""
+    return sorted(((row, w) for row in report.rows for w in row.worst),
+                  key=lambda rw: (rw[1].over_s, rw[1].total_s), reverse=True)[:10]
 
 
 def _table(report: SlaReport) -> None:
@@ -113,8 +117,7 @@ def _table(report: SlaReport) -> None:
           [[row.workflow_id, _step(row), row.calendar_id or "-", seconds(row.sla_s), str(row.finished),
             _share(row), str(row.late), str(row.breaches), _triple(row, "queue_wait"), _triple(row, "run"),
             _triple(row, "total"), seconds(row.over_s)] for row in report.rows])
-    worst = sorted(((row, w) for row in report.rows for w in row.worst if w.over_s > 0),
-                   key=lambda rw: (rw[1].over_s, rw[1].total_s), reverse=True)[:10]
+    worst = _worst(report)
     if worst:
         click.echo("\nThe worst instances")
         table(["workflow", "step", "instance", "over", "total", "link"],
