@@ -4,7 +4,7 @@ tokens: :mod:`.users`)."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,7 +29,12 @@ if TYPE_CHECKING:
             help="Log one line per request (method, path, status; never tokens or bodies).")
 @env_option("--workers", env="OMS_API_WORKERS", default=1, show_default=True, type=click.IntRange(1, 64),
             help="Processes serving the port: one Python process serves about one core's worth of requests.")
-def api(host: str, port: int, insecure_no_auth: bool, access_log: bool, workers: int) -> None:
+@env_option("--forwarded-allow-ips", env="OMS_API_FORWARDED_ALLOW_IPS", metavar="ADDRESSES",
+            help="Behind a reverse proxy at these addresses (comma-separated; '*': any), believe its "
+                 "X-Forwarded-Proto and X-Forwarded-For: the page then signs in over the proxy's HTTPS, with Secure "
+                 "cookies, and the access log shows the clients' addresses. Default: no proxy is believed.")
+def api(host: str, port: int, insecure_no_auth: bool, access_log: bool, workers: int,
+        forwarded_allow_ips: str | None) -> None:
     """Serve the HTTP API: JSON under /v1, /docs, /metrics, /healthz, /readyz.
 
     Refuses to start while the schema is behind (run `oms db upgrade`), and while
@@ -40,6 +45,7 @@ def api(host: str, port: int, insecure_no_auth: bool, access_log: bool, workers:
       oms token create --role admin --name ops      # prints the token once
       oms api --port 8000
       oms api --workers 2                            # two processes, for two cores' worth of requests
+      oms api --forwarded-allow-ips 10.0.0.5         # behind a TLS proxy at 10.0.0.5
       curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/v1/workflows
     """
     # FastAPI and uvicorn cost 240 ms: every other command starts without them
@@ -54,14 +60,16 @@ def api(host: str, port: int, insecure_no_auth: bool, access_log: bool, workers:
     if not insecure_no_auth and not tokens.any_live():
         die("no API token exists: create one with `oms token create --role admin`, or try the API on loopback "
             "with --insecure-no-auth")
+    proxy: dict[str, Any] = ({"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips}
+                             if forwarded_allow_ips else {"proxy_headers": False})
     if workers == 1:
         uvicorn.run(create_app(insecure_no_auth=insecure_no_auth), host=host, port=port, access_log=access_log,
-                    log_level="info", proxy_headers=False)
+                    log_level="info", **proxy)
         return
     # each process reads its settings from the environment (worker_app)
     os.environ.update(OMS_API_HOST=host, OMS_API_PORT=str(port), OMS_API_INSECURE_NO_AUTH=str(insecure_no_auth))
     uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port,
-                access_log=access_log, log_level="info", proxy_headers=False)
+                access_log=access_log, log_level="info", **proxy)
 
 
 def worker_app() -> FastAPI:

@@ -294,6 +294,30 @@ def test_oms_api_refuses_to_start_when_it_must(postgres_backend: Backend, tmp_pa
         admin_engine.dispose()
 
 
+def test_behind_a_tls_proxy_it_believes_signs_in_with_secure_cookies(postgres_backend: Backend,
+                                                                    tmp_path: Path) -> None:
+    secret, _ = tokens.create("reader", name="page")
+    forwarded = {"X-Forwarded-Proto": "https", "Origin": "https://oms.agency.gov", "Host": "oms.agency.gov"}
+
+    def sign_in(api: ApiProcess) -> httpx.Response:
+        return httpx.post(f"{api.url}/login", data={"token": secret}, headers=forwarded)
+
+    trusting = ApiProcess(postgres_backend, tmp_path, "--forwarded-allow-ips", "127.0.0.1")
+    try:
+        answer = sign_in(trusting)
+    finally:
+        trusting.stop()
+    assert answer.status_code == 303, answer.text
+    cookies = answer.headers.get_list("set-cookie")
+    assert len(cookies) == 2 and all("; secure" in c.lower() for c in cookies), cookies
+    # by default no proxy is believed: the browser's https origin is another site's
+    plain = ApiProcess(postgres_backend, tmp_path)
+    try:
+        assert sign_in(plain).status_code == 403
+    finally:
+        plain.stop()
+
+
 def test_insecure_mode_is_announced_at_every_start(postgres_backend: Backend, tmp_path: Path) -> None:
     for _ in range(2):
         api = ApiProcess(postgres_backend, tmp_path, "--insecure-no-auth")
