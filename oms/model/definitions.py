@@ -169,7 +169,8 @@ class Step(_Model):
             return
         if self._form_validator is None:  # built once per definition a process holds
             self._form_validator = validator(self.form)
-        check_form(self._form_validator, result, self.id)
+        what = "the result" if self.wait_for is None else f"the data of signal {self.wait_for!r}"
+        check_form(self._form_validator, result, self.id, what)
 
     @property
     def kind(self) -> StepKind:

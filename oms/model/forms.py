@@ -22,12 +22,13 @@ MAX_FORM_CHARS = 64_000
 
 
 class FormError(InvalidPayload):
-    """A result does not satisfy its step's form; ``fields`` maps each field's path to what is wrong with it."""
+    """A result (or a signal's data) does not satisfy its step's form; ``fields`` maps each field's path to what is
+    wrong with it."""
 
-    def __init__(self, step_id: str, fields: dict[str, str]) -> None:
+    def __init__(self, step_id: str, fields: dict[str, str], what: str = "the result") -> None:
         self.step_id, self.fields = step_id, fields
         said = "; ".join(f"{name}: {message}" for name, message in fields.items())
-        super().__init__(f"the result does not fit the form of step {step_id!r}: {said}")
+        super().__init__(f"{what} does not fit the form of step {step_id!r}: {said}")
 
 
 def check_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -57,10 +58,11 @@ def validator(schema: dict[str, Any]) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def check_form(form: Draft202012Validator, result: dict[str, Any] | None, step_id: str) -> None:
-    """Raise :class:`FormError` naming each field of ``result`` that the ``form`` refuses."""
+def check_form(form: Draft202012Validator, result: dict[str, Any] | None, step_id: str,
+               what: str = "the result") -> None:
+    """Raise :class:`FormError` naming each field of ``result`` (``what`` it is) that the ``form`` refuses."""
     fields: dict[str, str] = {}
     for error in sorted(form.iter_errors(result or {}), key=lambda e: [str(p) for p in e.absolute_path]):
         fields.setdefault(_field(error), error.message)
     if fields:
-        raise FormError(step_id, fields)
+        raise FormError(step_id, fields, what)
