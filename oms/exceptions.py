@@ -279,5 +279,7 @@ def describe(error: ValidationError) -> str:
     for item in error.errors():
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
         message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":  # pydantic says "Extra inputs are not permitted"
+            message = "unknown key (misspelt?)"
         lines.append(f"{where}: {message}" if where else message)
     return "; ".join(lines)

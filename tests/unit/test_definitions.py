@@ -29,7 +29,7 @@ def test_the_seed_definition_validates_with_defaults() -> None:
         ([{"id": "bad step!", "sla": "1m"}], "step id 'bad step!' cannot be a queue name"),
         ([{"id": "a", "sla": "1m", "topic": "x/y"}], "topic 'x/y' cannot be a queue name"),
         ([{"id": "a", "sla": "1m", "retries": -1}], r"steps\[0\].retries"),
-        ([{"id": "a", "sla": "1m", "retires": 2}], r"steps\[0\].retires: Extra inputs are not permitted"),
+        ([{"id": "a", "sla": "1m", "retires": 2}], r"steps\[0\].retires: unknown key \(misspelt\?\)"),
         ([{"id": "a"}], r"steps\[0\].sla: Field required"),
     ],
 )
