@@ -78,7 +78,8 @@ def status(instance_id: str, as_json: bool, items: bool) -> None:
     """
 
     info = get_instance(instance_id)
-    warn_if_no_scan()
+    if info.finished_at is None:  # a finished instance's lights no longer move
+        warn_if_no_scan()
     if as_json:
         render.as_json(info)
         return
