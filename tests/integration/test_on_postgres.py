@@ -15,6 +15,7 @@ from ..unit.test_batches import *  # noqa: F403
 from ..unit.test_chunks import *  # noqa: F403
 from ..unit.test_clocks import *  # noqa: F403
 from ..unit.test_definitions import test_save_versions_only_changes, test_unknown_workflow_is_named  # noqa: F401
+from ..unit.test_doctor import *  # noqa: F403
 from ..unit.test_gather import *  # noqa: F403
 from ..unit.test_graph import *  # noqa: F403
 from ..unit.test_holders import *  # noqa: F403
