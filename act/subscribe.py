@@ -185,13 +185,20 @@ def sla_alarm(task: Task) -> Iterator[None]:
 
     Celery's own ``soft_time_limit`` counts the whole SLA from the moment the
     handler starts; this counts what is left of it, since the clock started when the
-    step was queued. Other pools run handlers off the main thread or in the worker's
+    step was queued. A step claimed after its SLA ran out (it waited in the queue) is
+    not stopped at once, which would fail it without running it: Celery's limit
+    alone bounds its run, and the breach is recorded by the scanner. Other pools run handlers off the main thread or in the worker's
     own process, where no signal may be used: there the SLA scanner alone holds the SLA.
     """
     if task.expires_at is None or not in_pool_child():
         yield
         return
-    left = max((task.expires_at - door.utcnow()).total_seconds(), 0.001)
+    left = (task.expires_at - door.utcnow()).total_seconds()
+    if left <= 0:  # it waited past its SLA in the queue: the breach is the scanner's; the handler is not to blame
+        logger.info("step %s of %s starts %.1fs after its SLA ran out: it runs under its message's time limit",
+                    task.step_id, task.instance_id, -left)
+        yield
+        return
     with alarm(left, SoftTimeLimitExceeded(f"SLA of step {task.step_id} ran out")):
         yield
 

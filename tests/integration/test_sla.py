@@ -77,6 +77,22 @@ def test_a_prefork_handler_that_overruns_its_sla_is_interrupted(scanning: Backen
     _escalation("sla_violation", instance_id)
 
 
+def test_a_step_claimed_after_its_sla_ran_out_still_runs(backend: Backend, tmp_path: Path) -> None:
+    """It waited in the queue past its SLA (no worker was up): starting it only to stop it at once would fail it
+    without running it. It runs, under its message's time limit, and the instance finishes."""
+    Workflow(id="queued_late", steps=[{"id": "late", "topic": "slow", "sla": "1s"}]).save()
+    instance_id = start_workflow("queued_late", payload={"sleep": 0.3})
+    time.sleep(1.5)  # past its SLA before any worker takes it
+    worker = WorkerProcess(backend.env, tmp_path, ["slow"], concurrency=1)
+    try:
+        assert wait_finished([instance_id], timeout=20) == {instance_id: "done"}
+    finally:
+        worker.stop()
+    [task] = get_instance(instance_id).tasks
+    assert task.attempt == 1 and task.started_at is not None and task.started_at > task.expires_at
+    assert "after its SLA ran out: it runs under its message's time limit" in worker.log.read_text()
+
+
 def test_concurrent_scanners_record_each_breach_once(postgres_backend: Backend) -> None:
     Workflow(id="many", steps=[{"id": "late", "sla": "1s"}]).save()
     for round_ in range(20):
