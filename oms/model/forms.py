@@ -47,7 +47,10 @@ def _field(error: ValidationError) -> str:
     path = [str(p) for p in error.absolute_path]
     required = error.validator_value
     if error.validator == "required" and isinstance(error.instance, dict) and isinstance(required, list):
-        missing = next((name for name in required if name not in error.instance), None)
+        # one error per missing property, each naming it in its message: the first missing one for each would name
+        # only that one
+        missing = next((name for name in required if name not in error.instance
+                        and error.message == f"{name!r} is a required property"), None)
         if missing is not None:
             path.append(str(missing))
     return ".".join(path) or "(the result)"

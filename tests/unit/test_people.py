@@ -96,6 +96,10 @@ def test_an_inspector_claims_from_her_inbox_and_completes_with_the_form(people: 
     with pytest.raises(FormError) as refused:
         complete_task(item.task_id, {"visit_on": "next tuesday"}, worker_id="alice")
     assert set(refused.value.fields) == {"inspector", "visit_on"}
+    with pytest.raises(FormError) as refused:  # two required fields missing: each named
+        complete_task(item.task_id, {}, worker_id="alice")
+    assert refused.value.fields == {"inspector": "'inspector' is a required property",
+                                    "visit_on": "'visit_on' is a required property"}
     assert _task(iid, "assign_inspector").status == TaskStatus.RUNNING  # still hers
     with pytest.raises(NotLeaseHolder):
         complete_task(item.task_id, {"inspector": "bob"}, worker_id="bob")
