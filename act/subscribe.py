@@ -187,8 +187,9 @@ def sla_alarm(task: Task) -> Iterator[None]:
     handler starts; this counts what is left of it, since the clock started when the
     step was queued. A step claimed after its SLA ran out (it waited in the queue) is
     not stopped at once, which would fail it without running it: Celery's limit
-    alone bounds its run, and the breach is recorded by the scanner. Other pools run handlers off the main thread or in the worker's
-    own process, where no signal may be used: there the SLA scanner alone holds the SLA.
+    alone bounds its run, and the breach is recorded by the scanner. Other pools run
+    handlers off the main thread or in the worker's own process, where no signal may
+    be used: there the SLA scanner alone holds the SLA.
     """
     if task.expires_at is None or not in_pool_child():
         yield
