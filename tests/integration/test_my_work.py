@@ -213,7 +213,7 @@ def test_two_inspectors_claim_and_complete_a_step_from_their_pages(
     sign_in(alice, people["dave"])
     assert "(supervisor)" in wait_for(alice, ".who")
     wait_for(alice, f"#inbox li[data-task='{other_task}']", "taken by bob")
-    alice.get(f"{api.url}/#/tasks/{other_task}")
+    alice.find_element(By.CSS_SELECTOR, f"#inbox li[data-task='{other_task}'] a.view").click()  # by clicking
     wait_for(alice, "#task-reassign", "Reassign")
     alice.find_element(By.ID, "reassign-button").click()
     assert "name a person or a group" in wait_for(alice, "#task-message", "Not reassigned")

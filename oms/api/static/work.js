@@ -107,8 +107,12 @@
       buttons.push(el("button", { type: "button", class: "claim", onclick: (e) => claim(item.task_id, e.target) },
         "Claim"));
     }
+    const href = "#/tasks/" + encodeURIComponent(item.task_id);
+    if (!mine) { // its form and case, read only before a claim; a supervisor reassigns it there
+      buttons.push(el("a", { class: "view", href: href }, supervisor ? "View · Reassign" : "View"));
+    }
     if (mine) {
-      buttons.push(el("a", { class: "open", href: "#/tasks/" + encodeURIComponent(item.task_id) }, "Open"));
+      buttons.push(el("a", { class: "open", href: href }, "Open"));
       buttons.push(el("button", { type: "button", class: "release", onclick: (e) => release(item.task_id, e.target) },
         "Release"));
     }
