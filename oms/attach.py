@@ -30,6 +30,8 @@ __all__ = ["APP_VARIABLE", "AttachRefused", "attach", "attached", "load", "setti
 
 #: Names the attached app for the ``oms`` command and the processes it starts (``oms --app proj``).
 APP_VARIABLE = "OMS_CELERY_APP"
+#: Where the ``oms`` command's app name came from, as its errors say it.
+_GIVEN = f"oms --app, or {APP_VARIABLE}"
 
 #: The modules that register the engine's tasks: its upkeep, and the task that runs a shop's task as a step.
 ENGINE_MODULES = ("oms.ops.tasks", "act.tasks")
@@ -138,12 +140,12 @@ def load(name: str) -> Celery:
     try:
         app = find_app(name)
     except Exception as exc:  # the shop's module may raise anything while it is imported
-        raise AttachRefused(f"cannot load the Celery app {name!r} ({APP_VARIABLE}): {type(exc).__name__}: {exc}") \
+        raise AttachRefused(f"cannot load the Celery app {name!r} ({_GIVEN}): {type(exc).__name__}: {exc}") \
             from None
     if not isinstance(app, Celery):
-        raise AttachRefused(f"{name!r} ({APP_VARIABLE}) is not a Celery app but a {type(app).__name__}")
+        raise AttachRefused(f"{name!r} ({_GIVEN}) is not a Celery app but a {type(app).__name__}")
     if attached() is not app:
-        raise AttachRefused(f"the Celery app {name!r} ({APP_VARIABLE}) does not attach the engine: add "
+        raise AttachRefused(f"the Celery app {name!r} ({_GIVEN}) does not attach the engine: add "
                             "`import oms; oms.attach(app)` where the app is configured (proj/celery.py)")
     os.environ[APP_VARIABLE] = name  # the processes oms worker/beat/demo start use it too
     return app
