@@ -76,6 +76,8 @@ $report_link
 <option>green</option><option>yellow</option><option>red</option></select></label>
 <label>business key <input type="search" name="business_key" id="f-business_key" maxlength="200"
 placeholder="form number, exact"></label>
+<label>escalations <select name="escalations" id="f-escalations"><option value="false" selected>hidden</option>
+<option value="">shown</option></select></label>
 </form>
 <table id="instances"><thead><tr><th>instance</th><th>workflow</th><th>business key</th><th>status</th><th>step</th>
 <th>light</th>

@@ -103,11 +103,13 @@ def list_instances(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="A `next_cursor` this API returned.")] = None,
     business_key: BusinessKeyFilter = None,
+    escalations: Annotated[bool, Query(description="false: leave out the engine's own escalation instances "
+                                       "(oms.sla_violation, oms.sla_warning), unless `workflow` names one.")] = True,
 ) -> InstancePage:
     """Instances, newest first, filtered by workflow, status, worst light and business key; page with
     ``cursor``."""
-    found = queries.list_instances(workflow, status, light, limit=limit + 1,
-                                   before=_decode(cursor) if cursor else None, business_key=business_key)
+    found = queries.list_instances(workflow, status, light, limit=limit + 1, before=_decode(cursor) if cursor else None,
+                                   business_key=business_key, escalations=escalations)
     page = found[:limit]
     return InstancePage(instances=page, next_cursor=_cursor(page[-1]) if len(found) > limit else None)
 

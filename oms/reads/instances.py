@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..engine.checks import check_key
 from ..exceptions import InvalidArgument, UnknownInstance, check_id
 from ..model.deadlines import paused_time, shown
-from ..model.definitions import Definition, check_workflow_id
+from ..model.definitions import SYSTEM_PREFIX, Definition, check_workflow_id
 from ..model.worktime import format_sla
 from ..states import LIGHTS, InstanceStatus, StepKind, TaskStatus, worst
 from ..store import signals
@@ -324,8 +324,10 @@ class InstanceSummary(BaseModel):
 def list_instances(
     workflow_id: str | None = None, status: str | None = None, light: str | None = None, limit: int = 50,
     now: datetime | None = None, before: tuple[datetime, str] | None = None, business_key: str | None = None,
+    escalations: bool = True,
 ) -> list[InstanceSummary]:
-    """The newest instances, filtered by workflow, status, worst light and business key.
+    """The newest instances, filtered by workflow, status, worst light and business key; without ``escalations``,
+    the engine's own escalation instances (``oms.sla_violation``…) are left out unless ``workflow_id`` names one.
 
     ``before``: only instances after this ``(created_at, id)`` in the order (newest
     first): the last line of the previous page, for paging through a long list.
@@ -375,6 +377,8 @@ def list_instances(
                                 and_(InstanceRow.created_at == moment, InstanceRow.id < last_id)))
     if workflow_id is not None:
         query = query.where(InstanceRow.workflow_id == workflow_id)
+    elif not escalations:
+        query = query.where(~InstanceRow.workflow_id.startswith(SYSTEM_PREFIX, autoescape=True))
     if status is not None:
         query = query.where(InstanceRow.status == status)
     if business_key is not None:

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -272,6 +273,20 @@ def test_idempotency_key_returns_the_first_instance_and_refuses_another_payload(
     assert first.json()["instance_id"] in detail
     listed = client.get("/v1/instances?workflow=epa_waste_reg", headers=keys["reader"]).json()["instances"]
     assert len(listed) == 2  # the fixture's instance and this one
+
+
+def test_the_list_leaves_escalations_out_when_asked(client: TestClient, keys: dict[str, dict[str, str]],
+                                                    epa: str) -> None:
+    oms.scan_sla(datetime.now(UTC) + timedelta(days=1))  # the step breached: its escalations are instances too
+
+    def workflows(query: str) -> set[str]:
+        page = client.get("/v1/instances" + query, headers=keys["reader"])
+        assert page.status_code == 200, page.text
+        return {i["workflow_id"] for i in page.json()["instances"]}
+
+    assert workflows("") >= {"epa_waste_reg", "oms.sla_violation"}
+    assert workflows("?escalations=false") == {"epa_waste_reg"}
+    assert workflows("?escalations=false&workflow=oms.sla_violation") == {"oms.sla_violation"}  # named: shown
 
 
 def test_instances_page_newest_first_with_a_cursor(client: TestClient, keys: dict[str, dict[str, str]],

@@ -10,7 +10,7 @@
   const readsNotices = isAdmin || body.dataset.role === "reader"; // GET /v1/notices: admin and reader
   const NOTICES_SHOWN = 20;
   const state = {
-    filters: { workflow: "", status: "", light: "", business_key: "" },
+    filters: { workflow: "", status: "", light: "", business_key: "", escalations: "false" },
     cursors: [""], // cursors[n] opens page n; "" is the newest page
     next: null,
     message: { instance: null, text: "", error: false },
