@@ -185,9 +185,11 @@ def history(instance_id: str, as_json: bool) -> None:
 @env_option("--key", env="OMS_BUSINESS_KEY", metavar="KEY", help="Only instances with this business key.")
 @env_option("--limit", env="OMS_LIMIT", type=click.IntRange(min=1), default=50, show_default=True,
             help="At most this many, newest first.")
+@env_option("--escalations/--no-escalations", env="OMS_ESCALATIONS", default=True, show_default=True,
+            help="List the escalations' own instances (oms.sla_violation, oms.sla_warning) too.")
 @env_option("--json", "as_json", env="OMS_JSON", is_flag=True, help="Print the instances as JSON.")
 def list_(workflow: str | None, status: str | None, light: str | None, key: str | None, limit: int,
-          as_json: bool) -> None:
+          escalations: bool, as_json: bool) -> None:
     """List instances, newest first, with the worst light each has seen (and its business key, if it has one).
 
     \b
@@ -196,8 +198,9 @@ def list_(workflow: str | None, status: str | None, light: str | None, key: str 
       oms list --workflow epa_waste_reg --status running
       oms list --light red             # every instance with a late step
       oms list --key F8700-12-42       # the case a citizen quotes
+      oms list --no-escalations        # without the escalations' own instances
     """
-    found = list_instances(workflow, status, light, limit, business_key=key)
+    found = list_instances(workflow, status, light, limit, business_key=key, escalations=escalations)
     warn_if_no_scan()
     if as_json:
         render.as_json(found)

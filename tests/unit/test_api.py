@@ -287,6 +287,13 @@ def test_the_list_leaves_escalations_out_when_asked(client: TestClient, keys: di
     assert workflows("") >= {"epa_waste_reg", "oms.sla_violation"}
     assert workflows("?escalations=false") == {"epa_waste_reg"}
     assert workflows("?escalations=false&workflow=oms.sla_violation") == {"oms.sla_violation"}  # named: shown
+    from click.testing import CliRunner
+
+    from oms.cli import main
+
+    listed = CliRunner().invoke(main, ["list", "--no-escalations", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert {i["workflow_id"] for i in json.loads(listed.stdout)} == {"epa_waste_reg"}
 
 
 def test_instances_page_newest_first_with_a_cursor(client: TestClient, keys: dict[str, dict[str, str]],
