@@ -9,9 +9,10 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from ..exceptions import SchemaAhead
 from ..settings import get_settings
 from ..store.db import connect, safe_url, unreachable
-from ..store.schema import BASELINE, has_tables, head
+from ..store.schema import BASELINE, has_tables, head, verdict
 from ..store.schema import current as revision_of
 from ..store.schema import history as revisions
 from ..store.schema import upgrade as run_upgrade
@@ -81,8 +82,11 @@ def current() -> None:
     with _engine() as (engine, shown), engine.connect() as connection:
         found = revision_of(connection)
         unversioned = found is None and has_tables(connection)
-    if found == newest:
+        problem = verdict(connection, shown)
+    if problem is None:
         state = "the newest"
+    elif isinstance(problem, SchemaAhead):
+        state = f"ahead of {newest}, the newest this oms knows: a newer oms migrated it; upgrade oms"
     elif unversioned:
         state = f"release 0.1.0's tables, no revision recorded; run `oms db upgrade` to reach {newest}"
     elif found is None:

@@ -23,13 +23,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..celery.app import current as celery_app
 from ..durations import format_duration
+from ..exceptions import SchemaBehind
 from ..settings import ENGINE_QUEUE, celery_command, get_settings
 from ..states import StepKind, TaskStatus
 from ..store.catalog import load_definition
 from ..store.db import connect, safe_url, transaction
 from ..store.outbox import backlog
 from ..store.runs import MISSED_SCANS, RECONCILE, SCAN, last_run, missing_scan
-from ..store.schema import auto_upgrades, current, has_tables, head
+from ..store.schema import auto_upgrades, head, verdict
 from ..store.tables import DefinitionRow, TaskRow
 from .reconcile import queue_state
 
@@ -68,20 +69,16 @@ def database_check() -> Check:
         try:
             dialect = engine.dialect.name
             with engine.connect() as connection:
-                found = current(connection)
-                unversioned = found is None and has_tables(connection)
+                problem = verdict(connection, shown)
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:
         return Check("database", FAIL, f"cannot reach {shown}: {str(getattr(exc, 'orig', exc)).strip()}")
-    newest = head()
-    if found == newest:
-        return Check("database", OK, f"{shown}: reachable, schema at revision {found} (the newest)")
-    what = ("release 0.1.0's tables, no revision" if unversioned else "no schema") if found is None else \
-        f"schema at revision {found}, this oms needs {newest}"
-    if auto_upgrades(dialect):
-        return Check("database", WARN, f"{shown}: {what}; it upgrades itself on first use (OMS_AUTO_UPGRADE)")
-    return Check("database", FAIL, f"{shown}: {what}: run `oms db upgrade`")
+    if problem is None:
+        return Check("database", OK, f"{shown}: reachable, schema at revision {head()} (the newest)")
+    if isinstance(problem, SchemaBehind) and auto_upgrades(dialect):
+        return Check("database", WARN, f"{problem}; it upgrades itself on first use (OMS_AUTO_UPGRADE)")
+    return Check("database", FAIL, str(problem))
 
 
 def broker_check() -> Check:

@@ -111,6 +111,20 @@ def auto_upgrades(dialect: str) -> bool:
     return allowed == "always" or (allowed == "sqlite" and dialect == "sqlite")
 
 
+def verdict(connection: Connection, shown_url: str) -> SchemaBehind | SchemaAhead | None:
+    """What is wrong with the database's schema, as the error to raise or show: ``None`` at the newest revision;
+    :class:`SchemaAhead` at a revision this oms does not ship (a newer oms migrated it: upgrade oms);
+    :class:`SchemaBehind` with none, or an older one (``oms db upgrade``). Every check of the schema asks this."""
+    newest = head()
+    found = current(connection)
+    if found == newest:
+        return None
+    if found is not None and found not in revisions():
+        return SchemaAhead(shown_url, found, newest)
+    unversioned = found is None and has_tables(connection)
+    return SchemaBehind(shown_url, "release 0.1.0's (no revision recorded)" if unversioned else found, newest)
+
+
 def ensure(engine: Engine, shown_url: str) -> None:
     """Go on if the schema is at the newest revision; upgrade it if ``OMS_AUTO_UPGRADE`` allows; else refuse.
 
@@ -118,18 +132,14 @@ def ensure(engine: Engine, shown_url: str) -> None:
         SchemaBehind: no schema, or an older one; the message names ``oms db upgrade``.
         SchemaAhead: a newer oms migrated the database.
     """
-    newest = head()
     with engine.connect() as connection:
-        found = current(connection)
-        unversioned = found is None and has_tables(connection)
-    if found == newest:
+        problem = verdict(connection, shown_url)
+    if problem is None:
         return
-    if found is not None and found not in revisions():
-        raise SchemaAhead(shown_url, found, newest)
-    if auto_upgrades(engine.dialect.name):
+    if isinstance(problem, SchemaBehind) and auto_upgrades(engine.dialect.name):
         upgrade(engine)
         return
-    raise SchemaBehind(shown_url, "release 0.1.0's (no revision recorded)" if unversioned else found, newest)
+    raise problem
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -155,6 +165,8 @@ def upgrade(engine: Engine, revision: str = "head") -> Upgrade:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         before = current(connection)
+        if before is not None and before not in revisions():  # Alembic would say "Can't locate revision"
+            raise SchemaAhead(engine.url.render_as_string(hide_password=True), before, head())
         config = alembic_config(connection)
         adopted = before is None and has_tables(connection)
         if adopted:

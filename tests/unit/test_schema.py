@@ -18,10 +18,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from click.testing import CliRunner
 from sqlalchemy import Engine, inspect, text
 
 import oms
+from oms.cli import main
 from oms.exceptions import SchemaAhead, SchemaBehind, SchemaError
+from oms.ops import doctor
 from oms.store.db import connect, database, dispose_all
 from oms.store.schema import VERSION_TABLE, alembic_config, head, history, upgrade
 from oms.store.tables import Base
@@ -95,6 +98,14 @@ def test_a_database_behind_is_refused_with_the_command_to_run(sqlite_url: str, t
     engine.dispose()
     with pytest.raises(SchemaAhead, match="at schema revision 9999, unknown to this oms.*upgrade oms"):
         database()
+    # every other look at the schema says the same: ahead, upgrade oms (not `oms db upgrade`, which cannot)
+    shown = CliRunner().invoke(main, ["db", "current"])
+    assert shown.exit_code == 0 and "9999 (ahead of" in shown.stdout and "upgrade oms" in shown.stdout, shown.output
+    refused = CliRunner().invoke(main, ["db", "upgrade"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
+    assert refused.stderr.strip().startswith("error: the database at") and "upgrade oms" in refused.stderr
+    check = doctor.database_check()
+    assert check.status == doctor.FAIL and "unknown to this oms" in check.detail and "oms db upgrade" not in check.detail
 
 
 def test_tables_not_made_by_release_0_1_0_are_not_adopted(sqlite_url: str) -> None:
