@@ -8,7 +8,8 @@ database, who consumes it. A topic whose steps have waited longer than
 no consumer only warns. Pull workers are seen on RabbitMQ (they are the queue's
 consumers while they wait) but not on Redis or the filesystem broker, where only
 their claims show: a holder that claimed a step of the topic within
-:data:`RECENT_CLAIMS` counts as its consumer.
+:data:`RECENT_CLAIMS` counts as its consumer while no step has waited longer than
+``OMS_RECONCILE_AFTER``, and then only one that claimed within that patience.
 """
 
 from __future__ import annotations
@@ -176,11 +177,13 @@ def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
         state = queue_state(topic)
         queued = None if state is None else state[0]
         consumers = list(serving.get(topic, []))
+        waited = (now - oldest).total_seconds() if oldest else 0.0
         if state is not None and state[1] > len(consumers):  # RabbitMQ counts pull workers waiting on the queue
             consumers.append(f"{state[1] - len(consumers)} other consumer(s) on the broker")
-        elif pulled := {holder: at for holder, at in claimed.get(topic, {}).items() if holder not in consumers}:
-            consumers += [f"{holder} (claimed a step {_ago(at, now)} ago)" for holder, at in pulled.items()]
-        waited = (now - oldest).total_seconds() if oldest else 0.0
+        else:  # a claim counts while nothing waits long; then only one as recent as that patience (not a dead worker)
+            consumers += [f"{holder} (claimed a step {_ago(at, now)} ago)"
+                          for holder, at in claimed.get(topic, {}).items() if holder not in consumers
+                          and (waited <= patience or (now - at).total_seconds() <= patience)]
         detail = (f"{'?' if queued is None else queued} message(s) queued, {count} step(s) waiting"
                   + (f", the oldest for {_ago(oldest, now)}" if oldest else "")
                   + (f"; consumed by {', '.join(sorted(consumers))}" if consumers else "; no live consumer"))
@@ -189,7 +192,8 @@ def _topics(now: datetime, serving: dict[str, list[str]]) -> list[Check]:
         elif count and waited > patience:
             status = FAIL
             detail += (" (no Celery worker serves it, and no step of it was claimed in the last "
-                       f"{format_duration(RECENT_CLAIMS)}; pull workers show on RabbitMQ, or by their claims)")
+                       f"{format_duration(timedelta(seconds=patience))}; pull workers show on RabbitMQ, or by their "
+                       "claims)")
         else:
             status = WARN
         checks.append(Check(f"topic {topic}", status, detail))

@@ -8,6 +8,7 @@ from act import fetch_task
 from oms import Workflow, start_workflow
 from oms.durations import utcnow
 from oms.ops import doctor
+from oms.settings import get_settings
 
 from ..conftest import Backend
 
@@ -23,8 +24,16 @@ def test_a_pull_worker_that_claimed_lately_is_its_topics_consumer(backend: Backe
     assert "1 step(s) waiting" in check.detail
     assert "consumed by tax-validator-1 (claimed a step 0s ago)" in check.detail
 
-    # no claim for longer than RECENT_CLAIMS, a step waiting past OMS_RECONCILE_AFTER: nobody serves it
-    later = utcnow() + doctor.RECENT_CLAIMS + timedelta(seconds=1)
+    # its step has waited past OMS_RECONCILE_AFTER and the claim is older than that: a dead worker, no consumer
+    later = utcnow() + timedelta(seconds=get_settings().reconcile_after + 5)
     check = {c.name: c for c in doctor._topics(later, {})}["topic validate_tax_id"]
     assert check.status == doctor.FAIL, check
-    assert "no live consumer" in check.detail and "no step of it was claimed in the last 10m" in check.detail
+    assert "no live consumer" in check.detail and "no step of it was claimed in the last 30s" in check.detail
+
+    # nothing waits: a claim within RECENT_CLAIMS still names the worker, idle between steps
+    second = fetch_task("validate_tax_id", max_wait=0, worker_id="tax-validator-1")
+    assert second is not None
+    idle = {c.name: c for c in doctor._topics(utcnow() + timedelta(minutes=5), {})}["topic validate_tax_id"]
+    assert idle.status == doctor.OK and "tax-validator-1 (claimed a step 5m ago)" in idle.detail, idle
+    gone = {c.name: c for c in doctor._topics(utcnow() + doctor.RECENT_CLAIMS + timedelta(seconds=1), {})}
+    assert "no live consumer" in gone["topic validate_tax_id"].detail
