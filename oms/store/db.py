@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import select
 import sqlite3
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..exceptions import ConfigurationError
@@ -115,10 +116,29 @@ def connect(url: str) -> Engine:
     else:
         if parsed.drivername != SUPPORTED[parsed.drivername]:
             url = parsed.set(drivername=SUPPORTED[parsed.drivername]).render_as_string(hide_password=False)
-        # No pre-ping: it costs a round trip per transaction. A connection found dead
-        # raises a disconnect error, which invalidates the pool; workers retry
-        # (``retrying``), so a database restart costs them one retry.
-        engine = create_engine(url, pool_size=5, max_overflow=10)
+        # No pre-ping: it costs a round trip per transaction. A connection the server closed is dropped as it
+        # leaves the pool (``_drop_closed``); one that dies in use raises a disconnect error, which invalidates the
+        # pool, and workers retry (``retrying``).
+        engine = _drop_closed(create_engine(url, pool_size=5, max_overflow=10))
+    return engine
+
+
+def _drop_closed(engine: Engine) -> Engine:
+    """Check each PostgreSQL connection as it leaves ``engine``'s pool, for free: an idle connection's socket has
+    nothing to read unless the server ended it (a restart, ``pg_terminate_backend``, an idle timeout: it sends the
+    error and closes). Such a connection is dropped and another made, so the first request after a database
+    restart does not fail on a connection the pool kept from before it. SQLite's connections are files: left
+    alone."""
+    if engine.dialect.name != "postgresql":
+        return engine
+
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN)
+        if poller.poll(0):
+            raise DisconnectionError("the server closed this pooled connection")  # the pool connects again
+
+    event.listen(engine, "checkout", checkout)
     return engine
 
 
@@ -169,8 +189,8 @@ class Database:
 
         Nothing is reset when a connection returns to it: no transaction is ever left open.
         """
-        return create_engine(self.engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                             pool_size=5, max_overflow=10)
+        return _drop_closed(create_engine(self.engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                                          pool_size=5, max_overflow=10))
 
     @property
     def reader(self) -> Engine:
