@@ -127,6 +127,18 @@ def test_the_shell_tax_validator_runs_the_seed_loop_over_http(api: ApiProcess, a
     assert "200 tk-" in output
 
 
+def test_the_shell_tax_validator_stops_on_a_token_it_may_not_use(api: ApiProcess, admin: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    """401 or 403: the token is not one for this topic; it stops and says so instead of asking forever."""
+    other, _ = tokens.create("worker", name="fee-bot", topics=["charge_fee"])
+    for token, status in (("not-a-token", 401), (other, 403)):
+        ended = subprocess.run([str(ROOT / "examples/workers/tax_validator.sh")], cwd=tmp_path, timeout=30,
+                               env={**os.environ, "OMS_API_URL": api.url, "OMS_TOKEN": token},
+                               capture_output=True, text=True)
+        assert ended.returncode == 1, ended.stderr
+        assert f"fetch refused ({status})" in ended.stderr and "worker token for validate_tax_id" in ended.stderr
+
+
 def api_env(api: ApiProcess) -> dict[str, str]:
     return {"OMS_DATABASE_URL": oms.settings.get_settings().database_url,
             "OMS_BROKER_URL": oms.settings.get_settings().broker_url, "PYTHONPATH": str(ROOT)}

@@ -1,4 +1,5 @@
-"""The tax validator on clients generated from a real ``oms api``'s ``/openapi.json``, in Python and in Node.
+"""The tax validator on clients generated from a real ``oms api``'s ``/openapi.json``, in Python and in Node, and in
+curl and jq (``tax_validator.sh``).
 
 Each test generates its client from the running API's document (as ``examples/workers/README.md`` says),
 so a document that no longer generates, or no longer type-checks against the worker, fails it. The pull
@@ -56,11 +57,10 @@ def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> st
     return done.stdout
 
 
-def _tool(name: str) -> str:
+def _tool(name: str, needs: str = "the Node worker needs Node 20 and npm (Debian: apt-get install nodejs npm)") -> str:
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed: the Node worker needs Node 20 and npm (Debian: apt-get install nodejs "
-                    f"npm)", pytrace=False)
+        pytest.fail(f"{name} is not installed: {needs}", pytrace=False)
     return found
 
 
@@ -92,7 +92,14 @@ def node_worker(api: ApiProcess, work: Path) -> tuple[list[str], dict[str, str]]
     return [node, str(work / "tax_validator.mjs")], {}
 
 
-GENERATORS = {"python": python_worker, "node": node_worker}
+def shell_worker(api: ApiProcess, work: Path) -> tuple[list[str], dict[str, str]]:
+    """``tax_validator.sh``, curl and jq: no client to generate, the same rules to follow."""
+    for tool in ("curl", "jq"):
+        _tool(tool, "the shell worker needs curl and jq (Debian: apt-get install curl jq)")
+    return [str(EXAMPLES / "tax_validator.sh")], {}
+
+
+GENERATORS = {"python": python_worker, "node": node_worker, "shell": shell_worker}
 
 
 @pytest.fixture
