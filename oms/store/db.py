@@ -27,6 +27,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import Pool
 
 from ..exceptions import ConfigurationError
 from ..model.definitions import Definition
@@ -119,27 +120,24 @@ def connect(url: str) -> Engine:
         # No pre-ping: it costs a round trip per transaction. A connection the server closed is dropped as it
         # leaves the pool (``_drop_closed``); one that dies in use raises a disconnect error, which invalidates the
         # pool, and workers retry (``retrying``).
-        engine = _drop_closed(create_engine(url, pool_size=5, max_overflow=10))
+        engine = create_engine(url, pool_size=5, max_overflow=10)
     return engine
 
 
-def _drop_closed(engine: Engine) -> Engine:
-    """Check each PostgreSQL connection as it leaves ``engine``'s pool, for free: an idle connection's socket has
-    nothing to read unless the server ended it (a restart, ``pg_terminate_backend``, an idle timeout: it sends the
-    error and closes). Such a connection is dropped and another made, so the first request after a database
-    restart does not fail on a connection the pool kept from before it. SQLite's connections are files: left
-    alone."""
-    if engine.dialect.name != "postgresql":
-        return engine
-
-    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        poller = select.poll()
-        poller.register(dbapi_connection.fileno(), select.POLLIN)
-        if poller.poll(0):
-            raise DisconnectionError("the server closed this pooled connection")  # the pool connects again
-
-    event.listen(engine, "checkout", checkout)
-    return engine
+@event.listens_for(Pool, "checkout")
+def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Check each PostgreSQL connection as it leaves a pool, for free: an idle connection's socket has nothing to
+    read unless the server ended it (a restart, ``pg_terminate_backend``, an idle timeout: it sends the error and
+    closes). Such a connection is dropped and another made, so the first request after a database restart does
+    not fail on a connection the pool kept from before it. Registered once for every pool: registered per
+    engine, it changed when dropped engines were collected (a test leaked a socket at teardown). SQLite's
+    connections are files, left alone."""
+    if not isinstance(dbapi_connection, psycopg.Connection):
+        return
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed this pooled connection")  # the pool connects again
 
 
 def unreachable(url: str, error: OperationalError) -> ConfigurationError:
@@ -189,8 +187,8 @@ class Database:
 
         Nothing is reset when a connection returns to it: no transaction is ever left open.
         """
-        return _drop_closed(create_engine(self.engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                                          pool_size=5, max_overflow=10))
+        return create_engine(self.engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                             pool_size=5, max_overflow=10)
 
     @property
     def reader(self) -> Engine:
