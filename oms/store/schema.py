@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
@@ -111,6 +111,11 @@ def auto_upgrades(dialect: str) -> bool:
     return allowed == "always" or (allowed == "sqlite" and dialect == "sqlite")
 
 
+def _ahead(found: str | None) -> TypeGuard[str]:
+    """Whether the database is at a revision this oms does not ship: a newer oms migrated it."""
+    return found is not None and found not in revisions()
+
+
 def verdict(connection: Connection, shown_url: str) -> SchemaBehind | SchemaAhead | None:
     """What is wrong with the database's schema, as the error to raise or show: ``None`` at the newest revision;
     :class:`SchemaAhead` at a revision this oms does not ship (a newer oms migrated it: upgrade oms);
@@ -119,7 +124,7 @@ def verdict(connection: Connection, shown_url: str) -> SchemaBehind | SchemaAhea
     found = current(connection)
     if found == newest:
         return None
-    if found is not None and found not in revisions():
+    if _ahead(found):
         return SchemaAhead(shown_url, found, newest)
     unversioned = found is None and has_tables(connection)
     return SchemaBehind(shown_url, "release 0.1.0's (no revision recorded)" if unversioned else found, newest)
@@ -165,7 +170,7 @@ def upgrade(engine: Engine, revision: str = "head") -> Upgrade:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         before = current(connection)
-        if before is not None and before not in revisions():  # Alembic would say "Can't locate revision"
+        if _ahead(before):  # Alembic would say "Can't locate revision"
             raise SchemaAhead(engine.url.render_as_string(hide_password=True), before, head())
         config = alembic_config(connection)
         adopted = before is None and has_tables(connection)
